@@ -1,0 +1,329 @@
+"""The ``ncap`` command line: ``ncap demo``, ``ncap rank``, ``ncap zoo``, ``ncap datasets``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from ncap.edge_stats import VARIANTS
+
+DEMO_OUT = "ncap-out/demo"
+
+
+def _csv_ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one integer")
+    return values
+
+
+def _add_training_args(p: argparse.ArgumentParser, *, epochs: float) -> None:
+    g = p.add_argument_group("early fine-tuning (the budget)")
+    g.add_argument(
+        "--epochs",
+        type=float,
+        default=epochs,
+        help="fine-tuning budget in epochs (default: %(default)s)",
+    )
+    g.add_argument(
+        "--eval-every",
+        type=int,
+        default=None,
+        metavar="STEPS",
+        help="evaluate every STEPS training steps (default: 8 times per epoch)",
+    )
+    g.add_argument(
+        "--batch-size",
+        type=int,
+        default=64,
+        help="mini-batch size (default: %(default)s, as in the paper)",
+    )
+    g.add_argument(
+        "--lr",
+        type=float,
+        default=1e-3,
+        help="learning rate (default: %(default)s, as in the paper)",
+    )
+    g.add_argument(
+        "--optimizer",
+        choices=("adam", "sgd", "adamw"),
+        default="adam",
+        help="optimiser for the backbone (default: %(default)s)",
+    )
+    g.add_argument(
+        "--weight-decay", type=float, default=0.0, help="weight decay (default: %(default)s)"
+    )
+    g.add_argument(
+        "--probe-hidden",
+        type=_csv_ints,
+        default=(128, 64, 32),
+        metavar="W1,W2,...",
+        help="hidden widths of the frozen probe, >= 2 (default: 128,64,32)",
+    )
+    g.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of data order, split and probe (default: %(default)s)",
+    )
+    g.add_argument(
+        "--full-epochs",
+        type=float,
+        default=None,
+        help="also fine-tune to this many epochs and record the true final accuracy",
+    )
+    g = p.add_argument_group("prediction")
+    g.add_argument(
+        "--variant",
+        choices=VARIANTS,
+        default="signed",
+        help="beta_eff variant used for the prediction (default: %(default)s); all are recorded",
+    )
+    g.add_argument(
+        "--features",
+        choices=("linear", "quadratic"),
+        default="linear",
+        help="feature map of the Bayesian ridge fit (default: %(default)s)",
+    )
+    g.add_argument(
+        "--burn-in",
+        type=int,
+        default=1,
+        help="earliest evaluation points left out of the fit (default: %(default)s)",
+    )
+    g.add_argument(
+        "--link",
+        choices=("identity", "logit"),
+        default="identity",
+        help="regress accuracy itself (identity, the paper's form) or its logit, which keeps predictions in (0, 1) (default: %(default)s)",
+    )
+    g = p.add_argument_group("output")
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse candidates already finished in --out with the same settings",
+    )
+    g.add_argument("--overwrite", action="store_true", help="discard earlier results in --out")
+    g.add_argument(
+        "--json", action="store_true", help="print the results JSON to stdout instead of the table"
+    )
+    g.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ncap",
+        description="Predict final accuracy from early fine-tuning with neural capacitance (beta_eff) and rank candidate models.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser(
+        "demo",
+        help="rank the built-in zoo on a built-in target task (offline)",
+        description="Pretrain the built-in zoo on Fashion-MNIST classes 0-4 (once, cached), fine-tune each model briefly on classes 5-9 (scikit-learn digits if Fashion-MNIST is not installed) and rank them by predicted final accuracy.",
+    )
+    demo.add_argument("--out", default=DEMO_OUT, help="output directory (default: %(default)s)")
+    demo.add_argument(
+        "--verify",
+        action="store_true",
+        help="also fine-tune every model to the end and compare predicted with true final accuracy (Kendall tau)",
+    )
+    _add_training_args(demo, epochs=1.0)
+    demo.set_defaults(overwrite=None)
+
+    rank = sub.add_parser(
+        "rank",
+        help="rank candidate models on a dataset",
+        description="Fine-tune each candidate briefly under a frozen random probe, predict its final accuracy from beta_eff and rank.",
+    )
+    rank.add_argument(
+        "--models", required=True, help="comma-separated candidate names (see `ncap zoo`)"
+    )
+    rank.add_argument(
+        "--data",
+        required=True,
+        help="built-in dataset name (see `ncap datasets`) or an image-folder path",
+    )
+    rank.add_argument(
+        "--n-train", type=int, default=None, help="use at most this many training images"
+    )
+    rank.add_argument(
+        "--n-val", type=int, default=None, help="hold out this many training images for validation"
+    )
+    rank.add_argument(
+        "--out",
+        required=True,
+        help="output directory for candidates/*.json, results.json/.csv and plots",
+    )
+    _add_training_args(rank, epochs=1.0)
+
+    sub.add_parser("zoo", help="list the built-in candidate models")
+    sub.add_parser("datasets", help="list the built-in datasets")
+    return parser
+
+
+def _demo_data(args) -> tuple[str, int | None, int | None, float, float]:
+    from ncap.datasets import fashion_mnist_dir
+
+    if fashion_mnist_dir() is not None:
+        return "fashion-mnist-5-9", 3000, 1000, args.epochs, 5.0
+    return "digits", None, None, max(args.epochs, 2.0), 10.0
+
+
+def _run_rank(args, models: list[str], data: str, n_train, n_val, epochs: float, full_epochs):
+    from ncap.finetune import FinetuneConfig
+    from ncap.ranking import PredictorSettings, rank
+
+    config = FinetuneConfig(
+        epochs=epochs,
+        eval_every=args.eval_every,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        weight_decay=args.weight_decay,
+        probe_hidden=tuple(args.probe_hidden),
+        seed=args.seed,
+    )
+    predictor = PredictorSettings(
+        variant=args.variant, features=args.features, burn_in=args.burn_in, link=args.link
+    )
+    return rank(
+        models,
+        data,
+        out_dir=args.out,
+        config=config,
+        predictor=predictor,
+        full_epochs=full_epochs,
+        n_train=n_train,
+        n_val=n_val,
+        resume=args.resume,
+        overwrite=bool(args.overwrite),
+        progress=not args.no_progress and not args.json,
+        log=lambda msg: print(f"[ncap] {msg}", file=sys.stderr),
+    )
+
+
+def _fmt(value: Any, pct: bool = True) -> str:
+    if value is None:
+        return "-"
+    return f"{100 * value:.1f}" if pct else f"{value:.3g}"
+
+
+def print_table(result, *, verify: bool = False) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    variant = result.settings["predictor"]["variant"]
+    table = Table(title=f"ncap ranking on {result.settings['dataset']['name']} "
+                  f"(budget {result.settings['budget_epochs']:g} epochs, beta_eff {variant})")  # fmt: skip
+    for col, just in (("rank", "right"), ("model", "left"), ("predicted acc %", "right"),
+                      ("observed acc %", "right"), ("beta_eff (end)", "right"),
+                      ("cost s", "right")):  # fmt: skip
+        table.add_column(col, justify=just, no_wrap=True)
+    if verify:
+        table.add_column("true final acc %", justify="right", no_wrap=True)
+    table.add_column("status")
+    order = {name: k + 1 for k, name in enumerate(result.ranking)}
+    for c in sorted(result.candidates, key=lambda c: order.get(c["name"], 10**9)):
+        ok = c["status"] == "ok"
+        pred = f"{_fmt(c['predicted_accuracy'])} ± {_fmt(c['predicted_std'])}" if ok else "-"
+        beta = (c.get("beta_eff_end") or {}).get(variant)
+        row = [str(order.get(c["name"], "-")), c["name"], pred, _fmt(c["observed_accuracy"]),
+               _fmt(beta, pct=False), f"{c['cost_seconds']:.1f}"]  # fmt: skip
+        if verify:
+            row.append(_fmt(c.get("final_accuracy")))
+        row.append("ok" if ok else f"failed: {c['reason']}")
+        table.add_row(*row)
+    console = Console()
+    console.print(table)
+    if verify:
+        tau = verification(result.candidates)
+        if tau is not None:
+            console.print(
+                f"Kendall tau, predicted vs true final accuracy: {tau['predicted']:+.3f}   "
+                f"(last observed accuracy vs true final: {tau['observed']:+.3f})"
+            )
+    for key, path in result.files.items():
+        console.print(f"{key:>10}: {path}")
+
+
+def verification(candidates) -> dict[str, float] | None:
+    """Kendall tau of predicted (and observed) against true final accuracy, successful candidates."""
+    from scipy.stats import kendalltau
+
+    ok = [c for c in candidates if c["status"] == "ok" and c.get("final_accuracy") is not None]
+    if len(ok) < 2:
+        return None
+    final = [c["final_accuracy"] for c in ok]
+    return {
+        "predicted": float(kendalltau([c["predicted_accuracy"] for c in ok], final).statistic),
+        "observed": float(kendalltau([c["observed_accuracy"] for c in ok], final).statistic),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "zoo":
+            from ncap.zoo import describe_models
+
+            for row in describe_models():
+                print(f"{row['name']:14s} {row['family']:10s} {row['description']}")
+            return 0
+        if args.command == "datasets":
+            from ncap.datasets import DATASETS, fashion_mnist_dir
+
+            for name in sorted(DATASETS):
+                note = (
+                    " (not installed)"
+                    if name.startswith("fashion") and fashion_mnist_dir() is None
+                    else ""
+                )
+                print(f"{name}{note}")
+            print("<path>  an image folder: one sub-folder of images per class")
+            return 0
+        if args.command == "demo":
+            from ncap.zoo import list_models
+
+            data, n_train, n_val, epochs, full = _demo_data(args)
+            if args.overwrite is None and not args.resume:
+                args.overwrite = (
+                    True  # the demo is re-runnable; its cache is the zoo, not the results
+                )
+            full_epochs = (args.full_epochs or full) if args.verify else args.full_epochs
+            result = _run_rank(args, list_models(), data, n_train, n_val, epochs, full_epochs)
+            verify = args.verify or args.full_epochs is not None
+        else:
+            models = [m.strip() for m in args.models.split(",") if m.strip()]
+            result = _run_rank(
+                args, models, args.data, args.n_train, args.n_val, args.epochs, args.full_epochs
+            )
+            verify = args.full_epochs is not None
+    except KeyboardInterrupt:
+        out = getattr(args, "out", None)
+        print(
+            f"\ninterrupted: finished candidates are saved in {out}/candidates; rerun with --resume to continue.",
+            file=sys.stderr,
+        )
+        return 130
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        print(f"ncap: error: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print_table(result, verify=verify)
+    return 0 if any(c["status"] == "ok" for c in result.candidates) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,199 @@
+import csv
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import ncap.ranking
+from ncap.datasets import load_dataset
+from ncap.edge_stats import VARIANTS
+from ncap.finetune import FinetuneConfig
+from ncap.ranking import PredictorSettings, rank
+from ncap.zoo import Backbone, register_source
+
+SMALL = FinetuneConfig(epochs=1.0, eval_every=1, batch_size=64, seed=0)
+CANDIDATE_KEYS = {"name", "status", "reason", "predicted_accuracy", "predicted_std",
+                  "observed_accuracy", "cost_seconds", "trajectory"}  # fmt: skip
+POINT_KEYS = {"step", "epoch", "beta_eff", "train_loss", "val_loss", "val_accuracy"}
+
+
+class _Broken(nn.Module):
+    def __init__(self, out: int, nan: bool = False) -> None:
+        super().__init__()
+        self.lin = nn.Linear(28 * 28, out)
+        self.nan = nan
+
+    def forward(self, x):
+        z = self.lin(x.flatten(1))
+        return z * float("nan") if self.nan else z
+
+
+register_source("test-mismatch", lambda rest: Backbone(rest, _Broken(10), num_features=16))
+register_source("test-nan", lambda rest: Backbone(rest, _Broken(16, nan=True), num_features=16))
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits", n_train=384, n_val=128)
+
+
+def _strip_times(record):
+    out = {k: v for k, v in record.items() if k not in ("cost_seconds", "full_seconds", "backbone")}
+    out["trajectory"] = [
+        {k: v for k, v in p.items() if k != "wall_time"} for p in record["trajectory"]
+    ]
+    return out
+
+
+def test_rank_end_to_end_on_digits(tiny_zoo, tmp_path, digits):
+    result = rank(["mlp-s", "lenet"], digits, out_dir=tmp_path / "out", config=SMALL)
+    assert [c["status"] for c in result.candidates] == ["ok", "ok"]
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert set(data) >= {"candidates", "ranking", "settings"}
+    preds = {c["name"]: c["predicted_accuracy"] for c in data["candidates"]}
+    assert data["ranking"] == sorted(preds, key=lambda n: -preds[n])
+    for c in data["candidates"]:
+        assert CANDIDATE_KEYS <= set(c)
+        assert len(c["trajectory"]) == 6  # 384 images / 64 = 6 steps, evaluated every step
+        for p in c["trajectory"]:
+            assert POINT_KEYS <= set(p) and set(p["beta_eff"]) == set(VARIANTS)
+            assert 0.0 <= p["val_accuracy"] <= 1.0
+        assert c["observed_accuracy"] == c["trajectory"][-1]["val_accuracy"]
+        assert 0.0 < c["predicted_std"]
+        assert c["backbone"]["source_accuracy"] > 0.2  # pretrained on digits, 10 classes
+    rows = list(csv.DictReader((tmp_path / "out" / "results.csv").open()))
+    assert [r["name"] for r in rows] == data["ranking"]
+    for name in ("beta_eff.png", "fits.png"):
+        assert (tmp_path / "out" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert data["settings"]["predictor"]["variant"] == "signed"
+    assert data["settings"]["dataset"]["n_train"] == 384
+
+
+def test_prediction_matches_predictor_on_recorded_points(tiny_zoo, tmp_path, digits):
+    from ncap.predictor import CapacitancePredictor
+
+    result = rank(["mlp-s"], digits, out_dir=tmp_path, config=SMALL)
+    c = result.candidates[0]
+    beta = [p["beta_eff"]["signed"] for p in c["trajectory"]]
+    acc = [p["val_accuracy"] for p in c["trajectory"]]
+    model = CapacitancePredictor(burn_in=1).fit(beta, acc)
+    assert c["predicted_accuracy"] == pytest.approx(model.prediction_, rel=1e-12)
+
+
+def test_deterministic_for_a_seed(tiny_zoo, tmp_path, digits):
+    a = rank(["lenet"], digits, out_dir=tmp_path / "a", config=SMALL).candidates[0]
+    b = rank(["lenet"], digits, out_dir=tmp_path / "b", config=SMALL).candidates[0]
+    assert _strip_times(a) == _strip_times(b)
+    other = FinetuneConfig(**(SMALL.__dict__ | {"seed": 1}))
+    c = rank(["lenet"], digits, out_dir=tmp_path / "c", config=other).candidates[0]
+    assert _strip_times(a)["trajectory"] != _strip_times(c)["trajectory"]
+
+
+def test_failing_candidates_next_to_a_good_one(tiny_zoo, tmp_path, digits):
+    result = rank(["test-mismatch:x", "mlp-s", "test-nan:y", "nonexistent-model"], digits,
+                  out_dir=tmp_path, config=SMALL)  # fmt: skip
+    status = {c["name"]: c for c in result.candidates}
+    assert status["mlp-s"]["status"] == "ok"
+    assert "probe expects 16" in status["test-mismatch:x"]["reason"]
+    assert "diverged at step 1" in status["test-nan:y"]["reason"]
+    assert "unknown model 'nonexistent-model'" in status["nonexistent-model"]["reason"]
+    assert result.ranking == ["mlp-s"]
+    assert all(status[n]["predicted_accuracy"] is None for n in status if n != "mlp-s")
+
+
+def test_bad_labels_and_empty_split_fail_with_reason(tiny_zoo, tmp_path, digits):
+    import dataclasses
+
+    bad = dataclasses.replace(digits, y_train=digits.y_train + 5)
+    result = rank(["mlp-s"], bad, out_dir=tmp_path / "a", config=SMALL)
+    assert result.candidates[0]["status"] == "failed"
+    assert "labels must lie in [0, 10)" in result.candidates[0]["reason"]
+    empty = dataclasses.replace(digits, x_val=digits.x_val[:0], y_val=digits.y_val[:0])
+    result = rank(["mlp-s"], empty, out_dir=tmp_path / "b", config=SMALL)
+    assert "empty validation split" in result.candidates[0]["reason"]
+
+
+def test_resume_skips_finished_and_refuses_to_clobber(tiny_zoo, tmp_path, digits, monkeypatch):
+    first = rank(["mlp-s"], digits, out_dir=tmp_path, config=SMALL).candidates[0]
+    with pytest.raises(FileExistsError, match="--resume"):
+        rank(["mlp-s", "lenet"], digits, out_dir=tmp_path, config=SMALL)
+    calls = []
+    original = ncap.ranking.run_candidate
+    monkeypatch.setattr(
+        ncap.ranking,
+        "run_candidate",
+        lambda name, *a, **k: calls.append(name) or original(name, *a, **k),
+    )
+    result = rank(["mlp-s", "lenet"], digits, out_dir=tmp_path, config=SMALL, resume=True)
+    assert calls == ["lenet"]
+    assert result.candidates[0] == first  # reused byte for byte
+    with pytest.raises(ValueError, match="different settings"):
+        rank(["mlp-s"], digits, out_dir=tmp_path, resume=True,
+             config=FinetuneConfig(**(SMALL.__dict__ | {"lr": 5e-4})))  # fmt: skip
+    rank(["mlp-s"], digits, out_dir=tmp_path, config=SMALL, overwrite=True)
+    assert [p.name for p in (tmp_path / "candidates").glob("*.json")] == ["mlp-s.json"]
+
+
+def test_interrupt_keeps_finished_candidates(tiny_zoo, tmp_path, digits, monkeypatch):
+    original = ncap.ranking.finetune
+
+    def interrupt_second(module, *args, **kwargs):
+        if isinstance(module[-1], nn.Tanh):  # lenet ends in Tanh: interrupt it mid-way
+            raise KeyboardInterrupt
+        return original(module, *args, **kwargs)
+
+    monkeypatch.setattr(ncap.ranking, "finetune", interrupt_second)
+    with pytest.raises(KeyboardInterrupt):
+        rank(["mlp-s", "lenet"], digits, out_dir=tmp_path, config=SMALL)
+    saved = json.loads((tmp_path / "candidates" / "mlp-s.json").read_text())
+    assert saved["record"]["status"] == "ok"
+    assert not (tmp_path / "candidates" / "lenet.json").exists()
+    assert not list((tmp_path / "candidates").glob(".*tmp"))  # no half-written files
+    monkeypatch.setattr(ncap.ranking, "finetune", original)
+    result = rank(["mlp-s", "lenet"], digits, out_dir=tmp_path, config=SMALL, resume=True)
+    assert [c["status"] for c in result.candidates] == ["ok", "ok"]
+
+
+@pytest.mark.parametrize(("epochs", "eval_every", "n_early"), [(1.0, 1, 6), (7 / 6, 2, 4)])
+def test_full_epochs_records_final_accuracy_from_the_same_run(
+    tiny_zoo, tmp_path, digits, epochs, eval_every, n_early
+):
+    config = FinetuneConfig(epochs=epochs, eval_every=eval_every)
+    early = rank(["mlp-s"], digits, out_dir=tmp_path / "a", config=config).candidates[0]
+    full = rank(
+        ["mlp-s"], digits, out_dir=tmp_path / "b", config=config, full_epochs=2.0
+    ).candidates[0]
+    assert len(early["trajectory"]) == n_early  # 7/6 epochs = 7 steps: evaluated at 2, 4, 6, 7
+    assert full["trajectory"][-1]["step"] == 12
+    assert full["final_accuracy"] == full["trajectory"][-1]["val_accuracy"]
+    # the early run is the prefix of the full run, so the prediction is the same
+    assert _strip_times(full)["trajectory"][:n_early] == _strip_times(early)["trajectory"]
+    assert full["predicted_accuracy"] == pytest.approx(early["predicted_accuracy"], rel=1e-12)
+
+
+def test_argument_errors(tmp_path, digits):
+    with pytest.raises(ValueError, match="no candidate models"):
+        rank([], digits, out_dir=tmp_path)
+    with pytest.raises(ValueError, match="duplicate"):
+        rank(["a", "a"], digits, out_dir=tmp_path)
+    with pytest.raises(ValueError, match="identically 0"):
+        rank(["mlp-s"], digits, out_dir=tmp_path, config=FinetuneConfig(probe_hidden=(64, 32)))
+    with pytest.raises(ValueError, match="unknown dataset 'nope'"):
+        rank(["mlp-s"], "nope", out_dir=tmp_path)
+    with pytest.raises(ValueError, match="unknown beta_eff variant"):
+        PredictorSettings(variant="bogus")
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        FinetuneConfig(optimizer="lion")
+
+
+def test_probe_statistics_do_not_change_training(tiny_zoo, digits):
+    """Same seed with and without recording gives the same backbone weights."""
+    from ncap.finetune import finetune
+    from ncap.zoo import create_backbone
+
+    a, b = create_backbone("mlp-s").module, create_backbone("mlp-s").module
+    finetune(a, 256, digits, SMALL)
+    finetune(b, 256, digits, FinetuneConfig(**(SMALL.__dict__ | {"variants": ("mean-abs",)})))
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)
