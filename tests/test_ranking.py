@@ -197,3 +197,18 @@ def test_probe_statistics_do_not_change_training(tiny_zoo, digits):
     finetune(b, 256, digits, FinetuneConfig(**(SMALL.__dict__ | {"variants": ("mean-abs",)})))
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.equal(p, q)
+
+
+def test_budget_in_steps_and_pretraining_report(tiny_zoo, tmp_path, digits):
+    messages = []
+    result = rank(["mlp-s"], digits, out_dir=tmp_path, log=messages.append,
+                  config=FinetuneConfig(steps=4, eval_every=1))  # fmt: skip
+    c = result.candidates[0]
+    assert [p["step"] for p in c["trajectory"]] == [1, 2, 3, 4]
+    assert result.settings["budget_steps"] == 4
+    assert any(m.startswith("pretrained mlp-s: source accuracy") for m in messages)
+    # the second creation comes from the cache: no pretraining message
+    messages.clear()
+    rank(["mlp-s"], digits, out_dir=tmp_path / "again", log=messages.append,
+         config=FinetuneConfig(steps=4, eval_every=1))  # fmt: skip
+    assert not any("pretrain" in m for m in messages)

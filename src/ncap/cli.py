@@ -34,6 +34,12 @@ def _add_training_args(p: argparse.ArgumentParser, *, epochs: float) -> None:
         help="fine-tuning budget in epochs (default: %(default)s)",
     )
     g.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="fine-tuning budget in training steps (overrides --epochs)",
+    )
+    g.add_argument(
         "--eval-every",
         type=int,
         default=None,
@@ -184,6 +190,7 @@ def _run_rank(args, models: list[str], data: str, n_train, n_val, epochs: float,
 
     config = FinetuneConfig(
         epochs=epochs,
+        steps=args.steps,
         eval_every=args.eval_every,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -223,8 +230,11 @@ def print_table(result, *, verify: bool = False) -> None:
 
     variant = result.settings["predictor"]["variant"]
     table = Table(title=f"ncap ranking on {result.settings['dataset']['name']} "
-                  f"(budget {result.settings['budget_epochs']:g} epochs, beta_eff {variant})")  # fmt: skip
-    for col, just in (("rank", "right"), ("model", "left"), ("predicted acc %", "right"),
+                  f"(budget {result.settings['budget_steps']} steps = "
+                  f"{result.settings['budget_steps'] / _steps_per_epoch(result.settings):.2g} epochs, "
+                  f"beta_eff {variant})")  # fmt: skip
+    for col, just in (("rank", "right"), ("model", "left"), ("source acc %", "right"),
+                      ("predicted acc %", "right"),
                       ("observed acc %", "right"), ("beta_eff (end)", "right"),
                       ("cost s", "right")):  # fmt: skip
         table.add_column(col, justify=just, no_wrap=True)
@@ -236,13 +246,16 @@ def print_table(result, *, verify: bool = False) -> None:
         ok = c["status"] == "ok"
         pred = f"{_fmt(c['predicted_accuracy'])} ± {_fmt(c['predicted_std'])}" if ok else "-"
         beta = (c.get("beta_eff_end") or {}).get(variant)
-        row = [str(order.get(c["name"], "-")), c["name"], pred, _fmt(c["observed_accuracy"]),
+        source = (c.get("backbone") or {}).get("source_accuracy")
+        row = [str(order.get(c["name"], "-")), c["name"], _fmt(source), pred,
+               _fmt(c["observed_accuracy"]),
                _fmt(beta, pct=False), f"{c['cost_seconds']:.1f}"]  # fmt: skip
         if verify:
             row.append(_fmt(c.get("final_accuracy")))
         row.append("ok" if ok else f"failed: {c['reason']}")
         table.add_row(*row)
-    console = Console()
+    # a pipe or a file gets the full table instead of rich's 80-column default
+    console = Console() if sys.stdout.isatty() else Console(width=160)
     console.print(table)
     if verify:
         tau = verification(result.candidates)
@@ -253,6 +266,12 @@ def print_table(result, *, verify: bool = False) -> None:
             )
     for key, path in result.files.items():
         console.print(f"{key:>10}: {path}")
+
+
+def _steps_per_epoch(settings: dict[str, Any]) -> int:
+    import math
+
+    return max(1, math.ceil(settings["dataset"]["n_train"] / settings["finetune"]["batch_size"]))
 
 
 def verification(candidates) -> dict[str, float] | None:

@@ -35,6 +35,7 @@ class FinetuneConfig:
     """Settings of the early fine-tuning (paper defaults: batch 64, learning rate 1e-3)."""
 
     epochs: float = 1.0
+    steps: int | None = None  # the budget in training steps; overrides epochs when given
     eval_every: int | None = None  # steps; default: 8 evaluations per epoch
     batch_size: int = 64
     lr: float = 1e-3
@@ -50,6 +51,8 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         if not (self.epochs > 0 and math.isfinite(self.epochs)):
             raise ValueError(f"epochs must be a positive number, got {self.epochs!r}.")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}.")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}.")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -63,6 +66,8 @@ class FinetuneConfig:
         return max(1, math.ceil(n_train / self.batch_size))
 
     def total_steps(self, n_train: int) -> int:
+        if self.steps is not None:
+            return self.steps
         return max(1, int(round(self.epochs * self.steps_per_epoch(n_train))))
 
     def interval(self, n_train: int) -> int:

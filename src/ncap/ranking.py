@@ -181,7 +181,7 @@ def run_candidate(
             run_config = FinetuneConfig(
                 **(
                     config.__dict__
-                    | {"epochs": full_epochs, "eval_every": config.interval(n_train)}
+                    | {"epochs": full_epochs, "steps": None, "eval_every": config.interval(n_train)}
                 )
             )
         traj = finetune(
@@ -282,15 +282,19 @@ def rank(
         )
     if len(set(models)) != len(models):
         raise ValueError(f"duplicate candidate names in {list(models)}; name each model once.")
-    if full_epochs is not None and full_epochs < config.epochs:
-        raise ValueError(
-            f"full_epochs ({full_epochs}) must be at least the budget ({config.epochs} epochs)."
-        )
     dataset = (
         data
         if isinstance(data, ImageDataset)
         else load_dataset(data, n_train=n_train, n_val=n_val, seed=config.seed)
     )
+    n_seen = len(dataset.y_train)
+    if full_epochs is not None and (
+        full_epochs * config.steps_per_epoch(n_seen) < config.total_steps(n_seen)
+    ):
+        raise ValueError(
+            f"full_epochs ({full_epochs}) must cover the budget ({config.total_steps(n_seen)} "
+            "steps)."
+        )
     out_dir = Path(out_dir)
     settings = _settings(dataset, config, predictor, full_epochs)
     finished = _load_finished(out_dir)

@@ -304,6 +304,11 @@ def pretrain(
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_torch(module.state_dict(), weights_path)
     atomic_write_json(record, record_path)
+    if log:
+        log(
+            f"pretrained {spec.name}: source accuracy {100 * record['source_accuracy']:.1f}% "
+            f"in {record['pretrain_seconds']:.1f} s ({steps} steps), cached in {weights_path}"
+        )
     return module, num_features, record | {"cached": False}
 
 
