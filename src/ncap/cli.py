@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from ncap.edge_stats import VARIANTS
@@ -171,6 +172,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_training_args(rank, epochs=1.0)
 
+    bench = sub.add_parser(
+        "bench",
+        help="build or evaluate the ranking benchmark",
+        description="The benchmark: full fine-tuning runs of the zoo on several targets, and the evaluation of neural capacitance against the baselines.",
+    )
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="STEP")
+    build = bench_sub.add_parser(
+        "build",
+        help="fine-tune every zoo model on every target to the full budget (resumable)",
+        description="Fine-tune every benchmark model on every target task with 2 seeds to the full budget, storing every trajectory. Finished runs are kept in OUT.parts/ and skipped when the command is run again.",
+    )
+    build.add_argument(
+        "--out",
+        default="benchmarks/results/bench-v1.json",
+        help="results file (default: %(default)s)",
+    )
+    build.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a tiny plan (3 models, digits, 3 epochs) for CI, under 2 minutes",
+    )
+    build.add_argument("--models", default=None, help="comma-separated subset of the plan's models")
+    evaluate = bench_sub.add_parser(
+        "evaluate",
+        help="score every method on a results file and write the report",
+        description="Evaluate neural capacitance (every setting) and the baselines on a benchmark results file: rank correlations, top-1 regret and MAE at early budgets of 2.5/5/10/20%% of T, with the noise ceiling.",
+    )
+    evaluate.add_argument("results", help="results JSON written by `ncap bench build`")
+    evaluate.add_argument(
+        "--out",
+        default=None,
+        help="report directory (default: RESULTS without .json, plus -evaluation)",
+    )
+
     sub.add_parser("zoo", help="list the built-in candidate models")
     sub.add_parser("datasets", help="list the built-in datasets")
     return parser
@@ -288,6 +323,35 @@ def verification(candidates) -> dict[str, float] | None:
     }
 
 
+def _bench(args) -> int:
+    if args.bench_command == "build":
+        from ncap.bench.build import build_benchmark, plan_for
+
+        models = [m for m in (args.models or "").split(",") if m]
+        plan = plan_for("smoke" if args.smoke else "full", models=models or None)
+        results = build_benchmark(args.out, plan, log=lambda msg: print(msg, file=sys.stderr))
+        print(
+            f"wrote {args.out}: {len(results['runs'])} runs, "
+            f"{results['fine_tuning_seconds_total']:.0f} s of fine-tuning, "
+            f"{results['wall_seconds_this_invocation']:.0f} s in this invocation"
+        )
+        return 0
+    from ncap.bench.evaluate import evaluate_results, load, write_report
+
+    results_path = Path(args.results)
+    if not results_path.exists():
+        raise FileNotFoundError(
+            f"results file {results_path} does not exist; run `ncap bench build` first."
+        )
+    out = Path(args.out) if args.out else results_path.with_name(results_path.stem + "-evaluation")
+    evaluation = evaluate_results(load(results_path))
+    files = write_report(evaluation, out)
+    print(files["markdown"].read_text())
+    for key, path in files.items():
+        print(f"{key:>9}: {path}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -310,8 +374,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{name}{note}")
             print("<path>  an image folder: one sub-folder of images per class")
             return 0
+        if args.command == "bench":
+            return _bench(args)
         if args.command == "demo":
-            from ncap.zoo import list_models
+            from ncap.zoo import DEMO_MODELS
 
             data, n_train, n_val, epochs, full = _demo_data(args)
             if args.overwrite is None and not args.resume:
@@ -319,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     True  # the demo is re-runnable; its cache is the zoo, not the results
                 )
             full_epochs = (args.full_epochs or full) if args.verify else args.full_epochs
-            result = _run_rank(args, list_models(), data, n_train, n_val, epochs, full_epochs)
+            result = _run_rank(args, list(DEMO_MODELS), data, n_train, n_val, epochs, full_epochs)
             verify = args.verify or args.full_epochs is not None
         else:
             models = [m.strip() for m in args.models.split(",") if m.strip()]

@@ -30,11 +30,18 @@ def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
@@ -56,8 +63,11 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-def atomic_write_json(obj: Any, path: str | os.PathLike) -> Path:
-    return atomic_write_text(json.dumps(to_jsonable(obj), indent=2, allow_nan=False) + "\n", path)
+def atomic_write_json(obj: Any, path: str | os.PathLike, *, indent: int | None = 2) -> Path:
+    """Strict JSON (non-finite floats become null), written atomically."""
+    separators = None if indent is not None else (",", ":")
+    text = json.dumps(to_jsonable(obj), indent=indent, allow_nan=False, separators=separators)
+    return atomic_write_text(text + "\n", path)
 
 
 def atomic_write_torch(state_dict: dict[str, torch.Tensor], path: str | os.PathLike) -> Path:

@@ -197,17 +197,84 @@ def mobilenet(width: int = 16, stages: int = 3) -> tuple[nn.Module, int]:
 
 def _register_builtins() -> None:
     entries = [
-        ("mlp-s", "mlp", lambda: mlp(256, 2), "2-layer MLP, width 256"),
-        ("lenet", "lenet", lambda: lenet(16), "LeNet-5 style, tanh, average pooling"),
-        ("cnn-s", "cnn", lambda: plain_cnn(16, 2), "2 conv-BN-ReLU-pool stages, 16-32 channels"),
-        ("vgg-s", "vgg", lambda: vgg(16, 3, 2), "VGG-like, 3 stages of 2 convs, 16-64 channels"),
-        ("resnet-s", "resnet", lambda: resnet(16, 1, 3), "ResNet-like, 3 stages of 1 basic block"),
-        ("mobilenet-s", "mobilenet", lambda: mobilenet(8, 3), "depthwise-separable, 8-64 channels"),
+        # name, family, builder, description, pretraining epochs on the source task
+        ("mlp-s", "mlp", lambda: mlp(256, 2), "2-layer MLP, width 256", 2.0),
+        ("lenet", "lenet", lambda: lenet(16), "LeNet-5 style, tanh, average pooling", 2.0),
+        (
+            "cnn-s",
+            "cnn",
+            lambda: plain_cnn(16, 2),
+            "2 conv-BN-ReLU-pool stages, 16-32 channels",
+            2.0,
+        ),
+        (
+            "vgg-s",
+            "vgg",
+            lambda: vgg(16, 3, 2),
+            "VGG-like, 3 stages of 2 convs, 16-64 channels",
+            2.0,
+        ),
+        (
+            "resnet-s",
+            "resnet",
+            lambda: resnet(16, 1, 3),
+            "ResNet-like, 3 stages of 1 basic block",
+            2.0,
+        ),
+        (
+            "mobilenet-s",
+            "mobilenet",
+            lambda: mobilenet(8, 3),
+            "depthwise-separable, 8-64 channels",
+            2.0,
+        ),
+        # the benchmark zoo adds depth, width and pretraining-budget variations
+        ("mlp-xs", "mlp", lambda: mlp(64, 1), "1-layer MLP, width 64", 1.0),
+        ("lenet-short", "lenet", lambda: lenet(16), "LeNet-5 style, pretrained for 0.1 epoch", 0.1),
+        ("cnn-xs", "cnn", lambda: plain_cnn(8, 2), "2 conv stages, 8-16 channels, 0.5 epoch", 0.5),
+        ("cnn-m", "cnn", lambda: plain_cnn(32, 3), "3 conv stages, 32-128 channels", 2.0),
+        (
+            "vgg-m",
+            "vgg",
+            lambda: vgg(24, 3, 2),
+            "VGG-like, 3 stages of 2 convs, 24-96 channels",
+            2.0,
+        ),
+        (
+            "resnet-m",
+            "resnet",
+            lambda: resnet(16, 2, 3),
+            "ResNet-like, 3 stages of 2 basic blocks",
+            2.0,
+        ),
+        (
+            "resnet-s-short",
+            "resnet",
+            lambda: resnet(16, 1, 3),
+            "resnet-s pretrained for 0.25 epoch",
+            0.25,
+        ),
+        (
+            "mobilenet-m",
+            "mobilenet",
+            lambda: mobilenet(16, 3),
+            "depthwise-separable, 16-128 channels",
+            2.0,
+        ),
     ]
-    for name, family, build, description in entries:
-        register_model(ModelSpec(name=name, family=family, build=build, description=description))
+    for name, family, build, description, epochs in entries:
+        register_model(
+            ModelSpec(
+                name=name,
+                family=family,
+                build=build,
+                description=description,
+                pretrain_epochs=epochs,
+            )
+        )
 
 
+DEMO_MODELS = ("mlp-s", "lenet", "cnn-s", "vgg-s", "resnet-s", "mobilenet-s")
 _register_builtins()
 
 

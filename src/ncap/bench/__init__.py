@@ -1,0 +1,1 @@
+"""The benchmark: full fine-tuning runs of a model zoo, and the evaluation of every ranking method."""

@@ -1,0 +1,260 @@
+"""Build the benchmark: fine-tune every zoo model on every target to the full budget, store everything.
+
+For each target task, model and seed the builder fine-tunes the pretrained backbone under the frozen
+probe for ``epochs`` epochs, evaluating every quarter epoch, and keeps the whole trajectory (all
+beta_eff variants, losses, accuracies, wall times). Before fine-tuning it computes the training-free
+scores of the backbone on the target's training images (LogME of its features). Each finished run
+is written atomically to ``<out>.parts/`` at once, so an interrupted build resumes where it stopped;
+at the end the parts are merged into one versioned JSON file.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ncap.datasets import ImageDataset, load_dataset
+from ncap.finetune import FinetuneConfig, finetune
+from ncap.storage import atomic_write_json, to_jsonable
+from ncap.zoo import create_backbone, model_spec
+
+__all__ = ["BENCH_FORMAT", "BenchPlan", "FULL_PLAN", "SMOKE_PLAN", "build_benchmark"]
+
+BENCH_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Target:
+    """A target task: a built-in dataset and its sizes (n_train a multiple of the batch/4)."""
+
+    key: str
+    dataset: str
+    n_train: int | None
+    n_val: int | None
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    """What the builder runs."""
+
+    models: tuple[str, ...]
+    targets: tuple[Target, ...]
+    seeds: tuple[int, ...] = (0, 1)
+    epochs: float = 40.0
+    evals_per_epoch: int = 4
+    batch_size: int = 64
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    probe_hidden: tuple[int, ...] = (128, 64, 32)
+    pretrain_data: dict[str, Any] | None = None  # None: the zoo's default source task
+    name: str = "full"
+
+    def config(self, n_train: int, seed: int) -> FinetuneConfig:
+        steps_per_epoch = -(-n_train // self.batch_size)
+        if steps_per_epoch % self.evals_per_epoch:
+            raise ValueError(
+                f"{n_train} training images make {steps_per_epoch} steps per epoch, not divisible "
+                f"into {self.evals_per_epoch} evaluations; choose n_train accordingly."
+            )
+        return FinetuneConfig(
+            epochs=self.epochs,
+            eval_every=steps_per_epoch // self.evals_per_epoch,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            optimizer=self.optimizer,
+            probe_hidden=self.probe_hidden,
+            seed=seed,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_jsonable(asdict(self))
+
+
+BENCH_MODELS = (
+    "mlp-xs", "mlp-s", "lenet", "lenet-short", "cnn-xs", "cnn-s", "cnn-m",
+    "vgg-s", "vgg-m", "resnet-s", "resnet-s-short", "resnet-m", "mobilenet-s", "mobilenet-m",
+)  # fmt: skip
+
+FULL_PLAN = BenchPlan(
+    models=BENCH_MODELS,
+    targets=(
+        Target("fm59", "fashion-mnist-5-9", 1024, 1000),
+        Target("digits", "digits", 1280, 450),
+        Target("fm59-500", "fashion-mnist-5-9-500", 500, 1000),
+    ),
+)
+
+SMOKE_PLAN = BenchPlan(
+    models=("mlp-xs", "lenet-short", "cnn-xs"),
+    targets=(Target("digits", "digits", 256, 128),),
+    seeds=(0, 1),
+    epochs=3.0,
+    pretrain_data={"dataset": "digits", "n_train": 256, "n_val": 128, "seed": 0},
+    name="smoke",
+)
+
+
+@dataclass
+class _Build:
+    plan: BenchPlan
+    out: Path
+    parts: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.parts = self.out.with_name(self.out.name + ".parts")
+
+    def part(self, kind: str, target: str, model: str, seed: int | None = None) -> Path:
+        suffix = "" if seed is None else f"-s{seed}"
+        return self.parts / kind / target / f"{model}{suffix}.json"
+
+
+def _features(module: torch.nn.Module, x: torch.Tensor, batch: int = 512) -> torch.Tensor:
+    module.eval()
+    with torch.no_grad():
+        return torch.cat([module(x[i : i + batch]) for i in range(0, len(x), batch)])
+
+
+def _training_free(name: str, dataset: ImageDataset) -> dict[str, Any]:
+    from ncap.logme import logme
+
+    backbone = create_backbone(name)
+    start = time.perf_counter()
+    feats = _features(backbone.module, dataset.x_train)
+    return backbone.info | {
+        "num_features": backbone.num_features,
+        "logme": float(logme(feats.double().numpy(), dataset.y_train.numpy())),
+        "logme_seconds": time.perf_counter() - start,
+    }
+
+
+def build_benchmark(
+    out: str | Path,
+    plan: BenchPlan = FULL_PLAN,
+    *,
+    log: Callable[[str], None] | None = print,
+) -> dict[str, Any]:
+    """Run (or resume) every fine-tuning run of ``plan`` and write the merged results to ``out``."""
+    import ncap.zoo
+
+    out = Path(out)
+    build = _Build(plan, out)
+    plan_path = build.parts / "plan.json"
+    if plan_path.exists() and json.loads(plan_path.read_text()) != plan.to_dict():
+        raise ValueError(
+            f"{build.parts} holds a build of a different plan; delete it or choose another output."
+        )
+    atomic_write_json(plan.to_dict(), plan_path)
+    saved = ncap.zoo.PRETRAIN_DATA, ncap.zoo.PRETRAIN_FALLBACK
+    if plan.pretrain_data is not None:  # the smoke plan pretrains on tiny data
+        ncap.zoo.PRETRAIN_DATA = ncap.zoo.PRETRAIN_FALLBACK = plan.pretrain_data
+    try:
+        return _run_jobs(build, log)
+    finally:
+        ncap.zoo.PRETRAIN_DATA, ncap.zoo.PRETRAIN_FALLBACK = saved
+
+
+def _run_jobs(build: _Build, log: Callable[[str], None] | None) -> dict[str, Any]:
+    plan = build.plan
+    start = time.perf_counter()
+    jobs = [(t, m, s) for t in plan.targets for m in plan.models for s in plan.seeds]
+    for k, (target, model, seed) in enumerate(jobs, 1):
+        run_path = build.part("runs", target.key, model, seed)
+        free_path = build.part("training-free", target.key, model)
+        if run_path.exists() and free_path.exists():
+            continue
+        dataset = _load_target(target)
+        if not free_path.exists():
+            atomic_write_json(_training_free(model, dataset), free_path)
+        t0 = time.perf_counter()
+        backbone = create_backbone(model)
+        config = plan.config(len(dataset.y_train), seed)
+        traj = finetune(backbone.module, backbone.num_features, dataset, config)
+        run = {
+            "target": target.key,
+            "model": model,
+            "seed": seed,
+            "steps_per_epoch": traj.steps_per_epoch,
+            "total_steps": traj.total_steps,
+            "seconds": traj.seconds,
+            "points": traj.points,
+        }
+        atomic_write_json(run, run_path)
+        if log:
+            log(
+                f"[{k}/{len(jobs)}] {target.key} {model} seed {seed}: final val acc "
+                f"{traj.points[-1]['val_accuracy']:.3f} in {time.perf_counter() - t0:.1f} s"
+            )
+    return merge(build, wall_seconds=time.perf_counter() - start)
+
+
+_TARGET_CACHE: dict[Target, ImageDataset] = {}
+
+
+def _load_target(target: Target) -> ImageDataset:
+    if target not in _TARGET_CACHE:
+        _TARGET_CACHE.clear()
+        _TARGET_CACHE[target] = load_dataset(
+            target.dataset, n_train=target.n_train, n_val=target.n_val
+        )
+    return _TARGET_CACHE[target]
+
+
+def merge(build: _Build, *, wall_seconds: float) -> dict[str, Any]:
+    """Merge the parts of a finished build into the versioned results file."""
+    plan = build.plan
+    runs, models = [], {}
+    for target in plan.targets:
+        for model in plan.models:
+            models.setdefault(target.key, {})[model] = json.loads(
+                build.part("training-free", target.key, model).read_text()
+            )
+            for seed in plan.seeds:
+                runs.append(json.loads(build.part("runs", target.key, model, seed).read_text()))
+    zoo = {
+        m: {"family": model_spec(m).family, "description": model_spec(m).description}
+        | {k: models[plan.targets[0].key][m][k] for k in ("source_accuracy", "parameters")}
+        for m in plan.models
+    }
+    run_seconds = sum(r["seconds"] for r in runs)
+    import ncap
+
+    results = {
+        "format": BENCH_FORMAT,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": " ".join(shlex.quote(a) for a in ["ncap", *sys.argv[1:]])
+        if Path(sys.argv[0]).name == "ncap"
+        else None,
+        "wall_seconds_this_invocation": wall_seconds,
+        "fine_tuning_seconds_total": run_seconds,
+        "environment": {
+            "ncap": ncap.__version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "threads": torch.get_num_threads(),
+            "machine": platform.machine(),
+            "processor": platform.processor(),
+        },
+        "plan": plan.to_dict(),
+        "zoo": zoo,
+        "training_free": models,
+        "runs": runs,
+    }
+    atomic_write_json(results, build.out, indent=None)
+    return results
+
+
+def plan_for(name: str, *, models: Sequence[str] | None = None) -> BenchPlan:
+    plans = {"full": FULL_PLAN, "smoke": SMOKE_PLAN}
+    plan = plans[name]
+    if models:
+        plan = BenchPlan(**(plan.__dict__ | {"models": tuple(models)}))
+    return plan

@@ -1,0 +1,311 @@
+"""Evaluate every ranking method on a benchmark results file, honestly.
+
+Protocol
+--------
+- **Truth.** A run's true final accuracy is its validation accuracy averaged over the last epoch of
+  the full budget ``T``. A method's scores from the runs of seed ``s`` are compared with the truth
+  of the *other* seeds (their mean), so that no method shares noise with its truth, and the noise
+  ceiling, the agreement between two seeds' truths, bounds what any method can reach.
+- **Budgets.** Early budgets are fractions of ``T`` (2.5, 5, 10, 20%); a method may use the points
+  with ``step <= fraction * T * steps_per_epoch``. Training-free methods ignore the budget.
+- **Selection without self-tuning.** Every neural-capacitance setting (variant x feature map x
+  burn-in x link) is scored. The default is the setting with the best mean Kendall tau on the
+  *selection half* (the runs of the first seed); every figure reported for comparison comes from the
+  *report half* (the runs of the other seeds), on which nothing was chosen.
+- **Failures count.** A method that cannot score a run (too few points, every curve fit failed)
+  ranks that model last, and the number of such failures is reported.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ncap.bench.metrics import RANK_METRICS, ranking_metrics
+from ncap.edge_stats import VARIANTS
+from ncap.predictor import FEATURE_MAPS, LINKS
+from ncap.ranking import PredictorSettings, predict_from_points
+from ncap.storage import atomic_write_json, atomic_write_text
+
+__all__ = ["BUDGETS", "evaluate_results", "nc_grid", "write_report"]
+
+BUDGETS = (0.025, 0.05, 0.1, 0.2)
+BURN_INS = (0, 1, 2)
+SAME_BUDGET = ("last-observed", "learning-curve", "tse", "tse-e1")
+TRAINING_FREE = ("logme", "param-count", "source-accuracy")
+PREDICTS_ACCURACY = {"last-observed", "learning-curve"}
+
+
+def nc_grid() -> list[PredictorSettings]:
+    """Every neural-capacitance setting the benchmark evaluates."""
+    return [
+        PredictorSettings(variant=v, features=f, burn_in=b, link=lk)
+        for v, f, b, lk in itertools.product(VARIANTS, FEATURE_MAPS, BURN_INS, LINKS)
+    ]
+
+
+def nc_name(s: PredictorSettings) -> str:
+    return f"nc/{s.variant}/{s.features}/b{s.burn_in}/{s.link}"
+
+
+def final_accuracy(run: dict[str, Any]) -> float:
+    """Validation accuracy averaged over the points of the last epoch of the run."""
+    last_epoch = run["points"][-1]["epoch"]
+    tail = [p["val_accuracy"] for p in run["points"] if p["epoch"] > last_epoch - 1.0 + 1e-9]
+    return float(np.mean(tail))
+
+
+def _budget_step(run: dict[str, Any], total_epochs: float, fraction: float) -> int:
+    return int(round(fraction * total_epochs * run["steps_per_epoch"]))
+
+
+def score_run(
+    run: dict[str, Any], free: dict[str, Any], total_epochs: float, fraction: float
+) -> dict[str, tuple[float | None, str | None]]:
+    """Every method's score for one run at one budget: ``{method: (score or None, reason)}``."""
+    from ncap.baselines import BASELINES
+
+    max_step = _budget_step(run, total_epochs, fraction)
+    points = [p for p in run["points"] if p["step"] <= max_step]
+    scores: dict[str, tuple[float | None, str | None]] = {}
+    for settings in nc_grid():
+        try:
+            pred = predict_from_points(points, settings, max_step)["predicted_accuracy"]
+            scores[nc_name(settings)] = (pred, None)
+        except ValueError as err:
+            scores[nc_name(settings)] = (None, str(err).split(";")[0])
+    context = {
+        "steps_per_epoch": run["steps_per_epoch"],
+        "target_epoch": total_epochs,
+        "parameters": free["parameters"],
+        "source_accuracy": free["source_accuracy"],
+    }
+    for name in SAME_BUDGET + ("param-count", "source-accuracy"):
+        if not points and name in SAME_BUDGET:
+            scores[name] = (None, "no evaluation point within the budget")
+            continue
+        try:
+            value, info = BASELINES[name](points, max_step, context)
+        except ValueError as err:
+            value, info = None, {"reason": str(err)}
+        reason = None if value is not None else str(info.get("reason") or info.get("failures"))
+        scores[name] = (value, reason)
+    scores["logme"] = (free["logme"], None)
+    return scores
+
+
+def evaluate_results(
+    results: dict[str, Any], *, budgets: Sequence[float] = BUDGETS
+) -> dict[str, Any]:
+    """Score every method at every budget and summarise ranking quality (see module docstring)."""
+    start = time.perf_counter()
+    plan = results["plan"]
+    seeds = list(plan["seeds"])
+    if len(seeds) < 2:
+        raise ValueError(
+            "the benchmark needs at least 2 seeds per (model, target) for truth and ceiling."
+        )
+    total_epochs = float(plan["epochs"])
+    models = list(plan["models"])
+    targets = [t["key"] for t in plan["targets"]]
+    runs = {(r["target"], r["model"], r["seed"]): r for r in results["runs"]}
+    final = {key: final_accuracy(run) for key, run in runs.items()}
+
+    def truth_for(target: str, seed: int) -> list[float]:
+        return [float(np.mean([final[(target, m, s)] for s in seeds if s != seed])) for m in models]
+
+    scores: dict[tuple[str, float, str, int], list[float | None]] = {}
+    failures: dict[tuple[str, float], int] = {}
+    for target, seed, fraction in itertools.product(targets, seeds, budgets):
+        per_model = [
+            score_run(
+                runs[(target, m, seed)], results["training_free"][target][m], total_epochs, fraction
+            )
+            for m in models
+        ]
+        for method in per_model[0]:
+            values = [s[method][0] for s in per_model]
+            scores[(method, fraction, target, seed)] = values
+            failures[(method, fraction)] = failures.get((method, fraction), 0) + sum(
+                v is None for v in values
+            )
+    methods = sorted({k[0] for k in scores})
+
+    def metrics_for(method: str, fraction: float, seed_set: Sequence[int]) -> dict[str, Any]:
+        per = {
+            (t, s): ranking_metrics(
+                scores[(method, fraction, t, s)],
+                truth_for(t, s),
+                predicts_accuracy=method.startswith("nc/") or method in PREDICTS_ACCURACY,
+            )
+            for t in targets
+            for s in seed_set
+        }
+        by_target = {
+            t: {k: _mean([per[(t, s)][k] for s in seed_set]) for k in RANK_METRICS} for t in targets
+        }
+        mean = {k: _mean([by_target[t][k] for t in targets]) for k in RANK_METRICS}
+        return {"mean": mean, "by_target": by_target}
+
+    selection_seeds, report_seeds = seeds[:1], seeds[1:]
+    selection = {m: {str(f): metrics_for(m, f, selection_seeds) for f in budgets} for m in methods}
+    report = {m: {str(f): metrics_for(m, f, report_seeds) for f in budgets} for m in methods}
+    nc_methods = [m for m in methods if m.startswith("nc/")]
+
+    def selection_score(m: str) -> float:
+        taus = [selection[m][str(f)]["mean"]["kendall"] for f in budgets]
+        return float(np.mean([t if t is not None else -1.0 for t in taus]))
+
+    chosen = max(nc_methods, key=lambda m: (selection_score(m), m == nc_name(PredictorSettings())))
+    ceiling = {}
+    for t in targets:
+        pairs = [
+            ranking_metrics(
+                [final[(t, m, a)] for m in models], [final[(t, m, b)] for m in models],
+                predicts_accuracy=True,
+            )
+            for a, b in itertools.permutations(seeds, 2)
+        ]  # fmt: skip
+        ceiling[t] = {k: _mean([p[k] for p in pairs]) for k in RANK_METRICS}
+    ceiling_mean = {k: _mean([ceiling[t][k] for t in targets]) for k in RANK_METRICS}
+    return {
+        "protocol": __doc__,
+        "budgets": list(budgets),
+        "total_epochs": total_epochs,
+        "models": models,
+        "targets": targets,
+        "seeds": {"selection": selection_seeds, "report": report_seeds},
+        "chosen_default": chosen,
+        "chosen_selection_kendall": selection_score(chosen),
+        "paper_form": nc_name(PredictorSettings(variant="signed", burn_in=0)),
+        "selection": selection,
+        "report": report,
+        "failures": {f"{m}@{f}": n for (m, f), n in failures.items() if n},
+        "noise_ceiling": {"mean": ceiling_mean, "by_target": ceiling},
+        "final_accuracy": {f"{t}/{m}/s{s}": v for (t, m, s), v in final.items()},
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def _fmt(v: float | None, digits: int = 3) -> str:
+    return "–" if v is None else f"{v:+.{digits}f}" if digits == 3 else f"{v:.{digits}f}"
+
+
+def headline_methods(evaluation: dict[str, Any]) -> list[str]:
+    chosen, paper = evaluation["chosen_default"], evaluation["paper_form"]
+    return [chosen] + ([paper] if paper != chosen else []) + list(SAME_BUDGET) + list(TRAINING_FREE)
+
+
+def write_report(evaluation: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
+    """report.md, evaluation.json and tau_vs_budget.png in ``out_dir``."""
+    out = Path(out_dir)
+    budgets = evaluation["budgets"]
+    methods = headline_methods(evaluation)
+    ceiling = evaluation["noise_ceiling"]["mean"]
+    lines = [
+        "# ncap benchmark evaluation",
+        "",
+        f"Models: {len(evaluation['models'])}; targets: {', '.join(evaluation['targets'])}; "
+        f"full budget T = {evaluation['total_epochs']:g} epochs. Figures are means over targets on "
+        f"the report half (seeds {evaluation['seeds']['report']}); the neural-capacitance default "
+        f"`{evaluation['chosen_default']}` was chosen on the selection half (seed "
+        f"{evaluation['seeds']['selection']}, mean Kendall tau "
+        f"{evaluation['chosen_selection_kendall']:+.3f}).",
+        "",
+        f"Noise ceiling (two seeds of full fine-tuning): Kendall {_fmt(ceiling['kendall'])}, "
+        f"weighted tau {_fmt(ceiling['weighted_tau'])}, Spearman {_fmt(ceiling['spearman'])}, "
+        f"Pearson {_fmt(ceiling['pearson'])}, top-1 regret {_fmt(ceiling['top1_regret'], 2)} points.",
+        "",
+    ]
+    for metric, title in (("kendall", "Kendall tau"), ("weighted_tau", "Weighted tau"),
+                          ("spearman", "Spearman"), ("pearson", "Pearson"),
+                          ("top1_regret", "Top-1 regret (accuracy points, lower is better)"),
+                          ("mae", "Mean absolute error of predicted accuracy (points)")):  # fmt: skip
+        digits = 2 if metric in ("top1_regret", "mae") else 3
+        lines += [f"## {title}", "", "| method | " + " | ".join(f"{100 * b:g}% of T" for b in budgets) + " |",
+                  "|---|" + "---|" * len(budgets)]  # fmt: skip
+        for m in methods:
+            row = [_fmt(evaluation["report"][m][str(b)]["mean"][metric], digits) for b in budgets]
+            if all(r == "–" for r in row):
+                continue
+            lines.append(f"| `{m}` | " + " | ".join(row) + " |")
+        lines.append("")
+    lines += ["## Kendall tau per target at 10% of T", "", "| method | " + " | ".join(evaluation["targets"]) + " |",
+              "|---|" + "---|" * len(evaluation["targets"])]  # fmt: skip
+    for m in methods:
+        by = (
+            evaluation["report"][m]["0.1"]["by_target"]
+            if "0.1" in evaluation["report"][m]
+            else None
+        )
+        if by:
+            lines.append(
+                f"| `{m}` | "
+                + " | ".join(_fmt(by[t]["kendall"]) for t in evaluation["targets"])
+                + " |"
+            )
+    lines.append("| noise ceiling | " + " | ".join(
+        _fmt(evaluation["noise_ceiling"]["by_target"][t]["kendall"]) for t in evaluation["targets"]) + " |")  # fmt: skip
+    lines += ["", "## Every neural-capacitance setting on the selection half (mean Kendall tau)", "",
+              "| setting | " + " | ".join(f"{100 * b:g}%" for b in budgets) + " |", "|---|" + "---|" * len(budgets)]  # fmt: skip
+    for m in sorted(k for k in evaluation["selection"] if k.startswith("nc/")):
+        row = [_fmt(evaluation["selection"][m][str(b)]["mean"]["kendall"]) for b in budgets]
+        lines.append(f"| `{m}` | " + " | ".join(row) + " |")
+    if evaluation["failures"]:
+        lines += ["", "## Runs a method could not score (ranked last)", ""]
+        lines += [
+            f"- `{k}`: {v}"
+            for k, v in sorted(evaluation["failures"].items())
+            if not k.startswith("nc/") or k.split("@")[0] in methods
+        ]
+    files = {
+        "markdown": atomic_write_text("\n".join(lines) + "\n", out / "report.md"),
+        "json": atomic_write_json(evaluation, out / "evaluation.json"),
+        "plot": plot_tau_vs_budget(evaluation, out / "tau_vs_budget.png"),
+    }
+    return files
+
+
+def plot_tau_vs_budget(evaluation: dict[str, Any], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    budgets = evaluation["budgets"]
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for m in headline_methods(evaluation):
+        taus = [evaluation["report"][m][str(b)]["mean"]["kendall"] for b in budgets]
+        xs = [100 * b for b, t in zip(budgets, taus) if t is not None]
+        ys = [t for t in taus if t is not None]
+        style = "-o" if m.startswith("nc/") else ("--s" if m in SAME_BUDGET else ":^")
+        ax.plot(xs, ys, style, ms=4, label=m, lw=2.2 if m == evaluation["chosen_default"] else 1.2)
+    ceiling = evaluation["noise_ceiling"]["mean"]["kendall"]
+    if ceiling is not None:
+        ax.axhline(ceiling, color="black", lw=1, label=f"noise ceiling ({ceiling:.2f})")
+    ax.set_xscale("log")
+    ax.set_xticks([100 * b for b in budgets], [f"{100 * b:g}%" for b in budgets])
+    ax.set_xlabel("early budget (% of the full fine-tuning budget T)")
+    ax.set_ylabel("Kendall tau vs true final accuracy")
+    ax.set_title("Ranking quality against budget (report half, mean over targets)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())

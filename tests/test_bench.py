@@ -1,0 +1,91 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from ncap.bench.metrics import ranking_metrics
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_ranking_metrics_against_scipy():
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(0.5, 0.95, 12)
+    scores = truth + rng.normal(scale=0.05, size=12)
+    m = ranking_metrics(list(scores), truth, predicts_accuracy=True)
+    assert m["kendall"] == pytest.approx(stats.kendalltau(scores, truth).statistic, rel=1e-12)
+    assert m["weighted_tau"] == pytest.approx(stats.weightedtau(scores, truth).statistic, rel=1e-12)
+    assert m["spearman"] == pytest.approx(stats.spearmanr(scores, truth).statistic, rel=1e-12)
+    assert m["pearson"] == pytest.approx(stats.pearsonr(scores, truth).statistic, rel=1e-12)
+    assert m["mae"] == pytest.approx(100 * np.mean(np.abs(scores - truth)), rel=1e-12)
+    assert m["top1_regret"] == pytest.approx(100 * (truth.max() - truth[np.argmax(scores)]))
+    assert m["n_failed"] == 0 and m["n_models"] == 12
+
+
+def test_ranking_metrics_failures_rank_last_and_perfect_order():
+    truth = [0.9, 0.8, 0.7, 0.6]
+    perfect = ranking_metrics([4.0, 3.0, 2.0, 1.0], truth)
+    assert perfect["kendall"] == pytest.approx(1.0) and perfect["top1_regret"] == 0.0
+    assert perfect["mae"] is None  # scores are not accuracies
+    failed_top = ranking_metrics([None, 3.0, 2.0, 1.0], truth)
+    assert failed_top["n_failed"] == 1
+    assert failed_top["kendall"] == pytest.approx(stats.kendalltau([0.0, 3, 2, 1], truth).statistic)
+    assert failed_top["top1_regret"] == pytest.approx(10.0)
+    nothing = ranking_metrics([None] * 4, truth)
+    assert nothing["kendall"] is None and nothing["n_failed"] == 4
+
+
+def test_smoke_build_and_evaluate(tmp_path, monkeypatch):
+    from ncap.bench.build import SMOKE_PLAN, build_benchmark
+    from ncap.bench.evaluate import evaluate_results, nc_grid, write_report
+
+    monkeypatch.setenv("NCAP_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "bench.json"
+    results = build_benchmark(out, SMOKE_PLAN, log=None)
+    assert json.loads(out.read_text())["format"] == 1
+    assert len(results["runs"]) == len(SMOKE_PLAN.models) * len(SMOKE_PLAN.seeds)
+    run = results["runs"][0]
+    steps_per_epoch = run["steps_per_epoch"]
+    assert [p["step"] for p in run["points"]][:4] == [
+        steps_per_epoch // 4 * k for k in (1, 2, 3, 4)
+    ]
+    assert set(results["training_free"]["digits"]["mlp-xs"]) >= {
+        "logme",
+        "parameters",
+        "source_accuracy",
+    }
+    # a second build call resumes: nothing is run again
+    again = build_benchmark(out, SMOKE_PLAN, log=None)
+    assert again["runs"] == results["runs"]
+
+    evaluation = evaluate_results(results, budgets=(0.5, 1.0))
+    assert evaluation["chosen_default"] in {
+        f"nc/{s.variant}/{s.features}/b{s.burn_in}/{s.link}" for s in nc_grid()
+    }
+    assert set(evaluation["report"]) >= {
+        "last-observed",
+        "tse",
+        "tse-e1",
+        "learning-curve",
+        "logme",
+    }
+    ceiling = evaluation["noise_ceiling"]["mean"]["kendall"]
+    assert ceiling is None or -1.0 <= ceiling <= 1.0
+    # at the full budget, last-observed is the run's own last accuracy
+    files = write_report(evaluation, tmp_path / "report")
+    assert "Kendall tau" in files["markdown"].read_text()
+    assert files["plot"].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_rank_default_is_the_benchmark_choice():
+    """`ncap rank`'s predictor default is the setting the committed benchmark selected."""
+    from ncap.bench.evaluate import nc_name
+    from ncap.ranking import PredictorSettings
+
+    path = REPO / "benchmarks" / "results" / "bench-v1-evaluation" / "evaluation.json"
+    if not path.exists():
+        pytest.skip("no committed benchmark evaluation yet")
+    chosen = json.loads(path.read_text())["chosen_default"]
+    assert nc_name(PredictorSettings()) == chosen
