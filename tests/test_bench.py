@@ -71,12 +71,39 @@ def test_smoke_build_and_evaluate(tmp_path, monkeypatch):
         "learning-curve",
         "logme",
     }
+    assert evaluation["protocol"] == "seeds"
     ceiling = evaluation["noise_ceiling"]["mean"]["kendall"]
     assert ceiling is None or -1.0 <= ceiling <= 1.0
-    # at the full budget, last-observed is the run's own last accuracy
     files = write_report(evaluation, tmp_path / "report")
     assert "Kendall tau" in files["markdown"].read_text()
     assert files["plot"].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_nas_smoke_build_and_evaluate(tmp_path, monkeypatch):
+    from ncap.bench.build import NAS_SMOKE_PLAN, build_benchmark
+    from ncap.bench.evaluate import evaluate_results
+
+    monkeypatch.setenv("NCAP_CACHE_DIR", str(tmp_path / "cache"))
+    results = build_benchmark(tmp_path / "nas.json", NAS_SMOKE_PLAN, log=None)
+    # 4 architectures, the first 2 with a second seed for the noise ceiling
+    assert len(results["runs"]) == 6
+    free = results["training_free"]["digits-14px"]
+    first = free[NAS_SMOKE_PLAN.models[0]]
+    assert set(first["proxies"]) >= {
+        "grad_norm",
+        "snip",
+        "grasp",
+        "fisher",
+        "synflow",
+        "jacob_cov",
+        "naswot",
+        "flops",
+    }
+    evaluation = evaluate_results(results, budgets=(0.5, 1.0))
+    assert evaluation["protocol"] == "models"
+    assert evaluation["noise_ceiling"]["by_target"]["digits-14px"]["n_models"] == 2
+    assert {"synflow", "naswot", "tse", "last-observed"} <= set(evaluation["report"])
+    assert len(evaluation["split"]["selection"]["models"]) == 2
 
 
 def test_rank_default_is_the_benchmark_choice():

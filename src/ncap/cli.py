@@ -172,6 +172,72 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_training_args(rank, epochs=1.0)
 
+    nas = sub.add_parser(
+        "nas",
+        help="rank NAS-Bench-201 architectures trained from scratch",
+        description="Train each NAS-Bench-201-style architecture from scratch for the budget under the frozen probe and rank them by predicted final accuracy. Same outputs and --resume as `ncap rank`.",
+    )
+    nas.add_argument(
+        "--archs",
+        default=None,
+        help="comma-separated architecture strings, e.g. '|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|skip_connect~2|'",
+    )
+    nas.add_argument(
+        "--sample",
+        type=int,
+        default=None,
+        metavar="N",
+        help="rank N architectures drawn uniformly from the space (instead of --archs)",
+    )
+    nas.add_argument(
+        "--sample-seed", type=int, default=0, help="seed of --sample (default: %(default)s)"
+    )
+    nas.add_argument(
+        "--data",
+        default="fashion-mnist",
+        help="built-in dataset name or image-folder path (default: %(default)s)",
+    )
+    nas.add_argument(
+        "--n-train", type=int, default=1024, help="training images (default: %(default)s)"
+    )
+    nas.add_argument(
+        "--n-val",
+        type=int,
+        default=1000,
+        help="validation images held out from training data (default: %(default)s)",
+    )
+    nas.add_argument(
+        "--image-size",
+        type=int,
+        default=14,
+        help="resize images to this size for speed (default: %(default)s)",
+    )
+    nas.add_argument(
+        "--width",
+        type=int,
+        default=8,
+        help="channels of the first stage (NAS-Bench-201: 16; default: %(default)s)",
+    )
+    nas.add_argument(
+        "--cells",
+        type=int,
+        default=1,
+        help="cells per stage (NAS-Bench-201: 5; default: %(default)s)",
+    )
+    nas.add_argument("--out", required=True, help="output directory")
+    nas.add_argument(
+        "--nats-path",
+        default=None,
+        help="folder holding NATS-tss-v1_0-3ffb9-simple: also compare the ranking with NATS-Bench's published accuracies",
+    )
+    nas.add_argument(
+        "--nats-dataset",
+        default="cifar10",
+        choices=("cifar10", "cifar100", "ImageNet16-120"),
+        help="NATS-Bench dataset whose accuracies are read (default: %(default)s)",
+    )
+    _add_training_args(nas, epochs=2.0)
+
     bench = sub.add_parser(
         "bench",
         help="build or evaluate the ranking benchmark",
@@ -189,10 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="results file (default: %(default)s)",
     )
     build.add_argument(
-        "--smoke",
-        action="store_true",
-        help="a tiny plan (3 models, digits, 3 epochs) for CI, under 2 minutes",
+        "--plan",
+        choices=("full", "smoke", "nas", "nas-smoke"),
+        default="full",
+        help="full: 14 pretrained models x 3 targets x 2 seeds; nas: 60 NAS-Bench-201 architectures from scratch x 2 seeds; *-smoke: tiny versions for CI (default: %(default)s)",
     )
+    build.add_argument("--smoke", action="store_true", help="shorthand for --plan smoke")
     build.add_argument("--models", default=None, help="comma-separated subset of the plan's models")
     evaluate = bench_sub.add_parser(
         "evaluate",
@@ -272,7 +340,7 @@ def print_table(result, *, verify: bool = False) -> None:
                       ("predicted acc %", "right"),
                       ("observed acc %", "right"), ("beta_eff (end)", "right"),
                       ("cost s", "right")):  # fmt: skip
-        table.add_column(col, justify=just, no_wrap=True)
+        table.add_column(col, justify=just, no_wrap=col != "model", overflow="fold")
     if verify:
         table.add_column("true final acc %", justify="right", no_wrap=True)
     table.add_column("status")
@@ -323,12 +391,89 @@ def verification(candidates) -> dict[str, float] | None:
     }
 
 
+def _run_nas(args):
+    from ncap.datasets import load_dataset
+    from ncap.finetune import FinetuneConfig
+    from ncap.nas import sample_archs, search
+    from ncap.ranking import PredictorSettings
+
+    if (args.archs is None) == (args.sample is None):
+        raise ValueError("give either --archs A,B,... or --sample N (not both, not neither).")
+    archs = (
+        [a.strip() for a in args.archs.split(",") if a.strip()]
+        if args.archs
+        else sample_archs(args.sample, seed=args.sample_seed)
+    )
+    dataset = load_dataset(
+        args.data,
+        n_train=args.n_train,
+        n_val=args.n_val,
+        seed=args.seed,
+        image_size=args.image_size,
+    )
+    config = FinetuneConfig(
+        epochs=args.epochs,
+        steps=args.steps,
+        eval_every=args.eval_every,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        weight_decay=args.weight_decay,
+        probe_hidden=tuple(args.probe_hidden),
+        seed=args.seed,
+    )
+    predictor = PredictorSettings(
+        variant=args.variant, features=args.features, burn_in=args.burn_in, link=args.link
+    )
+    result = search(
+        archs,
+        dataset,
+        out_dir=args.out,
+        width=args.width,
+        cells=args.cells,
+        config=config,
+        predictor=predictor,
+        full_epochs=args.full_epochs,
+        resume=args.resume,
+        overwrite=bool(args.overwrite),
+        progress=not args.no_progress and not args.json,
+        log=lambda msg: print(f"[ncap] {msg}", file=sys.stderr),
+    )
+    if args.nats_path is not None:
+        _compare_with_nats(result, args.nats_path, args.nats_dataset)
+    return result
+
+
+def _compare_with_nats(result, path: str, dataset: str) -> None:
+    from scipy.stats import kendalltau, spearmanr
+
+    from ncap.nas import nats_accuracies
+    from ncap.storage import atomic_write_json
+
+    ok = [c for c in result.candidates if c["status"] == "ok"]
+    published = nats_accuracies([c["name"].split(":", 1)[1] for c in ok], path, dataset=dataset)
+    pred = [c["predicted_accuracy"] for c in ok]
+    truth = [published[c["name"].split(":", 1)[1]] for c in ok]
+    summary = {
+        "dataset": dataset,
+        "published_test_accuracy": published,
+        "kendall": float(kendalltau(pred, truth).statistic),
+        "spearman": float(spearmanr(pred, truth).statistic),
+    }
+    atomic_write_json(summary, Path(result.out_dir) / "nats.json")
+    print(
+        f"NATS-Bench ({dataset}, 200 epochs): Kendall tau {summary['kendall']:+.3f}, "
+        f"Spearman {summary['spearman']:+.3f} between ncap's prediction and the published accuracy",
+        file=sys.stderr,
+    )
+
+
 def _bench(args) -> int:
     if args.bench_command == "build":
         from ncap.bench.build import build_benchmark, plan_for
 
         models = [m for m in (args.models or "").split(",") if m]
-        plan = plan_for("smoke" if args.smoke else "full", models=models or None)
+        plan = plan_for("smoke" if args.smoke else args.plan, models=models or None)
         results = build_benchmark(args.out, plan, log=lambda msg: print(msg, file=sys.stderr))
         print(
             f"wrote {args.out}: {len(results['runs'])} runs, "
@@ -376,7 +521,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "bench":
             return _bench(args)
-        if args.command == "demo":
+        if args.command == "nas":
+            result = _run_nas(args)
+            verify = args.full_epochs is not None
+        elif args.command == "demo":
             from ncap.zoo import DEMO_MODELS
 
             data, n_train, n_val, epochs, full = _demo_data(args)

@@ -313,10 +313,37 @@ def load_image_folder(
     return dataset
 
 
+def resize_images(dataset: ImageDataset, size: int) -> ImageDataset:
+    """The same dataset with every split resized to ``size x size`` (bilinear, antialiased)."""
+    import dataclasses
+
+    def resize(x: torch.Tensor | None) -> torch.Tensor | None:
+        if x is None or tuple(x.shape[-2:]) == (size, size):
+            return x
+        return torch.nn.functional.interpolate(
+            x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
+
+    return dataclasses.replace(
+        dataset,
+        x_train=resize(dataset.x_train),
+        x_val=resize(dataset.x_val),
+        x_test=resize(dataset.x_test),
+        info=dataset.info | {"image_size": size},
+    )
+
+
 def load_dataset(
-    name: str, *, n_train: int | None = None, n_val: int | None = None, seed: int = 0
+    name: str,
+    *,
+    n_train: int | None = None,
+    n_val: int | None = None,
+    seed: int = 0,
+    image_size: int | None = None,
 ) -> ImageDataset:
     """Load a built-in dataset by name, or an image folder by path.
+
+    ``image_size`` resizes the images of a built-in dataset (e.g. 14 for a fast NAS benchmark).
 
     Raises
     ------
@@ -326,9 +353,9 @@ def load_dataset(
     if name in DATASETS:
         dataset = DATASETS[name](n_train=n_train, n_val=n_val, seed=seed)
         dataset.validate()
-        return dataset
+        return resize_images(dataset, image_size) if image_size else dataset
     if Path(name).is_dir():
-        return load_image_folder(name, seed=seed)
+        return load_image_folder(name, seed=seed, image_size=image_size or 28)
     raise ValueError(
         f"unknown dataset {name!r}: not a built-in name and not a directory. Built-in datasets: "
         f"{', '.join(list_datasets())}; or pass the path of an image folder "

@@ -243,6 +243,7 @@ def rank(
     overwrite: bool = False,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
+    extra_settings: dict[str, Any] | None = None,
 ) -> RankResult:
     """Fine-tune every candidate briefly, predict its final accuracy, and rank.
 
@@ -269,6 +270,9 @@ def rank(
         make this raise instead of silently replacing them.
     progress : bool
         Show progress bars (candidate and step) on stderr.
+    extra_settings : dict, optional
+        Further settings that define the run (e.g. a search space's width); recorded, and resume
+        requires them to match.
     """
     config = config or FinetuneConfig()
     predictor = predictor or PredictorSettings()
@@ -296,7 +300,7 @@ def rank(
             "steps)."
         )
     out_dir = Path(out_dir)
-    settings = _settings(dataset, config, predictor, full_epochs)
+    settings = _settings(dataset, config, predictor, full_epochs) | (extra_settings or {})
     finished = _load_finished(out_dir)
     if finished and not (resume or overwrite):
         raise FileExistsError(

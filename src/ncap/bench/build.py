@@ -27,7 +27,15 @@ from ncap.finetune import FinetuneConfig, finetune
 from ncap.storage import atomic_write_json, to_jsonable
 from ncap.zoo import create_backbone, model_spec
 
-__all__ = ["BENCH_FORMAT", "BenchPlan", "FULL_PLAN", "SMOKE_PLAN", "build_benchmark"]
+__all__ = [
+    "BENCH_FORMAT",
+    "BenchPlan",
+    "FULL_PLAN",
+    "NAS_PLAN",
+    "SMOKE_PLAN",
+    "build_benchmark",
+    "plan_for",
+]
 
 BENCH_FORMAT = 1
 
@@ -40,6 +48,7 @@ class Target:
     dataset: str
     n_train: int | None
     n_val: int | None
+    image_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,10 @@ class BenchPlan:
     probe_hidden: tuple[int, ...] = (128, 64, 32)
     pretrain_data: dict[str, Any] | None = None  # None: the zoo's default source task
     name: str = "full"
+    kind: str = "zoo"  # "zoo": pretrained models, LogME; "nas": nb201 architectures, proxies
+    ceiling_models: int | None = None  # only the first k models get seeds[1:] (None: all)
+    nas_width: int = 8
+    nas_cells: int = 1
 
     def config(self, n_train: int, seed: int) -> FinetuneConfig:
         steps_per_epoch = -(-n_train // self.batch_size)
@@ -74,6 +87,12 @@ class BenchPlan:
             probe_hidden=self.probe_hidden,
             seed=seed,
         )
+
+    def seeds_for(self, model_index: int) -> tuple[int, ...]:
+        """Seeds run for the model at this position of ``models``."""
+        if self.ceiling_models is None or model_index < self.ceiling_models:
+            return self.seeds
+        return self.seeds[:1]
 
     def to_dict(self) -> dict[str, Any]:
         return to_jsonable(asdict(self))
@@ -123,16 +142,47 @@ def _features(module: torch.nn.Module, x: torch.Tensor, batch: int = 512) -> tor
         return torch.cat([module(x[i : i + batch]) for i in range(0, len(x), batch)])
 
 
-def _training_free(name: str, dataset: ImageDataset) -> dict[str, Any]:
-    from ncap.logme import logme
-
+def _training_free(name: str, dataset: ImageDataset, plan: BenchPlan) -> dict[str, Any]:
+    """Scores of the model before any fine-tuning: LogME (zoo) or the zero-cost proxies (NAS)."""
     backbone = create_backbone(name)
     start = time.perf_counter()
-    feats = _features(backbone.module, dataset.x_train)
-    return backbone.info | {
-        "num_features": backbone.num_features,
-        "logme": float(logme(feats.double().numpy(), dataset.y_train.numpy())),
-        "logme_seconds": time.perf_counter() - start,
+    out = backbone.info | {"num_features": backbone.num_features}
+    if plan.kind == "nas":
+        from ncap.nas.proxies import compute_proxies
+
+        generator = torch.Generator().manual_seed(0)
+        head = torch.nn.Linear(backbone.num_features, dataset.num_classes)
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            head.reset_parameters()
+        idx = torch.randperm(len(dataset.y_train), generator=generator)[: plan.batch_size]
+        model = torch.nn.Sequential(backbone.module, head)
+        values, reasons = compute_proxies(model, dataset.x_train[idx], dataset.y_train[idx])
+        out |= {
+            "proxies": values,
+            "proxy_failures": reasons,
+            "proxy_seconds": time.perf_counter() - start,
+        }
+    else:
+        from ncap.logme import logme
+
+        feats = _features(backbone.module, dataset.x_train)
+        out |= {
+            "logme": float(logme(feats.double().numpy(), dataset.y_train.numpy())),
+            "logme_seconds": time.perf_counter() - start,
+        }
+    return out
+
+
+def _identity(plan: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a plan that define its runs (fields added later default harmlessly)."""
+    keys = ("models", "seeds", "epochs", "evals_per_epoch", "batch_size", "lr", "optimizer")
+    keys += ("ceiling_models",)
+    return {k: plan.get(k) for k in (*keys, "probe_hidden")} | {
+        "targets": [
+            (t["key"], t["dataset"], t["n_train"], t["n_val"], t.get("image_size"))
+            for t in plan["targets"]
+        ]
     }
 
 
@@ -148,11 +198,18 @@ def build_benchmark(
     out = Path(out)
     build = _Build(plan, out)
     plan_path = build.parts / "plan.json"
-    if plan_path.exists() and json.loads(plan_path.read_text()) != plan.to_dict():
+    if plan_path.exists() and _identity(json.loads(plan_path.read_text())) != _identity(
+        plan.to_dict()
+    ):
         raise ValueError(
             f"{build.parts} holds a build of a different plan; delete it or choose another output."
         )
     atomic_write_json(plan.to_dict(), plan_path)
+    if plan.kind == "nas":
+        from ncap.nas.search import register_nb201
+
+        channels = _load_target(plan.targets[0]).input_shape[0]
+        register_nb201(width=plan.nas_width, cells=plan.nas_cells, in_channels=channels, seed=0)
     saved = ncap.zoo.PRETRAIN_DATA, ncap.zoo.PRETRAIN_FALLBACK
     if plan.pretrain_data is not None:  # the smoke plan pretrains on tiny data
         ncap.zoo.PRETRAIN_DATA = ncap.zoo.PRETRAIN_FALLBACK = plan.pretrain_data
@@ -165,7 +222,12 @@ def build_benchmark(
 def _run_jobs(build: _Build, log: Callable[[str], None] | None) -> dict[str, Any]:
     plan = build.plan
     start = time.perf_counter()
-    jobs = [(t, m, s) for t in plan.targets for m in plan.models for s in plan.seeds]
+    jobs = [
+        (t, m, s)
+        for t in plan.targets
+        for i, m in enumerate(plan.models)
+        for s in plan.seeds_for(i)
+    ]
     for k, (target, model, seed) in enumerate(jobs, 1):
         run_path = build.part("runs", target.key, model, seed)
         free_path = build.part("training-free", target.key, model)
@@ -173,7 +235,7 @@ def _run_jobs(build: _Build, log: Callable[[str], None] | None) -> dict[str, Any
             continue
         dataset = _load_target(target)
         if not free_path.exists():
-            atomic_write_json(_training_free(model, dataset), free_path)
+            atomic_write_json(_training_free(model, dataset, plan), free_path)
         t0 = time.perf_counter()
         backbone = create_backbone(model)
         config = plan.config(len(dataset.y_train), seed)
@@ -213,15 +275,21 @@ def merge(build: _Build, *, wall_seconds: float) -> dict[str, Any]:
     plan = build.plan
     runs, models = [], {}
     for target in plan.targets:
-        for model in plan.models:
+        for i, model in enumerate(plan.models):
             models.setdefault(target.key, {})[model] = json.loads(
                 build.part("training-free", target.key, model).read_text()
             )
-            for seed in plan.seeds:
+            for seed in plan.seeds_for(i):
                 runs.append(json.loads(build.part("runs", target.key, model, seed).read_text()))
+    first = models[plan.targets[0].key]
     zoo = {
-        m: {"family": model_spec(m).family, "description": model_spec(m).description}
-        | {k: models[plan.targets[0].key][m][k] for k in ("source_accuracy", "parameters")}
+        m: {"family": first[m].get("family"), "parameters": first[m].get("parameters")}
+        | (
+            {"source_accuracy": first[m]["source_accuracy"]}
+            if "source_accuracy" in first[m]
+            else {}
+        )
+        | ({"description": model_spec(m).description} if ":" not in m else {})
         for m in plan.models
     }
     run_seconds = sum(r["seconds"] for r in runs)
@@ -252,8 +320,37 @@ def merge(build: _Build, *, wall_seconds: float) -> dict[str, Any]:
     return results
 
 
+def _nas_models(n: int, seed: int = 0) -> tuple[str, ...]:
+    from ncap.nas.space import sample_archs
+
+    return tuple(f"nb201:{a}" for a in sample_archs(n, seed=seed))
+
+
+NAS_PLAN = BenchPlan(
+    models=_nas_models(60),
+    targets=(Target("fm10-14px", "fashion-mnist", 512, 500, image_size=14),),
+    seeds=(0, 1),
+    epochs=20.0,
+    name="nas",
+    kind="nas",
+    ceiling_models=20,
+)
+
+NAS_SMOKE_PLAN = BenchPlan(
+    models=_nas_models(4),
+    targets=(Target("digits-14px", "digits", 256, 128, image_size=14),),
+    seeds=(0, 1),
+    epochs=3.0,
+    name="nas-smoke",
+    kind="nas",
+    ceiling_models=2,
+)
+
+
 def plan_for(name: str, *, models: Sequence[str] | None = None) -> BenchPlan:
-    plans = {"full": FULL_PLAN, "smoke": SMOKE_PLAN}
+    plans = {"full": FULL_PLAN, "smoke": SMOKE_PLAN, "nas": NAS_PLAN, "nas-smoke": NAS_SMOKE_PLAN}
+    if name not in plans:
+        raise ValueError(f"unknown benchmark plan {name!r}; choose one of {sorted(plans)}.")
     plan = plans[name]
     if models:
         plan = BenchPlan(**(plan.__dict__ | {"models": tuple(models)}))

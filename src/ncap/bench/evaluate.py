@@ -38,7 +38,6 @@ __all__ = ["BUDGETS", "evaluate_results", "nc_grid", "write_report"]
 BUDGETS = (0.025, 0.05, 0.1, 0.2)
 BURN_INS = (0, 1, 2)
 SAME_BUDGET = ("last-observed", "learning-curve", "tse", "tse-e1")
-TRAINING_FREE = ("logme", "param-count", "source-accuracy")
 PREDICTS_ACCURACY = {"last-observed", "learning-curve"}
 
 
@@ -83,10 +82,11 @@ def score_run(
     context = {
         "steps_per_epoch": run["steps_per_epoch"],
         "target_epoch": total_epochs,
-        "parameters": free["parameters"],
-        "source_accuracy": free["source_accuracy"],
+        "parameters": free.get("parameters"),
+        "source_accuracy": free.get("source_accuracy"),
     }
-    for name in SAME_BUDGET + ("param-count", "source-accuracy"):
+    free_baselines = ("param-count",) + (("source-accuracy",) if "source_accuracy" in free else ())
+    for name in SAME_BUDGET + free_baselines:
         if not points and name in SAME_BUDGET:
             scores[name] = (None, "no evaluation point within the budget")
             continue
@@ -96,66 +96,102 @@ def score_run(
             value, info = None, {"reason": str(err)}
         reason = None if value is not None else str(info.get("reason") or info.get("failures"))
         scores[name] = (value, reason)
-    scores["logme"] = (free["logme"], None)
+    if "logme" in free:
+        scores["logme"] = (free["logme"], None)
+    for proxy, value in (free.get("proxies") or {}).items():  # zero-cost NAS proxies
+        reason = (free.get("proxy_failures") or {}).get(proxy)
+        scores[proxy] = (value, reason)
     return scores
 
 
 def evaluate_results(
     results: dict[str, Any], *, budgets: Sequence[float] = BUDGETS
 ) -> dict[str, Any]:
-    """Score every method at every budget and summarise ranking quality (see module docstring)."""
+    """Score every method at every budget and summarise ranking quality (see module docstring).
+
+    With two or more seeds for every (target, model) the *seed protocol* applies: scores of seed
+    ``s`` are compared with the other seeds' final accuracy; the first seed is the selection half.
+    When only some models have a second seed (the NAS benchmark), the *model protocol* applies:
+    scores and truth come from the first seed's runs, the models are split into two interleaved
+    halves (selection: even positions, report: odd positions), and the noise ceiling is measured
+    on the models that have two seeds.
+    """
     start = time.perf_counter()
     plan = results["plan"]
     seeds = list(plan["seeds"])
-    if len(seeds) < 2:
-        raise ValueError(
-            "the benchmark needs at least 2 seeds per (model, target) for truth and ceiling."
-        )
     total_epochs = float(plan["epochs"])
     models = list(plan["models"])
     targets = [t["key"] for t in plan["targets"]]
     runs = {(r["target"], r["model"], r["seed"]): r for r in results["runs"]}
     final = {key: final_accuracy(run) for key, run in runs.items()}
+    seeds_of = {(t, m): [s for s in seeds if (t, m, s) in runs] for t in targets for m in models}
+    twice = {t: [m for m in models if len(seeds_of[(t, m)]) >= 2] for t in targets}
+    if not any(twice.values()):
+        raise ValueError(
+            "the benchmark needs a second seed for at least some (target, model) pairs to measure "
+            "the noise ceiling; build it with 2 seeds."
+        )
+    seed_protocol = all(len(v) >= 2 for v in seeds_of.values())
 
-    def truth_for(target: str, seed: int) -> list[float]:
-        return [float(np.mean([final[(target, m, s)] for s in seeds if s != seed])) for m in models]
-
-    scores: dict[tuple[str, float, str, int], list[float | None]] = {}
+    scores: dict[tuple[str, float, str, int], dict[str, float | None]] = {}
     failures: dict[tuple[str, float], int] = {}
-    for target, seed, fraction in itertools.product(targets, seeds, budgets):
-        per_model = [
-            score_run(
+    score_seeds = seeds if seed_protocol else seeds[:1]
+    for target, seed, fraction in itertools.product(targets, score_seeds, budgets):
+        per_model = {
+            m: score_run(
                 runs[(target, m, seed)], results["training_free"][target][m], total_epochs, fraction
             )
             for m in models
-        ]
-        for method in per_model[0]:
-            values = [s[method][0] for s in per_model]
+        }
+        for method in next(iter(per_model.values())):
+            values = {m: per_model[m][method][0] for m in models}
             scores[(method, fraction, target, seed)] = values
             failures[(method, fraction)] = failures.get((method, fraction), 0) + sum(
-                v is None for v in values
+                v is None for v in values.values()
             )
     methods = sorted({k[0] for k in scores})
 
-    def metrics_for(method: str, fraction: float, seed_set: Sequence[int]) -> dict[str, Any]:
-        per = {
-            (t, s): ranking_metrics(
-                scores[(method, fraction, t, s)],
-                truth_for(t, s),
-                predicts_accuracy=method.startswith("nc/") or method in PREDICTS_ACCURACY,
-            )
-            for t in targets
-            for s in seed_set
+    # a "cell" is one ranking problem: (target, seed whose runs are scored, models, their truth)
+    def truth(target: str, model: str, seed: int) -> float:
+        if not seed_protocol:
+            return final[(target, model, seed)]
+        return float(np.mean([final[(target, model, s)] for s in seeds if s != seed]))
+
+    if seed_protocol:
+        halves = {
+            "selection": [(t, seeds[0], models) for t in targets],
+            "report": [(t, s, models) for t in targets for s in seeds[1:]],
         }
+        split = {"selection": {"seeds": seeds[:1]}, "report": {"seeds": seeds[1:]}}
+    else:
+        halves = {
+            "selection": [(t, seeds[0], models[0::2]) for t in targets],
+            "report": [(t, seeds[0], models[1::2]) for t in targets],
+        }
+        split = {"selection": {"models": models[0::2]}, "report": {"models": models[1::2]}}
+
+    def metrics_for(method: str, fraction: float, cells) -> dict[str, Any]:
+        per = [
+            (
+                t,
+                ranking_metrics(
+                    [scores[(method, fraction, t, s)][m] for m in subset],
+                    [truth(t, m, s) for m in subset],
+                    predicts_accuracy=method.startswith("nc/") or method in PREDICTS_ACCURACY,
+                ),
+            )
+            for t, s, subset in cells
+        ]
         by_target = {
-            t: {k: _mean([per[(t, s)][k] for s in seed_set]) for k in RANK_METRICS} for t in targets
+            t: {k: _mean([r[k] for tt, r in per if tt == t]) for k in RANK_METRICS} for t in targets
         }
         mean = {k: _mean([by_target[t][k] for t in targets]) for k in RANK_METRICS}
         return {"mean": mean, "by_target": by_target}
 
-    selection_seeds, report_seeds = seeds[:1], seeds[1:]
-    selection = {m: {str(f): metrics_for(m, f, selection_seeds) for f in budgets} for m in methods}
-    report = {m: {str(f): metrics_for(m, f, report_seeds) for f in budgets} for m in methods}
+    selection = {
+        m: {str(f): metrics_for(m, f, halves["selection"]) for f in budgets} for m in methods
+    }
+    report = {m: {str(f): metrics_for(m, f, halves["report"]) for f in budgets} for m in methods}
     nc_methods = [m for m in methods if m.startswith("nc/")]
 
     def selection_score(m: str) -> float:
@@ -167,20 +203,22 @@ def evaluate_results(
     for t in targets:
         pairs = [
             ranking_metrics(
-                [final[(t, m, a)] for m in models], [final[(t, m, b)] for m in models],
+                [final[(t, m, a)] for m in twice[t]], [final[(t, m, b)] for m in twice[t]],
                 predicts_accuracy=True,
             )
-            for a, b in itertools.permutations(seeds, 2)
+            for a, b in itertools.permutations(seeds[:2], 2)
         ]  # fmt: skip
         ceiling[t] = {k: _mean([p[k] for p in pairs]) for k in RANK_METRICS}
+        ceiling[t]["n_models"] = len(twice[t])
     ceiling_mean = {k: _mean([ceiling[t][k] for t in targets]) for k in RANK_METRICS}
     return {
-        "protocol": __doc__,
+        "protocol": "seeds" if seed_protocol else "models",
+        "protocol_text": __doc__,
         "budgets": list(budgets),
         "total_epochs": total_epochs,
         "models": models,
         "targets": targets,
-        "seeds": {"selection": selection_seeds, "report": report_seeds},
+        "split": split,
         "chosen_default": chosen,
         "chosen_selection_kendall": selection_score(chosen),
         "paper_form": nc_name(PredictorSettings(variant="signed", burn_in=0)),
@@ -202,9 +240,19 @@ def _fmt(v: float | None, digits: int = 3) -> str:
     return "–" if v is None else f"{v:+.{digits}f}" if digits == 3 else f"{v:.{digits}f}"
 
 
+def _describe(split: dict[str, Any]) -> str:
+    if "seeds" in split:
+        return f"seeds {split['seeds']}"
+    return f"{len(split['models'])} models"
+
+
 def headline_methods(evaluation: dict[str, Any]) -> list[str]:
+    """The chosen default, the paper's form, the same-budget and the training-free baselines."""
     chosen, paper = evaluation["chosen_default"], evaluation["paper_form"]
-    return [chosen] + ([paper] if paper != chosen else []) + list(SAME_BUDGET) + list(TRAINING_FREE)
+    free = sorted(
+        m for m in evaluation["report"] if not m.startswith("nc/") and m not in SAME_BUDGET
+    )
+    return [chosen] + ([paper] if paper != chosen else []) + list(SAME_BUDGET) + free
 
 
 def write_report(evaluation: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
@@ -217,11 +265,12 @@ def write_report(evaluation: dict[str, Any], out_dir: str | Path) -> dict[str, P
         "# ncap benchmark evaluation",
         "",
         f"Models: {len(evaluation['models'])}; targets: {', '.join(evaluation['targets'])}; "
-        f"full budget T = {evaluation['total_epochs']:g} epochs. Figures are means over targets on "
-        f"the report half (seeds {evaluation['seeds']['report']}); the neural-capacitance default "
-        f"`{evaluation['chosen_default']}` was chosen on the selection half (seed "
-        f"{evaluation['seeds']['selection']}, mean Kendall tau "
-        f"{evaluation['chosen_selection_kendall']:+.3f}).",
+        f"full budget T = {evaluation['total_epochs']:g} epochs; protocol: "
+        f"{evaluation['protocol']} (see docs/benchmark.md). Figures are means over targets on the "
+        f"report half ({_describe(evaluation['split']['report'])}); the neural-capacitance "
+        f"default `{evaluation['chosen_default']}` was chosen on the selection half "
+        f"({_describe(evaluation['split']['selection'])}, mean Kendall tau over budgets "
+        f"{evaluation['chosen_selection_kendall']:+.3f}, a failure counting as -1).",
         "",
         f"Noise ceiling (two seeds of full fine-tuning): Kendall {_fmt(ceiling['kendall'])}, "
         f"weighted tau {_fmt(ceiling['weighted_tau'])}, Spearman {_fmt(ceiling['spearman'])}, "
