@@ -1,4 +1,5 @@
 import csv
+import dataclasses
 import json
 
 import pytest
@@ -66,7 +67,7 @@ def test_rank_end_to_end_on_digits(tiny_zoo, tmp_path, digits):
     assert [r["name"] for r in rows] == data["ranking"]
     for name in ("beta_eff.png", "fits.png"):
         assert (tmp_path / "out" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert data["settings"]["predictor"]["variant"] == "signed"
+    assert data["settings"]["predictor"] == dataclasses.asdict(PredictorSettings())
     assert data["settings"]["dataset"]["n_train"] == 384
 
 
@@ -75,10 +76,19 @@ def test_prediction_matches_predictor_on_recorded_points(tiny_zoo, tmp_path, dig
 
     result = rank(["mlp-s"], digits, out_dir=tmp_path, config=SMALL)
     c = result.candidates[0]
-    beta = [p["beta_eff"]["signed"] for p in c["trajectory"]]
     acc = [p["val_accuracy"] for p in c["trajectory"]]
-    model = CapacitancePredictor(burn_in=1).fit(beta, acc)
+    default = PredictorSettings()
+    beta = [p["beta_eff"][default.variant] for p in c["trajectory"]]
+    model = CapacitancePredictor(
+        features=default.features, burn_in=default.burn_in, link=default.link
+    ).fit(beta, acc)
     assert c["predicted_accuracy"] == pytest.approx(model.prediction_, rel=1e-12)
+    # another setting through the same path
+    signed = PredictorSettings(variant="signed", features="linear", burn_in=1, link="identity")
+    other = rank(["mlp-s"], digits, out_dir=tmp_path / "signed", config=SMALL, predictor=signed)
+    beta = [p["beta_eff"]["signed"] for p in other.candidates[0]["trajectory"]]
+    model = CapacitancePredictor(burn_in=1).fit(beta, acc)
+    assert other.candidates[0]["predicted_accuracy"] == pytest.approx(model.prediction_, rel=1e-12)
 
 
 def test_deterministic_for_a_seed(tiny_zoo, tmp_path, digits):
@@ -178,7 +188,8 @@ def test_argument_errors(tmp_path, digits):
     with pytest.raises(ValueError, match="duplicate"):
         rank(["a", "a"], digits, out_dir=tmp_path)
     with pytest.raises(ValueError, match="identically 0"):
-        rank(["mlp-s"], digits, out_dir=tmp_path, config=FinetuneConfig(probe_hidden=(64, 32)))
+        rank(["mlp-s"], digits, out_dir=tmp_path, config=FinetuneConfig(probe_hidden=(64, 32)),
+             predictor=PredictorSettings(variant="signed"))  # fmt: skip
     with pytest.raises(ValueError, match="unknown dataset 'nope'"):
         rank(["mlp-s"], "nope", out_dir=tmp_path)
     with pytest.raises(ValueError, match="unknown beta_eff variant"):

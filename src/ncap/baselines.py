@@ -283,7 +283,9 @@ def _tse(last_epochs: float | None, name: str) -> Baseline:
 def _learning_curve(points, max_step, context):
     target_epoch = _require(context, "target_epoch", "learning-curve")
     try:
-        result = learning_curve_prediction(points, max_step, target_epoch)
+        result = learning_curve_prediction(
+            points, max_step, target_epoch, max_starts=context.get("curve_starts")
+        )
     except ValueError as err:
         return _failed(err)
     info: dict[str, Any] = {

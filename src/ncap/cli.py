@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from ncap.edge_stats import VARIANTS
+from ncap.ranking import PredictorSettings
 
 DEMO_OUT = "ncap-out/demo"
+_PREDICTOR_DEFAULTS = PredictorSettings()  # one source of truth for the prediction defaults
 
 
 def _csv_ints(text: str) -> tuple[int, ...]:
@@ -91,25 +93,25 @@ def _add_training_args(p: argparse.ArgumentParser, *, epochs: float) -> None:
     g.add_argument(
         "--variant",
         choices=VARIANTS,
-        default="signed",
+        default=_PREDICTOR_DEFAULTS.variant,
         help="beta_eff variant used for the prediction (default: %(default)s); all are recorded",
     )
     g.add_argument(
         "--features",
         choices=("linear", "quadratic"),
-        default="linear",
+        default=_PREDICTOR_DEFAULTS.features,
         help="feature map of the Bayesian ridge fit (default: %(default)s)",
     )
     g.add_argument(
         "--burn-in",
         type=int,
-        default=1,
+        default=_PREDICTOR_DEFAULTS.burn_in,
         help="earliest evaluation points left out of the fit (default: %(default)s)",
     )
     g.add_argument(
         "--link",
         choices=("identity", "logit"),
-        default="identity",
+        default=_PREDICTOR_DEFAULTS.link,
         help="regress accuracy itself (identity, the paper's form) or its logit, which keeps predictions in (0, 1) (default: %(default)s)",
     )
     g = p.add_argument_group("output")
@@ -261,6 +263,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="full: 14 pretrained models x 3 targets x 2 seeds; nas: 60 NAS-Bench-201 architectures from scratch x 2 seeds; *-smoke: tiny versions for CI (default: %(default)s)",
     )
     build.add_argument("--smoke", action="store_true", help="shorthand for --plan smoke")
+    build.add_argument(
+        "--shard",
+        default="0/1",
+        metavar="K/N",
+        help="run only every N-th job starting at the K-th, to share a build between N processes (default: %(default)s)",
+    )
+    build.add_argument(
+        "--targets",
+        default=None,
+        help="comma-separated subset of the plan's targets to run in this process (to share the work between processes); the results are merged once every run exists",
+    )
     build.add_argument("--models", default=None, help="comma-separated subset of the plan's models")
     evaluate = bench_sub.add_parser(
         "evaluate",
@@ -287,9 +300,9 @@ def _demo_data(args) -> tuple[str, int | None, int | None, float, float]:
     return "digits", None, None, max(args.epochs, 2.0), 10.0
 
 
-def _run_rank(args, models: list[str], data: str, n_train, n_val, epochs: float, full_epochs):
+def _settings_from_args(args, epochs: float):
+    """The fine-tuning and prediction settings the shared training flags describe."""
     from ncap.finetune import FinetuneConfig
-    from ncap.ranking import PredictorSettings, rank
 
     config = FinetuneConfig(
         epochs=epochs,
@@ -305,6 +318,13 @@ def _run_rank(args, models: list[str], data: str, n_train, n_val, epochs: float,
     predictor = PredictorSettings(
         variant=args.variant, features=args.features, burn_in=args.burn_in, link=args.link
     )
+    return config, predictor
+
+
+def _run_rank(args, models: list[str], data: str, n_train, n_val, epochs: float, full_epochs):
+    from ncap.ranking import rank
+
+    config, predictor = _settings_from_args(args, epochs)
     return rank(
         models,
         data,
@@ -393,9 +413,7 @@ def verification(candidates) -> dict[str, float] | None:
 
 def _run_nas(args):
     from ncap.datasets import load_dataset
-    from ncap.finetune import FinetuneConfig
     from ncap.nas import sample_archs, search
-    from ncap.ranking import PredictorSettings
 
     if (args.archs is None) == (args.sample is None):
         raise ValueError("give either --archs A,B,... or --sample N (not both, not neither).")
@@ -411,20 +429,7 @@ def _run_nas(args):
         seed=args.seed,
         image_size=args.image_size,
     )
-    config = FinetuneConfig(
-        epochs=args.epochs,
-        steps=args.steps,
-        eval_every=args.eval_every,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        optimizer=args.optimizer,
-        weight_decay=args.weight_decay,
-        probe_hidden=tuple(args.probe_hidden),
-        seed=args.seed,
-    )
-    predictor = PredictorSettings(
-        variant=args.variant, features=args.features, burn_in=args.burn_in, link=args.link
-    )
+    config, predictor = _settings_from_args(args, args.epochs)
     result = search(
         archs,
         dataset,
@@ -474,7 +479,22 @@ def _bench(args) -> int:
 
         models = [m for m in (args.models or "").split(",") if m]
         plan = plan_for("smoke" if args.smoke else args.plan, models=models or None)
-        results = build_benchmark(args.out, plan, log=lambda msg: print(msg, file=sys.stderr))
+        targets = [t for t in (args.targets or "").split(",") if t]
+        try:
+            shard = tuple(int(v) for v in args.shard.split("/"))
+        except ValueError:
+            shard = ()
+        if len(shard) != 2:
+            raise ValueError(f"--shard must read K/N (e.g. 0/2), got {args.shard!r}.")
+        results = build_benchmark(
+            args.out,
+            plan,
+            log=lambda msg: print(msg, file=sys.stderr),
+            only_targets=targets,
+            shard=shard,
+        )
+        if results is None:
+            return 0
         print(
             f"wrote {args.out}: {len(results['runs'])} runs, "
             f"{results['fine_tuning_seconds_total']:.0f} s of fine-tuning, "

@@ -371,7 +371,11 @@ def _clip_to_bounds(p0: Sequence[float], curve: Curve) -> np.ndarray:
 
 
 def fit_curve(
-    name: str | Curve, x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray
+    name: str | Curve,
+    x: Sequence[float] | np.ndarray,
+    y: Sequence[float] | np.ndarray,
+    *,
+    max_starts: int | None = None,
 ) -> CurveFit:
     """Least-squares fit of one curve family to ``(x, y)``.
 
@@ -385,6 +389,11 @@ def fit_curve(
         A key of :data:`CURVES`, or a Curve.
     x, y : array-like
         The points; ``x > 0`` and finite, ``y`` finite.
+    max_starts : int, optional
+        Use only this many of the starting points, evenly spaced through the list (e.g. 3 of the 9:
+        one per candidate asymptote, with the middle shape). About 3x faster; on 56 early
+        trajectories of ncap's benchmark the ensemble changed by a median of 3e-9 and at most
+        0.016 in accuracy.
 
     Returns
     -------
@@ -410,9 +419,12 @@ def fit_curve(
             curve=curve,
         )
     try:
-        starts = curve.initial_guesses(xa, ya)
+        starts = list(curve.initial_guesses(xa, ya))
     except (ValueError, ArithmeticError) as err:
         return CurveFit(curve.name, None, None, False, f"no starting point: {err}", curve=curve)
+    if max_starts is not None and 0 < max_starts < len(starts):
+        stride = len(starts) / max_starts
+        starts = [starts[int(stride * (k + 0.5))] for k in range(max_starts)]
     best: tuple[float, np.ndarray] | None = None
     errors: list[str] = []
     for p0 in starts:
@@ -468,6 +480,7 @@ def extrapolate(
     min_points: int = 3,
     plausible_range: tuple[float, float] | None = PLAUSIBLE_RANGE,
     tolerance: float = 0.05,
+    max_starts: int | None = None,
 ) -> Extrapolation:
     """Fit every curve family to ``(x, y)`` and average their values at ``target_x``.
 
@@ -492,6 +505,8 @@ def extrapolate(
         Range an extrapolation must lie in, ``[0, 1]`` for accuracies; None disables the check.
     tolerance : float
         How far outside ``plausible_range`` an extrapolation may still be.
+    max_starts : int, optional
+        Passed to :func:`fit_curve` (fewer starting points per family, faster).
 
     Returns
     -------
@@ -522,7 +537,7 @@ def extrapolate(
     failures: dict[str, str] = {}
     fits: dict[str, CurveFit] = {}
     for curve in chosen:
-        fit = fit_curve(curve, xa, ya)
+        fit = fit_curve(curve, xa, ya, max_starts=max_starts)
         fits[curve.name] = fit
         if not fit.success:
             failures[curve.name] = fit.message

@@ -67,7 +67,7 @@ class CapacitancePredictor:
         features: str = "linear",
         burn_in: int = 0,
         link: str = "identity",
-        variant: str = "signed",
+        variant: str = "abs-mean",
         min_points: int = 3,
     ) -> None:
         self.features = features

@@ -191,8 +191,18 @@ def build_benchmark(
     plan: BenchPlan = FULL_PLAN,
     *,
     log: Callable[[str], None] | None = print,
-) -> dict[str, Any]:
-    """Run (or resume) every fine-tuning run of ``plan`` and write the merged results to ``out``."""
+    only_targets: Sequence[str] | None = None,
+    shard: tuple[int, int] = (0, 1),
+) -> dict[str, Any] | None:
+    """Run (or resume) every fine-tuning run of ``plan`` and write the merged results to ``out``.
+
+    ``only_targets`` runs just those targets' jobs and ``shard=(k, n)`` just every n-th job from the
+    k-th, to share the work between processes (e.g. one per core with ``OMP_NUM_THREADS=1``); the
+    results are merged, and returned, once every part of the plan exists, else None.
+    """
+    k, n = shard
+    if not 0 <= k < n:
+        raise ValueError(f"shard must be k/n with 0 <= k < n, got {k}/{n}.")
     import ncap.zoo
 
     out = Path(out)
@@ -213,20 +223,36 @@ def build_benchmark(
     saved = ncap.zoo.PRETRAIN_DATA, ncap.zoo.PRETRAIN_FALLBACK
     if plan.pretrain_data is not None:  # the smoke plan pretrains on tiny data
         ncap.zoo.PRETRAIN_DATA = ncap.zoo.PRETRAIN_FALLBACK = plan.pretrain_data
+    if only_targets:
+        unknown = set(only_targets) - {t.key for t in plan.targets}
+        if unknown:
+            raise ValueError(
+                f"unknown target(s) {sorted(unknown)}; the plan has {[t.key for t in plan.targets]}."
+            )
     try:
-        return _run_jobs(build, log)
+        return _run_jobs(build, log, only_targets, shard)
     finally:
         ncap.zoo.PRETRAIN_DATA, ncap.zoo.PRETRAIN_FALLBACK = saved
 
 
-def _run_jobs(build: _Build, log: Callable[[str], None] | None) -> dict[str, Any]:
+def _run_jobs(
+    build: _Build,
+    log: Callable[[str], None] | None,
+    only_targets: Sequence[str] | None,
+    shard: tuple[int, int],
+) -> dict[str, Any] | None:
     plan = build.plan
     start = time.perf_counter()
-    jobs = [
+    all_jobs = [
         (t, m, s)
         for t in plan.targets
         for i, m in enumerate(plan.models)
         for s in plan.seeds_for(i)
+    ]
+    jobs = [
+        j
+        for index, j in enumerate(all_jobs)
+        if (not only_targets or j[0].key in only_targets) and index % shard[1] == shard[0]
     ]
     for k, (target, model, seed) in enumerate(jobs, 1):
         run_path = build.part("runs", target.key, model, seed)
@@ -255,6 +281,11 @@ def _run_jobs(build: _Build, log: Callable[[str], None] | None) -> dict[str, Any
                 f"[{k}/{len(jobs)}] {target.key} {model} seed {seed}: final val acc "
                 f"{traj.points[-1]['val_accuracy']:.3f} in {time.perf_counter() - t0:.1f} s"
             )
+    missing = [j for j in all_jobs if not build.part("runs", j[0].key, j[1], j[2]).exists()]
+    if missing:
+        if log:
+            log(f"{len(missing)} run(s) of the plan are not finished yet; results not merged.")
+        return None
     return merge(build, wall_seconds=time.perf_counter() - start)
 
 

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,7 @@ BUDGETS = (0.025, 0.05, 0.1, 0.2)
 BURN_INS = (0, 1, 2)
 SAME_BUDGET = ("last-observed", "learning-curve", "tse", "tse-e1")
 PREDICTS_ACCURACY = {"last-observed", "learning-curve"}
+CURVE_STARTS = 3  # starting points per curve family (of 9): see ncap.learning_curves.fit_curve
 
 
 def nc_grid() -> list[PredictorSettings]:
@@ -82,6 +85,7 @@ def score_run(
     context = {
         "steps_per_epoch": run["steps_per_epoch"],
         "target_epoch": total_epochs,
+        "curve_starts": CURVE_STARTS,
         "parameters": free.get("parameters"),
         "source_accuracy": free.get("source_accuracy"),
     }
@@ -104,8 +108,13 @@ def score_run(
     return scores
 
 
+def _score_budgets(job) -> dict[float, dict[str, tuple[float | None, str | None]]]:
+    run, free, total_epochs, budgets = job
+    return {f: score_run(run, free, total_epochs, f) for f in budgets}
+
+
 def evaluate_results(
-    results: dict[str, Any], *, budgets: Sequence[float] = BUDGETS
+    results: dict[str, Any], *, budgets: Sequence[float] = BUDGETS, workers: int | None = None
 ) -> dict[str, Any]:
     """Score every method at every budget and summarise ranking quality (see module docstring).
 
@@ -136,13 +145,12 @@ def evaluate_results(
     scores: dict[tuple[str, float, str, int], dict[str, float | None]] = {}
     failures: dict[tuple[str, float], int] = {}
     score_seeds = seeds if seed_protocol else seeds[:1]
+    keys = [(t, m, s) for t in targets for s in score_seeds for m in models]
+    jobs = [(runs[k], results["training_free"][k[0]][k[1]], total_epochs, budgets) for k in keys]
+    with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        scored = dict(zip(keys, pool.map(_score_budgets, jobs, chunksize=4)))
     for target, seed, fraction in itertools.product(targets, score_seeds, budgets):
-        per_model = {
-            m: score_run(
-                runs[(target, m, seed)], results["training_free"][target][m], total_epochs, fraction
-            )
-            for m in models
-        }
+        per_model = {m: scored[(target, m, seed)][fraction] for m in models}
         for method in next(iter(per_model.values())):
             values = {m: per_model[m][method][0] for m in models}
             scores[(method, fraction, target, seed)] = values

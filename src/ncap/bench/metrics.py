@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -44,14 +45,16 @@ def ranking_metrics(
     }
     if truth.size < 2 or not scored.any():
         return out | {k: None for k in RANK_METRICS}
-    out["kendall"] = _finite(stats.kendalltau(filled, truth).statistic)
-    out["weighted_tau"] = _finite(stats.weightedtau(filled, truth).statistic)
-    out["spearman"] = _finite(stats.spearmanr(filled, truth).statistic)
-    out["pearson"] = (
-        _finite(stats.pearsonr(filled[scored], truth[scored]).statistic)
-        if scored.sum() > 2
-        else None
-    )
+    with warnings.catch_warnings():  # constant scores: the coefficients are undefined -> None
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        out["kendall"] = _finite(stats.kendalltau(filled, truth).statistic)
+        out["weighted_tau"] = _finite(stats.weightedtau(filled, truth).statistic)
+        out["spearman"] = _finite(stats.spearmanr(filled, truth).statistic)
+        out["pearson"] = (
+            _finite(stats.pearsonr(filled[scored], truth[scored]).statistic)
+            if scored.sum() > 2
+            else None
+        )
     best = np.flatnonzero(filled == filled.max())
     out["top1_regret"] = float(100.0 * (truth.max() - truth[best].mean()))
     out["mae"] = (
