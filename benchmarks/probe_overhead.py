@@ -93,7 +93,7 @@ def step_overhead(kind: str, repeats: int) -> dict:
 def closed_vs_explicit(max_arcs: int) -> list[dict]:
     rng = np.random.default_rng(0)
     rows = []
-    for width in (4, 8, 16, 32, 64, 96, 128):
+    for width in (4, 8, 16, 32, 64, 96, 128, 160):
         sizes = [width, width, width, width, CLASSES]
         weights = [rng.normal(size=(o, i)) / np.sqrt(i) for i, o in zip(sizes[:-1], sizes[1:])]
         biases = [np.full(o, 0.1) for o in sizes[1:]]

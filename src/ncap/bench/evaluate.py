@@ -41,6 +41,8 @@ BUDGETS = (0.025, 0.05, 0.1, 0.2)
 BURN_INS = (0, 1, 2)
 SAME_BUDGET = ("last-observed", "learning-curve", "tse", "tse-e1")
 PREDICTS_ACCURACY = {"last-observed", "learning-curve"}
+# the paper's reading: P itself, accuracy linear in beta_eff, no burn-in, no link
+PAPER_FORM = PredictorSettings(variant="signed", features="linear", burn_in=0, link="identity")
 CURVE_STARTS = 3  # starting points per curve family (of 9): see ncap.learning_curves.fit_curve
 
 
@@ -229,7 +231,7 @@ def evaluate_results(
         "split": split,
         "chosen_default": chosen,
         "chosen_selection_kendall": selection_score(chosen),
-        "paper_form": nc_name(PredictorSettings(variant="signed", burn_in=0)),
+        "paper_form": nc_name(PAPER_FORM),
         "selection": selection,
         "report": report,
         "failures": {f"{m}@{f}": n for (m, f), n in failures.items() if n},
@@ -352,6 +354,7 @@ def plot_tau_vs_budget(evaluation: dict[str, Any], path: Path) -> Path:
     if ceiling is not None:
         ax.axhline(ceiling, color="black", lw=1, label=f"noise ceiling ({ceiling:.2f})")
     ax.set_xscale("log")
+    ax.minorticks_off()
     ax.set_xticks([100 * b for b in budgets], [f"{100 * b:g}%" for b in budgets])
     ax.set_xlabel("early budget (% of the full fine-tuning budget T)")
     ax.set_ylabel("Kendall tau vs true final accuracy")
