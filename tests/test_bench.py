@@ -21,6 +21,10 @@ def test_ranking_metrics_against_scipy():
     assert m["pearson"] == pytest.approx(stats.pearsonr(scores, truth).statistic, rel=1e-12)
     assert m["mae"] == pytest.approx(100 * np.mean(np.abs(scores - truth)), rel=1e-12)
     assert m["top1_regret"] == pytest.approx(100 * (truth.max() - truth[np.argmax(scores)]))
+    assert m["top3_regret"] == pytest.approx(
+        100 * (truth.max() - truth[np.argsort(-scores)[:3]].max())
+    )
+    assert 0.0 <= m["top3_regret"] <= m["top1_regret"]
     assert m["n_failed"] == 0 and m["n_models"] == 12
 
 

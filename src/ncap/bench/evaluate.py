@@ -105,6 +105,8 @@ def score_run(
     if "logme" in free:
         scores["logme"] = (free["logme"], None)
     for proxy, value in (free.get("proxies") or {}).items():  # zero-cost NAS proxies
+        if proxy == "param_count":  # the same number as the "param-count" baseline
+            continue
         reason = (free.get("proxy_failures") or {}).get(proxy)
         scores[proxy] = (value, reason)
     return scores
@@ -290,8 +292,9 @@ def write_report(evaluation: dict[str, Any], out_dir: str | Path) -> dict[str, P
     for metric, title in (("kendall", "Kendall tau"), ("weighted_tau", "Weighted tau"),
                           ("spearman", "Spearman"), ("pearson", "Pearson"),
                           ("top1_regret", "Top-1 regret (accuracy points, lower is better)"),
+                          ("top3_regret", "Top-3 regret: best of the method's 3 favourites (points)"),
                           ("mae", "Mean absolute error of predicted accuracy (points)")):  # fmt: skip
-        digits = 2 if metric in ("top1_regret", "mae") else 3
+        digits = 2 if metric in ("top1_regret", "top3_regret", "mae") else 3
         lines += [f"## {title}", "", "| method | " + " | ".join(f"{100 * b:g}% of T" for b in budgets) + " |",
                   "|---|" + "---|" * len(budgets)]  # fmt: skip
         for m in methods:

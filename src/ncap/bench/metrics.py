@@ -10,7 +10,15 @@ from scipy import stats
 
 __all__ = ["RANK_METRICS", "ranking_metrics"]
 
-RANK_METRICS = ("kendall", "weighted_tau", "spearman", "pearson", "top1_regret", "mae")
+RANK_METRICS = (
+    "kendall",
+    "weighted_tau",
+    "spearman",
+    "pearson",
+    "top1_regret",
+    "top3_regret",
+    "mae",
+)
 
 
 def ranking_metrics(
@@ -30,7 +38,8 @@ def ranking_metrics(
     dict
         ``kendall`` (tau-b), ``weighted_tau`` (scipy's hyperbolic weighting, top-heavy),
         ``spearman``, ``pearson``, ``top1_regret`` (accuracy points lost by taking the
-        best-scored model instead of the truly best one), ``mae`` (mean |score - truth| in accuracy
+        best-scored model instead of the truly best one), ``top3_regret`` (the same when the
+        method's three favourites are all fine-tuned and the best kept), ``mae`` (mean |score - truth| in accuracy
         points, only when ``predicts_accuracy``), ``n_models``, ``n_failed``.
     """
     truth = np.asarray(truth, dtype=np.float64)
@@ -57,6 +66,8 @@ def ranking_metrics(
         )
     best = np.flatnonzero(filled == filled.max())
     out["top1_regret"] = float(100.0 * (truth.max() - truth[best].mean()))
+    top3 = np.argsort(-filled, kind="stable")[:3]
+    out["top3_regret"] = float(100.0 * (truth.max() - truth[top3].max()))
     out["mae"] = (
         float(100.0 * np.mean(np.abs(filled[scored] - truth[scored])))
         if predicts_accuracy
