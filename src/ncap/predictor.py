@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -145,7 +144,3 @@ class CapacitancePredictor:
             f"link={self.link!r}, "
             f"variant={self.variant!r}{fitted})"
         )
-
-
-def is_finite_number(value) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)

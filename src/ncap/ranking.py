@@ -28,7 +28,7 @@ from ncap.datasets import ImageDataset, load_dataset
 from ncap.edge_stats import check_variants
 from ncap.finetune import CandidateError, FinetuneConfig, finetune, trajectory_arrays
 from ncap.predictor import FEATURE_MAPS, LINKS, CapacitancePredictor
-from ncap.storage import atomic_write_json, atomic_write_text
+from ncap.storage import atomic_write_json, atomic_write_text, to_jsonable
 from ncap.zoo import create_backbone
 
 __all__ = ["PredictorSettings", "RankResult", "rank", "load_results"]
@@ -227,10 +227,6 @@ def _load_finished(out_dir: Path) -> dict[str, dict[str, Any]]:
     return finished
 
 
-def _comparable(settings: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(settings))  # normalise tuples/None the way they were stored
-
-
 def rank(
     models: Sequence[str],
     data: str | ImageDataset,
@@ -314,11 +310,13 @@ def rank(
         for path in (out_dir / "candidates").glob("*.json"):
             path.unlink()
         finished = {}
+    # the settings as a candidate file stores them (tuples -> lists, non-finite -> null)
+    stored_settings = json.loads(json.dumps(to_jsonable(settings)))
     records: list[dict[str, Any]] = []
     with _progress(progress, len(models)) as bars:
         for name in models:
             done = finished.get(name)
-            if done is not None and done["settings"] == _comparable(settings):
+            if done is not None and done["settings"] == stored_settings:
                 if done["record"]["status"] == "ok":
                     records.append(done["record"])
                     bars.candidate_done(name, skipped=True)
