@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON="${PYTHON:-python3}"
-# torch: the CPU build 2.13.0 (a local wheel on our machines, ~1 GB); see README "Why torch 2.13.0 (CPU)".
-TORCH_SPEC="${NCAP_TORCH_SPEC:-torch==2.13.0}"
+# torch + torchvision from PyPI (CUDA builds that also run on the CPU, ~5 GB); see README, "Why
+# torch 2.14 + torchvision 0.29". Override with NCAP_TORCH_SPEC (space-separated pip requirements).
+TORCH_SPEC="${NCAP_TORCH_SPEC:-torch==2.14.* torchvision==0.29.*}"
 
 # 1. Debian data package (optional at run time: ncap falls back to scikit-learn's digits).
 if ! dpkg -s dataset-fashion-mnist >/dev/null 2>&1; then
@@ -25,10 +26,11 @@ if [ ! -x .venv/bin/python ]; then
   echo "[bootstrap] creating .venv with $($PYTHON --version)"
   "$PYTHON" -m venv .venv
 fi
-if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
+if ! .venv/bin/python -c "import torch, torchvision" >/dev/null 2>&1; then
   echo "[bootstrap] installing $TORCH_SPEC"
-  .venv/bin/pip install -q "$TORCH_SPEC" 2> >(grep -v "is ignored" >&2)
+  # shellcheck disable=SC2086  # the spec is a list of requirements
+  .venv/bin/pip install -q $TORCH_SPEC 2> >(grep -v "is ignored" >&2)
 fi
 echo "[bootstrap] installing ncap and its dependencies"
 .venv/bin/pip install -q -e ".[dev]" 2> >(grep -v "is ignored" >&2)
-echo "[bootstrap] ready: $(.venv/bin/python -c 'import ncap, torch; print("ncap", ncap.__version__, "torch", torch.__version__)')"
+echo "[bootstrap] ready: $(.venv/bin/python -c 'import ncap, torch; import torchvision; print("ncap", ncap.__version__, "torch", torch.__version__, "torchvision", torchvision.__version__)')"

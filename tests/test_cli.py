@@ -38,11 +38,11 @@ def test_full_epochs_prints_kendall_tau(tiny_zoo, tmp_path, capsys):
         ),
         (
             ["--models", "mlp-s", "--data", "no-such-data"],
-            "Built-in datasets: digits, fashion-mnist",
+            "Datasets: cifar10, cifar100, cub200, digits, fashion-mnist",
         ),
         (
             ["--models", "mlp-s", "--data", "/no/such/dir"],
-            "not a built-in name and not a directory",
+            "not a known name and not a directory",
         ),
         (["--models", "zz:foo", "--data", "digits"], "unknown model source 'zz'"),
     ],

@@ -11,14 +11,22 @@ Built-in names (all offline):
 - ``fashion-mnist-0-4`` / ``fashion-mnist-5-9``: classes 0-4 (the zoo's source task) and 5-9 (the
   default target), relabelled 0..4;
 - ``fashion-mnist-5-9-500``: the low-data target, 500 training images of classes 5-9;
-- ``digits``: scikit-learn's 8x8 digits upsampled to 28x28 (always available).
+- ``digits``: scikit-learn's 8x8 digits upsampled to 28x28 (always available);
+- ``cifar10``, ``cifar100``, ``svhn``, ``mnist``, ``cub200``: torchvision's datasets (and CUB-200-2011)
+  under ``data_root`` (``$NCAP_DATA_ROOT`` or ``~/.cache/ncap/data``), downloaded when online; see
+  :mod:`ncap.torchvision_datasets`.
+
+Images may be stored in any affine encoding of pixel values in [0, 1] (``ImageDataset.mean``/``std``,
+``stored = (pixel - mean) / std``): standardised float32 for the built-in tasks, uint8 for real
+datasets (a quarter of the memory). :mod:`ncap.inputs` maps them to each model's convention per batch.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +37,8 @@ import torch
 __all__ = [
     "DATASETS",
     "ImageDataset",
+    "dataset_from_arrays",
+    "default_n_val",
     "fashion_mnist_dir",
     "list_datasets",
     "load_dataset",
@@ -39,6 +49,7 @@ __all__ = [
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 MEAN, STD = 0.2860, 0.3530  # Fashion-MNIST training-set pixel statistics (in [0, 1])
+UINT8 = (0.0,), (1.0 / 255.0,)  # the encoding of uint8 images: stored = pixel * 255
 
 
 @dataclass
@@ -55,17 +66,33 @@ class ImageDataset:
     x_test: torch.Tensor | None = None
     y_test: torch.Tensor | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    # the encoding of the stored images: stored = (pixel - mean) / std, pixels in [0, 1]
+    mean: tuple[float, ...] = (MEAN,)
+    std: tuple[float, ...] = (STD,)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
 
+    @property
+    def channels(self) -> int:
+        return int(self.x_train.shape[1])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return (int(self.x_train.shape[-2]), int(self.x_train.shape[-1]))
+
     def summary(self) -> dict[str, Any]:
-        """JSON-ready description (sizes, shape, classes, provenance)."""
+        """JSON-ready description (sizes, shape, classes, encoding, provenance of the split)."""
         return {
             "name": self.name,
             "num_classes": self.num_classes,
             "input_shape": list(self.input_shape),
+            "storage": {
+                "dtype": str(self.x_train.dtype).removeprefix("torch."),
+                "mean": list(self.mean),
+                "std": list(self.std),
+            },
             "n_train": len(self.y_train),
             "n_val": len(self.y_val),
             "n_test": None if self.y_test is None else len(self.y_test),
@@ -78,6 +105,11 @@ class ImageDataset:
                 raise ValueError(
                     f"dataset {self.name!r} has an empty {split} split; give it samples (or a "
                     "smaller validation fraction)."
+                )
+            if y.dtype != torch.int64:
+                raise ValueError(
+                    f"dataset {self.name!r}: {split} labels are {y.dtype}; give integer class "
+                    "indices (int64)."
                 )
             if int(y.min()) < 0 or int(y.max()) >= self.num_classes:
                 raise ValueError(
@@ -103,15 +135,31 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return np.frombuffer(data, dtype=dtypes[data[2]], offset=4 + 4 * ndim).reshape(shape)
 
 
-def fashion_mnist_dir() -> Path | None:
-    """Directory of the Fashion-MNIST IDX files, or None when they are not installed."""
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """Where torchvision-format datasets live: ``root``, ``$NCAP_DATA_ROOT``, or ``<cache>/data``."""
+    if root is not None:
+        return Path(root)
+    if os.environ.get("NCAP_DATA_ROOT"):
+        return Path(os.environ["NCAP_DATA_ROOT"])
+    from ncap.zoo import cache_dir
+
+    return cache_dir() / "data"
+
+
+def _has_idx(directory: Path, stem: str = "train-images-idx3-ubyte") -> bool:
+    return (directory / f"{stem}.gz").exists() or (directory / stem).exists()
+
+
+def fashion_mnist_dir(root: str | os.PathLike | None = None) -> Path | None:
+    """Directory of the Fashion-MNIST IDX files, or None when they are not installed.
+
+    Looks in ``$NCAP_FASHION_MNIST_DIR``, the Debian package's folder, then torchvision's layout
+    under the data root (``<root>/FashionMNIST/raw``).
+    """
     env = os.environ.get("NCAP_FASHION_MNIST_DIR")
-    for candidate in ([Path(env)] if env else []) + [DEBIAN_FASHION_MNIST]:
-        if (candidate / "train-images-idx3-ubyte.gz").exists() or (
-            candidate / "train-images-idx3-ubyte"
-        ).exists():
-            return candidate
-    return None
+    candidates = [Path(env)] if env else []
+    candidates += [DEBIAN_FASHION_MNIST, data_root(root) / "FashionMNIST" / "raw"]
+    return next((c for c in candidates if _has_idx(c)), None)
 
 
 def _idx_file(directory: Path, stem: str) -> Path:
@@ -125,8 +173,24 @@ def _standardise(images_uint8_or_unit: np.ndarray, scale: float) -> torch.Tensor
 
 
 def _split(n: int, n_val: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    if not 0 < n_val < n:
+        raise ValueError(
+            f"cannot hold out {n_val} of {n} training images for validation; choose n_val "
+            f"between 1 and {n - 1}."
+        )
     order = np.random.default_rng(seed).permutation(n)
     return order[n_val:], order[:n_val]
+
+
+def default_n_val(n: int) -> int:
+    """Validation images held out of ``n`` training images: 15 000 (the paper's), at most 30%."""
+    return max(1, min(15_000, round(0.3 * n)))
+
+
+def split_record(val_idx: np.ndarray, seed: int) -> dict[str, Any]:
+    """How the validation split was drawn, for the results: seed, size, a digest of the indices."""
+    digest = hashlib.sha256(np.sort(np.asarray(val_idx, dtype=np.int64)).tobytes()).hexdigest()
+    return {"split_seed": seed, "val_indices_sha256": digest[:16]}
 
 
 def _subset_classes(x, y, classes):
@@ -150,14 +214,21 @@ def _fashion_mnist(
     seed: int,
     default_train: int,
     default_val: int,
+    root: str | os.PathLike | None = None,
+    download: bool = True,
 ) -> ImageDataset:
-    directory = fashion_mnist_dir()
+    directory = fashion_mnist_dir(root)
+    if directory is None and download:
+        from ncap.torchvision_datasets import download_fashion_mnist
+
+        directory = download_fashion_mnist(data_root(root))
     if directory is None:
         raise FileNotFoundError(
             "Fashion-MNIST is not installed. On Debian/Ubuntu: `sudo apt-get install "
             "dataset-fashion-mnist` (scripts/bootstrap.sh does this); elsewhere download the four "
             "*-ubyte.gz files from github.com/zalandoresearch/fashion-mnist and set "
-            "NCAP_FASHION_MNIST_DIR to their folder. The 'digits' dataset needs no download."
+            "NCAP_FASHION_MNIST_DIR to their folder (or put them in "
+            f"{data_root(root) / 'FashionMNIST' / 'raw'}). The 'digits' dataset needs no download."
         )
     x = read_idx(_idx_file(directory, "train-images-idx3-ubyte"))
     y = read_idx(_idx_file(directory, "train-labels-idx1-ubyte")).astype(np.int64)
@@ -179,11 +250,14 @@ def _fashion_mnist(
         y_test=torch.from_numpy(y_test),
         num_classes=len(classes),
         classes=tuple(FASHION_CLASSES[c] for c in classes),
-        info={"source": str(directory), "split_seed": seed, "original_classes": list(classes)},
+        info={"source": str(directory), "original_classes": list(classes)}
+        | split_record(val_idx, seed),
     )
 
 
-def _digits(*, n_train: int | None, n_val: int | None, seed: int, size: int = 28) -> ImageDataset:
+def _digits(
+    *, n_train: int | None, n_val: int | None, seed: int, size: int = 28, **_: Any
+) -> ImageDataset:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -197,6 +271,7 @@ def _digits(*, n_train: int | None, n_val: int | None, seed: int, size: int = 28
     train_idx, val_idx = _split(len(y), n_val, seed)
     if n_train is not None:
         train_idx = train_idx[:n_train]
+    record = split_record(val_idx, seed)
     train_idx, val_idx = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
     return ImageDataset(
         name="digits",
@@ -206,12 +281,12 @@ def _digits(*, n_train: int | None, n_val: int | None, seed: int, size: int = 28
         y_val=y[val_idx],
         num_classes=10,
         classes=tuple(str(d) for d in range(10)),
-        info={"source": "sklearn.datasets.load_digits (8x8, upsampled)", "split_seed": seed},
+        info={"source": "sklearn.datasets.load_digits (8x8, upsampled)"} | record,
     )
 
 
 def _fm(classes, name, default_train, default_val):
-    def load(*, n_train=None, n_val=None, seed=0):
+    def load(*, n_train=None, n_val=None, seed=0, root=None, download=True):
         return _fashion_mnist(
             classes,
             name,
@@ -220,6 +295,8 @@ def _fm(classes, name, default_train, default_val):
             seed=seed,
             default_train=default_train,
             default_val=default_val,
+            root=root,
+            download=download,
         )
 
     return load
@@ -236,21 +313,114 @@ DATASETS: dict[str, Callable[..., ImageDataset]] = {
 
 def list_datasets() -> list[str]:
     """Names accepted by :func:`load_dataset` (besides image-folder paths)."""
-    return sorted(DATASETS)
+    from ncap.torchvision_datasets import TORCHVISION_DATASETS
+
+    return sorted(set(DATASETS) | set(TORCHVISION_DATASETS))
+
+
+def _as_nchw_uint8_or_unit(x: Any, what: str) -> tuple[torch.Tensor, tuple, tuple]:
+    """Images as an ``(N, C, H, W)`` tensor and their encoding (uint8 or floats in [0, 1])."""
+    x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+    if x.ndim == 3:
+        x = x.unsqueeze(1)
+    elif x.ndim == 4 and x.shape[1] not in (1, 3) and x.shape[-1] in (1, 3):
+        x = x.permute(0, 3, 1, 2)
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(
+            f"{what} must be images shaped (N, H, W), (N, C, H, W) or (N, H, W, C) with C = 1 "
+            f"or 3, got shape {tuple(x.shape)}."
+        )
+    if x.dtype == torch.uint8:
+        return x.contiguous(), (0.0,) * x.shape[1], (1.0 / 255.0,) * x.shape[1]
+    if not torch.is_floating_point(x):
+        raise ValueError(f"{what} must be uint8 (0-255) or float (0-1) pixels, got {x.dtype}.")
+    x = x.float().contiguous()
+    if not bool(torch.isfinite(x).all()) or float(x.min()) < 0 or float(x.max()) > 1:
+        raise ValueError(
+            f"{what} holds float pixels outside [0, 1] (or NaN/inf); pass uint8 images, or floats "
+            "scaled to [0, 1] (ncap applies each model's own normalisation)."
+        )
+    return x, (0.0,) * x.shape[1], (1.0,) * x.shape[1]
+
+
+def dataset_from_arrays(
+    x_train: Any,
+    y_train: Any,
+    *,
+    x_val: Any = None,
+    y_val: Any = None,
+    x_test: Any = None,
+    y_test: Any = None,
+    n_val: int | None = None,
+    seed: int = 0,
+    classes: Sequence[str] | None = None,
+    name: str = "arrays",
+) -> ImageDataset:
+    """A dataset from numpy arrays (or tensors) of images and integer labels.
+
+    Images are uint8 (0-255) or floats in [0, 1], shaped ``(N, H, W)``, ``(N, C, H, W)`` or
+    ``(N, H, W, C)``. Without ``x_val``, ``n_val`` images (default :func:`default_n_val`) are held
+    out of the training data by a seeded permutation. ``x_test``/``y_test`` are kept apart and
+    reported separately.
+    """
+    x, mean, std = _as_nchw_uint8_or_unit(x_train, "x_train")
+    y = torch.as_tensor(np.asarray(y_train)).long()
+    if len(x) != len(y):
+        raise ValueError(f"x_train has {len(x)} images but y_train {len(y)} labels.")
+    info: dict[str, Any] = {"source": "arrays"}
+    if x_val is None:
+        n_val = default_n_val(len(y)) if n_val is None else n_val
+        train_idx, val_idx = _split(len(y), n_val, seed)
+        info |= split_record(val_idx, seed)
+        tr, va = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
+        x, y, xv, yv = x[tr], y[tr], x[va], y[va]
+    else:
+        xv, mean_v, std_v = _as_nchw_uint8_or_unit(x_val, "x_val")
+        yv = torch.as_tensor(np.asarray(y_val)).long()
+        if (mean_v, std_v) != (mean, std):
+            raise ValueError("x_val must have the same dtype and channels as x_train.")
+    xt = yt = None
+    if x_test is not None:
+        xt, mean_t, std_t = _as_nchw_uint8_or_unit(x_test, "x_test")
+        yt = torch.as_tensor(np.asarray(y_test)).long()
+        if (mean_t, std_t) != (mean, std):
+            raise ValueError("x_test must have the same dtype and channels as x_train.")
+    num_classes = int(max(int(y.max()), int(yv.max())) + 1) if classes is None else len(classes)
+    dataset = ImageDataset(
+        name=name,
+        x_train=x,
+        y_train=y,
+        x_val=xv,
+        y_val=yv,
+        x_test=xt,
+        y_test=yt,
+        num_classes=num_classes,
+        classes=tuple(classes) if classes is not None else tuple(map(str, range(num_classes))),
+        info=info,
+        mean=mean,
+        std=std,
+    )
+    dataset.validate()
+    return dataset
+
+
+GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 
 
 def load_image_folder(
     path: str | os.PathLike,
     *,
-    image_size: int = 28,
-    channels: int = 1,
+    image_size: int | None = None,
+    channels: int | None = None,
     val_fraction: float = 0.2,
     seed: int = 0,
 ) -> ImageDataset:
     """Load ``path/<class>/<image>`` (or ``path/train/<class>/...`` + ``path/val/<class>/...``).
 
-    Images are resized to ``image_size`` square, converted to ``channels`` (1 or 3) and
-    standardised. Without a ``val`` folder, ``val_fraction`` of the images are held out (seeded).
+    Images are stored as uint8. ``image_size`` resizes them to a square; by default they keep
+    their size when all share one, else they are resized to 224. ``channels`` (1 or 3) defaults to
+    1 when every image is grayscale, else 3. Without a ``val`` folder, ``val_fraction`` of the
+    images are held out (seeded); a ``test`` folder beside ``train`` is the test split.
     """
     from PIL import Image
 
@@ -260,7 +430,9 @@ def load_image_folder(
             f"image folder {str(root)!r} does not exist; pass a directory with one sub-folder of "
             "images per class (optionally split into train/ and val/)."
         )
-    splits = {"train": root / "train", "val": root / "val"}
+    if channels not in (None, 1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}.")
+    splits = {"train": root / "train", "val": root / "val", "test": root / "test"}
     has_splits = splits["train"].is_dir() and splits["val"].is_dir()
     class_root = splits["train"] if has_splits else root
     classes = sorted(p.name for p in class_root.iterdir() if p.is_dir())
@@ -269,45 +441,75 @@ def load_image_folder(
             f"image folder {str(class_root)!r} has {len(classes)} class sub-folders; a "
             "classification task needs at least 2 (one folder of images per class)."
         )
+
+    def files_of(folder: Path) -> list[tuple[Path, int]]:
+        found = [
+            (f, label)
+            for label, cls in enumerate(classes)
+            for f in sorted((folder / cls).glob("*"))
+            if f.suffix.lower() in IMAGE_SUFFIXES
+        ]
+        if not found:
+            raise ValueError(
+                f"no images found under {str(folder)!r} (looked for {sorted(IMAGE_SUFFIXES)})."
+            )
+        return found
+
+    parts = {k: files_of(v) for k, v in splits.items() if has_splits and v.is_dir()}
+    if not has_splits:
+        parts = {"all": files_of(root)}
+    every = [f for files in parts.values() for f, _ in files]
+    sizes, modes = set(), set()
+    for f in every:
+        with Image.open(f) as img:
+            sizes.add(img.size)
+            modes.add(img.mode)
+    if channels is None:
+        channels = 1 if modes <= GREY_MODES else 3
+    if image_size is None:
+        size = next(iter(sizes)) if len(sizes) == 1 else (224, 224)  # PIL size is (w, h)
+    else:
+        size = (image_size, image_size)
     mode = {1: "L", 3: "RGB"}[channels]
 
-    def read(folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
-        images, labels = [], []
-        for label, cls in enumerate(classes):
-            files = sorted(
-                f for f in (folder / cls).glob("*") if f.suffix.lower() in IMAGE_SUFFIXES
-            )
-            for f in files:
-                with Image.open(f) as img:
-                    img = img.convert(mode).resize((image_size, image_size), Image.BILINEAR)
-                    images.append(
-                        np.asarray(img, dtype=np.float32).reshape(image_size, image_size, -1)
-                    )
-                labels.append(label)
-        if not images:
-            raise ValueError(
-                f"no images found under {str(folder)!r} (looked for {IMAGE_SUFFIXES})."
-            )
-        x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2) / 255.0
-        return ((x - MEAN) / STD).contiguous(), torch.tensor(labels, dtype=torch.int64)
+    def read(files: list[tuple[Path, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        images = np.empty((len(files), size[1], size[0], channels), dtype=np.uint8)
+        for k, (f, _) in enumerate(files):
+            with Image.open(f) as img:
+                img = img.convert(mode)
+                if img.size != size:
+                    img = img.resize(size, Image.BILINEAR)
+                images[k] = np.asarray(img).reshape(size[1], size[0], channels)
+        labels = torch.tensor([label for _, label in files], dtype=torch.int64)
+        return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), labels
 
+    info: dict[str, Any] = {"source": str(root.resolve()), "stored_size": [size[1], size[0]]}
+    x_test = y_test = None
     if has_splits:
-        x_train, y_train = read(splits["train"])
-        x_val, y_val = read(splits["val"])
+        x_train, y_train = read(parts["train"])
+        x_val, y_val = read(parts["val"])
+        if "test" in parts:
+            x_test, y_test = read(parts["test"])
     else:
-        x, y = read(root)
+        x, y = read(parts["all"])
         n_val = max(1, int(round(val_fraction * len(y))))
-        train_idx, val_idx = (torch.from_numpy(i) for i in _split(len(y), n_val, seed))
-        x_train, y_train, x_val, y_val = x[train_idx], y[train_idx], x[val_idx], y[val_idx]
+        train_idx, val_idx = _split(len(y), n_val, seed)
+        info |= split_record(val_idx, seed)
+        tr, va = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
+        x_train, y_train, x_val, y_val = x[tr], y[tr], x[va], y[va]
     dataset = ImageDataset(
         name=str(root),
         x_train=x_train,
         y_train=y_train,
         x_val=x_val,
         y_val=y_val,
+        x_test=x_test,
+        y_test=y_test,
         num_classes=len(classes),
         classes=tuple(classes),
-        info={"source": str(root.resolve()), "split_seed": seed, "image_size": image_size},
+        info=info,
+        mean=UINT8[0] * channels,
+        std=UINT8[1] * channels,
     )
     dataset.validate()
     return dataset
@@ -320,9 +522,10 @@ def resize_images(dataset: ImageDataset, size: int) -> ImageDataset:
     def resize(x: torch.Tensor | None) -> torch.Tensor | None:
         if x is None or tuple(x.shape[-2:]) == (size, size):
             return x
-        return torch.nn.functional.interpolate(
-            x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        out = torch.nn.functional.interpolate(
+            x.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False
         )
+        return out.round().clamp(0, 255).to(torch.uint8) if x.dtype == torch.uint8 else out
 
     return dataclasses.replace(
         dataset,
@@ -340,24 +543,56 @@ def load_dataset(
     n_val: int | None = None,
     seed: int = 0,
     image_size: int | None = None,
+    root: str | os.PathLike | None = None,
+    download: bool = True,
 ) -> ImageDataset:
-    """Load a built-in dataset by name, or an image folder by path.
+    """Load a dataset by name, or an image folder by path.
 
-    ``image_size`` resizes the images of a built-in dataset (e.g. 14 for a fast NAS benchmark).
+    Parameters
+    ----------
+    name : str
+        A name from :func:`list_datasets` or the path of an image folder.
+    n_train, n_val : int, optional
+        Training images kept and validation images held out of the training data (seeded by
+        ``seed``); defaults depend on the dataset (15 000 held out for the large ones).
+    image_size : int, optional
+        Resize the stored images (e.g. 14 for a fast NAS benchmark; the storage size of an image
+        folder). Models still get their own input size per batch.
+    root : path, optional
+        Data root of the torchvision datasets (default ``$NCAP_DATA_ROOT`` or ``~/.cache/ncap/data``).
+    download : bool
+        Download a missing torchvision dataset (needs internet).
 
     Raises
     ------
     ValueError
         For an unknown name that is not a directory; the message lists the valid names.
+    FileNotFoundError
+        For a dataset whose files are missing and cannot be downloaded; the message says what to
+        download and where to put it.
     """
+    from ncap.torchvision_datasets import TORCHVISION_DATASETS
+
     if name in DATASETS:
-        dataset = DATASETS[name](n_train=n_train, n_val=n_val, seed=seed)
-        dataset.validate()
-        return resize_images(dataset, image_size) if image_size else dataset
-    if Path(name).is_dir():
-        return load_image_folder(name, seed=seed, image_size=image_size or 28)
-    raise ValueError(
-        f"unknown dataset {name!r}: not a built-in name and not a directory. Built-in datasets: "
-        f"{', '.join(list_datasets())}; or pass the path of an image folder "
-        "(one sub-folder per class)."
-    )
+        dataset = DATASETS[name](
+            n_train=n_train, n_val=n_val, seed=seed, root=root, download=download
+        )
+    elif name in TORCHVISION_DATASETS:
+        dataset = TORCHVISION_DATASETS[name](
+            n_train=n_train,
+            n_val=n_val,
+            seed=seed,
+            root=data_root(root),
+            download=download,
+            image_size=image_size,
+        )
+    elif Path(name).is_dir():
+        return load_image_folder(name, seed=seed, image_size=image_size)
+    else:
+        raise ValueError(
+            f"unknown dataset {name!r}: not a known name and not a directory. Datasets: "
+            f"{', '.join(list_datasets())}; or pass the path of an image folder "
+            "(one sub-folder per class)."
+        )
+    dataset.validate()
+    return resize_images(dataset, image_size) if image_size else dataset

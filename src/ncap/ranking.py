@@ -26,8 +26,10 @@ import torch
 
 from ncap.datasets import ImageDataset, load_dataset
 from ncap.edge_stats import check_variants
+from ncap.executors import CandidateJob, Executor, make_executor
 from ncap.finetune import CandidateError, FinetuneConfig, finetune, trajectory_arrays
 from ncap.predictor import FEATURE_MAPS, LINKS, CapacitancePredictor
+from ncap.runtime import Runtime
 from ncap.storage import atomic_write_json, atomic_write_text, to_jsonable
 from ncap.zoo import create_backbone
 
@@ -149,6 +151,23 @@ def predict_from_points(
     }
 
 
+def failed_record(name: str, reason: str | None = None) -> dict[str, Any]:
+    """A candidate record before (or without) a successful run."""
+    return {
+        "name": name,
+        "status": "failed",
+        "reason": reason,
+        "predicted_accuracy": None,
+        "predicted_std": None,
+        "observed_accuracy": None,
+        "final_accuracy": None,
+        "test_accuracy": None,
+        "beta_eff_end": None,
+        "cost_seconds": None,
+        "trajectory": [],
+    }
+
+
 def run_candidate(
     name: str,
     dataset: ImageDataset,
@@ -156,25 +175,21 @@ def run_candidate(
     predictor: PredictorSettings,
     *,
     full_epochs: float | None = None,
+    runtime: Runtime | None = None,
     on_step: Callable[[int, int], None] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Fine-tune one candidate and return its record (``status`` "failed" with a reason on error)."""
-    record: dict[str, Any] = {
-        "name": name,
-        "status": "failed",
-        "reason": None,
-        "predicted_accuracy": None,
-        "predicted_std": None,
-        "observed_accuracy": None,
-        "final_accuracy": None,
-        "beta_eff_end": None,
-        "cost_seconds": None,
-        "trajectory": [],
-    }
+    """Fine-tune one candidate and return its record (``status`` "failed" with a reason on error).
+
+    The test split, when the dataset has one, is evaluated once at the end of the run and reported
+    as ``test_accuracy`` (never used for the prediction).
+    """
+    record = failed_record(name)
     start = time.perf_counter()
     try:
-        backbone = create_backbone(name, log=log)
+        with torch.random.fork_rng():  # random initialisations are the same in every process
+            torch.manual_seed(config.seed)
+            backbone = create_backbone(name, log=log)
         record["backbone"] = {"num_features": backbone.num_features} | backbone.info
         n_train = len(dataset.y_train)
         budget_steps = config.total_steps(n_train)
@@ -191,9 +206,17 @@ def run_candidate(
             backbone.num_features,
             dataset,
             run_config,
+            input_spec=backbone.input_spec,
+            runtime=runtime,
             on_step=on_step,
             extra_eval_steps=(budget_steps,),
+            evaluate_test=True,
         )
+        record["backbone"]["num_features"] = traj.num_features
+        record["runtime"] = traj.runtime
+        if traj.test is not None:
+            record["test_accuracy"] = traj.test["test_accuracy"]
+            record["test"] = traj.test
         points = traj.points
         record["trajectory"] = points
         early = [p for p in points if p["step"] <= budget_steps]
@@ -207,8 +230,15 @@ def run_candidate(
             record["full_seconds"] = traj.seconds
         record |= predict_from_points(points, predictor, budget_steps)
         record["status"] = "ok"
-    except (CandidateError, ValueError, FileNotFoundError) as err:
+    except (CandidateError, ValueError, FileNotFoundError, ImportError) as err:
         record["reason"] = str(err)
+    except torch.OutOfMemoryError as err:
+        record["reason"] = (
+            f"out of memory ({str(err).splitlines()[0]}); lower --batch-size or --input-size, or "
+            "give each candidate a larger GPU."
+        )
+    except RuntimeError as err:  # a library error inside one candidate must not stop the others
+        record["reason"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
     if record["cost_seconds"] is None:
         record["cost_seconds"] = time.perf_counter() - start
     return record
@@ -237,11 +267,15 @@ def rank(
     full_epochs: float | None = None,
     n_train: int | None = None,
     n_val: int | None = None,
+    data_root: str | Path | None = None,
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
     extra_settings: dict[str, Any] | None = None,
+    runtime: Runtime | None = None,
+    executor: str | Executor = "local",
+    worker_setup: tuple[Callable[..., Any], dict[str, Any]] | None = None,
 ) -> RankResult:
     """Fine-tune every candidate briefly, predict its final accuracy, and rank.
 
@@ -260,7 +294,9 @@ def rank(
         Also fine-tune to this many epochs and record ``final_accuracy`` (the prediction still uses
         only the points within the budget).
     n_train, n_val : int, optional
-        Subsample a built-in dataset.
+        Training images kept and validation images held out (seeded by ``config.seed``).
+    data_root : path, optional
+        Where torchvision datasets are (or are downloaded to).
     resume : bool
         Reuse finished candidates in ``out_dir`` that were run with the same settings.
     overwrite : bool
@@ -271,9 +307,20 @@ def rank(
     extra_settings : dict, optional
         Further settings that define the run (e.g. a search space's width); recorded, and resume
         requires them to match.
+    runtime : Runtime, optional
+        Device (``auto``/``cpu``/``cuda[:i]``), mixed precision and loader workers. Recorded with
+        each candidate; not part of the resume check.
+    executor : "local", "ray" or an executor object
+        Where candidates run (:mod:`ncap.executors`); the outputs are the same.
+    worker_setup : (callable, kwargs), optional
+        Called in each remote worker before its candidate (e.g. to register a model source the
+        way this process did).
     """
     config = config or FinetuneConfig()
     predictor = predictor or PredictorSettings()
+    runtime = runtime or Runtime()
+    runtime.torch_device()  # an unavailable device fails now, not once per candidate
+    executor = make_executor(executor) if isinstance(executor, str) else executor
     if not models:
         raise ValueError("no candidate models given; name at least one (see `ncap zoo`).")
     if predictor.variant == "signed" and len(config.probe_hidden) < 3:
@@ -287,7 +334,7 @@ def rank(
     dataset = (
         data
         if isinstance(data, ImageDataset)
-        else load_dataset(data, n_train=n_train, n_val=n_val, seed=config.seed)
+        else load_dataset(data, n_train=n_train, n_val=n_val, seed=config.seed, root=data_root)
     )
     n_seen = len(dataset.y_train)
     if full_epochs is not None and (
@@ -312,13 +359,14 @@ def rank(
         finished = {}
     # the settings as a candidate file stores them (tuples -> lists, non-finite -> null)
     stored_settings = json.loads(json.dumps(to_jsonable(settings)))
-    records: list[dict[str, Any]] = []
+    records: dict[str, dict[str, Any]] = {}
     with _progress(progress, len(models)) as bars:
+        todo = []
         for name in models:
             done = finished.get(name)
             if done is not None and done["settings"] == stored_settings:
                 if done["record"]["status"] == "ok":
-                    records.append(done["record"])
+                    records[name] = done["record"]
                     bars.candidate_done(name, skipped=True)
                     continue
             elif done is not None:
@@ -327,25 +375,24 @@ def rank(
                     "resume only with the same dataset, budget and predictor settings, or use "
                     "--overwrite / another output directory."
                 )
-            bars.candidate_start(name)
-            record = run_candidate(
-                name,
-                dataset,
-                config,
-                predictor,
-                full_epochs=full_epochs,
-                on_step=bars.step,
-                log=log,
-            )
+            todo.append(name)
+        job = CandidateJob(dataset, config, predictor, full_epochs, runtime, worker_setup)
+        for record in executor.run(
+            todo, job, on_start=bars.candidate_start, on_step=bars.step, log=log
+        ):
+            name = record["name"]
             atomic_write_json(
                 {"settings": settings, "record": record}, _candidate_path(out_dir, name)
             )
-            records.append(record)
+            records[name] = record
             bars.candidate_done(name)
             if log and record["status"] != "ok":
                 log(f"{name} failed: {record['reason']}")
     result = RankResult(
-        candidates=records, settings=settings | {"environment": _environment()}, out_dir=out_dir
+        candidates=[records[name] for name in models],
+        settings=settings
+        | {"environment": _environment(), "runtime": runtime.to_dict() | executor.describe()},
+        out_dir=out_dir,
     )
     result.files = write_outputs(result)
     return result
@@ -378,6 +425,7 @@ CSV_COLUMNS = (
     "predicted_std",
     "observed_accuracy",
     "final_accuracy",
+    "test_accuracy",
     "beta_eff_signed",
     "beta_eff_mean_abs",
     "beta_eff_abs_mean",
@@ -402,6 +450,7 @@ def results_csv(candidates: Sequence[dict[str, Any]]) -> str:
                 "predicted_std": c["predicted_std"],
                 "observed_accuracy": c["observed_accuracy"],
                 "final_accuracy": c.get("final_accuracy"),
+                "test_accuracy": c.get("test_accuracy"),
                 "beta_eff_signed": beta.get("signed"),
                 "beta_eff_mean_abs": beta.get("mean-abs"),
                 "beta_eff_abs_mean": beta.get("abs-mean"),

@@ -25,6 +25,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ncap.datasets import MEAN, STD
+from ncap.inputs import InputSpec
+
 __all__ = [
     "Backbone",
     "ModelSpec",
@@ -39,12 +42,24 @@ __all__ = [
 
 @dataclass
 class Backbone:
-    """A feature extractor and what is known about it."""
+    """A feature extractor and what is known about it.
+
+    ``num_features`` may be None: fine-tuning then reads it off the first forward pass.
+    ``input_spec`` is the input convention the model was pretrained with (None: the dataset's
+    stored images as they are).
+    """
 
     name: str
     module: nn.Module
-    num_features: int
+    num_features: int | None
     info: dict[str, Any] = field(default_factory=dict)  # source accuracy, parameter count, ...
+    input_spec: InputSpec | None = None
+
+
+# the built-in zoo's convention: one channel, standardised with the Fashion-MNIST statistics, any size
+BUILTIN_INPUT = InputSpec(
+    channels=1, size=None, mean=(MEAN,), std=(STD,), source="ncap built-in zoo"
+)
 
 
 @dataclass(frozen=True)
@@ -398,9 +413,20 @@ def create_backbone(name: str, *, log: Callable[[str], None] | None = None) -> B
         k: record[k]
         for k in ("family", "source_accuracy", "parameters", "pretrain_seconds", "cached")
     }
-    return Backbone(name=name, module=module, num_features=num_features, info=info)
+    return Backbone(
+        name=name, module=module, num_features=num_features, info=info, input_spec=BUILTIN_INPUT
+    )
 
 
 def describe_models() -> list[dict[str, Any]]:
     """One row per built-in model: name, family, description, pretraining recipe."""
     return [asdict(spec) | {"build": None} for spec in (_MODELS[n] for n in list_models())]
+
+
+def _register_zoo_sources() -> None:
+    from ncap.zoo_sources import register_zoo_sources
+
+    register_zoo_sources()
+
+
+_register_zoo_sources()

@@ -14,10 +14,13 @@ from typing import Any
 
 import torch
 
-from ncap.datasets import ImageDataset, load_dataset
+from ncap.datasets import MEAN, STD, ImageDataset, load_dataset
+from ncap.executors import Executor
 from ncap.finetune import FinetuneConfig
+from ncap.inputs import InputSpec
 from ncap.nas.space import NB201Network, arch_to_str, parse_arch
 from ncap.ranking import PredictorSettings, RankResult, rank
+from ncap.runtime import Runtime
 from ncap.zoo import Backbone, parameter_count, register_source
 
 __all__ = ["NATS_HELP", "nats_accuracies", "register_nb201", "search"]
@@ -41,7 +44,13 @@ def register_nb201(*, width: int = 8, cells: int = 1, in_channels: int = 1, seed
             "init_seed": seed,
         }
         return Backbone(
-            name=f"{PREFIX}:{net.arch}", module=net, num_features=net.num_features, info=info
+            name=f"{PREFIX}:{net.arch}",
+            module=net,
+            num_features=net.num_features,
+            info=info,
+            input_spec=InputSpec(
+                channels=in_channels, size=None, mean=(MEAN,), std=(STD,), source="ncap nb201"
+            ),
         )
 
     register_source(PREFIX, factory)
@@ -66,6 +75,8 @@ def search(
     overwrite: bool = False,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
+    runtime: Runtime | None = None,
+    executor: str | Executor = "local",
 ) -> RankResult:
     """Train each architecture from scratch for the budget under the probe and rank them.
 
@@ -79,7 +90,8 @@ def search(
         if isinstance(data, ImageDataset)
         else load_dataset(data, n_train=n_train, n_val=n_val, seed=config.seed)
     )
-    register_nb201(width=width, cells=cells, in_channels=dataset.input_shape[0], seed=config.seed)
+    space = {"width": width, "cells": cells, "in_channels": dataset.channels, "seed": config.seed}
+    register_nb201(**space)
     return rank(
         names,
         dataset,
@@ -92,6 +104,9 @@ def search(
         progress=progress,
         log=log,
         extra_settings={"search_space": {"name": "nas-bench-201", "width": width, "cells": cells}},
+        runtime=runtime,
+        executor=executor,
+        worker_setup=(register_nb201, space),  # Ray workers register the same space
     )
 
 
