@@ -89,6 +89,12 @@ def _add_training_args(p: argparse.ArgumentParser, *, epochs: float) -> None:
         default=None,
         help="also fine-tune to this many epochs and record the true final accuracy",
     )
+    g.add_argument(
+        "--input-size",
+        type=int,
+        default=None,
+        help="square input size for every model (the paper used 32 for CIFAR/SVHN/Fashion-MNIST); default: each model's own pretrained size",
+    )
     g = p.add_argument_group("prediction")
     g.add_argument(
         "--variant",
@@ -125,6 +131,50 @@ def _add_training_args(p: argparse.ArgumentParser, *, epochs: float) -> None:
         "--json", action="store_true", help="print the results JSON to stdout instead of the table"
     )
     g.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    _add_runtime_args(p)
+
+
+def _add_runtime_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("hardware and scale-out")
+    g.add_argument(
+        "--device",
+        default="cpu",
+        help="auto, cpu, cuda or cuda:<index> (default: %(default)s; auto picks CUDA when there is a GPU)",
+    )
+    g.add_argument(
+        "--no-amp",
+        action="store_true",
+        help="float32 on CUDA instead of bfloat16 mixed precision (matches the CPU to float tolerance)",
+    )
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="data-loading worker processes (default: 0 on the CPU, 4 on CUDA)",
+    )
+    g.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="run candidates in this process (local) or as Ray tasks (ray) (default: %(default)s)",
+    )
+    g.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster address (auto, host:6379 or ray://host:10001); default: start a local Ray instance",
+    )
+    g.add_argument(
+        "--gpus-per-candidate",
+        type=float,
+        default=0.0,
+        help="GPUs each Ray task asks for (e.g. 1, or 0.5 to share a GPU) (default: %(default)s)",
+    )
+    g.add_argument(
+        "--cpus-per-candidate",
+        type=float,
+        default=1.0,
+        help="CPUs each Ray task asks for (default: %(default)s)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -168,11 +218,57 @@ def build_parser() -> argparse.ArgumentParser:
         "--n-val", type=int, default=None, help="hold out this many training images for validation"
     )
     rank.add_argument(
+        "--data-root",
+        default=None,
+        help="folder of torchvision datasets (cifar10, cifar100, svhn, mnist, cub200); default: $NCAP_DATA_ROOT or ~/.cache/ncap/data",
+    )
+    rank.add_argument(
+        "--no-download",
+        action="store_true",
+        help="never download a missing dataset (fail with instructions instead)",
+    )
+    rank.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="resize the stored images to this square size (image folders of mixed sizes default to 224)",
+    )
+    rank.add_argument(
         "--out",
         required=True,
         help="output directory for candidates/*.json, results.json/.csv and plots",
     )
     _add_training_args(rank, epochs=1.0)
+
+    recipe = sub.add_parser(
+        "recipe",
+        help="run a recipe file: many models on several datasets (e.g. recipes/paper.toml)",
+        description="Run every dataset of a recipe (a TOML file naming models, datasets and the fine-tuning budget) through `ncap rank`, one output folder per dataset, and write OUT/recipe.json. recipes/paper.toml is the paper's protocol (docs/recipe.md).",
+    )
+    recipe.add_argument("path", help="the recipe file (TOML)")
+    recipe.add_argument("--out", required=True, help="output folder (one sub-folder per dataset)")
+    recipe.add_argument(
+        "--data-root", default=None, help="folder of the torchvision datasets (see `ncap rank`)"
+    )
+    recipe.add_argument(
+        "--no-download", action="store_true", help="never download a missing dataset"
+    )
+    recipe.add_argument(
+        "--datasets", default=None, help="comma-separated subset of the recipe's datasets"
+    )
+    recipe.add_argument(
+        "--models", default=None, help="comma-separated subset of the recipe's models"
+    )
+    recipe.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the recipe's model names and print the plan and its compute estimate; run nothing",
+    )
+    g = recipe.add_argument_group("output")
+    g.add_argument("--resume", action="store_true", help="reuse finished candidates in --out")
+    g.add_argument("--overwrite", action="store_true", help="discard earlier results in --out")
+    g.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    _add_runtime_args(recipe)
 
     nas = sub.add_parser(
         "nas",
@@ -314,6 +410,7 @@ def _settings_from_args(args, epochs: float):
         weight_decay=args.weight_decay,
         probe_hidden=tuple(args.probe_hidden),
         seed=args.seed,
+        input_size=args.input_size,
     )
     predictor = PredictorSettings(
         variant=args.variant, features=args.features, burn_in=args.burn_in, link=args.link
@@ -321,19 +418,45 @@ def _settings_from_args(args, epochs: float):
     return config, predictor
 
 
+def _execution_from_args(args) -> dict[str, Any]:
+    """``runtime=`` and ``executor=`` of rank/search from the hardware flags."""
+    from ncap.executors import make_executor
+    from ncap.runtime import Runtime
+
+    return {
+        "runtime": Runtime(device=args.device, amp=not args.no_amp, workers=args.workers),
+        "executor": make_executor(
+            args.executor,
+            address=args.address,
+            gpus_per_candidate=args.gpus_per_candidate,
+            cpus_per_candidate=args.cpus_per_candidate,
+        ),
+    }
+
+
 def _run_rank(args, models: list[str], data: str, n_train, n_val, epochs: float, full_epochs):
+    from ncap.datasets import load_dataset
     from ncap.ranking import rank
 
     config, predictor = _settings_from_args(args, epochs)
-    return rank(
-        models,
+    execution = _execution_from_args(args)
+    dataset = load_dataset(
         data,
+        n_train=n_train,
+        n_val=n_val,
+        seed=config.seed,
+        image_size=getattr(args, "image_size", None),
+        root=getattr(args, "data_root", None),
+        download=not getattr(args, "no_download", False),
+    )
+    return rank(
+        **execution,
+        models=models,
+        data=dataset,
         out_dir=args.out,
         config=config,
         predictor=predictor,
         full_epochs=full_epochs,
-        n_train=n_train,
-        n_val=n_val,
         resume=args.resume,
         overwrite=bool(args.overwrite),
         progress=not args.no_progress and not args.json,
@@ -363,6 +486,9 @@ def print_table(result, *, verify: bool = False) -> None:
         table.add_column(col, justify=just, no_wrap=col != "model", overflow="fold")
     if verify:
         table.add_column("true final acc %", justify="right", no_wrap=True)
+    has_test = any(c.get("test_accuracy") is not None for c in result.candidates)
+    if has_test:
+        table.add_column("test acc % (end)", justify="right", no_wrap=True)
     table.add_column("status")
     order = {name: k + 1 for k, name in enumerate(result.ranking)}
     for c in sorted(result.candidates, key=lambda c: order.get(c["name"], 10**9)):
@@ -375,6 +501,8 @@ def print_table(result, *, verify: bool = False) -> None:
                _fmt(beta, pct=False), f"{c['cost_seconds']:.1f}"]  # fmt: skip
         if verify:
             row.append(_fmt(c.get("final_accuracy")))
+        if has_test:
+            row.append(_fmt(c.get("test_accuracy")))
         row.append("ok" if ok else f"failed: {c['reason']}")
         table.add_row(*row)
     # a pipe or a file gets the full table instead of rich's 80-column default
@@ -443,10 +571,46 @@ def _run_nas(args):
         overwrite=bool(args.overwrite),
         progress=not args.no_progress and not args.json,
         log=lambda msg: print(f"[ncap] {msg}", file=sys.stderr),
+        **_execution_from_args(args),
     )
     if args.nats_path is not None:
         _compare_with_nats(result, args.nats_path, args.nats_dataset)
     return result
+
+
+def _run_recipe(args) -> int:
+    from ncap.recipe import check_models, describe_plan, load_recipe, run_recipe
+
+    recipe = load_recipe(args.path)
+    problems = check_models(recipe)
+    print(describe_plan(recipe))
+    if problems:
+        for problem in problems:
+            print(f"ncap: error: {problem}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        return 0
+
+    def subset(text):
+        return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
+
+    results = run_recipe(
+        recipe,
+        out_dir=args.out,
+        data_root=args.data_root,
+        download=not args.no_download,
+        datasets=subset(args.datasets),
+        models=subset(args.models),
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        log=lambda msg: print(f"[ncap] {msg}", file=sys.stderr),
+        **_execution_from_args(args),
+    )
+    for result in results.values():
+        print_table(result)
+    ok = any(c["status"] == "ok" for r in results.values() for c in r.candidates)
+    return 0 if ok else 1
 
 
 def _compare_with_nats(result, path: str, dataset: str) -> None:
@@ -526,21 +690,33 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             for row in describe_models():
                 print(f"{row['name']:14s} {row['family']:10s} {row['description']}")
+            print(
+                "timm:<name>[@random|@<file>]            any timm model (pretrained unless @random)\n"
+                "tv:<name>[@random|@<WEIGHTS>]           any torchvision classification model\n"
+                "py:<module>:<callable>[@<state_dict>]   your own factory returning the feature extractor"
+            )
             return 0
         if args.command == "datasets":
-            from ncap.datasets import DATASETS, fashion_mnist_dir
+            from ncap.datasets import DATASETS, data_root, fashion_mnist_dir, list_datasets
 
-            for name in sorted(DATASETS):
-                note = (
-                    " (not installed)"
-                    if name.startswith("fashion") and fashion_mnist_dir() is None
-                    else ""
-                )
+            for name in list_datasets():
+                if name.startswith("fashion"):
+                    note = (
+                        ""
+                        if fashion_mnist_dir() is not None
+                        else " (not installed; downloaded when online)"
+                    )
+                elif name in DATASETS:
+                    note = ""
+                else:
+                    note = f"  torchvision format under {data_root()} (--data-root); downloaded when online"
                 print(f"{name}{note}")
             print("<path>  an image folder: one sub-folder of images per class")
             return 0
         if args.command == "bench":
             return _bench(args)
+        if args.command == "recipe":
+            return _run_recipe(args)
         if args.command == "nas":
             result = _run_nas(args)
             verify = args.full_epochs is not None

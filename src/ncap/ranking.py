@@ -319,8 +319,9 @@ def rank(
     config = config or FinetuneConfig()
     predictor = predictor or PredictorSettings()
     runtime = runtime or Runtime()
-    runtime.torch_device()  # an unavailable device fails now, not once per candidate
     executor = make_executor(executor) if isinstance(executor, str) else executor
+    if executor.name == "local":  # (Ray workers may have GPUs this process lacks)
+        runtime.torch_device()  # an unavailable device fails now, not once per candidate
     if not models:
         raise ValueError("no candidate models given; name at least one (see `ncap zoo`).")
     if predictor.variant == "signed" and len(config.probe_hidden) < 3:

@@ -70,9 +70,14 @@ def _offline() -> bool:
 
 
 def _reachable(url: str, timeout: float = 3.0) -> bool:
-    """Whether the download host answers at all (a DNS failure or refusal is immediate)."""
+    """Whether the download host answers at all (a DNS failure or refusal is immediate).
+
+    Behind a proxy the direct connection says nothing, so the library is left to try.
+    """
     if _offline():
         return False
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")):
+        return True
     parsed = urlparse(url)
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     try:
