@@ -275,3 +275,20 @@ def test_run_recipe_end_to_end(tmp_path):
         run_recipe(recipe, out_dir=out)
     again = run_recipe(recipe, out_dir=out, resume=True)  # nothing left to run
     assert again["shapes"].ranking == data["ranking"]
+
+
+def test_cli_recipe_dry_run_and_run(tmp_path, capsys):
+    from ncap.cli import main
+
+    write_image_folder(tmp_path / "shapes")
+    path = write(tmp_path, MINI)
+    assert main(["recipe", str(path), "--out", str(tmp_path / "out"), "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "timm:resnet10t@random" in printed and "estimate" in printed
+    assert not (tmp_path / "out").exists()  # a dry run runs nothing
+    bad = write(tmp_path, MINI.replace("tv:squeezenet1_0@random", "tv:no_such_net"), "bad.toml")
+    assert main(["recipe", str(bad), "--out", str(tmp_path / "bad"), "--dry-run"]) == 2
+    assert "no_such_net" in capsys.readouterr().err
+    code = main(["recipe", str(path), "--out", str(tmp_path / "out"), "--no-progress"])
+    assert code == 0 and "ncap ranking on" in capsys.readouterr().out
+    assert (tmp_path / "out" / "recipe.json").exists()
