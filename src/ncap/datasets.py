@@ -40,6 +40,7 @@ __all__ = [
     "dataset_from_arrays",
     "default_n_val",
     "fashion_mnist_dir",
+    "hold_out",
     "list_datasets",
     "load_dataset",
     "load_image_folder",
@@ -193,6 +194,20 @@ def split_record(val_idx: np.ndarray, seed: int) -> dict[str, Any]:
     return {"split_seed": seed, "val_indices_sha256": digest[:16]}
 
 
+def hold_out(
+    x: torch.Tensor, y: torch.Tensor, *, n_val: int, seed: int, n_train: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """The seeded validation split of ``(x, y)``: train and validation parts and the record of it.
+
+    The training part is optionally truncated to ``n_train`` images.
+    """
+    train_idx, val_idx = _split(len(y), n_val, seed)
+    if n_train is not None:
+        train_idx = train_idx[:n_train]
+    tr, va = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
+    return x[tr], y[tr], x[va], y[va], split_record(val_idx, seed)
+
+
 def _subset_classes(x, y, classes):
     keep = np.isin(y, classes)
     remap = {c: k for k, c in enumerate(classes)}
@@ -268,17 +283,13 @@ def _digits(
     x = ((images - MEAN) / STD).contiguous()
     y = torch.from_numpy(bunch.target.astype(np.int64))
     n_val = 450 if n_val is None else n_val
-    train_idx, val_idx = _split(len(y), n_val, seed)
-    if n_train is not None:
-        train_idx = train_idx[:n_train]
-    record = split_record(val_idx, seed)
-    train_idx, val_idx = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
+    x_train, y_train, x_val, y_val, record = hold_out(x, y, n_val=n_val, seed=seed, n_train=n_train)
     return ImageDataset(
         name="digits",
-        x_train=x[train_idx],
-        y_train=y[train_idx],
-        x_val=x[val_idx],
-        y_val=y[val_idx],
+        x_train=x_train,
+        y_train=y_train,
+        x_val=x_val,
+        y_val=y_val,
         num_classes=10,
         classes=tuple(str(d) for d in range(10)),
         info={"source": "sklearn.datasets.load_digits (8x8, upsampled)"} | record,
@@ -370,10 +381,8 @@ def dataset_from_arrays(
     info: dict[str, Any] = {"source": "arrays"}
     if x_val is None:
         n_val = default_n_val(len(y)) if n_val is None else n_val
-        train_idx, val_idx = _split(len(y), n_val, seed)
-        info |= split_record(val_idx, seed)
-        tr, va = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
-        x, y, xv, yv = x[tr], y[tr], x[va], y[va]
+        x, y, xv, yv, record = hold_out(x, y, n_val=n_val, seed=seed)
+        info |= record
     else:
         xv, mean_v, std_v = _as_nchw_uint8_or_unit(x_val, "x_val")
         yv = torch.as_tensor(np.asarray(y_val)).long()
@@ -493,10 +502,8 @@ def load_image_folder(
     else:
         x, y = read(parts["all"])
         n_val = max(1, int(round(val_fraction * len(y))))
-        train_idx, val_idx = _split(len(y), n_val, seed)
-        info |= split_record(val_idx, seed)
-        tr, va = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
-        x_train, y_train, x_val, y_val = x[tr], y[tr], x[va], y[va]
+        x_train, y_train, x_val, y_val, record = hold_out(x, y, n_val=n_val, seed=seed)
+        info |= record
     dataset = ImageDataset(
         name=str(root),
         x_train=x_train,

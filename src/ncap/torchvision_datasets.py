@@ -20,10 +20,9 @@ from ncap.datasets import (
     UINT8,
     ImageDataset,
     _idx_file,
-    _split,
     default_n_val,
+    hold_out,
     read_idx,
-    split_record,
 )
 
 __all__ = ["TORCHVISION_DATASETS", "download_fashion_mnist", "load_cub200"]
@@ -78,22 +77,21 @@ def _finish(
     x_all = torch.from_numpy(np.require(x, requirements=("C", "W")))
     y_all = torch.from_numpy(np.asarray(y, dtype=np.int64))
     n_val = default_n_val(len(y_all)) if n_val is None else n_val
-    train_idx, val_idx = _split(len(y_all), n_val, seed)
-    if n_train is not None:
-        train_idx = train_idx[:n_train]
-    tr, va = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
+    x_train, y_train, x_val, y_val, record = hold_out(
+        x_all, y_all, n_val=n_val, seed=seed, n_train=n_train
+    )
     channels = x_all.shape[1]
     return ImageDataset(
         name=name,
-        x_train=x_all[tr],
-        y_train=y_all[tr],
-        x_val=x_all[va],
-        y_val=y_all[va],
+        x_train=x_train,
+        y_train=y_train,
+        x_val=x_val,
+        y_val=y_val,
         x_test=torch.from_numpy(np.require(x_test, requirements=("C", "W"))),
         y_test=torch.from_numpy(np.asarray(y_test, dtype=np.int64)),
         num_classes=len(classes),
         classes=classes,
-        info={"source": source} | split_record(val_idx, seed),
+        info={"source": source} | record,
         mean=UINT8[0] * channels,
         std=UINT8[1] * channels,
     )

@@ -44,6 +44,7 @@ from ncap.zoo import Backbone, parameter_count, register_source
 __all__ = ["PretrainedWeightsMissing", "split_weights", "timm_backbone", "torchvision_backbone"]
 
 IMAGENET_CLASSES = 1000
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 class PretrainedWeightsMissing(FileNotFoundError):
@@ -96,6 +97,19 @@ def _unknown(kind: str, name: str, known: list[str]) -> ValueError:
 def _interpolation(value: Any) -> str:
     text = str(getattr(value, "value", value)).lower()
     return text if text in ("bilinear", "bicubic", "nearest") else "bilinear"
+
+
+def _spec_from_timm_cfg(cfg: dict[str, Any], source: str) -> InputSpec:
+    """An InputSpec from a timm-style data config (``input_size``, ``mean``, ``std``, ...)."""
+    channels, height, width = cfg["input_size"]
+    return InputSpec(
+        channels=channels,
+        size=(height, width),
+        mean=tuple(cfg.get("mean", IMAGENET_MEAN)),
+        std=tuple(cfg.get("std", IMAGENET_STD)),
+        interpolation=_interpolation(cfg.get("interpolation", "bilinear")),
+        source=source,
+    )
 
 
 # -- timm --------------------------------------------------------------------------------------------
@@ -170,15 +184,8 @@ def timm_backbone(spec: str) -> Backbone:
         overlay = {"file": str(file)} if file is not None else None
         model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
         weights_info = str(file) if file is not None else "downloaded"
-    data_cfg = timm.data.resolve_model_data_config(model)
-    channels, height, width = data_cfg["input_size"]
-    input_spec = InputSpec(
-        channels=channels,
-        size=(height, width),
-        mean=tuple(data_cfg["mean"]),
-        std=tuple(data_cfg["std"]),
-        interpolation=_interpolation(data_cfg.get("interpolation", "bilinear")),
-        source="timm resolve_model_data_config",
+    input_spec = _spec_from_timm_cfg(
+        timm.data.resolve_model_data_config(model), "timm resolve_model_data_config"
     )
     info = {
         "family": "timm",
@@ -292,8 +299,8 @@ def torchvision_backbone(spec: str) -> Backbone:
         input_spec = InputSpec(
             channels=3,
             size=(crop[0], crop[-1]),
-            mean=tuple(getattr(transform, "mean", (0.485, 0.456, 0.406))),
-            std=tuple(getattr(transform, "std", (0.229, 0.224, 0.225))),
+            mean=tuple(getattr(transform, "mean", IMAGENET_MEAN)),
+            std=tuple(getattr(transform, "std", IMAGENET_STD)),
             interpolation=_interpolation(getattr(transform, "interpolation", "bilinear")),
             source=f"torchvision {type(entry).__name__}.{entry.name}.transforms()",
         )
@@ -340,15 +347,7 @@ def _spec_from_pretrained_cfg(module: nn.Module) -> InputSpec | None:
     cfg = getattr(module, "pretrained_cfg", None)
     if not isinstance(cfg, dict) or "input_size" not in cfg:
         return None
-    channels, height, width = cfg["input_size"]
-    return InputSpec(
-        channels=channels,
-        size=(height, width),
-        mean=tuple(cfg.get("mean", (0.485, 0.456, 0.406))),
-        std=tuple(cfg.get("std", (0.229, 0.224, 0.225))),
-        interpolation=_interpolation(cfg.get("interpolation", "bilinear")),
-        source="the model's pretrained_cfg",
-    )
+    return _spec_from_timm_cfg(cfg, "the model's pretrained_cfg")
 
 
 def factory_backbone(spec: str) -> Backbone:
