@@ -349,14 +349,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument(
         "--out",
-        default="benchmarks/results/bench-v1.json",
-        help="results file (default: %(default)s)",
+        default=None,
+        help="results file (default: benchmarks/results/bench-v1.json for the full plan, bench-v2.json for v2, nas-v1.json for nas, bench-PLAN.json otherwise)",
     )
     build.add_argument(
         "--plan",
-        choices=("full", "smoke", "nas", "nas-smoke"),
+        choices=("full", "v2", "smoke", "v2-smoke", "nas", "nas-smoke"),
         default="full",
-        help="full: 14 pretrained models x 3 targets x 2 seeds; nas: 60 NAS-Bench-201 architectures from scratch x 2 seeds; *-smoke: tiny versions for CI (default: %(default)s)",
+        help="full (bench-v1): 14 pretrained models x 3 targets x 2 seeds; v2: 40 pretrained models x 9 targets x 2 seeds with fixed-batch beta_eff; nas: 60 NAS-Bench-201 architectures from scratch x 2 seeds; *-smoke: tiny versions for CI (default: %(default)s)",
+    )
+    build.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu, cuda, cuda:<index> or auto; several shards may share one GPU (default: %(default)s)",
     )
     build.add_argument("--smoke", action="store_true", help="shorthand for --plan smoke")
     build.add_argument(
@@ -650,12 +655,19 @@ def _bench(args) -> int:
             shard = ()
         if len(shard) != 2:
             raise ValueError(f"--shard must read K/N (e.g. 0/2), got {args.shard!r}.")
+        from ncap.runtime import Runtime
+
+        default_out = {"full": "bench-v1.json", "v2": "bench-v2.json", "nas": "nas-v1.json"}
+        args.out = args.out or "benchmarks/results/" + default_out.get(
+            plan.name, f"bench-{plan.name}.json"
+        )
         results = build_benchmark(
             args.out,
             plan,
             log=lambda msg: print(msg, file=sys.stderr),
             only_targets=targets,
             shard=shard,
+            runtime=Runtime(device=args.device),
         )
         if results is None:
             return 0

@@ -11,6 +11,7 @@ Built-in names (all offline):
 - ``fashion-mnist-0-4`` / ``fashion-mnist-5-9``: classes 0-4 (the zoo's source task) and 5-9 (the
   default target), relabelled 0..4;
 - ``fashion-mnist-5-9-500``: the low-data target, 500 training images of classes 5-9;
+- ``fashion-mnist-footwear``: sandal, sneaker and ankle boot (classes 5, 7, 9), a fine-grained task;
 - ``digits``: scikit-learn's 8x8 digits upsampled to 28x28 (always available);
 - ``cifar10``, ``cifar100``, ``svhn``, ``mnist``, ``cub200``: torchvision's datasets (and CUB-200-2011)
   under ``data_root`` (``$NCAP_DATA_ROOT`` or ``~/.cache/ncap/data``), downloaded when online; see
@@ -318,6 +319,7 @@ DATASETS: dict[str, Callable[..., ImageDataset]] = {
     "fashion-mnist-0-4": _fm((0, 1, 2, 3, 4), "fashion-mnist-0-4", 22_500, 7_500),
     "fashion-mnist-5-9": _fm((5, 6, 7, 8, 9), "fashion-mnist-5-9", 22_500, 7_500),
     "fashion-mnist-5-9-500": _fm((5, 6, 7, 8, 9), "fashion-mnist-5-9-500", 500, 2_000),
+    "fashion-mnist-footwear": _fm((5, 7, 9), "fashion-mnist-footwear", 13_500, 4_500),
     "digits": _digits,
 }
 

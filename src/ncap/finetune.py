@@ -142,10 +142,14 @@ class ProbedClassifier(nn.Module):
         self.device_type = device
         self.precision = precision
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The backbone's features of ``x`` (float32), the probe's input."""
         with autocast(self.device_type, self.precision):
             features = self.front(x)
-        return self.probe(features.float())
+        return features.float()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.probe(self.features(x))
 
 
 class _Batches(torch.utils.data.Dataset):
@@ -229,7 +233,7 @@ def model_input_spec(
     return input_spec
 
 
-def _front(dataset: ImageDataset, module: nn.Module, spec: InputSpec | None) -> nn.Module:
+def model_front(dataset: ImageDataset, module: nn.Module, spec: InputSpec | None) -> nn.Module:
     """The backbone behind the input adapter (none when the stored images already fit)."""
     if spec is not None:
         try:
@@ -290,6 +294,7 @@ def finetune(
     on_step: Callable[[int, int], None] | None = None,
     extra_eval_steps: Sequence[int] = (),
     evaluate_test: bool = False,
+    on_evaluate: Callable[[ProbedClassifier], dict[str, Any]] | None = None,
 ) -> Trajectory:
     """Fine-tune ``module`` under a frozen random probe; return the recorded trajectory.
 
@@ -314,6 +319,10 @@ def finetune(
         uses this to evaluate where a shorter budget ends, so its prefix equals the short run).
     evaluate_test : bool
         Also evaluate the test split (when the dataset has one) at the end of the run.
+    on_evaluate : callable(model) -> dict, optional
+        Called at every evaluation point with the :class:`ProbedClassifier` (backbone + probe, in
+        training mode); its entries are added to the point (e.g. beta_eff on a fixed batch,
+        :class:`ncap.fixed_batch.FixedBatchBetaEff`). It must not change the model's weights.
 
     Raises
     ------
@@ -325,7 +334,7 @@ def finetune(
     device = runtime.torch_device()
     precision = runtime.precision(device)
     spec = model_input_spec(input_spec, dataset, config)
-    front = _front(dataset, module, spec).to(device)
+    front = model_front(dataset, module, spec).to(device)
     with precision_context(device, precision):
         num_features = _check_inputs(front, num_features, dataset, device)
         torch.manual_seed(config.seed)
@@ -391,17 +400,17 @@ def finetune(
                 on_step(step, traj.total_steps)
             if step % interval == 0 or step == traj.total_steps or step in extra:
                 val_loss, val_acc = evaluate(model, x_val, y_val, device=device)
-                traj.points.append(
-                    {
-                        "step": step,
-                        "epoch": step / traj.steps_per_epoch,
-                        "beta_eff": _read_beta(probe),
-                        "train_loss": loss_sum / loss_count,
-                        "val_loss": val_loss,
-                        "val_accuracy": val_acc,
-                        "wall_time": time.perf_counter() - start,
-                    }
-                )
+                point = {
+                    "step": step,
+                    "epoch": step / traj.steps_per_epoch,
+                    "beta_eff": _read_beta(probe),
+                    "train_loss": loss_sum / loss_count,
+                    "val_loss": val_loss,
+                    "val_accuracy": val_acc,
+                }
+                if on_evaluate is not None:
+                    point |= on_evaluate(model)
+                traj.points.append(point | {"wall_time": time.perf_counter() - start})
                 probe.reset_statistics()
                 loss_sum, loss_count = 0.0, 0
         traj.seconds = time.perf_counter() - start

@@ -210,6 +210,21 @@ def mobilenet(width: int = 16, stages: int = 3) -> tuple[nn.Module, int]:
     return _pooled(*layers), c
 
 
+def timm_model(name: str, **kwargs: Any) -> tuple[nn.Module, int]:
+    """A timm architecture without classifier for the zoo's inputs (1 channel, 28 x 28 pixels).
+
+    Needs the ``zoo`` extra (timm). The feature size is read off a forward pass in eval mode, which
+    neither changes the module's state nor draws random numbers.
+    """
+    import timm
+
+    module = timm.create_model(name, pretrained=False, in_chans=1, num_classes=0, **kwargs)
+    module.eval()
+    with torch.no_grad():
+        num_features = int(module(torch.zeros(2, 1, 28, 28)).shape[1])
+    return module.train(), num_features
+
+
 def _register_builtins() -> None:
     entries = [
         # name, family, builder, description, pretraining epochs on the source task
@@ -275,6 +290,118 @@ def _register_builtins() -> None:
             lambda: mobilenet(16, 3),
             "depthwise-separable, 16-128 channels",
             2.0,
+        ),
+        # bench-v2 adds sizes, depths and pretraining budgets, and four timm architectures adapted
+        # to the source task's 1-channel 28-px images, pretrained by the zoo like the others
+        ("mlp-m", "mlp", lambda: mlp(512, 3), "3-layer MLP, width 512", 2.0),
+        ("mlp-xs-short", "mlp", lambda: mlp(64, 1), "mlp-xs pretrained for 0.1 epoch", 0.1),
+        ("mlp-s-short", "mlp", lambda: mlp(256, 2), "mlp-s pretrained for 0.1 epoch", 0.1),
+        ("lenet-w", "lenet", lambda: lenet(32), "LeNet-5 style, twice the width", 2.0),
+        ("lenet-long", "lenet", lambda: lenet(16), "LeNet-5 style, pretrained for 5 epochs", 5.0),
+        ("cnn-s-short", "cnn", lambda: plain_cnn(16, 2), "cnn-s pretrained for 0.1 epoch", 0.1),
+        ("cnn-s3", "cnn", lambda: plain_cnn(16, 3), "3 conv stages, 16-64 channels", 2.0),
+        (
+            "vgg-xs",
+            "vgg",
+            lambda: vgg(8, 3, 2),
+            "VGG-like, 3 stages of 2 convs, 8-32 channels",
+            2.0,
+        ),
+        ("vgg-s-short", "vgg", lambda: vgg(16, 3, 2), "vgg-s pretrained for 0.25 epoch", 0.25),
+        ("resnet-xs", "resnet", lambda: resnet(8, 1, 3), "ResNet-like, 8-32 channels", 2.0),
+        ("resnet-s-long", "resnet", lambda: resnet(16, 1, 3), "resnet-s pretrained 5 epochs", 5.0),
+        ("mobilenet-xs", "mobilenet", lambda: mobilenet(4, 3), "depthwise-separable, 4-32 ch", 2.0),
+        (
+            "mobilenet-s-short",
+            "mobilenet",
+            lambda: mobilenet(8, 3),
+            "mobilenet-s pretrained for 0.25 epoch",
+            0.25,
+        ),
+        (
+            "mobilenet-s-long",
+            "mobilenet",
+            lambda: mobilenet(8, 3),
+            "mobilenet-s pretrained for 5 epochs",
+            5.0,
+        ),
+        ("timm-resnet", "timm-resnet", lambda: timm_model("test_resnet"), "timm test_resnet", 2.0),
+        (
+            "timm-resnet-short",
+            "timm-resnet",
+            lambda: timm_model("test_resnet"),
+            "timm test_resnet pretrained for 0.25 epoch",
+            0.25,
+        ),
+        (
+            "timm-resnet10t-n",
+            "timm-resnet",
+            lambda: timm_model("resnet10t", channels=(16, 32, 64, 128)),
+            "timm resnet10t with 16-128 channels",
+            2.0,
+        ),
+        (
+            "timm-effnet",
+            "timm-efficientnet",
+            lambda: timm_model("test_efficientnet"),
+            "timm test_efficientnet (BatchNorm)",
+            2.0,
+        ),
+        (
+            "timm-effnet-gn",
+            "timm-efficientnet",
+            lambda: timm_model("test_efficientnet_gn"),
+            "timm test_efficientnet_gn (GroupNorm)",
+            2.0,
+        ),
+        (
+            "timm-effnet-short",
+            "timm-efficientnet",
+            lambda: timm_model("test_efficientnet"),
+            "timm test_efficientnet pretrained for 0.25 epoch",
+            0.25,
+        ),
+        (
+            "timm-vit-p7",
+            "timm-vit",
+            lambda: timm_model("test_vit", img_size=28, patch_size=7),
+            "timm test_vit, 28 px, 7-px patches (16 tokens)",
+            2.0,
+        ),
+        (
+            "timm-vit-p7-short",
+            "timm-vit",
+            lambda: timm_model("test_vit", img_size=28, patch_size=7),
+            "timm-vit-p7 pretrained for 0.25 epoch",
+            0.25,
+        ),
+        (
+            "timm-vit-p4",
+            "timm-vit",
+            lambda: timm_model("test_vit", img_size=28, patch_size=4),
+            "timm test_vit, 28 px, 4-px patches (49 tokens)",
+            2.0,
+        ),
+        (
+            "timm-mambaout",
+            "timm-mambaout",
+            lambda: timm_model("test_mambaout"),
+            "timm test_mambaout (gated CNN)",
+            2.0,
+        ),
+        (
+            "timm-mambaout-short",
+            "timm-mambaout",
+            lambda: timm_model("test_mambaout"),
+            "timm test_mambaout pretrained for 0.25 epoch",
+            0.25,
+        ),
+        (
+            "timm-mambaout-long",
+            "timm-mambaout",
+            lambda: timm_model("test_mambaout"),
+            "timm test_mambaout pretrained for 5 epochs",
+            5.0,
         ),
     ]
     for name, family, build, description, epochs in entries:

@@ -22,10 +22,13 @@ from typing import Any
 
 import torch
 
+from ncap.dataset_shifts import apply_shift
 from ncap.datasets import ImageDataset, load_dataset
-from ncap.finetune import FinetuneConfig, finetune
+from ncap.finetune import FinetuneConfig, finetune, model_front, model_input_spec
+from ncap.fixed_batch import FixedBatchBetaEff, fixed_probe_batch
+from ncap.runtime import Runtime
 from ncap.storage import atomic_write_json, to_jsonable
-from ncap.zoo import create_backbone, model_spec
+from ncap.zoo import Backbone, create_backbone, model_spec
 
 __all__ = [
     "BENCH_FORMAT",
@@ -33,6 +36,8 @@ __all__ = [
     "FULL_PLAN",
     "NAS_PLAN",
     "SMOKE_PLAN",
+    "V2_PLAN",
+    "V2_SMOKE_PLAN",
     "build_benchmark",
     "plan_for",
 ]
@@ -42,13 +47,18 @@ BENCH_FORMAT = 1
 
 @dataclass(frozen=True)
 class Target:
-    """A target task: a built-in dataset and its sizes (n_train a multiple of the batch/4)."""
+    """A target task: a dataset, its sizes (n_train a multiple of the batch/4) and a shift.
+
+    ``shift`` (see :mod:`ncap.dataset_shifts`) derives a new task from the dataset: a rotation, an
+    intensity inversion or label noise on the training split.
+    """
 
     key: str
     dataset: str
     n_train: int | None
     n_val: int | None
     image_size: int | None = None
+    shift: str | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +80,11 @@ class BenchPlan:
     ceiling_models: int | None = None  # only the first k models get seeds[1:] (None: all)
     nas_width: int = 8
     nas_cells: int = 1
+    # evaluation schedule: evals_per_epoch throughout (None), or only up to this fraction of the
+    # epochs and in the last epoch, once per epoch in between (bench-v2)
+    dense_until: float | None = None
+    # beta_eff also measured on a fixed batch of this many training images at every evaluation
+    probe_batch: int | None = None
 
     def config(self, n_train: int, seed: int) -> FinetuneConfig:
         steps_per_epoch = -(-n_train // self.batch_size)
@@ -80,13 +95,26 @@ class BenchPlan:
             )
         return FinetuneConfig(
             epochs=self.epochs,
-            eval_every=steps_per_epoch // self.evals_per_epoch,
+            eval_every=steps_per_epoch // self.evals_per_epoch
+            if self.dense_until is None
+            else steps_per_epoch,
             batch_size=self.batch_size,
             lr=self.lr,
             optimizer=self.optimizer,
             probe_hidden=self.probe_hidden,
             seed=seed,
         )
+
+    def extra_eval_steps(self, n_train: int) -> tuple[int, ...]:
+        """Evaluation steps besides once per ``eval_every``: the dense part of the schedule."""
+        if self.dense_until is None:
+            return ()
+        steps_per_epoch = -(-n_train // self.batch_size)
+        every = steps_per_epoch // self.evals_per_epoch
+        total = int(round(self.epochs * steps_per_epoch))
+        dense_end = int(round(self.dense_until * total))
+        last_epoch = total - steps_per_epoch
+        return tuple(s for s in range(every, total + 1, every) if s <= dense_end or s > last_epoch)
 
     def seeds_for(self, model_index: int) -> tuple[int, ...]:
         """Seeds run for the model at this position of ``models``."""
@@ -136,10 +164,16 @@ class _Build:
         return self.parts / kind / target / f"{model}{suffix}.json"
 
 
-def _features(module: torch.nn.Module, x: torch.Tensor, batch: int = 512) -> torch.Tensor:
-    module.eval()
+def _features(
+    backbone: Backbone, dataset: ImageDataset, config: FinetuneConfig, batch: int = 512
+) -> torch.Tensor:
+    """The backbone's features of the training images, through the model's input convention."""
+    spec = model_input_spec(backbone.input_spec, dataset, config)
+    front = model_front(dataset, backbone.module, spec)
+    front.eval()
+    x = dataset.x_train
     with torch.no_grad():
-        return torch.cat([module(x[i : i + batch]) for i in range(0, len(x), batch)])
+        return torch.cat([front(x[i : i + batch]).float() for i in range(0, len(x), batch)])
 
 
 def _training_free(name: str, dataset: ImageDataset, plan: BenchPlan) -> dict[str, Any]:
@@ -166,7 +200,7 @@ def _training_free(name: str, dataset: ImageDataset, plan: BenchPlan) -> dict[st
     else:
         from ncap.logme import logme
 
-        feats = _features(backbone.module, dataset.x_train)
+        feats = _features(backbone, dataset, plan.config(len(dataset.y_train), plan.seeds[0]))
         out |= {
             "logme": float(logme(feats.double().numpy(), dataset.y_train.numpy())),
             "logme_seconds": time.perf_counter() - start,
@@ -177,10 +211,10 @@ def _training_free(name: str, dataset: ImageDataset, plan: BenchPlan) -> dict[st
 def _identity(plan: dict[str, Any]) -> dict[str, Any]:
     """The parts of a plan that define its runs (fields added later default harmlessly)."""
     keys = ("models", "seeds", "epochs", "evals_per_epoch", "batch_size", "lr", "optimizer")
-    keys += ("ceiling_models",)
+    keys += ("ceiling_models", "dense_until", "probe_batch")
     return {k: plan.get(k) for k in (*keys, "probe_hidden")} | {
         "targets": [
-            (t["key"], t["dataset"], t["n_train"], t["n_val"], t.get("image_size"))
+            (t["key"], t["dataset"], t["n_train"], t["n_val"], t.get("image_size"), t.get("shift"))
             for t in plan["targets"]
         ]
     }
@@ -193,12 +227,14 @@ def build_benchmark(
     log: Callable[[str], None] | None = print,
     only_targets: Sequence[str] | None = None,
     shard: tuple[int, int] = (0, 1),
+    runtime: Runtime | None = None,
 ) -> dict[str, Any] | None:
     """Run (or resume) every fine-tuning run of ``plan`` and write the merged results to ``out``.
 
     ``only_targets`` runs just those targets' jobs and ``shard=(k, n)`` just every n-th job from the
-    k-th, to share the work between processes (e.g. one per core with ``OMP_NUM_THREADS=1``); the
-    results are merged, and returned, once every part of the plan exists, else None.
+    k-th, to share the work between processes (e.g. one per core with ``OMP_NUM_THREADS=1``, or
+    several processes on one GPU); the results are merged, and returned, once every part of the
+    plan exists, else None. ``runtime`` picks the device (recorded with every run).
     """
     k, n = shard
     if not 0 <= k < n:
@@ -230,7 +266,7 @@ def build_benchmark(
                 f"unknown target(s) {sorted(unknown)}; the plan has {[t.key for t in plan.targets]}."
             )
     try:
-        return _run_jobs(build, log, only_targets, shard)
+        return _run_jobs(build, log, only_targets, shard, runtime or Runtime())
     finally:
         ncap.zoo.PRETRAIN_DATA, ncap.zoo.PRETRAIN_FALLBACK = saved
 
@@ -240,6 +276,7 @@ def _run_jobs(
     log: Callable[[str], None] | None,
     only_targets: Sequence[str] | None,
     shard: tuple[int, int],
+    runtime: Runtime,
 ) -> dict[str, Any] | None:
     plan = build.plan
     start = time.perf_counter()
@@ -264,8 +301,22 @@ def _run_jobs(
             atomic_write_json(_training_free(model, dataset, plan), free_path)
         t0 = time.perf_counter()
         backbone = create_backbone(model)
-        config = plan.config(len(dataset.y_train), seed)
-        traj = finetune(backbone.module, backbone.num_features, dataset, config)
+        n_train = len(dataset.y_train)
+        config = plan.config(n_train, seed)
+        hook = None
+        if plan.probe_batch:  # the same seeded images for every run of the target
+            x_fixed, y_fixed = fixed_probe_batch(dataset, plan.probe_batch, seed=0)
+            hook = FixedBatchBetaEff(x_fixed, y_fixed, variants=config.variants)
+        traj = finetune(
+            backbone.module,
+            backbone.num_features,
+            dataset,
+            config,
+            input_spec=backbone.input_spec,
+            runtime=runtime,
+            extra_eval_steps=plan.extra_eval_steps(n_train),
+            on_evaluate=hook,
+        )
         run = {
             "target": target.key,
             "model": model,
@@ -275,6 +326,8 @@ def _run_jobs(
             "seconds": traj.seconds,
             "points": traj.points,
         }
+        if plan.probe_batch or runtime.device != "cpu":  # bench-v1 runs keep their format
+            run["runtime"] = traj.runtime
         atomic_write_json(run, run_path)
         if log:
             log(
@@ -295,9 +348,8 @@ _TARGET_CACHE: dict[Target, ImageDataset] = {}
 def _load_target(target: Target) -> ImageDataset:
     if target not in _TARGET_CACHE:
         _TARGET_CACHE.clear()
-        _TARGET_CACHE[target] = load_dataset(
-            target.dataset, n_train=target.n_train, n_val=target.n_val
-        )
+        dataset = load_dataset(target.dataset, n_train=target.n_train, n_val=target.n_val)
+        _TARGET_CACHE[target] = apply_shift(dataset, target.shift) if target.shift else dataset
     return _TARGET_CACHE[target]
 
 
@@ -315,6 +367,7 @@ def merge(build: _Build, *, wall_seconds: float) -> dict[str, Any]:
     first = models[plan.targets[0].key]
     zoo = {
         m: {"family": first[m].get("family"), "parameters": first[m].get("parameters")}
+        | ({"pretrain_epochs": model_spec(m).pretrain_epochs} if plan.name.startswith("v2") else {})
         | (
             {"source_accuracy": first[m]["source_accuracy"]}
             if "source_accuracy" in first[m]
@@ -378,8 +431,56 @@ NAS_SMOKE_PLAN = BenchPlan(
 )
 
 
+V2_MODELS = BENCH_MODELS + (
+    "mlp-m", "mlp-xs-short", "mlp-s-short", "lenet-w", "lenet-long", "cnn-s-short", "cnn-s3",
+    "vgg-xs", "vgg-s-short", "resnet-xs", "resnet-s-long",
+    "mobilenet-xs", "mobilenet-s-short", "mobilenet-s-long",
+    "timm-resnet", "timm-resnet-short", "timm-resnet10t-n",
+    "timm-effnet", "timm-effnet-gn", "timm-effnet-short",
+    "timm-vit-p7", "timm-vit-p7-short", "timm-vit-p4",
+    "timm-mambaout", "timm-mambaout-short", "timm-mambaout-long",
+)  # fmt: skip
+
+# bench-v2 (docs/benchmark.md): 40 models of 10 families x 9 targets x 2 seeds; every target comes
+# from Fashion-MNIST's training split or from digits (the Fashion-MNIST test split stays unused)
+V2_PLAN = BenchPlan(
+    models=V2_MODELS,
+    targets=(
+        Target("fm59", "fashion-mnist-5-9", 1024, 500),
+        Target("digits", "digits", 512, 450),
+        Target("fm59-500", "fashion-mnist-5-9-500", 500, 500),
+        Target("fm10", "fashion-mnist", 768, 500),
+        Target("footwear", "fashion-mnist-footwear", 512, 500),
+        Target("fm59-rot90", "fashion-mnist-5-9", 512, 500, shift="rot90"),
+        Target("fm59-invert", "fashion-mnist-5-9", 512, 500, shift="invert"),
+        Target("fm59-noise40", "fashion-mnist-5-9", 512, 500, shift="label-noise-0.4"),
+        Target("digits-256", "digits", 256, 450),
+    ),
+    seeds=(0, 1),
+    epochs=40.0,
+    dense_until=0.2,
+    probe_batch=128,
+    name="v2",
+)
+
+V2_SMOKE_PLAN = BenchPlan(
+    models=("mlp-xs", "cnn-xs", "timm-vit-p7-short"),
+    targets=(
+        Target("digits", "digits", 256, 128),
+        Target("digits-invert", "digits", 256, 128, shift="invert"),
+    ),
+    seeds=(0, 1),
+    epochs=4.0,
+    dense_until=0.25,
+    probe_batch=32,
+    pretrain_data={"dataset": "digits", "n_train": 256, "n_val": 128, "seed": 0},
+    name="v2-smoke",
+)
+
+
 def plan_for(name: str, *, models: Sequence[str] | None = None) -> BenchPlan:
     plans = {"full": FULL_PLAN, "smoke": SMOKE_PLAN, "nas": NAS_PLAN, "nas-smoke": NAS_SMOKE_PLAN}
+    plans |= {"v2": V2_PLAN, "v2-smoke": V2_SMOKE_PLAN}
     if name not in plans:
         raise ValueError(f"unknown benchmark plan {name!r}; choose one of {sorted(plans)}.")
     plan = plans[name]
