@@ -9,6 +9,7 @@ from ncap.nas.proxies import (
     PROXIES,
     compute_proxies,
     fisher,
+    fisher_channel,
     flops,
     grad_norm,
     grasp,
@@ -84,9 +85,67 @@ def test_grad_norm_and_snip_closed_form(linear_case):
 
 
 def test_fisher_closed_form(linear_case):
-    model, x, y, _, _, logits, delta = linear_case
-    s = logits * delta  # one layer, no spatial axes: s_{b,c} = z_{b,c} dL_sum/dz_{b,c}
-    assert fisher(model, x, y) == pytest.approx(0.5 * (s**2).mean(axis=0).sum(), rel=1e-12)
+    model, x, y, X, _, logits, delta = linear_case
+    batch_size, fan_in = X.shape
+    s = logits * delta / batch_size  # s_{b,c} = z_{b,c} dL_mean/dz_{b,c}: the batch-mean loss
+    published = fan_in * 0.5 * (s**2).mean(axis=0).sum()  # the layer weighted by its fan-in (12)
+    assert fisher(model, x, y) == pytest.approx(published, rel=1e-12)
+    s_sum = logits * delta  # the variant: summed loss, no fan-in weights
+    assert fisher_channel(model, x, y) == pytest.approx(
+        0.5 * (s_sum**2).mean(axis=0).sum(), rel=1e-12
+    )
+
+
+def _fisher_as_published(model, x, y):
+    """The published measure computed the way its authors' code does, independently of ncap.
+
+    An identity after every Conv2d/Linear; a backward hook on it takes the activation times its
+    gradient (batch-mean loss), sums over spatial positions, squares, averages over the batch and
+    halves: one saliency per output channel. Each channel's value is then written into every
+    weight of that channel (a tensor shaped weight.shape[1:]) and everything is summed.
+    """
+    net = copy.deepcopy(model).train()
+    per_layer = []
+    handles = []
+    for layer in [m for m in net.modules() if isinstance(m, nn.Conv2d | nn.Linear)]:
+        dummy = nn.Identity()
+        state = {}
+
+        def forward(inp, layer=layer, dummy=dummy, state=state):
+            out = (
+                layer._conv_forward(inp, layer.weight, layer.bias)
+                if isinstance(layer, nn.Conv2d)
+                else nn.functional.linear(inp, layer.weight, layer.bias)
+            )
+            state["act"] = dummy(out)
+            return state["act"]
+
+        def hook(module, grad_input, grad_output, layer=layer, state=state):
+            act, grad = state["act"].detach(), grad_output[0].detach()
+            g = (act * grad).sum(dim=tuple(range(2, act.ndim))) if act.ndim > 2 else act * grad
+            per_layer.append((g.pow(2).mean(0).mul(0.5), layer.weight.shape[1:]))
+
+        layer.forward = forward
+        handles.append(dummy.register_full_backward_hook(hook))
+    loss = nn.functional.cross_entropy(net(x), y)
+    loss.backward()
+    total = 0.0
+    for channel_values, shape in per_layer:
+        spread = torch.stack(
+            [torch.full(tuple(shape), float(v), dtype=DTYPE) for v in channel_values]
+        )
+        total += float(spread.sum())
+    return total
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fisher_equals_the_published_measure_on_a_cnn(seed):
+    torch.manual_seed(seed)
+    model = tiny_cnn()
+    x, y = batch(seed=seed)
+    assert fisher(model, x, y) == pytest.approx(_fisher_as_published(model, x, y), rel=1e-10)
+    # the variant ranks differently: it drops the fan-in weights (27 and 36 for the two convs)
+    assert fisher_channel(model, x, y) != pytest.approx(fisher(model, x, y) * 36, rel=1e-3)
 
 
 def test_fisher_unaffected_by_inplace_relu():

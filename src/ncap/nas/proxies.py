@@ -52,6 +52,7 @@ __all__ = [
     "PROXIES",
     "compute_proxies",
     "fisher",
+    "fisher_channel",
     "flops",
     "grad_norm",
     "grasp",
@@ -317,25 +318,66 @@ def grasp(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return _to_float(total)
 
 
-def fisher(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    r"""Fisher-information saliency of the output channels of every Conv2d/Linear layer.
+def _channel_saliencies(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, reduction: str
+) -> list[tuple[torch.Tensor, int]]:
+    """Per layer call: ``s_{b,c} = sum_p z_{b,c,p} dL/dz_{b,c,p}`` (float64) and the layer's fan-in.
 
-    For every call of an ``nn.Conv2d``/``nn.Linear`` layer with output ``z`` and for the loss
-    summed over the batch, :math:`L_\Sigma = \sum_b \mathrm{CE}(f(x_b), y_b)` (so that
-    :math:`\partial L_\Sigma / \partial z_b` is the per-sample gradient):
+    ``z`` is the raw output of every ``nn.Conv2d``/``nn.Linear`` call, before any following
+    (possibly in-place) activation; ``L`` is the cross-entropy reduced by ``reduction``. The fan-in
+    is the number of weights per output channel, ``weight[0].numel()``. Training mode.
+    """
+    records: list[tuple[torch.Tensor, int]] = []
+
+    def per_channel(z: torch.Tensor, grad: torch.Tensor, is_conv: bool) -> torch.Tensor:
+        prod = (z * grad).double()
+        if is_conv:
+            return prod.flatten(2).sum(dim=2) if prod.ndim > 2 else prod
+        # Linear: features on the last axis; sum over any axes between batch and features.
+        return prod.reshape(prod.shape[0], -1, prod.shape[-1]).sum(dim=1)
+
+    def forward_hook(module: nn.Module, inputs: object, output: torch.Tensor) -> None:
+        if not (isinstance(output, torch.Tensor) and output.requires_grad):
+            return
+        saved = output.detach().clone()  # survives in-place ops applied after this layer
+        is_conv = isinstance(module, nn.Conv2d)
+        fan_in = int(module.weight[0].numel())
+
+        def tensor_hook(grad: torch.Tensor) -> None:
+            records.append((per_channel(saved, grad.detach(), is_conv), fan_in))
+
+        output.register_hook(tensor_hook)
+
+    with torch.enable_grad():
+        net, x = _working_copy(model, x)
+        weights = _layer_weights(net)
+        handles = [m.register_forward_hook(forward_hook) for m in _layer_modules(net)]
+        try:
+            _loss_gradients(net, x, y, weights, reduction=reduction)
+        finally:
+            for handle in handles:
+                handle.remove()
+    return records
+
+
+def fisher(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    r"""Fisher-information saliency as published for NAS (Abdelfattah et al., ICLR 2021).
+
+    For every call of an ``nn.Conv2d``/``nn.Linear`` layer with raw output ``z`` (before any
+    following, possibly in-place, activation) and the batch-mean cross-entropy :math:`L`:
 
     .. math::
 
-        s_{b,c} = \sum_{p} z_{b,c,p}\, \frac{\partial L_\Sigma}{\partial z_{b,c,p}}, \qquad
-        \mathrm{fisher} = \sum_{\text{layers}} \sum_{c} \tfrac12\,
+        s_{b,c} = \sum_{p} z_{b,c,p}\, \frac{\partial L}{\partial z_{b,c,p}}, \qquad
+        \mathrm{fisher} = \sum_{\text{layers}} \mathrm{fan\_in} \sum_{c} \tfrac12\,
         \frac{1}{B} \sum_{b} s_{b,c}^2
 
-    where ``c`` runs over channels (axis 1 of a Conv2d output, the last axis of a Linear output)
-    and ``p`` over the remaining positions (the spatial positions of a Conv2d output; none for a
-    ``(B, K)`` Linear output). ``z`` is the layer's raw output, before any following
-    (possibly in-place) activation; the gradient is the one with respect to that value.
-    Theis et al. 2018 / Turner et al. 2020; as a NAS proxy in Abdelfattah et al., ICLR 2021
-    (the reference code uses the batch-mean loss, which scales this score by ``1/B^2``).
+    where ``c`` runs over output channels (axis 1 of a Conv2d output, the last axis of a Linear
+    output), ``p`` over the remaining positions, and ``fan_in`` is the number of weights per
+    output channel (``in_channels / groups * kh * kw``, or ``in_features``). The authors' code
+    computes the per-channel saliency and spreads it over every weight of its channel before
+    summing, which is what weights each layer by its fan-in. Theis et al. 2018 / Turner et al.
+    2020 define the channel saliency; :func:`fisher_channel` is it without the fan-in weights.
     Training mode. Implemented with forward hooks and tensor gradient hooks.
 
     Parameters
@@ -352,37 +394,19 @@ def fisher(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     float
         The score; higher is predicted better.
     """
-    records: list[torch.Tensor] = []
+    records = _channel_saliencies(model, x, y, reduction="mean")
+    return _to_float(sum(fan_in * 0.5 * s.pow(2).mean(dim=0).sum() for s, fan_in in records))
 
-    def per_channel(z: torch.Tensor, grad: torch.Tensor, is_conv: bool) -> torch.Tensor:
-        prod = (z * grad).double()
-        if is_conv:
-            return prod.flatten(2).sum(dim=2) if prod.ndim > 2 else prod
-        # Linear: features on the last axis; sum over any axes between batch and features.
-        return prod.reshape(prod.shape[0], -1, prod.shape[-1]).sum(dim=1)
 
-    def forward_hook(module: nn.Module, inputs: object, output: torch.Tensor) -> None:
-        if not (isinstance(output, torch.Tensor) and output.requires_grad):
-            return
-        saved = output.detach().clone()  # survives in-place ops applied after this layer
-        is_conv = isinstance(module, nn.Conv2d)
+def fisher_channel(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    r"""The channel saliency summed over channels, without the published fan-in weights.
 
-        def tensor_hook(grad: torch.Tensor) -> None:
-            records.append(per_channel(saved, grad.detach(), is_conv))
-
-        output.register_hook(tensor_hook)
-
-    with torch.enable_grad():
-        net, x = _working_copy(model, x)
-        weights = _layer_weights(net)
-        handles = [m.register_forward_hook(forward_hook) for m in _layer_modules(net)]
-        try:
-            _loss_gradients(net, x, y, weights, reduction="sum")
-        finally:
-            for handle in handles:
-                handle.remove()
-    total = sum(0.5 * s.pow(2).mean(dim=0).sum() for s in records)
-    return _to_float(total)
+    :math:`\sum_{\text{layers}} \sum_c \tfrac12 \frac1B \sum_b s_{b,c}^2` with :math:`s` from
+    the loss *summed* over the batch (so ``dL/dz_b`` is the per-sample gradient): ncap's
+    ``fisher`` before it followed the published measure (:func:`fisher`), kept as a variant.
+    """
+    records = _channel_saliencies(model, x, y, reduction="sum")
+    return _to_float(sum(0.5 * s.pow(2).mean(dim=0).sum() for s, _ in records))
 
 
 def synflow(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> float:
@@ -662,6 +686,7 @@ PROXIES: dict[str, Proxy] = {
     "snip": snip,
     "grasp": grasp,
     "fisher": fisher,
+    "fisher_channel": fisher_channel,
     "synflow": synflow,
     "jacob_cov": jacob_cov,
     "naswot": naswot,
