@@ -376,6 +376,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated subset of the plan's targets to run in this process (to share the work between processes); the results are merged once every run exists",
     )
     build.add_argument("--models", default=None, help="comma-separated subset of the plan's models")
+    refresh = bench_sub.add_parser(
+        "refresh-free",
+        help="recompute a results file's training-free scores (LogME, zero-cost proxies)",
+        description="Recompute the training-free scores (LogME for zoo plans, the zero-cost proxies for NAS plans) of every (target, model) of a merged results file with the current code, keeping its fine-tuning runs, and rewrite the file.",
+    )
+    refresh.add_argument("results", help="results JSON written by `ncap bench build`")
     evaluate = bench_sub.add_parser(
         "evaluate",
         help="score every method on a results file and write the report",
@@ -676,6 +682,12 @@ def _bench(args) -> int:
             f"{results['fine_tuning_seconds_total']:.0f} s of fine-tuning, "
             f"{results['wall_seconds_this_invocation']:.0f} s in this invocation"
         )
+        return 0
+    if args.bench_command == "refresh-free":
+        from ncap.bench.build import refresh_training_free
+
+        refresh_training_free(args.results, log=lambda msg: print(msg, file=sys.stderr))
+        print(f"rewrote the training-free scores of {args.results}")
         return 0
     from ncap.bench.evaluate import evaluate_results, load, write_report
 

@@ -125,6 +125,17 @@ class BenchPlan:
     def to_dict(self) -> dict[str, Any]:
         return to_jsonable(asdict(self))
 
+    @classmethod
+    def from_dict(cls, plan: dict[str, Any]) -> BenchPlan:
+        """The plan recorded in a results file (fields it lacks take their defaults)."""
+        known = {f for f in cls.__dataclass_fields__}
+        values = {k: v for k, v in plan.items() if k in known}
+        for key in ("models", "seeds", "probe_hidden"):
+            if key in values:
+                values[key] = tuple(values[key])
+        values["targets"] = tuple(Target(**t) for t in plan["targets"])
+        return cls(**values)
+
 
 BENCH_MODELS = (
     "mlp-xs", "mlp-s", "lenet", "lenet-short", "cnn-xs", "cnn-s", "cnn-m",
@@ -220,6 +231,46 @@ def _identity(plan: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _register_sources(plan: BenchPlan) -> None:
+    if plan.kind == "nas":
+        from ncap.nas.search import register_nb201
+
+        channels = _load_target(plan.targets[0]).input_shape[0]
+        register_nb201(width=plan.nas_width, cells=plan.nas_cells, in_channels=channels, seed=0)
+
+
+def refresh_training_free(
+    out: str | Path, *, log: Callable[[str], None] | None = print
+) -> dict[str, Any]:
+    """Recompute the training-free scores of a merged results file with the current code.
+
+    LogME (zoo plans) or the zero-cost proxies (NAS plans) of every (target, model) are computed
+    again from the pretrained or freshly initialised backbone, exactly as the builder does, and the
+    file is rewritten atomically with its runs untouched; ``training_free_refreshed`` records when.
+    """
+    import ncap.zoo
+
+    out = Path(out)
+    results = json.loads(out.read_text())
+    plan = BenchPlan.from_dict(results["plan"])
+    _register_sources(plan)
+    saved = ncap.zoo.PRETRAIN_DATA, ncap.zoo.PRETRAIN_FALLBACK
+    if plan.pretrain_data is not None:
+        ncap.zoo.PRETRAIN_DATA = ncap.zoo.PRETRAIN_FALLBACK = plan.pretrain_data
+    try:
+        for target in plan.targets:
+            dataset = _load_target(target)
+            for k, model in enumerate(plan.models, 1):
+                results["training_free"][target.key][model] = _training_free(model, dataset, plan)
+                if log:
+                    log(f"[{k}/{len(plan.models)}] {target.key} {model}: training-free scores")
+    finally:
+        ncap.zoo.PRETRAIN_DATA, ncap.zoo.PRETRAIN_FALLBACK = saved
+    results["training_free_refreshed"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    atomic_write_json(results, out, indent=None)
+    return results
+
+
 def build_benchmark(
     out: str | Path,
     plan: BenchPlan = FULL_PLAN,
@@ -251,11 +302,7 @@ def build_benchmark(
             f"{build.parts} holds a build of a different plan; delete it or choose another output."
         )
     atomic_write_json(plan.to_dict(), plan_path)
-    if plan.kind == "nas":
-        from ncap.nas.search import register_nb201
-
-        channels = _load_target(plan.targets[0]).input_shape[0]
-        register_nb201(width=plan.nas_width, cells=plan.nas_cells, in_channels=channels, seed=0)
+    _register_sources(plan)
     saved = ncap.zoo.PRETRAIN_DATA, ncap.zoo.PRETRAIN_FALLBACK
     if plan.pretrain_data is not None:  # the smoke plan pretrains on tiny data
         ncap.zoo.PRETRAIN_DATA = ncap.zoo.PRETRAIN_FALLBACK = plan.pretrain_data
