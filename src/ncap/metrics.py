@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
+from ncap.exceptions import ConfigError
+
 __all__ = ["RANK_METRICS", "ranking_metrics"]
 
 RANK_METRICS = (
@@ -44,7 +46,7 @@ def ranking_metrics(
     """
     truth = np.asarray(truth, dtype=np.float64)
     if len(scores) != truth.size:
-        raise ValueError(f"got {len(scores)} scores for {truth.size} models.")
+        raise ConfigError(f"got {len(scores)} scores for {truth.size} models.")
     scored = np.array([s is not None and np.isfinite(s) for s in scores])
     floor = min((s for s, ok in zip(scores, scored) if ok), default=0.0) - 1.0
     filled = np.array([s if ok else floor for s, ok in zip(scores, scored)], dtype=np.float64)

@@ -22,10 +22,16 @@ from typing import Any
 
 import torch
 
-from ncap.datasets import ImageDataset, load_dataset
-from ncap.finetune import FinetuneConfig, finetune
+from ncap._version import __version__
+from ncap.data.dataset import ImageDataset
+from ncap.data.registry import load_dataset
+from ncap.exceptions import ConfigError
+from ncap.models.builtin import model_spec
+from ncap.models.pretrain import PretrainSpec
+from ncap.models.registry import create_backbone
 from ncap.storage import atomic_write_json, to_jsonable
-from ncap.zoo import create_backbone, model_spec
+from ncap.training.config import FinetuneConfig
+from ncap.training.loop import finetune
 
 __all__ = [
     "BENCH_FORMAT",
@@ -74,7 +80,7 @@ class BenchPlan:
     def config(self, n_train: int, seed: int) -> FinetuneConfig:
         steps_per_epoch = -(-n_train // self.batch_size)
         if steps_per_epoch % self.evals_per_epoch:
-            raise ValueError(
+            raise ConfigError(
                 f"{n_train} training images make {steps_per_epoch} steps per epoch, not divisible "
                 f"into {self.evals_per_epoch} evaluations; choose n_train accordingly."
             )
@@ -96,6 +102,15 @@ class BenchPlan:
 
     def to_dict(self) -> dict[str, Any]:
         return to_jsonable(asdict(self))
+
+    def model_options(self) -> dict[str, Any]:
+        """Options of every ``create_backbone`` call: the NAS space, or the zoo's pretraining data."""
+        if self.kind == "nas":
+            channels = _load_target(self.targets[0]).input_shape[0]
+            return {"width": self.nas_width, "cells": self.nas_cells, "in_channels": channels}
+        if self.pretrain_data is not None:  # the smoke plan pretrains on tiny data
+            return {"pretrain": PretrainSpec(**self.pretrain_data)}
+        return {}
 
 
 BENCH_MODELS = (
@@ -144,11 +159,11 @@ def _features(module: torch.nn.Module, x: torch.Tensor, batch: int = 512) -> tor
 
 def _training_free(name: str, dataset: ImageDataset, plan: BenchPlan) -> dict[str, Any]:
     """Scores of the model before any fine-tuning: LogME (zoo) or the zero-cost proxies (NAS)."""
-    backbone = create_backbone(name)
+    backbone = create_backbone(name, **plan.model_options())
     start = time.perf_counter()
     out = backbone.info | {"num_features": backbone.num_features}
     if plan.kind == "nas":
-        from ncap.nas.proxies import compute_proxies
+        from ncap.predict.proxies import compute_proxies
 
         generator = torch.Generator().manual_seed(0)
         head = torch.nn.Linear(backbone.num_features, dataset.num_classes)
@@ -164,7 +179,7 @@ def _training_free(name: str, dataset: ImageDataset, plan: BenchPlan) -> dict[st
             "proxy_seconds": time.perf_counter() - start,
         }
     else:
-        from ncap.logme import logme
+        from ncap.predict.logme import logme
 
         feats = _features(backbone.module, dataset.x_train)
         out |= {
@@ -202,37 +217,24 @@ def build_benchmark(
     """
     k, n = shard
     if not 0 <= k < n:
-        raise ValueError(f"shard must be k/n with 0 <= k < n, got {k}/{n}.")
-    import ncap.zoo
-
+        raise ConfigError(f"shard must be k/n with 0 <= k < n, got {k}/{n}.")
     out = Path(out)
     build = _Build(plan, out)
     plan_path = build.parts / "plan.json"
     if plan_path.exists() and _identity(json.loads(plan_path.read_text())) != _identity(
         plan.to_dict()
     ):
-        raise ValueError(
+        raise ConfigError(
             f"{build.parts} holds a build of a different plan; delete it or choose another output."
         )
     atomic_write_json(plan.to_dict(), plan_path)
-    if plan.kind == "nas":
-        from ncap.nas.search import register_nb201
-
-        channels = _load_target(plan.targets[0]).input_shape[0]
-        register_nb201(width=plan.nas_width, cells=plan.nas_cells, in_channels=channels, seed=0)
-    saved = ncap.zoo.PRETRAIN_DATA, ncap.zoo.PRETRAIN_FALLBACK
-    if plan.pretrain_data is not None:  # the smoke plan pretrains on tiny data
-        ncap.zoo.PRETRAIN_DATA = ncap.zoo.PRETRAIN_FALLBACK = plan.pretrain_data
     if only_targets:
         unknown = set(only_targets) - {t.key for t in plan.targets}
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown target(s) {sorted(unknown)}; the plan has {[t.key for t in plan.targets]}."
             )
-    try:
-        return _run_jobs(build, log, only_targets, shard)
-    finally:
-        ncap.zoo.PRETRAIN_DATA, ncap.zoo.PRETRAIN_FALLBACK = saved
+    return _run_jobs(build, log, only_targets, shard)
 
 
 def _run_jobs(
@@ -263,7 +265,7 @@ def _run_jobs(
         if not free_path.exists():
             atomic_write_json(_training_free(model, dataset, plan), free_path)
         t0 = time.perf_counter()
-        backbone = create_backbone(model)
+        backbone = create_backbone(model, **plan.model_options())
         config = plan.config(len(dataset.y_train), seed)
         traj = finetune(backbone.module, backbone.num_features, dataset, config)
         run = {
@@ -324,8 +326,6 @@ def merge(build: _Build, *, wall_seconds: float) -> dict[str, Any]:
         for m in plan.models
     }
     run_seconds = sum(r["seconds"] for r in runs)
-    import ncap
-
     results = {
         "format": BENCH_FORMAT,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -335,7 +335,7 @@ def merge(build: _Build, *, wall_seconds: float) -> dict[str, Any]:
         "wall_seconds_this_invocation": wall_seconds,
         "fine_tuning_seconds_total": run_seconds,
         "environment": {
-            "ncap": ncap.__version__,
+            "ncap": __version__,
             "torch": torch.__version__,
             "python": platform.python_version(),
             "threads": torch.get_num_threads(),
@@ -352,7 +352,7 @@ def merge(build: _Build, *, wall_seconds: float) -> dict[str, Any]:
 
 
 def _nas_models(n: int, seed: int = 0) -> tuple[str, ...]:
-    from ncap.nas.space import sample_archs
+    from ncap.models.nb201 import sample_archs
 
     return tuple(f"nb201:{a}" for a in sample_archs(n, seed=seed))
 
@@ -381,7 +381,7 @@ NAS_SMOKE_PLAN = BenchPlan(
 def plan_for(name: str, *, models: Sequence[str] | None = None) -> BenchPlan:
     plans = {"full": FULL_PLAN, "smoke": SMOKE_PLAN, "nas": NAS_PLAN, "nas-smoke": NAS_SMOKE_PLAN}
     if name not in plans:
-        raise ValueError(f"unknown benchmark plan {name!r}; choose one of {sorted(plans)}.")
+        raise ConfigError(f"unknown benchmark plan {name!r}; choose one of {sorted(plans)}.")
     plan = plans[name]
     if models:
         plan = BenchPlan(**(plan.__dict__ | {"models": tuple(models)}))

@@ -22,8 +22,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ncap.edge_stats import _check_lr, check_variants
-from ncap.mlp import mlp_forward_backward
+from ncap.capacitance.mlp import mlp_forward_backward
+from ncap.capacitance.statistics import _check_lr
+from ncap.capacitance.variants import check_variants
 
 __all__ = ["DEFAULT_MAX_ARCS", "line_graph", "node_offsets"]
 

@@ -4,7 +4,7 @@ The probe replaces a pretrained model's classifier. Its weights are drawn from a
 the backbone under it is fine-tuned. While the usual training steps run, the probe collects the
 forward activations ``h``, the activation derivatives ``d`` and, through tensor hooks, the
 per-sample errors ``e = d loss_b / d z`` of its own layers, and adds them to
-:class:`~ncap.edge_stats.EdgeStatistics`.
+:class:`~ncap.capacitance.statistics.EdgeStatistics`.
 Nothing in the training maths changes: the hooks only read gradients.
 """
 
@@ -16,8 +16,9 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-from ncap.edge_stats import VARIANTS, EdgeStatistics, check_variants
-from ncap.mlp import ACTIVATIONS, activation_and_derivative
+from ncap.capacitance.mlp import ACTIVATIONS, activation_and_derivative
+from ncap.capacitance.statistics import EdgeStatistics
+from ncap.capacitance.variants import VARIANTS, check_variants
 
 __all__ = ["NeuralCapacitanceProbe"]
 

@@ -46,7 +46,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.integrate import solve_ivp
 
-from ncap.graph import as_float64_matrix, beta_eff
+from ncap.capacitance.graph import as_float64_matrix, beta_eff
 
 __all__ = [
     "DYNAMICS",
@@ -70,7 +70,7 @@ _METHODS = ("LSODA", "BDF")
 
 
 def _validate_adjacency(adjacency: Any) -> np.ndarray | sp.csr_matrix:
-    """Check an adjacency matrix (see :func:`ncap.graph.as_float64_matrix`) and its total weight.
+    """Check an adjacency matrix (see :func:`ncap.capacitance.graph.as_float64_matrix`) and its total weight.
 
     Raises
     ------
@@ -289,7 +289,7 @@ def _resolve_dynamics(dynamics: Any) -> Any:
     if not (callable(getattr(dynamics, "f", None)) and callable(getattr(dynamics, "g", None))):
         raise ValueError(
             f"dynamics must have methods f(x) and g(xi, xj), got {type(dynamics).__name__}; "
-            f"use one of {sorted(DYNAMICS)} (see ncap.reduction.DYNAMICS)."
+            f"use one of {sorted(DYNAMICS)} (see ncap.capacitance.reduction.DYNAMICS)."
         )
     return dynamics
 
@@ -575,7 +575,7 @@ def reduce(
 ) -> ReductionResult:
     """Compare the full system's effective state with the Gao et al. 1-D reduction.
 
-    Computes :math:`\\beta_{eff}` (via :func:`ncap.graph.beta_eff`), the full steady state
+    Computes :math:`\\beta_{eff}` (via :func:`ncap.capacitance.graph.beta_eff`), the full steady state
     :math:`x^*` from ``x0`` (:func:`simulate_full`), :math:`x_{eff} = \\mathcal{L}_P(x^*)`,
     and the steady state of :math:`\\dot x = f(x) + \\beta_{eff}\\, g(x, x)` started from
     :math:`\\mathcal{L}_P(x_0)` (:func:`simulate_reduced`).

@@ -39,23 +39,10 @@ from typing import Any
 
 import torch
 
-from ncap.mlp import mlp_forward_backward
+from ncap.capacitance.mlp import mlp_forward_backward
+from ncap.capacitance.variants import VARIANTS, check_variants
 
 __all__ = ["VARIANTS", "EdgeStatistics", "probe_beta_eff", "check_variants"]
-
-VARIANTS = ("signed", "mean-abs", "abs-mean")
-
-
-def check_variants(variants: str | Iterable[str]) -> tuple[str, ...]:
-    """Normalise a variant name or a collection of names, refusing unknown ones."""
-    names = (variants,) if isinstance(variants, str) else tuple(variants)
-    unknown = [v for v in names if v not in VARIANTS]
-    if unknown or not names:
-        raise ValueError(
-            f"unknown beta_eff variant(s) {unknown or names!r}; choose from {VARIANTS} "
-            "(signed: P itself; mean-abs: eta*mean|h d e|; abs-mean: |P|)."
-        )
-    return tuple(v for v in VARIANTS if v in names)
 
 
 class EdgeStatistics:
@@ -138,7 +125,7 @@ class EdgeStatistics:
     def update(
         self, hs: Sequence[torch.Tensor], ds: Sequence[torch.Tensor], es: Sequence[torch.Tensor]
     ) -> EdgeStatistics:
-        """Add one batch of per-sample quantities (0-based lists as in :mod:`ncap.mlp`).
+        """Add one batch of per-sample quantities (0-based lists as in :mod:`ncap.capacitance.mlp`).
 
         ``hs[a]`` is the input of weight layer ``a`` (``B x n_a``), ``ds[a]`` the activation
         derivative at its output (``B x n_{a+1}``, for ``a < L-1``) and ``es[a]`` the per-sample

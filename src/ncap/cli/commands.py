@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ncap.edge_stats import VARIANTS
-from ncap.ranking import PredictorSettings
+from ncap.capacitance.variants import VARIANTS
+from ncap.exceptions import ConfigError, MissingFile
+from ncap.predict.capacitance import PredictorSettings
 
 DEMO_OUT = "ncap-out/demo"
 _PREDICTOR_DEFAULTS = PredictorSettings()  # one source of truth for the prediction defaults
@@ -388,17 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _demo_data(args) -> tuple[str, int | None, int | None, float, float]:
-    from ncap.datasets import fashion_mnist_dir
-
-    if fashion_mnist_dir() is not None:
-        return "fashion-mnist-5-9", 3000, 1000, args.epochs, 5.0
-    return "digits", None, None, max(args.epochs, 2.0), 10.0
-
-
 def _settings_from_args(args, epochs: float):
     """The fine-tuning and prediction settings the shared training flags describe."""
-    from ncap.finetune import FinetuneConfig
+    from ncap.training.config import FinetuneConfig
 
     config = FinetuneConfig(
         epochs=epochs,
@@ -420,8 +413,8 @@ def _settings_from_args(args, epochs: float):
 
 def _execution_from_args(args) -> dict[str, Any]:
     """``runtime=`` and ``executor=`` of rank/search from the hardware flags."""
-    from ncap.executors import make_executor
-    from ncap.runtime import Runtime
+    from ncap.ranking.executors import make_executor
+    from ncap.training.runtime import Runtime
 
     return {
         "runtime": Runtime(device=args.device, amp=not args.no_amp, workers=args.workers),
@@ -435,8 +428,8 @@ def _execution_from_args(args) -> dict[str, Any]:
 
 
 def _run_rank(args, models: list[str], data: str, n_train, n_val, epochs: float, full_epochs):
-    from ncap.datasets import load_dataset
-    from ncap.ranking import rank
+    from ncap.data.registry import load_dataset
+    from ncap.ranking.rank import rank
 
     config, predictor = _settings_from_args(args, epochs)
     execution = _execution_from_args(args)
@@ -464,87 +457,13 @@ def _run_rank(args, models: list[str], data: str, n_train, n_val, epochs: float,
     )
 
 
-def _fmt(value: Any, pct: bool = True) -> str:
-    if value is None:
-        return "-"
-    return f"{100 * value:.1f}" if pct else f"{value:.3g}"
-
-
-def print_table(result, *, verify: bool = False) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    variant = result.settings["predictor"]["variant"]
-    table = Table(title=f"ncap ranking on {result.settings['dataset']['name']} "
-                  f"(budget {result.settings['budget_steps']} steps = "
-                  f"{result.settings['budget_steps'] / _steps_per_epoch(result.settings):.2g} epochs, "
-                  f"beta_eff {variant})")  # fmt: skip
-    for col, just in (("rank", "right"), ("model", "left"), ("source acc %", "right"),
-                      ("predicted acc %", "right"),
-                      ("observed acc %", "right"), ("beta_eff (end)", "right"),
-                      ("cost s", "right")):  # fmt: skip
-        table.add_column(col, justify=just, no_wrap=col != "model", overflow="fold")
-    if verify:
-        table.add_column("true final acc %", justify="right", no_wrap=True)
-    has_test = any(c.get("test_accuracy") is not None for c in result.candidates)
-    if has_test:
-        table.add_column("test acc % (end)", justify="right", no_wrap=True)
-    table.add_column("status")
-    order = {name: k + 1 for k, name in enumerate(result.ranking)}
-    for c in sorted(result.candidates, key=lambda c: order.get(c["name"], 10**9)):
-        ok = c["status"] == "ok"
-        pred = f"{_fmt(c['predicted_accuracy'])} ± {_fmt(c['predicted_std'])}" if ok else "-"
-        beta = (c.get("beta_eff_end") or {}).get(variant)
-        source = (c.get("backbone") or {}).get("source_accuracy")
-        row = [str(order.get(c["name"], "-")), c["name"], _fmt(source), pred,
-               _fmt(c["observed_accuracy"]),
-               _fmt(beta, pct=False), f"{c['cost_seconds']:.1f}"]  # fmt: skip
-        if verify:
-            row.append(_fmt(c.get("final_accuracy")))
-        if has_test:
-            row.append(_fmt(c.get("test_accuracy")))
-        row.append("ok" if ok else f"failed: {c['reason']}")
-        table.add_row(*row)
-    # a pipe or a file gets the full table instead of rich's 80-column default
-    console = Console() if sys.stdout.isatty() else Console(width=160)
-    console.print(table)
-    if verify:
-        tau = verification(result.candidates)
-        if tau is not None:
-            console.print(
-                f"Kendall tau, predicted vs true final accuracy: {tau['predicted']:+.3f}   "
-                f"(last observed accuracy vs true final: {tau['observed']:+.3f})"
-            )
-    for key, path in result.files.items():
-        console.print(f"{key:>10}: {path}")
-
-
-def _steps_per_epoch(settings: dict[str, Any]) -> int:
-    import math
-
-    return max(1, math.ceil(settings["dataset"]["n_train"] / settings["finetune"]["batch_size"]))
-
-
-def verification(candidates) -> dict[str, float] | None:
-    """Kendall tau of predicted (and observed) against true final accuracy, successful candidates."""
-    from scipy.stats import kendalltau
-
-    ok = [c for c in candidates if c["status"] == "ok" and c.get("final_accuracy") is not None]
-    if len(ok) < 2:
-        return None
-    final = [c["final_accuracy"] for c in ok]
-    return {
-        "predicted": float(kendalltau([c["predicted_accuracy"] for c in ok], final).statistic),
-        "observed": float(kendalltau([c["observed_accuracy"] for c in ok], final).statistic),
-    }
-
-
 def _run_nas(args):
-    from ncap.datasets import load_dataset
-    from ncap.nas import sample_archs, search
+    from ncap.data.registry import load_dataset
+    from ncap.models.nb201 import sample_archs
+    from ncap.nas.search import search
 
     if (args.archs is None) == (args.sample is None):
-        raise ValueError("give either --archs A,B,... or --sample N (not both, not neither).")
+        raise ConfigError("give either --archs A,B,... or --sample N (not both, not neither).")
     archs = (
         [a.strip() for a in args.archs.split(",") if a.strip()]
         if args.archs
@@ -574,7 +493,17 @@ def _run_nas(args):
         **_execution_from_args(args),
     )
     if args.nats_path is not None:
-        _compare_with_nats(result, args.nats_path, args.nats_dataset)
+        from ncap.nas.nats import compare_with_nats
+        from ncap.storage import atomic_write_json
+
+        summary = compare_with_nats(result.candidates, args.nats_path, dataset=args.nats_dataset)
+        atomic_write_json(summary, Path(result.out_dir) / "nats.json")
+        print(
+            f"NATS-Bench ({args.nats_dataset}, 200 epochs): Kendall tau {summary['kendall']:+.3f}, "
+            f"Spearman {summary['spearman']:+.3f} between ncap's prediction and the published "
+            "accuracy",
+            file=sys.stderr,
+        )
     return result
 
 
@@ -608,33 +537,9 @@ def _run_recipe(args) -> int:
         **_execution_from_args(args),
     )
     for result in results.values():
-        print_table(result)
+        _print_table(result)
     ok = any(c["status"] == "ok" for r in results.values() for c in r.candidates)
     return 0 if ok else 1
-
-
-def _compare_with_nats(result, path: str, dataset: str) -> None:
-    from scipy.stats import kendalltau, spearmanr
-
-    from ncap.nas import nats_accuracies
-    from ncap.storage import atomic_write_json
-
-    ok = [c for c in result.candidates if c["status"] == "ok"]
-    published = nats_accuracies([c["name"].split(":", 1)[1] for c in ok], path, dataset=dataset)
-    pred = [c["predicted_accuracy"] for c in ok]
-    truth = [published[c["name"].split(":", 1)[1]] for c in ok]
-    summary = {
-        "dataset": dataset,
-        "published_test_accuracy": published,
-        "kendall": float(kendalltau(pred, truth).statistic),
-        "spearman": float(spearmanr(pred, truth).statistic),
-    }
-    atomic_write_json(summary, Path(result.out_dir) / "nats.json")
-    print(
-        f"NATS-Bench ({dataset}, 200 epochs): Kendall tau {summary['kendall']:+.3f}, "
-        f"Spearman {summary['spearman']:+.3f} between ncap's prediction and the published accuracy",
-        file=sys.stderr,
-    )
 
 
 def _bench(args) -> int:
@@ -649,7 +554,7 @@ def _bench(args) -> int:
         except ValueError:
             shard = ()
         if len(shard) != 2:
-            raise ValueError(f"--shard must read K/N (e.g. 0/2), got {args.shard!r}.")
+            raise ConfigError(f"--shard must read K/N (e.g. 0/2), got {args.shard!r}.")
         results = build_benchmark(
             args.out,
             plan,
@@ -669,7 +574,7 @@ def _bench(args) -> int:
 
     results_path = Path(args.results)
     if not results_path.exists():
-        raise FileNotFoundError(
+        raise MissingFile(
             f"results file {results_path} does not exist; run `ncap bench build` first."
         )
     out = Path(args.out) if args.out else results_path.with_name(results_path.stem + "-evaluation")
@@ -681,12 +586,18 @@ def _bench(args) -> int:
     return 0
 
 
+def _print_table(result, **kwargs) -> None:
+    from ncap.report.tables import print_table
+
+    print_table(result, **kwargs)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.command == "zoo":
-            from ncap.zoo import describe_models
+            from ncap.models.builtin import describe_models
 
             for row in describe_models():
                 print(f"{row['name']:14s} {row['family']:10s} {row['description']}")
@@ -697,7 +608,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 0
         if args.command == "datasets":
-            from ncap.datasets import DATASETS, data_root, fashion_mnist_dir, list_datasets
+            from ncap._paths import data_root
+            from ncap.data.builtin import DATASETS
+            from ncap.data.idx import fashion_mnist_dir
+            from ncap.data.registry import list_datasets
 
             for name in list_datasets():
                 if name.startswith("fashion"):
@@ -721,9 +635,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = _run_nas(args)
             verify = args.full_epochs is not None
         elif args.command == "demo":
-            from ncap.zoo import DEMO_MODELS
+            from ncap.models.builtin import DEMO_MODELS
+            from ncap.ranking.demo import demo_task
 
-            data, n_train, n_val, epochs, full = _demo_data(args)
+            task = demo_task(args.epochs)
+            data, n_train, n_val, epochs, full = (
+                task.data,
+                task.n_train,
+                task.n_val,
+                task.epochs,
+                task.full_epochs,
+            )
             if args.overwrite is None and not args.resume:
                 args.overwrite = (
                     True  # the demo is re-runnable; its cache is the zoo, not the results
@@ -750,7 +672,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
-        print_table(result, verify=verify)
+        _print_table(result, verify=verify)
     return 0 if any(c["status"] == "ok" for c in result.candidates) else 1
 
 

@@ -24,6 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ncap.exceptions import ConfigError
+
 __all__ = ["INTERPOLATIONS", "InputAdapter", "InputSpec", "adapt_batch", "check_channels"]
 
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
@@ -56,20 +58,20 @@ class InputSpec:
 
     def __post_init__(self) -> None:
         if self.channels < 1:
-            raise ValueError(f"channels must be >= 1, got {self.channels}.")
+            raise ConfigError(f"channels must be >= 1, got {self.channels}.")
         if len(self.mean) not in (1, self.channels) or len(self.std) not in (1, self.channels):
-            raise ValueError(
+            raise ConfigError(
                 f"mean/std need 1 or {self.channels} values, got {len(self.mean)} and "
                 f"{len(self.std)}."
             )
         if any(s <= 0 for s in self.std):
-            raise ValueError(f"std must be positive, got {self.std}.")
+            raise ConfigError(f"std must be positive, got {self.std}.")
         if self.interpolation not in INTERPOLATIONS:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown interpolation {self.interpolation!r}; choose one of {INTERPOLATIONS}."
             )
         if self.size is not None and (len(self.size) != 2 or min(self.size) < 1):
-            raise ValueError(
+            raise ConfigError(
                 f"size must be (height, width) with positive entries, got {self.size}."
             )
 
@@ -98,7 +100,7 @@ def check_channels(data_channels: int, spec: InputSpec) -> None:
         else f"give the model {data_channels}-channel input (timm: in_chans) or the data "
         f"{spec.channels} channels"
     )
-    raise ValueError(
+    raise ConfigError(
         f"channel mismatch: the dataset has {data_channels}-channel images but the model takes "
         f"{spec.channels} channels; {hint}. Only 1 -> 3 (grey to RGB) is converted automatically."
     )
@@ -132,7 +134,7 @@ def adapt_batch(
         float32 ``(N, spec.channels, *size)`` with ``(pixel - spec.mean) / spec.std``.
     """
     if x.ndim != 4:
-        raise ValueError(f"expected a batch of images (N, C, H, W), got shape {tuple(x.shape)}.")
+        raise ConfigError(f"expected a batch of images (N, C, H, W), got shape {tuple(x.shape)}.")
     check_channels(x.shape[1], spec)
     pixels = x.float() * _per_channel(data_std, x) + _per_channel(data_mean, x)
     if pixels.shape[1] != spec.channels:

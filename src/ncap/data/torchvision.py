@@ -4,7 +4,7 @@ Each loader reads the files in torchvision's layout under a data root, downloadi
 missing and ``download`` is true (it needs internet). Offline, a missing dataset raises
 FileNotFoundError saying which archive to fetch and where to unpack it. The training split is divided
 into training and a seeded held-out validation split (15 000 images for the large datasets, as in
-the paper, see :func:`ncap.datasets.default_n_val`); the official test split is kept apart.
+the paper, see :func:`ncap.data.dataset.default_n_val`); the official test split is kept apart.
 """
 
 from __future__ import annotations
@@ -16,14 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ncap.datasets import (
-    UINT8,
-    ImageDataset,
-    _idx_file,
-    default_n_val,
-    hold_out,
-    read_idx,
-)
+from ncap.data.dataset import UINT8, ImageDataset, default_n_val, hold_out
+from ncap.data.idx import idx_file, read_idx
+from ncap.exceptions import DatasetMissing, MissingDependency
 
 __all__ = ["TORCHVISION_DATASETS", "download_fashion_mnist", "load_cub200"]
 
@@ -34,7 +29,7 @@ def _torchvision():
     try:
         import torchvision
     except ImportError as err:  # pragma: no cover - the dev install has it
-        raise ImportError(
+        raise MissingDependency(
             "torchvision datasets need torchvision: pip install 'ncap[zoo]'."
         ) from err
     return torchvision
@@ -46,14 +41,14 @@ def _fetch(name: str, make: Callable[[bool], Any], root: Path, download: bool, w
         return make(False)
     except RuntimeError as missing:
         if not download:
-            raise FileNotFoundError(
+            raise DatasetMissing(
                 f"{name} is not in {root} and download=False; {where}, or allow the download "
                 "(needs internet)."
             ) from missing
     try:
         return make(True)
     except (OSError, RuntimeError, ValueError) as err:
-        raise FileNotFoundError(
+        raise DatasetMissing(
             f"{name} is not in {root} and could not be downloaded ({type(err).__name__}: "
             f"{str(err).splitlines()[0] if str(err) else ''}). {where[0].upper() + where[1:]}, then "
             "run again (or pass --data-root to where it already is)."
@@ -161,8 +156,8 @@ def _mnist(*, n_train=None, n_val=None, seed=0, root: Path, download=True, **_):
             f"{mirror} into {raw}"
         )
         _fetch("mnist", lambda dl: tv.datasets.MNIST(str(root), download=dl), root, download, where)
-    images = {s: read_idx(_idx_file(raw, f"{s}-images-idx3-ubyte")) for s in ("train", "t10k")}
-    labels = {s: read_idx(_idx_file(raw, f"{s}-labels-idx1-ubyte")) for s in ("train", "t10k")}
+    images = {s: read_idx(idx_file(raw, f"{s}-images-idx3-ubyte")) for s in ("train", "t10k")}
+    labels = {s: read_idx(idx_file(raw, f"{s}-labels-idx1-ubyte")) for s in ("train", "t10k")}
     return _finish(
         "mnist",
         images["train"][:, None],
@@ -219,12 +214,12 @@ def load_cub200(
             try:
                 tv.datasets.utils.download_and_extract_archive(CUB_URL, str(root))
             except (OSError, RuntimeError, ValueError) as err:
-                raise FileNotFoundError(
+                raise DatasetMissing(
                     f"CUB-200-2011 is not in {base} and could not be downloaded ({err}). Download "
                     f"{CUB_URL} and unpack it into {root}, then run again."
                 ) from err
         else:
-            raise FileNotFoundError(
+            raise DatasetMissing(
                 f"CUB-200-2011 is not in {base}; download {CUB_URL} and unpack it into {root}."
             )
 

@@ -1,60 +1,33 @@
-"""The model registry: named candidates, one way to create them.
+"""ncap's built-in zoo: small architectures, pretrained on a source task on first use and cached.
 
-A registry entry turns a name into a :class:`Backbone`: a torch module mapping an input batch to a
-feature vector, with its feature size. Names without a prefix are ncap's built-in zoo of small
-architectures, pretrained on a source task (Fashion-MNIST classes 0-4) on first use and cached.
-Other sources register a prefix (``timm:``, ``tv:``, ...) with :func:`register_source`.
-
->>> from ncap.zoo import list_models
+>>> from ncap.models.builtin import list_models
 >>> "resnet-s" in list_models()
 True
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
-import os
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from ncap.datasets import MEAN, STD
-from ncap.inputs import InputSpec
+from ncap.data.dataset import MEAN, STD
+from ncap.data.inputs import InputSpec
+from ncap.exceptions import ConfigError
+from ncap.models.registry import list_sources
 
 __all__ = [
-    "Backbone",
+    "BUILTIN_INPUT",
+    "DEMO_MODELS",
     "ModelSpec",
-    "cache_dir",
-    "create_backbone",
+    "describe_models",
     "list_models",
-    "pretrain",
+    "model_spec",
     "register_model",
-    "register_source",
 ]
-
-
-@dataclass
-class Backbone:
-    """A feature extractor and what is known about it.
-
-    ``num_features`` may be None: fine-tuning then reads it off the first forward pass.
-    ``input_spec`` is the input convention the model was pretrained with (None: the dataset's
-    stored images as they are).
-    """
-
-    name: str
-    module: nn.Module
-    num_features: int | None
-    info: dict[str, Any] = field(default_factory=dict)  # source accuracy, parameter count, ...
-    input_spec: InputSpec | None = None
-
 
 # the built-in zoo's convention: one channel, standardised with the Fashion-MNIST statistics, any size
 BUILTIN_INPUT = InputSpec(
@@ -78,20 +51,14 @@ class ModelSpec:
 
 
 _MODELS: dict[str, ModelSpec] = {}
-_SOURCES: dict[str, Callable[..., Backbone]] = {}
 
 
 def register_model(spec: ModelSpec) -> ModelSpec:
     """Add a built-in architecture to the registry (names must be unique)."""
     if spec.name in _MODELS:
-        raise ValueError(f"model {spec.name!r} is already registered.")
+        raise ConfigError(f"model {spec.name!r} is already registered.")
     _MODELS[spec.name] = spec
     return spec
-
-
-def register_source(prefix: str, factory: Callable[..., Backbone]) -> None:
-    """Register a model source: ``create_backbone(f"{prefix}:{name}")`` calls ``factory(name)``."""
-    _SOURCES[prefix] = factory
 
 
 def list_models() -> list[str]:
@@ -101,11 +68,11 @@ def list_models() -> list[str]:
 
 def model_spec(name: str) -> ModelSpec:
     if name not in _MODELS:
-        raise ValueError(
+        raise ConfigError(
             f"unknown model {name!r}. Built-in models: {', '.join(list_models())}"
             + (
-                f"; sources: {', '.join(p + ':<name>' for p in sorted(_SOURCES))}"
-                if _SOURCES
+                f"; sources: {', '.join(p + ':<name>' for p in list_sources())}"
+                if list_sources()
                 else ""
             )
             + "."
@@ -290,132 +257,6 @@ def _register_builtins() -> None:
 
 
 DEMO_MODELS = ("mlp-s", "lenet", "cnn-s", "vgg-s", "resnet-s", "mobilenet-s")
-_register_builtins()
-
-
-# -- pretraining and the cache ---------------------------------------------------------------------
-def cache_dir() -> Path:
-    """ncap's cache folder: ``$NCAP_CACHE_DIR``, else ``$XDG_CACHE_HOME/ncap``, else ``~/.cache/ncap``."""
-    if os.environ.get("NCAP_CACHE_DIR"):
-        return Path(os.environ["NCAP_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "ncap"
-
-
-PRETRAIN_DATA = {"dataset": "fashion-mnist-0-4", "n_train": 6000, "n_val": 2000, "seed": 0}
-PRETRAIN_FALLBACK = {"dataset": "digits", "n_train": None, "n_val": 450, "seed": 0}
-
-
-def _cache_key(spec: ModelSpec, data: dict[str, Any]) -> str:
-    blob = json.dumps({"recipe": spec.recipe(), "data": data, "v": 1}, sort_keys=True)
-    return f"{spec.name}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
-
-
-def parameter_count(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
-@functools.lru_cache(maxsize=2)
-def _source_dataset(name: str, n_train: int | None, n_val: int | None, seed: int):
-    """The pretraining data, loaded once per process for the whole zoo."""
-    from ncap.datasets import load_dataset
-
-    return load_dataset(name, n_train=n_train, n_val=n_val, seed=seed)
-
-
-def pretrain(
-    spec: ModelSpec, *, data: dict[str, Any] | None = None, log: Callable[[str], None] | None = None
-) -> tuple[nn.Module, int, dict[str, Any]]:
-    """Build ``spec`` and pretrain it with a linear head on the source task, or load it from cache.
-
-    Deterministic for a given recipe; the state dict and a JSON record (source accuracy, time) are
-    written to the cache atomically and read back with ``torch.load(..., weights_only=True)``.
-    """
-    from ncap.datasets import fashion_mnist_dir
-    from ncap.storage import atomic_write_json, atomic_write_torch
-
-    if data is None:
-        data = PRETRAIN_DATA if fashion_mnist_dir() is not None else PRETRAIN_FALLBACK
-    key = _cache_key(spec, data)
-    folder = cache_dir() / "zoo"
-    weights_path, record_path = folder / f"{key}.pt", folder / f"{key}.json"
-    torch.manual_seed(0)
-    module, num_features = spec.build()
-    if weights_path.exists() and record_path.exists():
-        module.load_state_dict(torch.load(weights_path, weights_only=True))
-        return module, num_features, json.loads(record_path.read_text()) | {"cached": True}
-    if log:
-        log(f"pretraining {spec.name} on {data['dataset']} (first use; cached afterwards)")
-    source = _source_dataset(data["dataset"], data["n_train"], data["n_val"], data["seed"])
-    head = nn.Linear(num_features, source.num_classes)
-    model = nn.Sequential(module, head)
-    generator = torch.Generator().manual_seed(0)
-    optimizer = torch.optim.Adam(model.parameters(), lr=spec.pretrain_lr)
-    n = len(source.y_train)
-    steps = int(round(spec.pretrain_epochs * n / 64))
-    start = time.perf_counter()
-    model.train()
-    order = torch.randperm(n, generator=generator)
-    cursor = 0
-    for _ in range(steps):
-        if cursor + 64 > n:
-            order, cursor = torch.randperm(n, generator=generator), 0
-        idx = order[cursor : cursor + 64]
-        cursor += 64
-        optimizer.zero_grad(set_to_none=True)
-        loss = nn.functional.cross_entropy(model(source.x_train[idx]), source.y_train[idx])
-        loss.backward()
-        optimizer.step()
-    model.eval()
-    with torch.no_grad():
-        correct = sum(
-            int((model(source.x_val[i : i + 512]).argmax(1) == source.y_val[i : i + 512]).sum())
-            for i in range(0, len(source.y_val), 512)
-        )
-    record = {
-        "model": spec.name,
-        "family": spec.family,
-        "source_dataset": data["dataset"],
-        "source_accuracy": correct / len(source.y_val),
-        "pretrain_seconds": time.perf_counter() - start,
-        "pretrain_steps": steps,
-        "parameters": parameter_count(module),
-        "recipe": spec.recipe(),
-        "data": data,
-    }
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_torch(module.state_dict(), weights_path)
-    atomic_write_json(record, record_path)
-    if log:
-        log(
-            f"pretrained {spec.name}: source accuracy {100 * record['source_accuracy']:.1f}% "
-            f"in {record['pretrain_seconds']:.1f} s ({steps} steps), cached in {weights_path}"
-        )
-    return module, num_features, record | {"cached": False}
-
-
-def create_backbone(name: str, *, log: Callable[[str], None] | None = None) -> Backbone:
-    """Resolve a candidate name to a (pretrained) backbone.
-
-    ``"prefix:rest"`` goes to the source registered for ``prefix``; other names are built-in models.
-    """
-    if ":" in name and not Path(name).exists():
-        prefix, rest = name.split(":", 1)
-        if prefix not in _SOURCES:
-            raise ValueError(
-                f"unknown model source {prefix!r} in {name!r}; known sources: "
-                f"{', '.join(sorted(_SOURCES)) or 'none'}; built-in models: {', '.join(list_models())}."
-            )
-        return _SOURCES[prefix](rest)
-    spec = model_spec(name)
-    module, num_features, record = pretrain(spec, log=log)
-    info = {
-        k: record[k]
-        for k in ("family", "source_accuracy", "parameters", "pretrain_seconds", "cached")
-    }
-    return Backbone(
-        name=name, module=module, num_features=num_features, info=info, input_spec=BUILTIN_INPUT
-    )
 
 
 def describe_models() -> list[dict[str, Any]]:
@@ -423,10 +264,4 @@ def describe_models() -> list[dict[str, Any]]:
     return [asdict(spec) | {"build": None} for spec in (_MODELS[n] for n in list_models())]
 
 
-def _register_zoo_sources() -> None:
-    from ncap.zoo_sources import register_zoo_sources
-
-    register_zoo_sources()
-
-
-_register_zoo_sources()
+_register_builtins()

@@ -17,16 +17,24 @@ stage on 32x32 RGB images; ncap's defaults (width 8, 1 cell) train in seconds on
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from ncap.data.dataset import MEAN, STD
+from ncap.data.inputs import InputSpec
+from ncap.exceptions import ConfigError
+from ncap.models.backbone import Backbone, parameter_count
+from ncap.models.registry import register_source
+
 __all__ = [
     "OPS",
+    "PREFIX",
     "NB201Network",
     "all_archs",
+    "nb201_backbone",
     "arch_to_str",
     "parse_arch",
     "sample_archs",
@@ -51,7 +59,7 @@ def parse_arch(text: str) -> Arch:
     text = text.strip()
     groups = text.split("+")
     if len(groups) != N_NODES - 1:
-        raise ValueError(
+        raise ConfigError(
             f"architecture {text!r} has {len(groups)} node groups separated by '+'; a NAS-Bench-201 "
             f"cell has {N_NODES - 1}, e.g. |nor_conv_3x3~0|+|none~0|skip_connect~1|+"
             "|avg_pool_3x3~0|nor_conv_1x1~1|skip_connect~2|"
@@ -60,15 +68,15 @@ def parse_arch(text: str) -> Arch:
     for j, group in enumerate(groups, start=1):
         entries = [e for e in group.strip().split("|") if e]
         if len(entries) != j:
-            raise ValueError(f"node {j} of {text!r} must have {j} input(s) 'op~i', got {entries}.")
+            raise ConfigError(f"node {j} of {text!r} must have {j} input(s) 'op~i', got {entries}.")
         for i, entry in enumerate(entries):
             op, sep, source = entry.partition("~")
             if not sep or source != str(i):
-                raise ValueError(
+                raise ConfigError(
                     f"entry {entry!r} of node {j} in {text!r} must read 'op~{i}' (input from node {i})."
                 )
             if op not in OPS:
-                raise ValueError(f"unknown operation {op!r} in {text!r}; choose from {OPS}.")
+                raise ConfigError(f"unknown operation {op!r} in {text!r}; choose from {OPS}.")
             ops.append(op)
     return tuple(ops)
 
@@ -76,7 +84,7 @@ def parse_arch(text: str) -> Arch:
 def arch_to_str(ops: Sequence[str]) -> str:
     """The NAS-Bench-201 string of 6 operations in edge order."""
     if len(ops) != len(EDGES) or any(op not in OPS for op in ops):
-        raise ValueError(f"an architecture is {len(EDGES)} operations from {OPS}, got {ops!r}.")
+        raise ConfigError(f"an architecture is {len(EDGES)} operations from {OPS}, got {ops!r}.")
     groups, k = [], 0
     for j in range(1, N_NODES):
         groups.append("|" + "|".join(f"{ops[k + i]}~{i}" for i in range(j)) + "|")
@@ -94,7 +102,7 @@ def sample_archs(n: int, *, seed: int = 0) -> list[str]:
     """``n`` distinct architectures drawn uniformly without replacement (seeded)."""
     total = len(OPS) ** len(EDGES)
     if not 1 <= n <= total:
-        raise ValueError(f"n must be between 1 and {total}, got {n}.")
+        raise ConfigError(f"n must be between 1 and {total}, got {n}.")
     picks = np.random.default_rng(seed).choice(total, size=n, replace=False)
     out = []
     for index in picks:
@@ -176,7 +184,7 @@ class NB201Network(nn.Module):
     def __init__(self, arch: str, *, width: int = 8, cells: int = 1, in_channels: int = 1) -> None:
         super().__init__()
         if width < 1 or cells < 1:
-            raise ValueError(f"width and cells must be >= 1, got width={width}, cells={cells}.")
+            raise ConfigError(f"width and cells must be >= 1, got width={width}, cells={cells}.")
         self.arch = arch_to_str(parse_arch(arch))
         ops = parse_arch(arch)
         layers: list[nn.Module] = [
@@ -195,3 +203,46 @@ class NB201Network(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
+
+
+# -- the nb201: model source -------------------------------------------------------------------------
+PREFIX = "nb201"
+
+
+def nb201_backbone(
+    arch: str,
+    *,
+    log: Callable[[str], None] | None = None,
+    width: int = 8,
+    cells: int = 1,
+    in_channels: int = 1,
+    seed: int = 0,
+) -> Backbone:
+    """``nb201:<arch>``: the architecture with these macro settings, initialised from ``seed``.
+
+    The options travel with every ``create_backbone`` call (and so to Ray workers): nothing to
+    register again in another process.
+    """
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        net = NB201Network(arch, width=width, cells=cells, in_channels=in_channels)
+    info = {
+        "family": "nb201",
+        "arch": net.arch,
+        "parameters": parameter_count(net),
+        "width": width,
+        "cells": cells,
+        "init_seed": seed,
+    }
+    return Backbone(
+        name=f"{PREFIX}:{net.arch}",
+        module=net,
+        num_features=net.num_features,
+        info=info,
+        input_spec=InputSpec(
+            channels=in_channels, size=None, mean=(MEAN,), std=(STD,), source="ncap nb201"
+        ),
+    )
+
+
+register_source(PREFIX, nb201_backbone)

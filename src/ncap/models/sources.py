@@ -8,7 +8,7 @@ Candidate names (``ncap rank --models ...``):
 - ``tv:<name>`` -- ``torchvision.models.get_model(name, weights="DEFAULT")`` with the classifier
   (the last layer that outputs the ImageNet classes) replaced by the identity.
 - ``py:<module>:<callable>`` -- your factory, called with no arguments; it returns the feature
-  extractor (an ``nn.Module``), a ``(module, num_features)`` pair or a :class:`~ncap.zoo.Backbone`.
+  extractor (an ``nn.Module``), a ``(module, num_features)`` pair or a :class:`~ncap.models.backbone.Backbone`.
 
 A suffix after ``@`` chooses the weights: ``@random`` (random initialisation, no download),
 ``@<WEIGHTS_ENUM_NAME>`` for torchvision (e.g. ``tv:resnet50@IMAGENET1K_V2``), or ``@<path>`` to a
@@ -31,6 +31,7 @@ import difflib
 import importlib
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -38,8 +39,17 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from ncap.inputs import InputSpec
-from ncap.zoo import Backbone, parameter_count, register_source
+from ncap.data.inputs import InputSpec
+from ncap.exceptions import (
+    ConfigError,
+    MissingDependency,
+    MissingFile,
+    ModelCodeError,
+    NcapError,
+    PretrainedWeightsMissing,
+)
+from ncap.models.backbone import Backbone, parameter_count
+from ncap.models.registry import register_source
 
 __all__ = ["PretrainedWeightsMissing", "split_weights", "timm_backbone", "torchvision_backbone"]
 
@@ -47,16 +57,12 @@ IMAGENET_CLASSES = 1000
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-class PretrainedWeightsMissing(FileNotFoundError):
-    """Pretrained weights are neither cached nor downloadable; the message says how to fix it."""
-
-
 def split_weights(name: str) -> tuple[str, str | None]:
     """``"resnet50@IMAGENET1K_V2"`` -> ``("resnet50", "IMAGENET1K_V2")``; no ``@`` -> None."""
     if "@" in name:
         base, weights = name.split("@", 1)
         if not base or not weights:
-            raise ValueError(
+            raise ConfigError(
                 f"bad model name {name!r}: use <name>@<weights>, e.g. resnet18@random."
             )
         return base, weights
@@ -88,10 +94,10 @@ def _reachable(url: str, timeout: float = 3.0) -> bool:
         return False
 
 
-def _unknown(kind: str, name: str, known: list[str]) -> ValueError:
+def _unknown(kind: str, name: str, known: list[str]) -> ConfigError:
     close = difflib.get_close_matches(name, known, n=5, cutoff=0.6)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    return ValueError(f"unknown {kind} architecture {name!r}.{hint} ({len(known)} are available.)")
+    return ConfigError(f"unknown {kind} architecture {name!r}.{hint} ({len(known)} are available.)")
 
 
 def _interpolation(value: Any) -> str:
@@ -139,12 +145,12 @@ def _timm_cached_file(cfg: dict[str, Any]) -> tuple[Path | None, str]:
     return None, "this model has no pretrained weights in timm; use @random or @<file>"
 
 
-def timm_backbone(spec: str) -> Backbone:
+def timm_backbone(spec: str, *, log: Callable[[str], None] | None = None) -> Backbone:
     """A timm model without its classifier (see the module docstring for the name forms)."""
     try:
         import timm
     except ImportError as err:  # pragma: no cover - the dev install has timm
-        raise ImportError("timm: models need timm: pip install 'ncap[zoo]'.") from err
+        raise MissingDependency("timm: models need timm: pip install 'ncap[zoo]'.") from err
     name, weights = split_weights(spec)
     arch = name.split(".", 1)[0]
     if not name.startswith("hf-hub:") and not timm.is_model(arch):
@@ -220,7 +226,7 @@ def _replace_classifier(model: nn.Module, num_classes: int) -> int:
         ):
             last = (name, module)
     if last is None:
-        raise ValueError(
+        raise ConfigError(
             f"could not find the classifier of {type(model).__name__} (no Linear/Conv2d layer with "
             f"{num_classes} outputs); use a py:<module>:<callable> factory that returns the "
             "feature extractor."
@@ -253,18 +259,18 @@ def _tv_weights(name: str, weights: str | None):
     try:
         return enum[weights]
     except KeyError:
-        raise ValueError(
+        raise ConfigError(
             f"unknown weights {weights!r} for tv:{name}; choose one of "
             f"{', '.join(w.name for w in enum)}, DEFAULT or random."
         ) from None
 
 
-def torchvision_backbone(spec: str) -> Backbone:
+def torchvision_backbone(spec: str, *, log: Callable[[str], None] | None = None) -> Backbone:
     """A torchvision classifier with its last layer replaced (see the module docstring)."""
     try:
         import torchvision
     except ImportError as err:  # pragma: no cover - the dev install has torchvision
-        raise ImportError("tv: models need torchvision: pip install 'ncap[zoo]'.") from err
+        raise MissingDependency("tv: models need torchvision: pip install 'ncap[zoo]'.") from err
     name, weights = split_weights(spec)
     known = torchvision.models.list_models(module=torchvision.models)
     if name not in known:
@@ -324,18 +330,18 @@ def torchvision_backbone(spec: str) -> Backbone:
 def _load_state_dict(module: nn.Module, path: Path) -> dict[str, Any]:
     """Load a state dict (or a checkpoint holding one) strictly for the module's own keys."""
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist.")
+        raise MissingFile(f"checkpoint {str(path)!r} does not exist.")
     state = torch.load(path, map_location="cpu", weights_only=True)
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
             break
     if not isinstance(state, dict):
-        raise ValueError(f"{path} does not hold a state dict (got {type(state).__name__}).")
+        raise ConfigError(f"{path} does not hold a state dict (got {type(state).__name__}).")
     state = {k.removeprefix("module."): v for k, v in state.items()}  # DataParallel checkpoints
     result = module.load_state_dict(state, strict=False)
     if result.missing_keys:
-        raise ValueError(
+        raise ConfigError(
             f"checkpoint {path} lacks {len(result.missing_keys)} of the model's weights (e.g. "
             f"{', '.join(result.missing_keys[:4])}); make the factory build the architecture the "
             "checkpoint was saved from."
@@ -350,24 +356,30 @@ def _spec_from_pretrained_cfg(module: nn.Module) -> InputSpec | None:
     return _spec_from_timm_cfg(cfg, "the model's pretrained_cfg")
 
 
-def factory_backbone(spec: str) -> Backbone:
+def factory_backbone(spec: str, *, log: Callable[[str], None] | None = None) -> Backbone:
     """``module:callable[@state_dict]`` -> the backbone the factory builds (and the weights)."""
     target, weights = split_weights(spec)
     if target.count(":") != 1:
-        raise ValueError(
+        raise ConfigError(
             f"bad factory {target!r}: write py:<module>:<callable>, e.g. py:my_models:make_backbone."
         )
     module_name, attr = target.split(":")
     try:
         factory = getattr(importlib.import_module(module_name), attr)
     except ImportError as err:
-        raise ValueError(
+        raise ConfigError(
             f"cannot import {module_name!r} for py:{target} ({err}); put it on PYTHONPATH or "
             "install it."
         ) from err
     except AttributeError:
-        raise ValueError(f"module {module_name!r} has no attribute {attr!r}.") from None
-    built = factory()
+        raise ConfigError(f"module {module_name!r} has no attribute {attr!r}.") from None
+    try:
+        built = factory()
+    except NcapError:
+        raise
+    except Exception as err:  # the user's own model code: this candidate fails, the others run
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise ModelCodeError(f"py:{target} raised {type(err).__name__}: {first}") from err
     if isinstance(built, Backbone):
         backbone = built
     elif isinstance(built, tuple) and len(built) == 2 and isinstance(built[0], nn.Module):
@@ -375,9 +387,9 @@ def factory_backbone(spec: str) -> Backbone:
     elif isinstance(built, nn.Module):
         backbone = Backbone(name="", module=built, num_features=None)
     else:
-        raise ValueError(
+        raise ConfigError(
             f"py:{target} returned {type(built).__name__}; a factory must return an nn.Module, a "
-            "(module, num_features) pair or an ncap.zoo.Backbone."
+            "(module, num_features) pair or an ncap.models.Backbone."
         )
     backbone.name = f"py:{spec}"
     backbone.info = {
@@ -392,7 +404,6 @@ def factory_backbone(spec: str) -> Backbone:
     return backbone
 
 
-def register_zoo_sources() -> None:
-    register_source("timm", timm_backbone)
-    register_source("tv", torchvision_backbone)
-    register_source("py", factory_backbone)
+register_source("timm", timm_backbone)
+register_source("tv", torchvision_backbone)
+register_source("py", factory_backbone)

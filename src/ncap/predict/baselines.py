@@ -12,7 +12,7 @@ Every score is "higher is better", so all methods rank candidates the same way r
   Estimation for Neural Architecture Search", NeurIPS 2021), over the whole budget or its final
   epoch; see :func:`sum_training_losses` and :func:`tse_score`.
 - ``learning-curve``: the final accuracy a parametric learning-curve ensemble extrapolates to
-  (:mod:`ncap.learning_curves`, after Domhan et al., IJCAI 2015).
+  (:mod:`ncap.predict.curves`, after Domhan et al., IJCAI 2015).
 - ``param-count`` and ``source-accuracy``: training-free, read from the context (the number of
   parameters; the accuracy on the source / pretraining task).
 
@@ -27,7 +27,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ncap.learning_curves import Extrapolation, extrapolate
+from ncap.predict.curves import Extrapolation, extrapolate
 
 __all__ = [
     "BASELINES",
@@ -200,7 +200,7 @@ def learning_curve_prediction(
 ) -> Extrapolation:
     """Extrapolate the validation accuracy of the points within the budget to ``target_epoch``.
 
-    Fits :func:`ncap.learning_curves.extrapolate` to ``(epoch, val_accuracy)`` of the points with
+    Fits :func:`ncap.predict.curves.extrapolate` to ``(epoch, val_accuracy)`` of the points with
     ``step <= max_step``. Points at ``epoch <= 0`` (an evaluation of the untrained model) are left
     out, because the curve families are defined for ``x > 0``. ``kw`` goes to ``extrapolate``
     (``curves``, ``min_points``, ``plausible_range``, ``tolerance``).

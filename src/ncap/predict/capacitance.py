@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sklearn.linear_model import BayesianRidge
 
-__all__ = ["FEATURE_MAPS", "CapacitancePredictor"]
+from ncap.capacitance.variants import check_variants
+from ncap.exceptions import ConfigError
+from ncap.results import trajectory_arrays
+
+__all__ = [
+    "FEATURE_MAPS",
+    "LINKS",
+    "CapacitancePredictor",
+    "PredictorSettings",
+    "predict_from_points",
+]
 
 FEATURE_MAPS = ("linear", "quadratic")
 LINKS = ("identity", "logit")
@@ -82,17 +94,17 @@ class CapacitancePredictor:
     def fit(self, beta_eff: Sequence[float], accuracy: Sequence[float]) -> CapacitancePredictor:
         """Fit on early ``(beta_eff, accuracy)`` pairs, in time order; returns self."""
         if self.features not in FEATURE_MAPS:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown feature map {self.features!r}; choose one of {FEATURE_MAPS}."
             )
         if self.burn_in < 0:
-            raise ValueError(f"burn_in must be >= 0, got {self.burn_in}.")
+            raise ConfigError(f"burn_in must be >= 0, got {self.burn_in}.")
         if self.link not in LINKS:
-            raise ValueError(f"unknown link {self.link!r}; choose one of {LINKS}.")
+            raise ConfigError(f"unknown link {self.link!r}; choose one of {LINKS}.")
         beta = np.asarray(beta_eff, dtype=np.float64).ravel()
         acc = np.asarray(accuracy, dtype=np.float64).ravel()
         if beta.shape != acc.shape:
-            raise ValueError(
+            raise ConfigError(
                 f"beta_eff and accuracy must have the same length, got {beta.size} and {acc.size}."
             )
         beta, acc = beta[self.burn_in :], acc[self.burn_in :]
@@ -101,7 +113,7 @@ class CapacitancePredictor:
         n_coef = 2 if self.features == "quadratic" else 1
         needed = max(self.min_points, n_coef + 2, 2)
         if beta.size < needed:
-            raise ValueError(
+            raise ConfigError(
                 f"too few usable points to extrapolate: {beta.size} after dropping {self.burn_in} "
                 f"burn-in point(s) and non-finite values, need at least {needed} for a "
                 f"{self.features} fit. Train longer, evaluate more often (smaller eval_every) or "
@@ -109,7 +121,7 @@ class CapacitancePredictor:
             )
         self.scale_ = float(np.max(np.abs(beta)))
         if self.scale_ == 0.0:
-            raise ValueError("every beta_eff value is 0; there is no trend to extrapolate.")
+            raise ConfigError("every beta_eff value is 0; there is no trend to extrapolate.")
         if self.link == "logit":
             clipped = np.clip(acc, LOGIT_EPS, 1.0 - LOGIT_EPS)
             target = np.log(clipped / (1.0 - clipped))
@@ -144,3 +156,55 @@ class CapacitancePredictor:
             f"link={self.link!r}, "
             f"variant={self.variant!r}{fitted})"
         )
+
+
+@dataclass(frozen=True)
+class PredictorSettings:
+    """Which beta_eff variant and regression turn a trajectory into a prediction."""
+
+    # the setting ncap's benchmark selected on its selection half (docs/benchmark.md); a test
+    # checks that it matches benchmarks/results/bench-v1-evaluation/evaluation.json
+    variant: str = "abs-mean"
+    features: str = "quadratic"
+    burn_in: int = 0
+    link: str = "logit"
+    min_points: int = 3
+
+    def __post_init__(self) -> None:
+        check_variants(self.variant)
+        if self.features not in FEATURE_MAPS:
+            raise ConfigError(
+                f"unknown feature map {self.features!r}; choose one of {FEATURE_MAPS}."
+            )
+        if self.burn_in < 0:
+            raise ConfigError(f"burn_in must be >= 0, got {self.burn_in}.")
+        if self.link not in LINKS:
+            raise ConfigError(f"unknown link {self.link!r}; choose one of {LINKS}.")
+
+    def make(self) -> CapacitancePredictor:
+        return CapacitancePredictor(
+            features=self.features,
+            burn_in=self.burn_in,
+            link=self.link,
+            variant=self.variant,
+            min_points=self.min_points,
+        )
+
+
+def predict_from_points(
+    points: Sequence[dict[str, Any]], predictor: PredictorSettings, budget_steps: int
+) -> dict[str, Any]:
+    """Fit the predictor on the points within the budget; the prediction fields of a record."""
+    beta, acc = trajectory_arrays(points, predictor.variant, max_step=budget_steps)
+    model = predictor.make().fit(beta, acc)
+    return {
+        "predicted_accuracy": model.prediction_,
+        "predicted_std": model.std_,
+        "fit": {
+            "n_points": model.n_points_,
+            "coef": [float(c) for c in model.model_.coef_],
+            "intercept": float(model.model_.intercept_),
+            "scale": model.scale_,
+            "link": model.link,
+        },
+    }

@@ -1,7 +1,7 @@
 """Where candidates run: in this process one after another, or as Ray tasks on a cluster.
 
 An executor takes the names still to run and yields each candidate's record as it finishes; the
-caller (:func:`ncap.ranking.rank`) writes every record atomically the moment it arrives, so the
+caller (:func:`ncap.ranking.rank.rank`) writes every record atomically the moment it arrives, so the
 output files and the resume behaviour are the same whichever executor ran the candidates.
 
 - :class:`LocalExecutor` (the default; needs nothing but torch): in-process, in order, with a
@@ -16,12 +16,16 @@ output files and the resume behaviour are the same whichever executor ran the ca
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ncap.datasets import ImageDataset
-from ncap.finetune import FinetuneConfig
-from ncap.runtime import Runtime
+from ncap.data.dataset import ImageDataset
+from ncap.exceptions import ConfigError, MissingDependency
+from ncap.predict.capacitance import PredictorSettings
+from ncap.ranking.candidate import run_candidate
+from ncap.results import failed_record
+from ncap.training.config import FinetuneConfig
+from ncap.training.runtime import Runtime
 
 __all__ = ["CandidateJob", "Executor", "LocalExecutor", "RayExecutor", "make_executor"]
 
@@ -34,10 +38,10 @@ class CandidateJob:
 
     dataset: ImageDataset
     config: FinetuneConfig
-    predictor: Any  # ncap.ranking.PredictorSettings (not imported: ranking imports this module)
+    predictor: PredictorSettings
     full_epochs: float | None
     runtime: Runtime
-    setup: tuple[Callable[..., Any], dict[str, Any]] | None = None  # run in each remote worker
+    model_options: dict[str, Any] = field(default_factory=dict)  # of every create_backbone call
 
 
 class Executor(Protocol):
@@ -62,8 +66,6 @@ class LocalExecutor:
     name = "local"
 
     def run(self, names, job, *, on_start, on_step, log):
-        from ncap.ranking import run_candidate
-
         for name in names:
             on_start(name)
             yield run_candidate(
@@ -73,6 +75,7 @@ class LocalExecutor:
                 job.predictor,
                 full_epochs=job.full_epochs,
                 runtime=job.runtime,
+                model_options=job.model_options,
                 on_step=on_step,
                 log=log,
             )
@@ -81,14 +84,17 @@ class LocalExecutor:
         return {"executor": "local"}
 
 
-def _remote_candidate(name, dataset, config, predictor, full_epochs, runtime, setup):
+def _remote_candidate(name, dataset, config, predictor, full_epochs, runtime, model_options):
     """The body of a Ray task: one candidate, its record returned to the driver."""
-    from ncap.ranking import run_candidate
-
-    if setup is not None:
-        function, kwargs = setup
-        function(**kwargs)
-    return run_candidate(name, dataset, config, predictor, full_epochs=full_epochs, runtime=runtime)
+    return run_candidate(
+        name,
+        dataset,
+        config,
+        predictor,
+        full_epochs=full_epochs,
+        runtime=runtime,
+        model_options=model_options,
+    )
 
 
 class RayExecutor:
@@ -116,7 +122,7 @@ class RayExecutor:
         runtime_env: dict[str, Any] | None = None,
     ) -> None:
         if gpus_per_candidate < 0 or cpus_per_candidate <= 0:
-            raise ValueError(
+            raise ConfigError(
                 "gpus_per_candidate must be >= 0 and cpus_per_candidate > 0, got "
                 f"{gpus_per_candidate} and {cpus_per_candidate}."
             )
@@ -137,11 +143,9 @@ class RayExecutor:
         try:
             import ray
         except ImportError as err:
-            raise ImportError(
+            raise MissingDependency(
                 "the Ray executor needs Ray: pip install 'ncap[ray]' (or use --executor local)."
             ) from err
-        from ncap.ranking import failed_record
-
         started = not ray.is_initialized()
         if started:
             ray.init(
@@ -154,7 +158,7 @@ class RayExecutor:
         try:
             cluster = ray.cluster_resources()
             if self.gpus_per_candidate > cluster.get("GPU", 0):
-                raise ValueError(
+                raise ConfigError(
                     f"each candidate asks for {self.gpus_per_candidate:g} GPU(s) but the Ray cluster "
                     f"has {cluster.get('GPU', 0):g}; lower --gpus-per-candidate or add GPU nodes."
                 )
@@ -178,7 +182,7 @@ class RayExecutor:
                     job.predictor,
                     job.full_epochs,
                     job.runtime,
-                    job.setup,
+                    job.model_options,
                 )
                 pending[ref] = name
             try:
@@ -213,7 +217,7 @@ def make_executor(
     """``"local"`` or ``"ray"`` (with its options); ValueError for anything else."""
     if name == "local":
         if address is not None or gpus_per_candidate:
-            raise ValueError(
+            raise ConfigError(
                 "--address and --gpus-per-candidate apply to the Ray executor; add --executor ray."
             )
         return LocalExecutor()
@@ -223,4 +227,4 @@ def make_executor(
             gpus_per_candidate=gpus_per_candidate,
             cpus_per_candidate=cpus_per_candidate,
         )
-    raise ValueError(f"unknown executor {name!r}; choose one of {EXECUTORS}.")
+    raise ConfigError(f"unknown executor {name!r}; choose one of {EXECUTORS}.")

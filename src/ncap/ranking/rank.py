@@ -1,7 +1,7 @@
 """Rank candidate models by the final accuracy neural capacitance predicts from early fine-tuning.
 
 For each candidate: build the (pretrained) backbone from the registry, fine-tune it briefly under a
-frozen random probe, fit :class:`~ncap.predictor.CapacitancePredictor` on the early
+frozen random probe, fit :class:`~ncap.predict.capacitance.CapacitancePredictor` on the early
 ``(beta_eff, validation accuracy)`` points and read the prediction at ``beta_eff = 0``. Each finished
 candidate is written to ``OUT/candidates/<name>.json`` atomically the moment it finishes, so an
 interrupted run loses nothing finished and ``resume=True`` skips what is done.
@@ -9,99 +9,30 @@ interrupted run loses nothing finished and ``resume=True`` skips what is done.
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import io
 import json
-import math
 import platform
-import re
-import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ncap.datasets import ImageDataset, load_dataset
-from ncap.edge_stats import check_variants
-from ncap.executors import CandidateJob, Executor, make_executor
-from ncap.finetune import CandidateError, FinetuneConfig, finetune, trajectory_arrays
-from ncap.predictor import FEATURE_MAPS, LINKS, CapacitancePredictor
-from ncap.runtime import Runtime
-from ncap.storage import atomic_write_json, atomic_write_text, to_jsonable
-from ncap.zoo import create_backbone
+from ncap._version import __version__
+from ncap.data.dataset import ImageDataset
+from ncap.data.registry import load_dataset
+from ncap.exceptions import ConfigError
+from ncap.predict.capacitance import PredictorSettings
+from ncap.ranking.executors import CandidateJob, Executor, make_executor
+from ncap.ranking.store import candidate_path, load_finished
+from ncap.report import write_outputs
+from ncap.report.progress import progress_bars
+from ncap.results import RankResult
+from ncap.storage import atomic_write_json, to_jsonable
+from ncap.training.config import FinetuneConfig
+from ncap.training.runtime import Runtime
 
-__all__ = ["PredictorSettings", "RankResult", "rank", "load_results"]
-
-RESULTS_VERSION = 1
-
-
-@dataclass(frozen=True)
-class PredictorSettings:
-    """Which beta_eff variant and regression turn a trajectory into a prediction."""
-
-    # the setting ncap's benchmark selected on its selection half (docs/benchmark.md); a test
-    # checks that it matches benchmarks/results/bench-v1-evaluation/evaluation.json
-    variant: str = "abs-mean"
-    features: str = "quadratic"
-    burn_in: int = 0
-    link: str = "logit"
-    min_points: int = 3
-
-    def __post_init__(self) -> None:
-        check_variants(self.variant)
-        if self.features not in FEATURE_MAPS:
-            raise ValueError(
-                f"unknown feature map {self.features!r}; choose one of {FEATURE_MAPS}."
-            )
-        if self.burn_in < 0:
-            raise ValueError(f"burn_in must be >= 0, got {self.burn_in}.")
-        if self.link not in LINKS:
-            raise ValueError(f"unknown link {self.link!r}; choose one of {LINKS}.")
-
-    def make(self) -> CapacitancePredictor:
-        return CapacitancePredictor(
-            features=self.features,
-            burn_in=self.burn_in,
-            link=self.link,
-            variant=self.variant,
-            min_points=self.min_points,
-        )
-
-
-@dataclass
-class RankResult:
-    """The outcome of :func:`rank`: candidate records (JSON contract) and where files went."""
-
-    candidates: list[dict[str, Any]]
-    settings: dict[str, Any]
-    out_dir: Path
-    files: dict[str, Path] = field(default_factory=dict)
-
-    @property
-    def ranking(self) -> list[str]:
-        """Names of the successful candidates, best predicted first."""
-        return rank_order(self.candidates)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "version": RESULTS_VERSION,
-            "candidates": self.candidates,
-            "ranking": self.ranking,
-            "settings": self.settings,
-        }
-
-
-def rank_order(candidates: Sequence[dict[str, Any]]) -> list[str]:
-    ok = [c for c in candidates if c["status"] == "ok"]
-    return [c["name"] for c in sorted(ok, key=lambda c: (-c["predicted_accuracy"], c["name"]))]
-
-
-def slug(name: str) -> str:
-    """File-system-safe form of a candidate name."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "candidate"
+__all__ = ["rank"]
 
 
 def _settings(
@@ -121,140 +52,13 @@ def _settings(
 
 
 def _environment() -> dict[str, Any]:
-    import ncap
-
     return {
-        "ncap": ncap.__version__,
+        "ncap": __version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
         "machine": platform.machine(),
     }
-
-
-def predict_from_points(
-    points: Sequence[dict[str, Any]], predictor: PredictorSettings, budget_steps: int
-) -> dict[str, Any]:
-    """Fit the predictor on the points within the budget; the prediction fields of a record."""
-    beta, acc = trajectory_arrays(points, predictor.variant, max_step=budget_steps)
-    model = predictor.make().fit(beta, acc)
-    return {
-        "predicted_accuracy": model.prediction_,
-        "predicted_std": model.std_,
-        "fit": {
-            "n_points": model.n_points_,
-            "coef": [float(c) for c in model.model_.coef_],
-            "intercept": float(model.model_.intercept_),
-            "scale": model.scale_,
-            "link": model.link,
-        },
-    }
-
-
-def failed_record(name: str, reason: str | None = None) -> dict[str, Any]:
-    """A candidate record before (or without) a successful run."""
-    return {
-        "name": name,
-        "status": "failed",
-        "reason": reason,
-        "predicted_accuracy": None,
-        "predicted_std": None,
-        "observed_accuracy": None,
-        "final_accuracy": None,
-        "test_accuracy": None,
-        "beta_eff_end": None,
-        "cost_seconds": None,
-        "trajectory": [],
-    }
-
-
-def run_candidate(
-    name: str,
-    dataset: ImageDataset,
-    config: FinetuneConfig,
-    predictor: PredictorSettings,
-    *,
-    full_epochs: float | None = None,
-    runtime: Runtime | None = None,
-    on_step: Callable[[int, int], None] | None = None,
-    log: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Fine-tune one candidate and return its record (``status`` "failed" with a reason on error).
-
-    The test split, when the dataset has one, is evaluated once at the end of the run and reported
-    as ``test_accuracy`` (never used for the prediction).
-    """
-    record = failed_record(name)
-    start = time.perf_counter()
-    try:
-        with torch.random.fork_rng():  # random initialisations are the same in every process
-            torch.manual_seed(config.seed)
-            backbone = create_backbone(name, log=log)
-        record["backbone"] = {"num_features": backbone.num_features} | backbone.info
-        n_train = len(dataset.y_train)
-        budget_steps = config.total_steps(n_train)
-        run_config = config
-        if full_epochs is not None:  # same evaluation points, so the early run is its prefix
-            run_config = FinetuneConfig(
-                **(
-                    config.__dict__
-                    | {"epochs": full_epochs, "steps": None, "eval_every": config.interval(n_train)}
-                )
-            )
-        traj = finetune(
-            backbone.module,
-            backbone.num_features,
-            dataset,
-            run_config,
-            input_spec=backbone.input_spec,
-            runtime=runtime,
-            on_step=on_step,
-            extra_eval_steps=(budget_steps,),
-            evaluate_test=True,
-        )
-        record["backbone"]["num_features"] = traj.num_features
-        record["runtime"] = traj.runtime
-        if traj.test is not None:
-            record["test_accuracy"] = traj.test["test_accuracy"]
-            record["test"] = traj.test
-        points = traj.points
-        record["trajectory"] = points
-        early = [p for p in points if p["step"] <= budget_steps]
-        if not early:
-            raise CandidateError("no evaluation point within the budget; lower eval_every.")
-        record["observed_accuracy"] = early[-1]["val_accuracy"]
-        record["beta_eff_end"] = early[-1]["beta_eff"]
-        record["cost_seconds"] = early[-1]["wall_time"]
-        if full_epochs is not None:
-            record["final_accuracy"] = points[-1]["val_accuracy"]
-            record["full_seconds"] = traj.seconds
-        record |= predict_from_points(points, predictor, budget_steps)
-        record["status"] = "ok"
-    except (CandidateError, ValueError, FileNotFoundError, ImportError) as err:
-        record["reason"] = str(err)
-    except torch.OutOfMemoryError as err:
-        record["reason"] = (
-            f"out of memory ({str(err).splitlines()[0]}); lower --batch-size or --input-size, or "
-            "give each candidate a larger GPU."
-        )
-    except RuntimeError as err:  # a library error inside one candidate must not stop the others
-        record["reason"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-    if record["cost_seconds"] is None:
-        record["cost_seconds"] = time.perf_counter() - start
-    return record
-
-
-def _candidate_path(out_dir: Path, name: str) -> Path:
-    return out_dir / "candidates" / f"{slug(name)}.json"
-
-
-def _load_finished(out_dir: Path) -> dict[str, dict[str, Any]]:
-    finished = {}
-    for path in sorted((out_dir / "candidates").glob("*.json")):
-        with contextlib.suppress(json.JSONDecodeError, KeyError):
-            data = json.loads(path.read_text())
-            finished[data["record"]["name"]] = data
-    return finished
 
 
 def rank(
@@ -275,14 +79,14 @@ def rank(
     extra_settings: dict[str, Any] | None = None,
     runtime: Runtime | None = None,
     executor: str | Executor = "local",
-    worker_setup: tuple[Callable[..., Any], dict[str, Any]] | None = None,
+    model_options: dict[str, Any] | None = None,
 ) -> RankResult:
     """Fine-tune every candidate briefly, predict its final accuracy, and rank.
 
     Parameters
     ----------
     models : sequence of str
-        Candidate names from the registry (:func:`ncap.zoo.list_models`, or ``prefix:name``).
+        Candidate names from the registry (:func:`ncap.models.builtin.list_models`, or ``prefix:name``).
     data : str or ImageDataset
         A built-in dataset name, an image-folder path, or a loaded dataset.
     out_dir : path
@@ -311,10 +115,10 @@ def rank(
         Device (``auto``/``cpu``/``cuda[:i]``), mixed precision and loader workers. Recorded with
         each candidate; not part of the resume check.
     executor : "local", "ray" or an executor object
-        Where candidates run (:mod:`ncap.executors`); the outputs are the same.
-    worker_setup : (callable, kwargs), optional
-        Called in each remote worker before its candidate (e.g. to register a model source the
-        way this process did).
+        Where candidates run (:mod:`ncap.ranking.executors`); the outputs are the same.
+    model_options : dict, optional
+        Options of every ``create_backbone`` call (e.g. a search space's ``width``, or ``pretrain``
+        for the built-in zoo); they travel with the job, so Ray workers need no setup.
     """
     config = config or FinetuneConfig()
     predictor = predictor or PredictorSettings()
@@ -323,15 +127,15 @@ def rank(
     if executor.name == "local":  # (Ray workers may have GPUs this process lacks)
         runtime.torch_device()  # an unavailable device fails now, not once per candidate
     if not models:
-        raise ValueError("no candidate models given; name at least one (see `ncap zoo`).")
+        raise ConfigError("no candidate models given; name at least one (see `ncap zoo`).")
     if predictor.variant == "signed" and len(config.probe_hidden) < 3:
-        raise ValueError(
+        raise ConfigError(
             f"the signed beta_eff of a probe with {len(config.probe_hidden) + 1} weight layers is "
             "identically 0 under softmax cross-entropy (sum_k e_k = 0); use >= 3 hidden widths "
             "(e.g. 128,64,32) or another variant (mean-abs, abs-mean)."
         )
     if len(set(models)) != len(models):
-        raise ValueError(f"duplicate candidate names in {list(models)}; name each model once.")
+        raise ConfigError(f"duplicate candidate names in {list(models)}; name each model once.")
     dataset = (
         data
         if isinstance(data, ImageDataset)
@@ -341,13 +145,13 @@ def rank(
     if full_epochs is not None and (
         full_epochs * config.steps_per_epoch(n_seen) < config.total_steps(n_seen)
     ):
-        raise ValueError(
+        raise ConfigError(
             f"full_epochs ({full_epochs}) must cover the budget ({config.total_steps(n_seen)} "
             "steps)."
         )
     out_dir = Path(out_dir)
     settings = _settings(dataset, config, predictor, full_epochs) | (extra_settings or {})
-    finished = _load_finished(out_dir)
+    finished = load_finished(out_dir)
     if finished and not (resume or overwrite):
         raise FileExistsError(
             f"{out_dir} already holds results for {len(finished)} candidate(s); pass resume=True "
@@ -361,7 +165,7 @@ def rank(
     # the settings as a candidate file stores them (tuples -> lists, non-finite -> null)
     stored_settings = json.loads(json.dumps(to_jsonable(settings)))
     records: dict[str, dict[str, Any]] = {}
-    with _progress(progress, len(models)) as bars:
+    with progress_bars(progress, len(models)) as bars:
         todo = []
         for name in models:
             done = finished.get(name)
@@ -371,19 +175,19 @@ def rank(
                     bars.candidate_done(name, skipped=True)
                     continue
             elif done is not None:
-                raise ValueError(
-                    f"{_candidate_path(out_dir, name)} was produced with different settings; "
+                raise ConfigError(
+                    f"{candidate_path(out_dir, name)} was produced with different settings; "
                     "resume only with the same dataset, budget and predictor settings, or use "
                     "--overwrite / another output directory."
                 )
             todo.append(name)
-        job = CandidateJob(dataset, config, predictor, full_epochs, runtime, worker_setup)
+        job = CandidateJob(dataset, config, predictor, full_epochs, runtime, model_options or {})
         for record in executor.run(
             todo, job, on_start=bars.candidate_start, on_step=bars.step, log=log
         ):
             name = record["name"]
             atomic_write_json(
-                {"settings": settings, "record": record}, _candidate_path(out_dir, name)
+                {"settings": settings, "record": record}, candidate_path(out_dir, name)
             )
             records[name] = record
             bars.candidate_done(name)
@@ -397,117 +201,3 @@ def rank(
     )
     result.files = write_outputs(result)
     return result
-
-
-def write_outputs(result: RankResult) -> dict[str, Path]:
-    """results.json, results.csv and the PNG plots of a ranking."""
-    from ncap.plots import plot_beta_trajectories, plot_fits
-
-    out = result.out_dir
-    files = {
-        "json": atomic_write_json(result.to_dict(), out / "results.json"),
-        "csv": atomic_write_text(results_csv(result.candidates), out / "results.csv"),
-    }
-    predictor = PredictorSettings(**result.settings["predictor"])
-    files["beta_plot"] = plot_beta_trajectories(
-        result.candidates, predictor.variant, out / "beta_eff.png"
-    )
-    files["fit_plot"] = plot_fits(
-        result.candidates, predictor, result.settings["budget_steps"], out / "fits.png"
-    )
-    return files
-
-
-CSV_COLUMNS = (
-    "rank",
-    "name",
-    "status",
-    "predicted_accuracy",
-    "predicted_std",
-    "observed_accuracy",
-    "final_accuracy",
-    "test_accuracy",
-    "beta_eff_signed",
-    "beta_eff_mean_abs",
-    "beta_eff_abs_mean",
-    "cost_seconds",
-    "reason",
-)
-
-
-def results_csv(candidates: Sequence[dict[str, Any]]) -> str:
-    order = {name: k + 1 for k, name in enumerate(rank_order(candidates))}
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for c in sorted(candidates, key=lambda c: order.get(c["name"], math.inf)):
-        beta = c.get("beta_eff_end") or {}
-        writer.writerow(
-            {
-                "rank": order.get(c["name"], ""),
-                "name": c["name"],
-                "status": c["status"],
-                "predicted_accuracy": c["predicted_accuracy"],
-                "predicted_std": c["predicted_std"],
-                "observed_accuracy": c["observed_accuracy"],
-                "final_accuracy": c.get("final_accuracy"),
-                "test_accuracy": c.get("test_accuracy"),
-                "beta_eff_signed": beta.get("signed"),
-                "beta_eff_mean_abs": beta.get("mean-abs"),
-                "beta_eff_abs_mean": beta.get("abs-mean"),
-                "cost_seconds": c["cost_seconds"],
-                "reason": c["reason"] or "",
-            }
-        )
-    return buffer.getvalue()
-
-
-def load_results(path: str | Path) -> dict[str, Any]:
-    """Read a ``results.json`` (or the folder holding it)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "results.json"
-    return json.loads(path.read_text())
-
-
-class _Bars:
-    """Progress bars for candidates and steps (no-ops when disabled)."""
-
-    def __init__(self, progress, n_candidates: int) -> None:
-        self.progress = progress
-        if progress is not None:
-            self.cand = progress.add_task("candidates", total=n_candidates)
-            self.steps = progress.add_task("step", total=1, visible=False)
-
-    def candidate_start(self, name: str) -> None:
-        if self.progress is not None:
-            self.progress.update(self.cand, description=f"candidates ({name})")
-            self.progress.reset(self.steps, total=1, visible=True, description=f"{name} steps")
-
-    def step(self, step: int, total: int) -> None:
-        if self.progress is not None:
-            self.progress.update(self.steps, completed=step, total=total)
-
-    def candidate_done(self, name: str, *, skipped: bool = False) -> None:
-        if self.progress is not None:
-            self.progress.advance(self.cand)
-            if skipped:
-                self.progress.console.log(f"{name}: finished earlier, reused (--resume)")
-
-
-@contextlib.contextmanager
-def _progress(enabled: bool, n_candidates: int) -> Iterator[_Bars]:
-    if not enabled:
-        yield _Bars(None, n_candidates)
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-    ) as progress:
-        yield _Bars(progress, n_candidates)

@@ -53,7 +53,7 @@ def plot_fits(
     candidates: Sequence[dict[str, Any]], predictor, budget_steps: int, path: Path
 ) -> Path:
     """Per candidate: validation accuracy vs beta_eff, the fitted regression, its value at 0."""
-    from ncap.finetune import trajectory_arrays
+    from ncap.results import trajectory_arrays
 
     ok = [c for c in candidates if c["status"] == "ok"]
     cols = min(3, max(1, len(ok)))

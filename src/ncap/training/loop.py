@@ -1,7 +1,7 @@
 """Fine-tune a backbone under a frozen neural capacitance probe and record its trajectory.
 
 The loop is plain PyTorch: shuffled mini-batches (seeded), an input adapter that gives the backbone
-its own input convention (:mod:`ncap.inputs`), the probe on top of the backbone's features, softmax
+its own input convention (:mod:`ncap.data.inputs`), the probe on top of the backbone's features, softmax
 cross-entropy, an optimiser over the backbone only. Every ``eval_every`` steps it reads the probe's
 beta_eff for the interval since the last evaluation (all tracked variants), the mean training loss of
 the interval and the validation loss and accuracy, then starts a new interval.
@@ -17,77 +17,19 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import nn
 
-from ncap.datasets import ImageDataset
-from ncap.edge_stats import VARIANTS
-from ncap.inputs import InputAdapter, InputSpec, check_channels, is_identity
-from ncap.probe import NeuralCapacitanceProbe
-from ncap.runtime import Runtime, autocast, precision_context
+from ncap.capacitance.probe import NeuralCapacitanceProbe
+from ncap.data.dataset import ImageDataset
+from ncap.data.inputs import InputAdapter, InputSpec, check_channels, is_identity
+from ncap.exceptions import CandidateError, ModelCodeError, NcapError
+from ncap.results import Trajectory
+from ncap.training.config import FinetuneConfig
+from ncap.training.runtime import Runtime, autocast, precision_context
 
-__all__ = ["CandidateError", "FinetuneConfig", "evaluate", "finetune", "make_optimizer"]
-
-OPTIMIZERS = ("adam", "sgd", "adamw")
-
-
-class CandidateError(RuntimeError):
-    """A candidate cannot be fine-tuned (diverged, bad data, size mismatch); the reason says why."""
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """Settings of the early fine-tuning (paper defaults: batch 64, learning rate 1e-3)."""
-
-    epochs: float = 1.0
-    steps: int | None = None  # the budget in training steps; overrides epochs when given
-    eval_every: int | None = None  # steps; default: 8 evaluations per epoch
-    batch_size: int = 64
-    lr: float = 1e-3
-    optimizer: str = "adam"
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    probe_hidden: tuple[int, ...] = (128, 64, 32)
-    probe_activation: str = "relu"
-    variants: tuple[str, ...] = VARIANTS
-    seed: int = 0
-    max_val: int | None = None  # evaluate on at most this many validation images
-    input_size: int | None = None  # square input size for every model; None: each model's own
-
-    def __post_init__(self) -> None:
-        if not (self.epochs > 0 and math.isfinite(self.epochs)):
-            raise ValueError(f"epochs must be a positive number, got {self.epochs!r}.")
-        if self.steps is not None and self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}.")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}.")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be positive and finite, got {self.lr!r}.")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {OPTIMIZERS}.")
-        if self.eval_every is not None and self.eval_every < 1:
-            raise ValueError(f"eval_every must be >= 1 step, got {self.eval_every}.")
-        if self.input_size is not None and self.input_size < 1:
-            raise ValueError(f"input_size must be >= 1 pixel, got {self.input_size}.")
-
-    def steps_per_epoch(self, n_train: int) -> int:
-        return max(1, math.ceil(n_train / self.batch_size))
-
-    def total_steps(self, n_train: int) -> int:
-        if self.steps is not None:
-            return self.steps
-        return max(1, int(round(self.epochs * self.steps_per_epoch(n_train))))
-
-    def interval(self, n_train: int) -> int:
-        if self.eval_every is not None:
-            return self.eval_every
-        return max(1, round(self.steps_per_epoch(n_train) / 8))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+__all__ = ["evaluate", "finetune", "make_optimizer"]
 
 
 def make_optimizer(name: str, params, *, lr: float, momentum: float, weight_decay: float):
@@ -199,19 +141,6 @@ def batch_loader(
     )
 
 
-@dataclass
-class Trajectory:
-    """What one fine-tuning run recorded."""
-
-    points: list[dict[str, Any]] = field(default_factory=list)
-    steps_per_epoch: int = 0
-    total_steps: int = 0
-    seconds: float = 0.0
-    num_features: int | None = None
-    runtime: dict[str, Any] = field(default_factory=dict)  # device, precision, input convention
-    test: dict[str, Any] | None = None  # loss/accuracy on the test split at the end of the run
-
-
 def model_input_spec(
     input_spec: InputSpec | None, dataset: ImageDataset, config: FinetuneConfig
 ) -> InputSpec | None:
@@ -229,8 +158,30 @@ def model_input_spec(
     return input_spec
 
 
+class _ModelCode(nn.Module):
+    """The candidate's own backbone: an error raised inside its forward pass fails the candidate.
+
+    Holds no parameters of its own (the backbone's stay where they are); out-of-memory errors and
+    ncap's own errors pass through unchanged.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            return self.module(x)
+        except (NcapError, torch.OutOfMemoryError):
+            raise
+        except Exception as err:
+            first = str(err).splitlines()[0] if str(err) else ""
+            raise ModelCodeError(f"{type(err).__name__}: {first}") from err
+
+
 def _front(dataset: ImageDataset, module: nn.Module, spec: InputSpec | None) -> nn.Module:
     """The backbone behind the input adapter (none when the stored images already fit)."""
+    module = _ModelCode(module)
     if spec is not None:
         try:
             check_channels(dataset.channels, spec)
@@ -259,10 +210,11 @@ def _check_inputs(
         front.eval()
         try:
             out = front(dataset.x_train[:2].to(device))
-        except RuntimeError as err:
+        except (RuntimeError, ModelCodeError) as err:
+            cause = err.__cause__ if isinstance(err, ModelCodeError) else err
             raise CandidateError(
                 f"the backbone cannot take this dataset's inputs of shape "
-                f"{tuple(dataset.x_train.shape[1:])}: {str(err).splitlines()[0]}"
+                f"{tuple(dataset.x_train.shape[1:])}: {str(cause).splitlines()[0]}"
             ) from err
         finally:
             front.train(was_training)
@@ -424,18 +376,3 @@ def _read_beta(probe: NeuralCapacitanceProbe) -> dict[str, float | None]:
         except ValueError:
             values[variant] = None
     return values
-
-
-def trajectory_arrays(
-    points: Sequence[dict[str, Any]], variant: str, *, max_step: int | None = None
-) -> tuple[list[float], list[float]]:
-    """``(beta_eff, val_accuracy)`` lists of the points up to ``max_step`` with a defined beta."""
-    beta, acc = [], []
-    for p in points:
-        if max_step is not None and p["step"] > max_step:
-            break
-        value = p["beta_eff"].get(variant)
-        if value is not None and math.isfinite(value):
-            beta.append(value)
-            acc.append(p["val_accuracy"])
-    return beta, acc

@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from ncap.exceptions import ConfigError
+
 __all__ = ["Runtime", "resolve_device"]
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -31,20 +33,20 @@ def resolve_device(name: str) -> torch.device:
         For another string, or a CUDA device that this machine does not have.
     """
     if not isinstance(name, str) or not _DEVICE.match(name):
-        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:<index>.")
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:<index>.")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(
+            raise ConfigError(
                 f"device {name!r} was asked for but torch sees no CUDA GPU "
                 f"(torch {torch.__version__}); use --device cpu, or install a CUDA build of torch "
                 "on a machine with a GPU."
             )
         count = torch.cuda.device_count()
         if device.index is not None and device.index >= count:
-            raise ValueError(
+            raise ConfigError(
                 f"device {name!r} does not exist: this machine has {count} GPU(s) "
                 f"(cuda:0..cuda:{count - 1})."
             )
@@ -72,11 +74,11 @@ class Runtime:
 
     def __post_init__(self) -> None:
         if not isinstance(self.device, str) or not _DEVICE.match(self.device):
-            raise ValueError(
+            raise ConfigError(
                 f"unknown device {self.device!r}; use auto, cpu, cuda or cuda:<index>."
             )
         if self.workers is not None and self.workers < 0:
-            raise ValueError(f"workers must be >= 0, got {self.workers}.")
+            raise ConfigError(f"workers must be >= 0, got {self.workers}.")
 
     def torch_device(self) -> torch.device:
         return resolve_device(self.device)
