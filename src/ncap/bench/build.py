@@ -66,10 +66,11 @@ class BenchPlan:
     seeds: tuple[int, ...] = (0, 1)
     epochs: float = 40.0
     evals_per_epoch: int = 4
-    batch_size: int = 64
-    lr: float = 1e-3
-    optimizer: str = "adam"
-    probe_hidden: tuple[int, ...] = (128, 64, 32)
+    # the fine-tuning settings a plan varies; their defaults are FinetuneConfig's
+    batch_size: int = FinetuneConfig.batch_size
+    lr: float = FinetuneConfig.lr
+    optimizer: str = FinetuneConfig.optimizer
+    probe_hidden: tuple[int, ...] = FinetuneConfig.probe_hidden
     pretrain_data: dict[str, Any] | None = None  # None: the zoo's default source task
     name: str = "full"
     kind: str = "zoo"  # "zoo": pretrained models, LogME; "nas": nb201 architectures, proxies

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator
 from sklearn.linear_model import BayesianRidge
 
 from ncap.capacitance.variants import check_variants
@@ -26,7 +27,7 @@ LINKS = ("identity", "logit")
 LOGIT_EPS = 1e-3  # accuracies are clipped to [eps, 1 - eps] before the logit
 
 
-class CapacitancePredictor:
+class CapacitancePredictor(BaseEstimator):
     """Bayesian ridge regression of validation accuracy on beta_eff, read at beta_eff = 0.
 
     A converged network sits at beta_eff = 0, so the accuracy the early trajectory points to there,
@@ -66,6 +67,11 @@ class CapacitancePredictor:
 
     Examples
     --------
+    Its parameters are scikit-learn parameters:
+
+    >>> from sklearn.base import clone
+    >>> clone(CapacitancePredictor(features="quadratic")).get_params()["features"]
+    'quadratic'
     >>> beta = [0.5, 0.4, 0.3, 0.2]
     >>> acc = [0.50, 0.60, 0.70, 0.80]
     >>> round(CapacitancePredictor().fit(beta, acc).prediction_, 3)
@@ -91,8 +97,12 @@ class CapacitancePredictor:
         b = beta / self.scale_
         return np.column_stack([b, b * b]) if self.features == "quadratic" else b[:, None]
 
-    def fit(self, beta_eff: Sequence[float], accuracy: Sequence[float]) -> CapacitancePredictor:
-        """Fit on early ``(beta_eff, accuracy)`` pairs, in time order; returns self."""
+    def check_params(self) -> CapacitancePredictor:
+        """Raise :class:`~ncap.exceptions.ConfigError` for an invalid parameter; returns self."""
+        try:
+            check_variants(self.variant)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         if self.features not in FEATURE_MAPS:
             raise ConfigError(
                 f"unknown feature map {self.features!r}; choose one of {FEATURE_MAPS}."
@@ -101,6 +111,11 @@ class CapacitancePredictor:
             raise ConfigError(f"burn_in must be >= 0, got {self.burn_in}.")
         if self.link not in LINKS:
             raise ConfigError(f"unknown link {self.link!r}; choose one of {LINKS}.")
+        return self
+
+    def fit(self, beta_eff: Sequence[float], accuracy: Sequence[float]) -> CapacitancePredictor:
+        """Fit on early ``(beta_eff, accuracy)`` pairs, in time order; returns self."""
+        self.check_params()
         beta = np.asarray(beta_eff, dtype=np.float64).ravel()
         acc = np.asarray(accuracy, dtype=np.float64).ravel()
         if beta.shape != acc.shape:
@@ -160,10 +175,15 @@ class CapacitancePredictor:
 
 @dataclass(frozen=True)
 class PredictorSettings:
-    """Which beta_eff variant and regression turn a trajectory into a prediction."""
+    """A ranking's predictor: :class:`CapacitancePredictor`'s parameters, with the defaults that
+    ncap's benchmark selected on its selection half (docs/benchmark.md; a test checks them against
+    benchmarks/results/bench-v1-evaluation/evaluation.json).
 
-    # the setting ncap's benchmark selected on its selection half (docs/benchmark.md); a test
-    # checks that it matches benchmarks/results/bench-v1-evaluation/evaluation.json
+    A frozen, JSON-ready record of the estimator's ``get_params()`` (stored as a run's
+    ``settings["predictor"]``); :meth:`make` gives the estimator, and the validation is the
+    estimator's own (:meth:`CapacitancePredictor.check_params`).
+    """
+
     variant: str = "abs-mean"
     features: str = "quadratic"
     burn_in: int = 0
@@ -171,24 +191,15 @@ class PredictorSettings:
     min_points: int = 3
 
     def __post_init__(self) -> None:
-        check_variants(self.variant)
-        if self.features not in FEATURE_MAPS:
-            raise ConfigError(
-                f"unknown feature map {self.features!r}; choose one of {FEATURE_MAPS}."
-            )
-        if self.burn_in < 0:
-            raise ConfigError(f"burn_in must be >= 0, got {self.burn_in}.")
-        if self.link not in LINKS:
-            raise ConfigError(f"unknown link {self.link!r}; choose one of {LINKS}.")
+        self.make().check_params()
 
     def make(self) -> CapacitancePredictor:
-        return CapacitancePredictor(
-            features=self.features,
-            burn_in=self.burn_in,
-            link=self.link,
-            variant=self.variant,
-            min_points=self.min_points,
-        )
+        return CapacitancePredictor(**asdict(self))
+
+    @classmethod
+    def from_estimator(cls, estimator: CapacitancePredictor) -> PredictorSettings:
+        params = estimator.get_params()
+        return cls(**{f.name: params[f.name] for f in fields(cls)})
 
 
 def predict_from_points(

@@ -14,7 +14,9 @@ from ncap.training.config import FinetuneConfig
 
 __all__ = ["DATASET_SIZES", "estimate_compute", "split_sizes"]
 
-# Split sizes of the built-in datasets, for estimate_compute (nothing is loaded)
+# Split sizes of the built-in datasets, for estimate_compute (nothing is loaded):
+# name -> (training images in the source, test images, default n_train, default n_val);
+# a default of None means "the loader's rule": n_val = default_n_val(source), n_train = the rest.
 DATASET_SIZES: dict[str, tuple[int, int, int | None, int | None]] = {
     "cifar10": (50_000, 10_000, None, None),
     "cifar100": (50_000, 10_000, None, None),

@@ -59,23 +59,20 @@ from ncap.training.config import FinetuneConfig
 __all__ = ["Recipe", "RecipeDataset", "load_recipe"]
 
 TOP_KEYS = ("name", "models", "run", "predictor", "datasets")
-# [run] key -> (FinetuneConfig field, accepted type(s), type name for messages)
 _INT, _NUM, _STR = (int,), (int, float), (str,)
-RUN_KEYS: dict[str, tuple[str, tuple[type, ...], str]] = {
-    "budget_epochs": ("epochs", _NUM, "a number"),
-    "steps": ("steps", _INT, "an integer"),
-    "eval_every": ("eval_every", _INT, "an integer"),
-    "full_epochs": ("", _NUM, "a number"),  # not a FinetuneConfig field: Recipe.full_epochs
-    "batch_size": ("batch_size", _INT, "an integer"),
-    "lr": ("lr", _NUM, "a number"),
-    "optimizer": ("optimizer", _STR, "a string"),
-    "momentum": ("momentum", _NUM, "a number"),
-    "weight_decay": ("weight_decay", _NUM, "a number"),
-    "seed": ("seed", _INT, "an integer"),
-    "probe_hidden": ("probe_hidden", (list,), "a list of integers"),
-    "probe_activation": ("probe_activation", _STR, "a string"),
-    "max_val": ("max_val", _INT, "an integer"),
+_KINDS = {
+    "int": (_INT, "an integer"),
+    "float": (_NUM, "a number"),
+    "str": (_STR, "a string"),
+    "ints": ((list,), "a list of integers"),
+    "names": ((list,), "a list of strings"),
 }
+# [run] key -> (FinetuneConfig field, accepted type(s), type name for messages): from the fields
+RUN_KEYS: dict[str, tuple[str, tuple[type, ...], str]] = {
+    (f.metadata["recipe"] or f.name): (f.name, *_KINDS[f.metadata["kind"]])
+    for f in dataclasses.fields(FinetuneConfig)
+    if f.metadata["recipe"] is not None
+} | {"full_epochs": ("", _NUM, "a number")}  # not a FinetuneConfig field: Recipe.full_epochs
 PREDICTOR_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "variant": (_STR, "a string"),
     "features": (_STR, "a string"),
@@ -92,9 +89,6 @@ DATASET_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
 }
 
 
-# Split sizes of the built-in datasets, for estimate_compute (nothing is loaded):
-# name -> (training images in the source, test images, default n_train, default n_val);
-# a default of None means "the loader's rule": n_val = default_n_val(source), n_train = the rest.
 @dataclass(frozen=True)
 class RecipeDataset:
     """One dataset of a recipe.
@@ -219,6 +213,15 @@ def _load_run(path: Path, run: dict[str, Any]) -> tuple[FinetuneConfig, float | 
                     "run.probe_hidden",
                     f"expected a list of integers, got {value!r}",
                     "write e.g. probe_hidden = [128, 64, 32]",
+                )
+            value = tuple(value)
+        elif isinstance(value, list):  # variants
+            if not value or not all(isinstance(v, str) for v in value):
+                raise _fail(
+                    path,
+                    f"run.{key}",
+                    f"expected a list of strings, got {value!r}",
+                    'write e.g. variants = ["abs-mean", "mean-abs"]',
                 )
             value = tuple(value)
         if field_name:

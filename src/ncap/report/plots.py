@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from ncap.predict.capacitance import PredictorSettings
+from ncap.results import trajectory_arrays
 
 __all__ = ["plot_beta_trajectories", "plot_fits"]
 
@@ -20,14 +20,14 @@ def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
     tmp.replace(path)
     return path
 
 
 def plot_beta_trajectories(candidates: Sequence[dict[str, Any]], variant: str, path: Path) -> Path:
     """beta_eff (one variant) against training progress in epochs, one line per candidate."""
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig = Figure(figsize=(7, 4.2))  # the Figure API: no pyplot, the user's backend is left alone
+    ax = fig.subplots()
     drawn = 0
     for c in candidates:
         pts = [p for p in c.get("trajectory", []) if p["beta_eff"].get(variant) is not None]
@@ -50,15 +50,18 @@ def plot_beta_trajectories(candidates: Sequence[dict[str, Any]], variant: str, p
 
 
 def plot_fits(
-    candidates: Sequence[dict[str, Any]], predictor, budget_steps: int, path: Path
+    candidates: Sequence[dict[str, Any]],
+    predictor: PredictorSettings,
+    budget_steps: int,
+    path: Path,
 ) -> Path:
     """Per candidate: validation accuracy vs beta_eff, the fitted regression, its value at 0."""
-    from ncap.results import trajectory_arrays
 
     ok = [c for c in candidates if c["status"] == "ok"]
     cols = min(3, max(1, len(ok)))
     rows = max(1, math.ceil(len(ok) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    fig = Figure(figsize=(4.2 * cols, 3.4 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.ravel()[len(ok) :]:
         ax.set_visible(False)
     if not ok:
@@ -75,13 +78,8 @@ def plot_fits(
             c="lightgray",
             label="burn-in",
         )
-        fit = c["fit"]
         grid = np.linspace(min(0.0, min(beta[used])), max(0.0, max(beta[used])), 100)
-        x = grid / fit["scale"]
-        design = np.column_stack([x, x * x])[:, : len(fit["coef"])]
-        curve = fit["intercept"] + design @ np.array(fit["coef"])
-        if fit.get("link") == "logit":
-            curve = 1.0 / (1.0 + np.exp(-curve))
+        curve = predictor.make().fit(beta, acc).predict(grid)  # the fit predict_from_points made
         ax.plot(grid, curve, c="tab:orange", label="fit")
         ax.errorbar(
             [0.0], [c["predicted_accuracy"]], yerr=[c["predicted_std"]], fmt="*", ms=11,

@@ -24,7 +24,7 @@ from torch import nn
 from ncap.capacitance.probe import NeuralCapacitanceProbe
 from ncap.data.dataset import ImageDataset
 from ncap.data.inputs import InputAdapter, InputSpec, check_channels, is_identity
-from ncap.exceptions import CandidateError, ModelCodeError, NcapError
+from ncap.exceptions import CandidateError, ConfigError, ModelCodeError, NcapError
 from ncap.results import Trajectory
 from ncap.training.config import FinetuneConfig
 from ncap.training.runtime import Runtime, autocast, precision_context
@@ -281,15 +281,18 @@ def finetune(
     with precision_context(device, precision):
         num_features = _check_inputs(front, num_features, dataset, device)
         torch.manual_seed(config.seed)
-        probe = NeuralCapacitanceProbe(
-            num_features,
-            dataset.num_classes,
-            hidden=config.probe_hidden,
-            activation=config.probe_activation,
-            seed=config.seed,
-            lr=config.lr,
-            variants=config.variants,
-        ).to(device)
+        try:
+            probe = NeuralCapacitanceProbe(
+                num_features,
+                dataset.num_classes,
+                hidden=config.probe_hidden,
+                activation=config.probe_activation,
+                seed=config.seed,
+                lr=config.lr,
+                variants=config.variants,
+            ).to(device)
+        except ValueError as err:  # the maths layer raises plain ValueErrors for bad settings
+            raise ConfigError(str(err)) from err
         model = ProbedClassifier(front, probe, device=device, precision=precision)
         optimizer = make_optimizer(
             config.optimizer,
