@@ -26,6 +26,7 @@ from ncap.models.backbone import Backbone, parameter_count
 from ncap.models.builtin import BUILTIN_INPUT, ModelSpec, list_models, model_spec
 from ncap.models.registry import register_source
 from ncap.storage import atomic_write_json, atomic_write_torch
+from ncap.training.loop import train_steps
 
 __all__ = ["PRETRAIN_DATA", "PRETRAIN_FALLBACK", "PretrainSpec", "default_pretrain", "pretrain"]
 
@@ -68,6 +69,20 @@ def _source_dataset(name: str, n_train: int | None, n_val: int | None, seed: int
     return load_dataset(name, n_train=n_train, n_val=n_val, seed=seed)
 
 
+def _pretrain_batches(source, steps: int, generator: torch.Generator, batch: int = 64):
+    """The pretraining's batches: a seeded shuffle, reshuffled before a batch would run past the
+    end (so every batch is full)."""
+    n = len(source.y_train)
+    order = torch.randperm(n, generator=generator)
+    cursor = 0
+    for _ in range(steps):
+        if cursor + batch > n:
+            order, cursor = torch.randperm(n, generator=generator), 0
+        idx = order[cursor : cursor + batch]
+        cursor += batch
+        yield source.x_train[idx], source.y_train[idx]
+
+
 def pretrain(
     spec: ModelSpec,
     *,
@@ -100,17 +115,7 @@ def pretrain(
     steps = int(round(spec.pretrain_epochs * n / 64))
     start = time.perf_counter()
     model.train()
-    order = torch.randperm(n, generator=generator)
-    cursor = 0
-    for _ in range(steps):
-        if cursor + 64 > n:
-            order, cursor = torch.randperm(n, generator=generator), 0
-        idx = order[cursor : cursor + 64]
-        cursor += 64
-        optimizer.zero_grad(set_to_none=True)
-        loss = nn.functional.cross_entropy(model(source.x_train[idx]), source.y_train[idx])
-        loss.backward()
-        optimizer.step()
+    train_steps(model, _pretrain_batches(source, steps, generator), optimizer)
     model.eval()
     with torch.no_grad():
         correct = sum(

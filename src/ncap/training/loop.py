@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -26,10 +26,11 @@ from ncap.data.dataset import ImageDataset
 from ncap.data.inputs import InputAdapter, InputSpec, check_channels, is_identity
 from ncap.exceptions import CandidateError, ConfigError, ModelCodeError, NcapError
 from ncap.results import Trajectory
+from ncap.training.callbacks import Callback, CapacitanceRecorder, StepProgress
 from ncap.training.config import FinetuneConfig
 from ncap.training.runtime import Runtime, autocast, precision_context
 
-__all__ = ["evaluate", "finetune", "make_optimizer"]
+__all__ = ["evaluate", "finetune", "make_optimizer", "train_steps"]
 
 
 def make_optimizer(name: str, params, *, lr: float, momentum: float, weight_decay: float):
@@ -231,6 +232,37 @@ def _check_inputs(
     return int(out.shape[1])
 
 
+def train_steps(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    optimizer: torch.optim.Optimizer,
+    *,
+    device: torch.device | None = None,
+    on_nonfinite: Callable[[int, float], None] | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> int:
+    """The one training loop (fine-tuning and the zoo's pretraining): for each batch, softmax
+    cross-entropy, backward, an optimiser step, then every callback's ``on_step_end``.
+
+    ``on_nonfinite(step, loss)`` is called before the backward pass of a NaN/inf loss (it may
+    raise). Returns the number of steps taken.
+    """
+    step = 0
+    for step, (xb, yb) in enumerate(batches, start=1):
+        if device is not None:
+            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        loss = nn.functional.cross_entropy(model(xb), yb)
+        loss_value = float(loss.detach())
+        if on_nonfinite is not None and not math.isfinite(loss_value):
+            on_nonfinite(step, loss_value)
+        loss.backward()
+        optimizer.step()
+        for callback in callbacks:
+            callback.on_step_end(step, loss_value, len(yb))
+    return step
+
+
 def finetune(
     module: nn.Module,
     num_features: int | None,
@@ -242,6 +274,7 @@ def finetune(
     on_step: Callable[[int, int], None] | None = None,
     extra_eval_steps: Sequence[int] = (),
     evaluate_test: bool = False,
+    callbacks: Sequence[Callback] = (),
 ) -> Trajectory:
     """Fine-tune ``module`` under a frozen random probe; return the recorded trajectory.
 
@@ -260,7 +293,10 @@ def finetune(
     runtime : Runtime, optional
         Device, mixed precision and loader workers (default: CPU, float32, no workers).
     on_step : callable(step, total_steps), optional
-        Progress callback after every training step.
+        Progress callback after every training step (a :class:`StepProgress`).
+    callbacks : sequence of Callback
+        Called after every step (``on_step_end``) and after every evaluation (``on_evaluate``,
+        with the recorded point).
     extra_eval_steps : sequence of int
         Steps to evaluate at besides every ``eval_every`` steps and the last one (a longer run
         uses this to evaluate where a shorter budget ends, so its prefix equals the short run).
@@ -316,8 +352,6 @@ def finetune(
                 "input": None if spec is None else spec.to_dict(),
             },
         )
-        interval = config.interval(n)
-        extra = set(extra_eval_steps)
         loader = batch_loader(
             dataset,
             config,
@@ -325,40 +359,36 @@ def finetune(
             pin_memory=device.type == "cuda",
             workers=runtime.num_workers(device),
         )
-        loss_sum, loss_count = 0.0, 0
-        start = time.perf_counter()
+        recorder = CapacitanceRecorder(
+            traj,
+            model=model,
+            probe=probe,
+            validation=(x_val, y_val),
+            device=device,
+            interval=config.interval(n),
+            extra=extra_eval_steps,
+            evaluate=evaluate,
+            read_beta=_read_beta,
+            listeners=callbacks,
+        )
+        progress = [StepProgress(on_step, traj.total_steps)] if on_step is not None else []
+        start = recorder.start
         model.train()
-        for step, (xb, yb) in enumerate(loader, start=1):
-            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-            optimizer.zero_grad(set_to_none=True)
-            loss = nn.functional.cross_entropy(model(xb), yb)
-            loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
-                raise CandidateError(
-                    f"training diverged at step {step}: the loss is {loss_value}; lower the "
-                    f"learning rate (now {config.lr}) or check the data for NaN/inf values."
-                )
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss_value * len(yb)
-            loss_count += len(yb)
-            if on_step is not None:
-                on_step(step, traj.total_steps)
-            if step % interval == 0 or step == traj.total_steps or step in extra:
-                val_loss, val_acc = evaluate(model, x_val, y_val, device=device)
-                traj.points.append(
-                    {
-                        "step": step,
-                        "epoch": step / traj.steps_per_epoch,
-                        "beta_eff": _read_beta(probe),
-                        "train_loss": loss_sum / loss_count,
-                        "val_loss": val_loss,
-                        "val_accuracy": val_acc,
-                        "wall_time": time.perf_counter() - start,
-                    }
-                )
-                probe.reset_statistics()
-                loss_sum, loss_count = 0.0, 0
+
+        def diverged(step: int, loss: float) -> None:
+            raise CandidateError(
+                f"training diverged at step {step}: the loss is {loss}; lower the "
+                f"learning rate (now {config.lr}) or check the data for NaN/inf values."
+            )
+
+        train_steps(
+            model,
+            loader,
+            optimizer,
+            device=device,
+            on_nonfinite=diverged,
+            callbacks=[*callbacks, *progress, recorder],
+        )
         traj.seconds = time.perf_counter() - start
         if evaluate_test and dataset.x_test is not None:
             test_loss, test_acc = evaluate(model, dataset.x_test, dataset.y_test, device=device)
