@@ -254,3 +254,36 @@ def test_resume_a_run_directory_written_by_ncap_0_1_0(tiny_zoo, tmp_path):
         k: v for k, v in before["settings"].items() if k not in drop
     }
     assert (run / "results.csv").read_text() == (old / "results.csv").read_text()
+
+
+class _RaisesInForward(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(28 * 28, 16)
+
+    def forward(self, x):
+        if self.training:
+            raise TypeError("a bug in the candidate's own code")
+        return self.lin(x.flatten(1))
+
+
+register_source("test-forward-bug", lambda rest: Backbone(rest, _RaisesInForward(), 16))
+
+
+def test_errors_in_model_code_fail_the_candidate_but_ncap_bugs_propagate(
+    tiny_zoo, tmp_path, digits, monkeypatch
+):
+    from ncap.exceptions import ModelCodeError, NcapError
+
+    result = rank(["test-forward-bug:x", "mlp-s"], digits, out_dir=tmp_path / "a", config=SMALL)
+    bad, good = result.candidates
+    assert bad["status"] == "failed" and good["status"] == "ok"
+    assert bad["reason"] == "TypeError: a bug in the candidate's own code"
+    assert issubclass(ModelCodeError, NcapError)
+
+    def broken(*args, **kwargs):
+        raise KeyError("a bug inside ncap")
+
+    monkeypatch.setattr(ncap.ranking.candidate, "predict_from_points", broken)
+    with pytest.raises(KeyError, match="a bug inside ncap"):  # not a "failed candidate" row
+        rank(["mlp-s"], digits, out_dir=tmp_path / "b", config=SMALL)

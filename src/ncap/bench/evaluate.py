@@ -32,6 +32,7 @@ import numpy as np
 from ncap.capacitance.variants import VARIANTS
 from ncap.exceptions import ConfigError
 from ncap.metrics import RANK_METRICS, ranking_metrics
+from ncap.predict.baselines import BASELINES
 from ncap.predict.capacitance import FEATURE_MAPS, LINKS, PredictorSettings, predict_from_points
 from ncap.storage import atomic_write_json, atomic_write_text
 
@@ -73,8 +74,6 @@ def score_run(
     run: dict[str, Any], free: dict[str, Any], total_epochs: float, fraction: float
 ) -> dict[str, tuple[float | None, str | None]]:
     """Every method's score for one run at one budget: ``{method: (score or None, reason)}``."""
-    from ncap.predict.baselines import BASELINES
-
     max_step = _budget_step(run, total_epochs, fraction)
     points = [p for p in run["points"] if p["step"] <= max_step]
     scores: dict[str, tuple[float | None, str | None]] = {}

@@ -192,22 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 0
         if args.command == "datasets":
-            from ncap._paths import data_root
-            from ncap.data.builtin import DATASETS
-            from ncap.data.idx import fashion_mnist_dir
-            from ncap.data.registry import list_datasets
+            from ncap.data.registry import describe_datasets
 
-            for name in list_datasets():
-                if name.startswith("fashion"):
-                    note = (
-                        ""
-                        if fashion_mnist_dir() is not None
-                        else " (not installed; downloaded when online)"
-                    )
-                elif name in DATASETS:
-                    note = ""
-                else:
-                    note = f"  torchvision format under {data_root()} (--data-root); downloaded when online"
+            for name, note in describe_datasets():
                 print(f"{name}{note}")
             print("<path>  an image folder: one sub-folder of images per class")
             return 0

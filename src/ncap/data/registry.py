@@ -9,10 +9,11 @@ from ncap._paths import data_root
 from ncap.data.builtin import DATASETS
 from ncap.data.dataset import ImageDataset, resize_images
 from ncap.data.folders import load_image_folder
+from ncap.data.idx import fashion_mnist_dir
 from ncap.data.torchvision import TORCHVISION_DATASETS
 from ncap.exceptions import ConfigError
 
-__all__ = ["list_datasets", "load_dataset"]
+__all__ = ["describe_datasets", "list_datasets", "load_dataset"]
 
 
 def list_datasets() -> list[str]:
@@ -78,3 +79,18 @@ def load_dataset(
         )
     dataset.validate()
     return resize_images(dataset, image_size) if image_size else dataset
+
+
+def describe_datasets() -> list[tuple[str, str]]:
+    """``(name, note)`` per dataset name: whether it is installed, or where it is looked for."""
+    rows = []
+    for name in list_datasets():
+        if name.startswith("fashion"):
+            installed = fashion_mnist_dir() is not None
+            note = "" if installed else " (not installed; downloaded when online)"
+        elif name in DATASETS:
+            note = ""
+        else:
+            note = f"  torchvision format under {data_root()} (--data-root); downloaded when online"
+        rows.append((name, note))
+    return rows

@@ -111,7 +111,7 @@ def run_recipe(
     Returns
     -------
     dict
-        Dataset slug -> :class:`~ncap.ranking.rank.RankResult`, in the recipe's order.
+        Dataset slug -> :class:`~ncap.results.RankResult`, in the recipe's order.
 
     Raises
     ------

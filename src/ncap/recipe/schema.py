@@ -23,7 +23,7 @@ The file::
     probe_activation = "relu"
     max_val = 5000                         # evaluate on at most this many validation images
 
-    [predictor]                            # optional; ncap.ranking.rank.PredictorSettings fields
+    [predictor]                            # optional; ncap.predict.capacitance.PredictorSettings fields
     features = "quadratic"
 
     [[datasets]]                           # one table per dataset

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
+import torch
+from torch import nn
+
+from ncap.capacitance.probe import NeuralCapacitanceProbe
 from ncap.results import Trajectory, TrajectoryPoint
-
-if TYPE_CHECKING:  # (the loop imports this module)
-    import torch
-    from torch import nn
-
-    from ncap.capacitance.probe import NeuralCapacitanceProbe
 
 __all__ = ["Callback", "CapacitanceRecorder", "StepProgress"]
 
