@@ -29,12 +29,17 @@ def _deterministic_torch():
 TINY_PRETRAIN = {"dataset": "digits", "n_train": 256, "n_val": 128, "seed": 0}
 
 
+def _tiny_pretrain():
+    from ncap.models.pretrain import PretrainSpec
+
+    return PretrainSpec(**TINY_PRETRAIN)
+
+
 @pytest.fixture
 def tiny_zoo(tmp_path, monkeypatch):
     """An isolated model cache and a tiny, fast pretraining set for the built-in zoo."""
-    import ncap.zoo
+    import ncap.models.pretrain
 
     monkeypatch.setenv("NCAP_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(ncap.zoo, "PRETRAIN_DATA", TINY_PRETRAIN)
-    monkeypatch.setattr(ncap.zoo, "PRETRAIN_FALLBACK", TINY_PRETRAIN)
+    monkeypatch.setattr(ncap.models.pretrain, "default_pretrain", _tiny_pretrain)
     return tmp_path / "cache"

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from ncap.baselines import (
+from ncap.predict.baselines import (
     BASELINES,
     last_observed_accuracy,
     learning_curve_prediction,

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from ncap.bench.metrics import ranking_metrics
+from ncap.metrics import ranking_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -113,7 +113,7 @@ def test_nas_smoke_build_and_evaluate(tmp_path, monkeypatch):
 def test_rank_default_is_the_benchmark_choice():
     """`ncap rank`'s predictor default is the setting the committed benchmark selected."""
     from ncap.bench.evaluate import nc_name
-    from ncap.ranking import PredictorSettings
+    from ncap.predict.capacitance import PredictorSettings
 
     path = REPO / "benchmarks" / "results" / "bench-v1-evaluation" / "evaluation.json"
     if not path.exists():

@@ -12,11 +12,14 @@ import torch
 
 import ncap
 from ncap.bench.build import V2_PLAN, V2_SMOKE_PLAN, BenchPlan, Target, build_benchmark
-from ncap.dataset_shifts import apply_shift, check_shift
-from ncap.datasets import MEAN, STD, dataset_from_arrays, load_dataset
-from ncap.finetune import FinetuneConfig, finetune
-from ncap.fixed_batch import FixedBatchBetaEff, fixed_probe_batch
-from ncap.zoo import model_spec, plain_cnn
+from ncap.data.dataset import MEAN, STD
+from ncap.data.folders import dataset_from_arrays
+from ncap.data.registry import load_dataset
+from ncap.data.shifts import apply_shift, check_shift
+from ncap.models.builtin import model_spec, plain_cnn
+from ncap.training.config import FinetuneConfig
+from ncap.training.fixed_batch import FixedBatchBetaEff, fixed_probe_batch
+from ncap.training.loop import finetune
 
 
 def _digits():
@@ -30,16 +33,16 @@ class _Snapshots(FixedBatchBetaEff):
         super().__init__(x, y)
         self.states = []
 
-    def __call__(self, model):
-        self.states.append(copy.deepcopy(model.state_dict()))
-        return super().__call__(model)
+    def on_evaluate(self, point):
+        self.states.append(copy.deepcopy(self.model.state_dict()))
+        super().on_evaluate(point)
 
 
 def _run(dataset, hook, seed=0):
     torch.manual_seed(0)
     module, features = plain_cnn(8, 2)  # BatchNorm: the measurement must use eval mode
     config = FinetuneConfig(epochs=2, eval_every=2, probe_hidden=(16, 12, 8), seed=seed)
-    traj = finetune(module, features, dataset, config, on_evaluate=hook)
+    traj = finetune(module, features, dataset, config, callbacks=[hook] if hook else [])
     return traj, module
 
 
@@ -55,10 +58,10 @@ def test_fixed_batch_beta_equals_probe_beta_eff_with_the_weights_at_that_point()
         # rebuild the backbone and the probe from the saved state, independently of ncap's hook
         torch.manual_seed(0)
         front, _ = plain_cnn(8, 2)
-        front = torch.nn.Sequential(front)
-        front.load_state_dict(
-            {k[len("front.") :]: v for k, v in state.items() if k[:6] == "front."}
-        )
+        own = list(front.state_dict())
+        # the backbone's entries sit under some prefix of the fine-tuned model (front.<...>.)
+        prefix = next(k[: -len(own[0])] for k in state if k.endswith("." + own[0]))
+        front.load_state_dict({k: state[prefix + k] for k in own})
         front.eval()
         with torch.no_grad():
             features = front(x)

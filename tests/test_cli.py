@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from ncap.cli import build_parser, main
-from ncap.datasets import fashion_mnist_dir
+from ncap.cli.commands import build_parser, main
+from ncap.data.idx import fashion_mnist_dir
 
 RANK_ARGS = ["rank", "--models", "mlp-s,lenet", "--data", "digits", "--n-train", "256",
              "--n-val", "128", "--epochs", "1", "--eval-every", "1", "--no-progress"]  # fmt: skip

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from ncap.datasets import fashion_mnist_dir, load_dataset, load_image_folder, read_idx
+from ncap.data.folders import load_image_folder
+from ncap.data.idx import fashion_mnist_dir, read_idx
+from ncap.data.registry import load_dataset
 
 
 def test_read_idx_roundtrip(tmp_path):
@@ -46,9 +48,9 @@ def test_fashion_mnist_tasks():
 
 
 def test_missing_fashion_mnist_says_what_to_install(monkeypatch, tmp_path):
-    import ncap.datasets
+    import ncap.data.idx
 
-    monkeypatch.setattr(ncap.datasets, "DEBIAN_FASHION_MNIST", tmp_path / "none")
+    monkeypatch.setattr(ncap.data.idx, "DEBIAN_FASHION_MNIST", tmp_path / "none")
     monkeypatch.delenv("NCAP_FASHION_MNIST_DIR", raising=False)
     with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
         load_dataset("fashion-mnist-5-9")
@@ -99,7 +101,8 @@ def _write_idx(path, arr):
 
 
 def test_dataset_from_arrays_layouts_and_split():
-    from ncap.datasets import dataset_from_arrays, default_n_val
+    from ncap.data.dataset import default_n_val
+    from ncap.data.folders import dataset_from_arrays
 
     rng = np.random.default_rng(0)
     nhwc = rng.integers(0, 256, size=(50, 6, 7, 3), dtype=np.uint8)
@@ -138,7 +141,7 @@ def test_dataset_from_arrays_layouts_and_split():
     ],
 )
 def test_dataset_from_arrays_errors(x, y, message):
-    from ncap.datasets import dataset_from_arrays
+    from ncap.data.folders import dataset_from_arrays
 
     with pytest.raises(ValueError, match=message):
         dataset_from_arrays(x, y, n_val=4 if "hold out" in message else 1)

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from ncap.datasets import dataset_from_arrays
-from ncap.executors import make_executor
-from ncap.finetune import FinetuneConfig
-from ncap.ranking import PredictorSettings, rank
+from ncap.data.folders import dataset_from_arrays
+from ncap.predict.capacitance import PredictorSettings
+from ncap.ranking.executors import make_executor
+from ncap.ranking.rank import rank
+from ncap.training.config import FinetuneConfig
 
 ray = pytest.importorskip("ray")
 
@@ -110,7 +111,7 @@ def test_cli_joins_an_existing_cluster_by_address(ray_cluster, tmp_path):
     out = tmp_path / "out"
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "ncap.cli", "rank", "--models", "tv:squeezenet1_0@random,tv:nope",
+        [sys.executable, "-m", "ncap.cli.commands", "rank", "--models", "tv:squeezenet1_0@random,tv:nope",
          "--data", "digits", "--n-train", "32", "--n-val", "16", "--steps", "3",
          "--eval-every", "1", "--batch-size", "8", "--features", "linear", "--out", str(out),
          "--executor", "ray", "--address", ray_cluster, "--no-progress"],

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from ncap.inputs import InputAdapter, InputSpec, adapt_batch, check_channels, is_identity
+from ncap.data.inputs import InputAdapter, InputSpec, adapt_batch, check_channels, is_identity
 
 IMAGENET = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from ncap.learning_curves import CURVES, Curve, CurveFit, extrapolate, fit_curve
+from ncap.predict.curves import CURVES, Curve, CurveFit, extrapolate, fit_curve
 
 X = np.arange(1, 17) * 0.25  # quarter epochs up to 4
 TARGET = 40.0

@@ -4,7 +4,7 @@ import torch
 from conftest import random_batch, random_block
 
 from ncap import VARIANTS, beta_eff, line_graph, probe_beta_eff
-from ncap.line_graph import node_offsets
+from ncap.capacitance.line_graph import node_offsets
 
 DEPTH_SIZES = {
     3: [6, 5, 4, 3],

@@ -7,7 +7,7 @@ import scipy.stats
 import torch
 from sklearn.datasets import load_iris
 
-from ncap.logme import fit_evidence, logme, logme_evidence
+from ncap.predict.logme import fit_evidence, logme, logme_evidence
 
 
 def gaussian_clusters(n, d, n_classes, separation, *, seed=0):

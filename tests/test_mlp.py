@@ -3,7 +3,7 @@ import pytest
 import torch
 from conftest import random_batch, random_block
 
-from ncap.mlp import mlp_forward_backward
+from ncap.capacitance.mlp import mlp_forward_backward
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh"])

@@ -3,18 +3,19 @@ import json
 import pytest
 import torch
 
-from ncap.cli import main
-from ncap.finetune import FinetuneConfig
-from ncap.nas import (
+from ncap.cli.commands import main
+from ncap.models.nb201 import (
+    EDGES,
+    OPS,
     NB201Network,
     all_archs,
     arch_to_str,
-    nats_accuracies,
     parse_arch,
     sample_archs,
-    search,
 )
-from ncap.nas.space import EDGES, OPS
+from ncap.nas.nats import nats_accuracies
+from ncap.nas.search import search
+from ncap.training.config import FinetuneConfig
 
 ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
 
@@ -76,7 +77,7 @@ def test_network_shapes_and_cell_semantics():
 
 
 def test_search_ranks_architectures_with_rank_outputs(tmp_path, monkeypatch):
-    from ncap.datasets import load_dataset
+    from ncap.data.registry import load_dataset
 
     data = load_dataset("digits", n_train=192, n_val=96, image_size=14)
     archs = sample_archs(2, seed=1)

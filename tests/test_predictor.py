@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import BayesianRidge
 
-from ncap.predictor import CapacitancePredictor
+from ncap.predict.capacitance import CapacitancePredictor
 
 
 def test_recovers_known_intercept_on_noiseless_line():

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from ncap.nas.proxies import (
+from ncap.predict.proxies import (
     PROXIES,
     compute_proxies,
     fisher,

@@ -6,12 +6,15 @@ import pytest
 import torch
 from torch import nn
 
-import ncap.ranking
-from ncap.datasets import load_dataset
-from ncap.edge_stats import VARIANTS
-from ncap.finetune import FinetuneConfig
-from ncap.ranking import PredictorSettings, rank
-from ncap.zoo import Backbone, register_source
+import ncap.ranking.candidate
+import ncap.ranking.executors
+from ncap.capacitance.variants import VARIANTS
+from ncap.data.registry import load_dataset
+from ncap.models.backbone import Backbone
+from ncap.models.registry import register_source
+from ncap.predict.capacitance import PredictorSettings
+from ncap.ranking.rank import rank
+from ncap.training.config import FinetuneConfig
 
 SMALL = FinetuneConfig(epochs=1.0, eval_every=1, batch_size=64, seed=0)
 CANDIDATE_KEYS = {"name", "status", "reason", "predicted_accuracy", "predicted_std",
@@ -72,7 +75,7 @@ def test_rank_end_to_end_on_digits(tiny_zoo, tmp_path, digits):
 
 
 def test_prediction_matches_predictor_on_recorded_points(tiny_zoo, tmp_path, digits):
-    from ncap.predictor import CapacitancePredictor
+    from ncap.predict.capacitance import CapacitancePredictor
 
     result = rank(["mlp-s"], digits, out_dir=tmp_path, config=SMALL)
     c = result.candidates[0]
@@ -129,9 +132,9 @@ def test_resume_skips_finished_and_refuses_to_clobber(tiny_zoo, tmp_path, digits
     with pytest.raises(FileExistsError, match="--resume"):
         rank(["mlp-s", "lenet"], digits, out_dir=tmp_path, config=SMALL)
     calls = []
-    original = ncap.ranking.run_candidate
+    original = ncap.ranking.executors.run_candidate
     monkeypatch.setattr(
-        ncap.ranking,
+        ncap.ranking.executors,
         "run_candidate",
         lambda name, *a, **k: calls.append(name) or original(name, *a, **k),
     )
@@ -146,21 +149,21 @@ def test_resume_skips_finished_and_refuses_to_clobber(tiny_zoo, tmp_path, digits
 
 
 def test_interrupt_keeps_finished_candidates(tiny_zoo, tmp_path, digits, monkeypatch):
-    original = ncap.ranking.finetune
+    original = ncap.ranking.candidate.finetune
 
     def interrupt_second(module, *args, **kwargs):
         if isinstance(module[-1], nn.Tanh):  # lenet ends in Tanh: interrupt it mid-way
             raise KeyboardInterrupt
         return original(module, *args, **kwargs)
 
-    monkeypatch.setattr(ncap.ranking, "finetune", interrupt_second)
+    monkeypatch.setattr(ncap.ranking.candidate, "finetune", interrupt_second)
     with pytest.raises(KeyboardInterrupt):
         rank(["mlp-s", "lenet"], digits, out_dir=tmp_path, config=SMALL)
     saved = json.loads((tmp_path / "candidates" / "mlp-s.json").read_text())
     assert saved["record"]["status"] == "ok"
     assert not (tmp_path / "candidates" / "lenet.json").exists()
     assert not list((tmp_path / "candidates").glob(".*tmp"))  # no half-written files
-    monkeypatch.setattr(ncap.ranking, "finetune", original)
+    monkeypatch.setattr(ncap.ranking.candidate, "finetune", original)
     result = rank(["mlp-s", "lenet"], digits, out_dir=tmp_path, config=SMALL, resume=True)
     assert [c["status"] for c in result.candidates] == ["ok", "ok"]
 
@@ -200,8 +203,8 @@ def test_argument_errors(tmp_path, digits):
 
 def test_probe_statistics_do_not_change_training(tiny_zoo, digits):
     """Same seed with and without recording gives the same backbone weights."""
-    from ncap.finetune import finetune
-    from ncap.zoo import create_backbone
+    from ncap.models.registry import create_backbone
+    from ncap.training.loop import finetune
 
     a, b = create_backbone("mlp-s").module, create_backbone("mlp-s").module
     finetune(a, 256, digits, SMALL)
@@ -223,3 +226,64 @@ def test_budget_in_steps_and_pretraining_report(tiny_zoo, tmp_path, digits):
     rank(["mlp-s"], digits, out_dir=tmp_path / "again", log=messages.append,
          config=FinetuneConfig(steps=4, eval_every=1))  # fmt: skip
     assert not any("pretrain" in m for m in messages)
+
+
+def test_resume_a_run_directory_written_by_ncap_0_1_0(tiny_zoo, tmp_path):
+    """tests/data/run-v0.1.0 was written by the flat layout (before the restructure): resuming it
+    reuses both candidates and rewrites results.json with the same candidates and ranking."""
+    import shutil
+    from pathlib import Path
+
+    from ncap.results import load_results
+
+    old = Path(__file__).parent / "data" / "run-v0.1.0"
+    run = tmp_path / "run"
+    shutil.copytree(old, run)
+    before = load_results(old)
+    config = FinetuneConfig(epochs=1.0, eval_every=1, probe_hidden=(16, 8, 4))
+    result = rank(
+        ["mlp-xs", "lenet-short"], "digits", out_dir=run, n_train=256, n_val=128,
+        config=config, resume=True,
+    )  # fmt: skip
+    assert not (tiny_zoo / "zoo").exists()  # nothing was pretrained: both candidates reused
+    after = load_results(run)
+    assert after["candidates"] == before["candidates"]
+    assert after["ranking"] == before["ranking"] == result.ranking
+    drop = ("environment", "runtime")
+    assert {k: v for k, v in after["settings"].items() if k not in drop} == {
+        k: v for k, v in before["settings"].items() if k not in drop
+    }
+    assert (run / "results.csv").read_text() == (old / "results.csv").read_text()
+
+
+class _RaisesInForward(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(28 * 28, 16)
+
+    def forward(self, x):
+        if self.training:
+            raise TypeError("a bug in the candidate's own code")
+        return self.lin(x.flatten(1))
+
+
+register_source("test-forward-bug", lambda rest: Backbone(rest, _RaisesInForward(), 16))
+
+
+def test_errors_in_model_code_fail_the_candidate_but_ncap_bugs_propagate(
+    tiny_zoo, tmp_path, digits, monkeypatch
+):
+    from ncap.exceptions import ModelCodeError, NcapError
+
+    result = rank(["test-forward-bug:x", "mlp-s"], digits, out_dir=tmp_path / "a", config=SMALL)
+    bad, good = result.candidates
+    assert bad["status"] == "failed" and good["status"] == "ok"
+    assert bad["reason"] == "TypeError: a bug in the candidate's own code"
+    assert issubclass(ModelCodeError, NcapError)
+
+    def broken(*args, **kwargs):
+        raise KeyError("a bug inside ncap")
+
+    monkeypatch.setattr(ncap.ranking.candidate, "predict_from_points", broken)
+    with pytest.raises(KeyError, match="a bug inside ncap"):  # not a "failed candidate" row
+        rank(["mlp-s"], digits, out_dir=tmp_path / "b", config=SMALL)

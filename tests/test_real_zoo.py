@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ncap.cli import main
+from ncap.cli.commands import main
 
 TIMM = ["timm:resnet10t@random", "timm:mobilenetv3_small_050@random", "timm:efficientnet_b0@random"]
 TV = ["tv:resnet18@random", "tv:squeezenet1_0@random", "tv:inception_v3@random"]
@@ -82,9 +82,10 @@ def test_rank_timm_and_torchvision_models_on_an_image_folder(
 
 
 def test_grey_data_feeds_rgb_models_and_input_size_override(tmp_path):
-    from ncap.datasets import dataset_from_arrays
-    from ncap.finetune import FinetuneConfig
-    from ncap.ranking import PredictorSettings, rank
+    from ncap.data.folders import dataset_from_arrays
+    from ncap.predict.capacitance import PredictorSettings
+    from ncap.ranking.rank import rank
+    from ncap.training.config import FinetuneConfig
 
     rng = np.random.default_rng(1)
     data = dataset_from_arrays(

@@ -6,19 +6,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ncap.datasets import fashion_mnist_dir, load_dataset
-from ncap.finetune import FinetuneConfig
-from ncap.recipe import (
-    Recipe,
-    RecipeDataset,
-    check_models,
-    describe_plan,
-    estimate_compute,
-    load_recipe,
-    model_profile,
-    run_recipe,
-    split_sizes,
-)
+from ncap.data.idx import fashion_mnist_dir
+from ncap.data.registry import load_dataset
+from ncap.models.profile import model_profile
+from ncap.recipe.estimate import estimate_compute, split_sizes
+from ncap.recipe.plan import check_models, describe_plan
+from ncap.recipe.run import run_recipe
+from ncap.recipe.schema import Recipe, RecipeDataset, load_recipe
+from ncap.training.config import FinetuneConfig
 
 PAPER = Path(__file__).resolve().parents[1] / "recipes" / "paper.toml"
 # a model belongs to a family when its name contains one of these (GoogLeNet is Inception v1,
@@ -278,7 +273,7 @@ def test_run_recipe_end_to_end(tmp_path):
 
 
 def test_cli_recipe_dry_run_and_run(tmp_path, capsys):
-    from ncap.cli import main
+    from ncap.cli.commands import main
 
     write_image_folder(tmp_path / "shapes")
     path = write(tmp_path, MINI)

@@ -1,4 +1,4 @@
-"""Tests for ncap.reduction: the Gao-Barzel-Barabasi (Nature 2016) mean-field reduction."""
+"""Tests for ncap.capacitance.reduction: the Gao-Barzel-Barabasi (Nature 2016) mean-field reduction."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from ncap.graph import beta_eff
-from ncap.reduction import (
+from ncap.capacitance.graph import beta_eff
+from ncap.capacitance.reduction import (
     DYNAMICS,
     GeneRegulatoryDynamics,
     MutualisticDynamics,

@@ -3,10 +3,11 @@
 import pytest
 import torch
 
-from ncap.datasets import load_dataset
-from ncap.finetune import FinetuneConfig, finetune
-from ncap.runtime import Runtime, resolve_device
-from ncap.zoo import BUILTIN_INPUT, resnet
+from ncap.data.registry import load_dataset
+from ncap.models.builtin import BUILTIN_INPUT, resnet
+from ncap.training.config import FinetuneConfig
+from ncap.training.loop import finetune
+from ncap.training.runtime import Runtime, resolve_device
 
 CUDA = torch.cuda.is_available()
 

@@ -9,8 +9,9 @@ import torch
 import torchvision
 from safetensors.torch import save_file
 
-from ncap.zoo import create_backbone
-from ncap.zoo_sources import PretrainedWeightsMissing, split_weights
+from ncap.exceptions import PretrainedWeightsMissing
+from ncap.models.registry import create_backbone
+from ncap.models.sources import split_weights
 
 
 @pytest.fixture

@@ -22,13 +22,20 @@ from typing import Any
 
 import torch
 
-from ncap.dataset_shifts import apply_shift
-from ncap.datasets import ImageDataset, load_dataset
-from ncap.finetune import FinetuneConfig, finetune, model_front, model_input_spec
-from ncap.fixed_batch import FixedBatchBetaEff, fixed_probe_batch
-from ncap.runtime import Runtime
+from ncap._version import __version__
+from ncap.data.dataset import ImageDataset
+from ncap.data.registry import load_dataset
+from ncap.data.shifts import apply_shift
+from ncap.exceptions import ConfigError
+from ncap.models.backbone import Backbone
+from ncap.models.builtin import model_spec
+from ncap.models.pretrain import PretrainSpec
+from ncap.models.registry import create_backbone
 from ncap.storage import atomic_write_json, to_jsonable
-from ncap.zoo import Backbone, create_backbone, model_spec
+from ncap.training.config import FinetuneConfig
+from ncap.training.fixed_batch import FixedBatchBetaEff, fixed_probe_batch
+from ncap.training.loop import finetune, model_front, model_input_spec
+from ncap.training.runtime import Runtime
 
 __all__ = [
     "BENCH_FORMAT",
@@ -49,7 +56,7 @@ BENCH_FORMAT = 1
 class Target:
     """A target task: a dataset, its sizes (n_train a multiple of the batch/4) and a shift.
 
-    ``shift`` (see :mod:`ncap.dataset_shifts`) derives a new task from the dataset: a rotation, an
+    ``shift`` (see :mod:`ncap.data.shifts`) derives a new task from the dataset: a rotation, an
     intensity inversion or label noise on the training split.
     """
 
@@ -70,10 +77,11 @@ class BenchPlan:
     seeds: tuple[int, ...] = (0, 1)
     epochs: float = 40.0
     evals_per_epoch: int = 4
-    batch_size: int = 64
-    lr: float = 1e-3
-    optimizer: str = "adam"
-    probe_hidden: tuple[int, ...] = (128, 64, 32)
+    # the fine-tuning settings a plan varies; their defaults are FinetuneConfig's
+    batch_size: int = FinetuneConfig.batch_size
+    lr: float = FinetuneConfig.lr
+    optimizer: str = FinetuneConfig.optimizer
+    probe_hidden: tuple[int, ...] = FinetuneConfig.probe_hidden
     pretrain_data: dict[str, Any] | None = None  # None: the zoo's default source task
     name: str = "full"
     kind: str = "zoo"  # "zoo": pretrained models, LogME; "nas": nb201 architectures, proxies
@@ -89,7 +97,7 @@ class BenchPlan:
     def config(self, n_train: int, seed: int) -> FinetuneConfig:
         steps_per_epoch = -(-n_train // self.batch_size)
         if steps_per_epoch % self.evals_per_epoch:
-            raise ValueError(
+            raise ConfigError(
                 f"{n_train} training images make {steps_per_epoch} steps per epoch, not divisible "
                 f"into {self.evals_per_epoch} evaluations; choose n_train accordingly."
             )
@@ -135,6 +143,15 @@ class BenchPlan:
                 values[key] = tuple(values[key])
         values["targets"] = tuple(Target(**t) for t in plan["targets"])
         return cls(**values)
+
+    def model_options(self) -> dict[str, Any]:
+        """Options of every ``create_backbone`` call: the NAS space, or the zoo's pretraining data."""
+        if self.kind == "nas":
+            channels = _load_target(self.targets[0]).input_shape[0]
+            return {"width": self.nas_width, "cells": self.nas_cells, "in_channels": channels}
+        if self.pretrain_data is not None:  # the smoke plan pretrains on tiny data
+            return {"pretrain": PretrainSpec(**self.pretrain_data)}
+        return {}
 
 
 BENCH_MODELS = (
@@ -189,11 +206,11 @@ def _features(
 
 def _training_free(name: str, dataset: ImageDataset, plan: BenchPlan) -> dict[str, Any]:
     """Scores of the model before any fine-tuning: LogME (zoo) or the zero-cost proxies (NAS)."""
-    backbone = create_backbone(name)
+    backbone = create_backbone(name, **plan.model_options())
     start = time.perf_counter()
     out = backbone.info | {"num_features": backbone.num_features}
     if plan.kind == "nas":
-        from ncap.nas.proxies import compute_proxies
+        from ncap.predict.proxies import compute_proxies
 
         generator = torch.Generator().manual_seed(0)
         head = torch.nn.Linear(backbone.num_features, dataset.num_classes)
@@ -209,7 +226,7 @@ def _training_free(name: str, dataset: ImageDataset, plan: BenchPlan) -> dict[st
             "proxy_seconds": time.perf_counter() - start,
         }
     else:
-        from ncap.logme import logme
+        from ncap.predict.logme import logme
 
         feats = _features(backbone, dataset, plan.config(len(dataset.y_train), plan.seeds[0]))
         out |= {
@@ -231,14 +248,6 @@ def _identity(plan: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _register_sources(plan: BenchPlan) -> None:
-    if plan.kind == "nas":
-        from ncap.nas.search import register_nb201
-
-        channels = _load_target(plan.targets[0]).input_shape[0]
-        register_nb201(width=plan.nas_width, cells=plan.nas_cells, in_channels=channels, seed=0)
-
-
 def refresh_training_free(
     out: str | Path, *, log: Callable[[str], None] | None = print
 ) -> dict[str, Any]:
@@ -248,24 +257,15 @@ def refresh_training_free(
     again from the pretrained or freshly initialised backbone, exactly as the builder does, and the
     file is rewritten atomically with its runs untouched; ``training_free_refreshed`` records when.
     """
-    import ncap.zoo
-
     out = Path(out)
     results = json.loads(out.read_text())
     plan = BenchPlan.from_dict(results["plan"])
-    _register_sources(plan)
-    saved = ncap.zoo.PRETRAIN_DATA, ncap.zoo.PRETRAIN_FALLBACK
-    if plan.pretrain_data is not None:
-        ncap.zoo.PRETRAIN_DATA = ncap.zoo.PRETRAIN_FALLBACK = plan.pretrain_data
-    try:
-        for target in plan.targets:
-            dataset = _load_target(target)
-            for k, model in enumerate(plan.models, 1):
-                results["training_free"][target.key][model] = _training_free(model, dataset, plan)
-                if log:
-                    log(f"[{k}/{len(plan.models)}] {target.key} {model}: training-free scores")
-    finally:
-        ncap.zoo.PRETRAIN_DATA, ncap.zoo.PRETRAIN_FALLBACK = saved
+    for target in plan.targets:
+        dataset = _load_target(target)
+        for k, model in enumerate(plan.models, 1):
+            results["training_free"][target.key][model] = _training_free(model, dataset, plan)
+            if log:
+                log(f"[{k}/{len(plan.models)}] {target.key} {model}: training-free scores")
     results["training_free_refreshed"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     atomic_write_json(results, out, indent=None)
     return results
@@ -289,33 +289,24 @@ def build_benchmark(
     """
     k, n = shard
     if not 0 <= k < n:
-        raise ValueError(f"shard must be k/n with 0 <= k < n, got {k}/{n}.")
-    import ncap.zoo
-
+        raise ConfigError(f"shard must be k/n with 0 <= k < n, got {k}/{n}.")
     out = Path(out)
     build = _Build(plan, out)
     plan_path = build.parts / "plan.json"
     if plan_path.exists() and _identity(json.loads(plan_path.read_text())) != _identity(
         plan.to_dict()
     ):
-        raise ValueError(
+        raise ConfigError(
             f"{build.parts} holds a build of a different plan; delete it or choose another output."
         )
     atomic_write_json(plan.to_dict(), plan_path)
-    _register_sources(plan)
-    saved = ncap.zoo.PRETRAIN_DATA, ncap.zoo.PRETRAIN_FALLBACK
-    if plan.pretrain_data is not None:  # the smoke plan pretrains on tiny data
-        ncap.zoo.PRETRAIN_DATA = ncap.zoo.PRETRAIN_FALLBACK = plan.pretrain_data
     if only_targets:
         unknown = set(only_targets) - {t.key for t in plan.targets}
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown target(s) {sorted(unknown)}; the plan has {[t.key for t in plan.targets]}."
             )
-    try:
-        return _run_jobs(build, log, only_targets, shard, runtime or Runtime())
-    finally:
-        ncap.zoo.PRETRAIN_DATA, ncap.zoo.PRETRAIN_FALLBACK = saved
+    return _run_jobs(build, log, only_targets, shard, runtime or Runtime())
 
 
 def _run_jobs(
@@ -347,13 +338,13 @@ def _run_jobs(
         if not free_path.exists():
             atomic_write_json(_training_free(model, dataset, plan), free_path)
         t0 = time.perf_counter()
-        backbone = create_backbone(model)
+        backbone = create_backbone(model, **plan.model_options())
         n_train = len(dataset.y_train)
         config = plan.config(n_train, seed)
-        hook = None
+        callbacks = []
         if plan.probe_batch:  # the same seeded images for every run of the target
             x_fixed, y_fixed = fixed_probe_batch(dataset, plan.probe_batch, seed=0)
-            hook = FixedBatchBetaEff(x_fixed, y_fixed, variants=config.variants)
+            callbacks.append(FixedBatchBetaEff(x_fixed, y_fixed, variants=config.variants))
         traj = finetune(
             backbone.module,
             backbone.num_features,
@@ -362,7 +353,7 @@ def _run_jobs(
             input_spec=backbone.input_spec,
             runtime=runtime,
             extra_eval_steps=plan.extra_eval_steps(n_train),
-            on_evaluate=hook,
+            callbacks=callbacks,
         )
         run = {
             "target": target.key,
@@ -424,8 +415,6 @@ def merge(build: _Build, *, wall_seconds: float) -> dict[str, Any]:
         for m in plan.models
     }
     run_seconds = sum(r["seconds"] for r in runs)
-    import ncap
-
     results = {
         "format": BENCH_FORMAT,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -435,7 +424,7 @@ def merge(build: _Build, *, wall_seconds: float) -> dict[str, Any]:
         "wall_seconds_this_invocation": wall_seconds,
         "fine_tuning_seconds_total": run_seconds,
         "environment": {
-            "ncap": ncap.__version__,
+            "ncap": __version__,
             "torch": torch.__version__,
             "python": platform.python_version(),
             "threads": torch.get_num_threads(),
@@ -452,7 +441,7 @@ def merge(build: _Build, *, wall_seconds: float) -> dict[str, Any]:
 
 
 def _nas_models(n: int, seed: int = 0) -> tuple[str, ...]:
-    from ncap.nas.space import sample_archs
+    from ncap.models.nb201 import sample_archs
 
     return tuple(f"nb201:{a}" for a in sample_archs(n, seed=seed))
 
@@ -529,7 +518,7 @@ def plan_for(name: str, *, models: Sequence[str] | None = None) -> BenchPlan:
     plans = {"full": FULL_PLAN, "smoke": SMOKE_PLAN, "nas": NAS_PLAN, "nas-smoke": NAS_SMOKE_PLAN}
     plans |= {"v2": V2_PLAN, "v2-smoke": V2_SMOKE_PLAN}
     if name not in plans:
-        raise ValueError(f"unknown benchmark plan {name!r}; choose one of {sorted(plans)}.")
+        raise ConfigError(f"unknown benchmark plan {name!r}; choose one of {sorted(plans)}.")
     plan = plans[name]
     if models:
         plan = BenchPlan(**(plan.__dict__ | {"models": tuple(models)}))

@@ -29,10 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from ncap.bench.metrics import RANK_METRICS, ranking_metrics
-from ncap.edge_stats import VARIANTS
-from ncap.predictor import FEATURE_MAPS, LINKS
-from ncap.ranking import PredictorSettings, predict_from_points
+from ncap.capacitance.variants import VARIANTS
+from ncap.exceptions import ConfigError
+from ncap.metrics import RANK_METRICS, ranking_metrics
+from ncap.predict.baselines import BASELINES
+from ncap.predict.capacitance import FEATURE_MAPS, LINKS, PredictorSettings, predict_from_points
 from ncap.storage import atomic_write_json, atomic_write_text
 
 __all__ = ["BUDGETS", "evaluate_results", "nc_grid", "write_report"]
@@ -43,7 +44,7 @@ SAME_BUDGET = ("last-observed", "learning-curve", "tse", "tse-e1")
 PREDICTS_ACCURACY = {"last-observed", "learning-curve"}
 # the paper's reading: P itself, accuracy linear in beta_eff, no burn-in, no link
 PAPER_FORM = PredictorSettings(variant="signed", features="linear", burn_in=0, link="identity")
-CURVE_STARTS = 3  # starting points per curve family (of 9): see ncap.learning_curves.fit_curve
+CURVE_STARTS = 3  # starting points per curve family (of 9): see ncap.predict.curves.fit_curve
 
 
 def nc_grid() -> list[PredictorSettings]:
@@ -73,8 +74,6 @@ def score_run(
     run: dict[str, Any], free: dict[str, Any], total_epochs: float, fraction: float
 ) -> dict[str, tuple[float | None, str | None]]:
     """Every method's score for one run at one budget: ``{method: (score or None, reason)}``."""
-    from ncap.baselines import BASELINES
-
     max_step = _budget_step(run, total_epochs, fraction)
     points = [p for p in run["points"] if p["step"] <= max_step]
     scores: dict[str, tuple[float | None, str | None]] = {}
@@ -140,7 +139,7 @@ def evaluate_results(
     seeds_of = {(t, m): [s for s in seeds if (t, m, s) in runs] for t in targets for m in models}
     twice = {t: [m for m in models if len(seeds_of[(t, m)]) >= 2] for t in targets}
     if not any(twice.values()):
-        raise ValueError(
+        raise ConfigError(
             "the benchmark needs a second seed for at least some (target, model) pairs to measure "
             "the noise ceiling; build it with 2 seeds."
         )

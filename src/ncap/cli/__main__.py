@@ -1,0 +1,3 @@
+from ncap.cli.commands import main
+
+raise SystemExit(main())

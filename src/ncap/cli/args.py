@@ -1,0 +1,401 @@
+"""The command line's arguments: the fine-tuning flags are generated from FinetuneConfig's fields."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any
+
+from ncap.capacitance.variants import VARIANTS
+from ncap.predict.capacitance import FEATURE_MAPS, LINKS, PredictorSettings
+from ncap.training.config import FinetuneConfig
+
+__all__ = ["build_parser", "config_from_args", "execution_from_args", "settings_from_args"]
+
+DEMO_OUT = "ncap-out/demo"
+_PREDICTOR_DEFAULTS = PredictorSettings()  # one source of truth for the prediction defaults
+
+
+def _csv_ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one integer")
+    return values
+
+
+def _csv_names(text: str) -> tuple[str, ...]:
+    values = tuple(v.strip() for v in text.split(",") if v.strip())
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one name")
+    return values
+
+
+_PARSERS = {"int": int, "float": float, "str": str, "ints": _csv_ints, "names": _csv_names}
+
+
+def add_config_args(group, *, epochs: float) -> None:
+    """One flag per :class:`FinetuneConfig` field (``--batch-size`` for ``batch_size``), from the
+    field's metadata; defaults are the config's own, except the command's ``epochs``."""
+    for f in dataclasses.fields(FinetuneConfig):
+        meta = f.metadata
+        default = epochs if f.name == "epochs" else f.default
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        group.add_argument(
+            "--" + f.name.replace("_", "-"),
+            dest=f.name,
+            type=_PARSERS[meta["kind"]],
+            default=default,
+            choices=meta["choices"] if meta["kind"] != "names" else None,
+            metavar=meta["metavar"],
+            help=meta["help"] + ("" if shown is None else f" (default: {shown})"),
+        )
+
+
+def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
+    """The FinetuneConfig the flags of :func:`add_config_args` describe."""
+    return FinetuneConfig(
+        **{f.name: getattr(args, f.name) for f in dataclasses.fields(FinetuneConfig)}
+    )
+
+
+def _add_training_args(p: argparse.ArgumentParser, *, epochs: float) -> None:
+    add_config_args(p.add_argument_group("early fine-tuning (the budget)"), epochs=epochs)
+    g = p.add_argument_group("hold-out check")
+    g.add_argument(
+        "--full-epochs",
+        type=float,
+        default=None,
+        help="also fine-tune to this many epochs and record the true final accuracy",
+    )
+    g = p.add_argument_group("prediction")
+    g.add_argument(
+        "--variant",
+        choices=VARIANTS,
+        default=_PREDICTOR_DEFAULTS.variant,
+        help="beta_eff variant used for the prediction (default: %(default)s); all are recorded",
+    )
+    g.add_argument(
+        "--features",
+        choices=FEATURE_MAPS,
+        default=_PREDICTOR_DEFAULTS.features,
+        help="feature map of the Bayesian ridge fit (default: %(default)s)",
+    )
+    g.add_argument(
+        "--burn-in",
+        type=int,
+        default=_PREDICTOR_DEFAULTS.burn_in,
+        help="earliest evaluation points left out of the fit (default: %(default)s)",
+    )
+    g.add_argument(
+        "--link",
+        choices=LINKS,
+        default=_PREDICTOR_DEFAULTS.link,
+        help="regress accuracy itself (identity, the paper's form) or its logit, which keeps predictions in (0, 1) (default: %(default)s)",
+    )
+    g = p.add_argument_group("output")
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse candidates already finished in --out with the same settings",
+    )
+    g.add_argument("--overwrite", action="store_true", help="discard earlier results in --out")
+    g.add_argument(
+        "--json", action="store_true", help="print the results JSON to stdout instead of the table"
+    )
+    g.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    _add_runtime_args(p)
+
+
+def _add_runtime_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("hardware and scale-out")
+    g.add_argument(
+        "--device",
+        default="cpu",
+        help="auto, cpu, cuda or cuda:<index> (default: %(default)s; auto picks CUDA when there is a GPU)",
+    )
+    g.add_argument(
+        "--no-amp",
+        action="store_true",
+        help="float32 on CUDA instead of bfloat16 mixed precision (matches the CPU to float tolerance)",
+    )
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="data-loading worker processes (default: 0 on the CPU, 4 on CUDA)",
+    )
+    g.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="run candidates in this process (local) or as Ray tasks (ray) (default: %(default)s)",
+    )
+    g.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster address (auto, host:6379 or ray://host:10001); default: start a local Ray instance",
+    )
+    g.add_argument(
+        "--gpus-per-candidate",
+        type=float,
+        default=0.0,
+        help="GPUs each Ray task asks for (e.g. 1, or 0.5 to share a GPU) (default: %(default)s)",
+    )
+    g.add_argument(
+        "--cpus-per-candidate",
+        type=float,
+        default=1.0,
+        help="CPUs each Ray task asks for (default: %(default)s)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ncap",
+        description="Predict final accuracy from early fine-tuning with neural capacitance (beta_eff) and rank candidate models.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser(
+        "demo",
+        help="rank the built-in zoo on a built-in target task (offline)",
+        description="Pretrain the built-in zoo on Fashion-MNIST classes 0-4 (once, cached), fine-tune each model briefly on classes 5-9 (scikit-learn digits if Fashion-MNIST is not installed) and rank them by predicted final accuracy.",
+    )
+    demo.add_argument("--out", default=DEMO_OUT, help="output directory (default: %(default)s)")
+    demo.add_argument(
+        "--verify",
+        action="store_true",
+        help="also fine-tune every model to the end and compare predicted with true final accuracy (Kendall tau)",
+    )
+    _add_training_args(demo, epochs=1.0)
+    demo.set_defaults(overwrite=None)
+
+    rank = sub.add_parser(
+        "rank",
+        help="rank candidate models on a dataset",
+        description="Fine-tune each candidate briefly under a frozen random probe, predict its final accuracy from beta_eff and rank.",
+    )
+    rank.add_argument(
+        "--models", required=True, help="comma-separated candidate names (see `ncap zoo`)"
+    )
+    rank.add_argument(
+        "--data",
+        required=True,
+        help="built-in dataset name (see `ncap datasets`) or an image-folder path",
+    )
+    rank.add_argument(
+        "--n-train", type=int, default=None, help="use at most this many training images"
+    )
+    rank.add_argument(
+        "--n-val", type=int, default=None, help="hold out this many training images for validation"
+    )
+    rank.add_argument(
+        "--data-root",
+        default=None,
+        help="folder of torchvision datasets (cifar10, cifar100, svhn, mnist, cub200); default: $NCAP_DATA_ROOT or ~/.cache/ncap/data",
+    )
+    rank.add_argument(
+        "--no-download",
+        action="store_true",
+        help="never download a missing dataset (fail with instructions instead)",
+    )
+    rank.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="resize the stored images to this square size (image folders of mixed sizes default to 224)",
+    )
+    rank.add_argument(
+        "--out",
+        required=True,
+        help="output directory for candidates/*.json, results.json/.csv and plots",
+    )
+    _add_training_args(rank, epochs=1.0)
+
+    recipe = sub.add_parser(
+        "recipe",
+        help="run a recipe file: many models on several datasets (e.g. recipes/paper.toml)",
+        description="Run every dataset of a recipe (a TOML file naming models, datasets and the fine-tuning budget) through `ncap rank`, one output folder per dataset, and write OUT/recipe.json. recipes/paper.toml is the paper's protocol (docs/recipe.md).",
+    )
+    recipe.add_argument("path", help="the recipe file (TOML)")
+    recipe.add_argument("--out", required=True, help="output folder (one sub-folder per dataset)")
+    recipe.add_argument(
+        "--data-root", default=None, help="folder of the torchvision datasets (see `ncap rank`)"
+    )
+    recipe.add_argument(
+        "--no-download", action="store_true", help="never download a missing dataset"
+    )
+    recipe.add_argument(
+        "--datasets", default=None, help="comma-separated subset of the recipe's datasets"
+    )
+    recipe.add_argument(
+        "--models", default=None, help="comma-separated subset of the recipe's models"
+    )
+    recipe.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the recipe's model names and print the plan and its compute estimate; run nothing",
+    )
+    g = recipe.add_argument_group("output")
+    g.add_argument("--resume", action="store_true", help="reuse finished candidates in --out")
+    g.add_argument("--overwrite", action="store_true", help="discard earlier results in --out")
+    g.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    _add_runtime_args(recipe)
+
+    nas = sub.add_parser(
+        "nas",
+        help="rank NAS-Bench-201 architectures trained from scratch",
+        description="Train each NAS-Bench-201-style architecture from scratch for the budget under the frozen probe and rank them by predicted final accuracy. Same outputs and --resume as `ncap rank`.",
+    )
+    nas.add_argument(
+        "--archs",
+        default=None,
+        help="comma-separated architecture strings, e.g. '|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|skip_connect~2|'",
+    )
+    nas.add_argument(
+        "--sample",
+        type=int,
+        default=None,
+        metavar="N",
+        help="rank N architectures drawn uniformly from the space (instead of --archs)",
+    )
+    nas.add_argument(
+        "--sample-seed", type=int, default=0, help="seed of --sample (default: %(default)s)"
+    )
+    nas.add_argument(
+        "--data",
+        default="fashion-mnist",
+        help="built-in dataset name or image-folder path (default: %(default)s)",
+    )
+    nas.add_argument(
+        "--n-train", type=int, default=1024, help="training images (default: %(default)s)"
+    )
+    nas.add_argument(
+        "--n-val",
+        type=int,
+        default=1000,
+        help="validation images held out from training data (default: %(default)s)",
+    )
+    nas.add_argument(
+        "--image-size",
+        type=int,
+        default=14,
+        help="resize images to this size for speed (default: %(default)s)",
+    )
+    nas.add_argument(
+        "--width",
+        type=int,
+        default=8,
+        help="channels of the first stage (NAS-Bench-201: 16; default: %(default)s)",
+    )
+    nas.add_argument(
+        "--cells",
+        type=int,
+        default=1,
+        help="cells per stage (NAS-Bench-201: 5; default: %(default)s)",
+    )
+    nas.add_argument("--out", required=True, help="output directory")
+    nas.add_argument(
+        "--nats-path",
+        default=None,
+        help="folder holding NATS-tss-v1_0-3ffb9-simple: also compare the ranking with NATS-Bench's published accuracies",
+    )
+    nas.add_argument(
+        "--nats-dataset",
+        default="cifar10",
+        choices=("cifar10", "cifar100", "ImageNet16-120"),
+        help="NATS-Bench dataset whose accuracies are read (default: %(default)s)",
+    )
+    _add_training_args(nas, epochs=2.0)
+
+    bench = sub.add_parser(
+        "bench",
+        help="build or evaluate the ranking benchmark",
+        description="The benchmark: full fine-tuning runs of the zoo on several targets, and the evaluation of neural capacitance against the baselines.",
+    )
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="STEP")
+    build = bench_sub.add_parser(
+        "build",
+        help="fine-tune every zoo model on every target to the full budget (resumable)",
+        description="Fine-tune every benchmark model on every target task with 2 seeds to the full budget, storing every trajectory. Finished runs are kept in OUT.parts/ and skipped when the command is run again.",
+    )
+    build.add_argument(
+        "--out",
+        default=None,
+        help="results file (default: benchmarks/results/bench-v1.json for the full plan, bench-v2.json for v2, nas-v1.json for nas, bench-PLAN.json otherwise)",
+    )
+    build.add_argument(
+        "--plan",
+        choices=("full", "v2", "smoke", "v2-smoke", "nas", "nas-smoke"),
+        default="full",
+        help="full (bench-v1): 14 pretrained models x 3 targets x 2 seeds; v2: 40 pretrained models x 9 targets x 2 seeds with fixed-batch beta_eff; nas: 60 NAS-Bench-201 architectures from scratch x 2 seeds; *-smoke: tiny versions for CI (default: %(default)s)",
+    )
+    build.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu, cuda, cuda:<index> or auto; several shards may share one GPU (default: %(default)s)",
+    )
+    build.add_argument("--smoke", action="store_true", help="shorthand for --plan smoke")
+    build.add_argument(
+        "--shard",
+        default="0/1",
+        metavar="K/N",
+        help="run only every N-th job starting at the K-th, to share a build between N processes (default: %(default)s)",
+    )
+    build.add_argument(
+        "--targets",
+        default=None,
+        help="comma-separated subset of the plan's targets to run in this process (to share the work between processes); the results are merged once every run exists",
+    )
+    build.add_argument("--models", default=None, help="comma-separated subset of the plan's models")
+    refresh = bench_sub.add_parser(
+        "refresh-free",
+        help="recompute a results file's training-free scores (LogME, zero-cost proxies)",
+        description="Recompute the training-free scores (LogME for zoo plans, the zero-cost proxies for NAS plans) of every (target, model) of a merged results file with the current code, keeping its fine-tuning runs, and rewrite the file.",
+    )
+    refresh.add_argument("results", help="results JSON written by `ncap bench build`")
+    evaluate = bench_sub.add_parser(
+        "evaluate",
+        help="score every method on a results file and write the report",
+        description="Evaluate neural capacitance (every setting) and the baselines on a benchmark results file: rank correlations, top-1 regret and MAE at early budgets of 2.5/5/10/20%% of T, with the noise ceiling.",
+    )
+    evaluate.add_argument("results", help="results JSON written by `ncap bench build`")
+    evaluate.add_argument(
+        "--out",
+        default=None,
+        help="report directory (default: RESULTS without .json, plus -evaluation)",
+    )
+
+    sub.add_parser("zoo", help="list the built-in candidate models")
+    sub.add_parser("datasets", help="list the built-in datasets")
+    return parser
+
+
+def settings_from_args(args, epochs: float):
+    """The fine-tuning and prediction settings the shared training flags describe."""
+    config = dataclasses.replace(config_from_args(args), epochs=epochs)
+    predictor = PredictorSettings(
+        variant=args.variant, features=args.features, burn_in=args.burn_in, link=args.link
+    )
+    return config, predictor
+
+
+def execution_from_args(args) -> dict[str, Any]:
+    """``runtime=`` and ``executor=`` of rank/search from the hardware flags."""
+    from ncap.ranking.executors import make_executor  # torch: not at ncap --help
+    from ncap.training.runtime import Runtime
+
+    return {
+        "runtime": Runtime(device=args.device, amp=not args.no_amp, workers=args.workers),
+        "executor": make_executor(
+            args.executor,
+            address=args.address,
+            gpus_per_candidate=args.gpus_per_candidate,
+            cpus_per_candidate=args.cpus_per_candidate,
+        ),
+    }

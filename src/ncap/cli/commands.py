@@ -1,0 +1,264 @@
+"""The ``ncap`` commands: each parses (:mod:`ncap.cli.args`), calls the public API and prints."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ncap.cli.args import build_parser, execution_from_args, settings_from_args
+from ncap.exceptions import ConfigError, MissingFile
+
+
+def _run_rank(args, models: list[str], data: str, n_train, n_val, epochs: float, full_epochs):
+    from ncap.data.registry import load_dataset
+    from ncap.ranking.rank import rank
+
+    config, predictor = settings_from_args(args, epochs)
+    execution = execution_from_args(args)
+    dataset = load_dataset(
+        data,
+        n_train=n_train,
+        n_val=n_val,
+        seed=config.seed,
+        image_size=getattr(args, "image_size", None),
+        root=getattr(args, "data_root", None),
+        download=not getattr(args, "no_download", False),
+    )
+    return rank(
+        **execution,
+        models=models,
+        data=dataset,
+        out_dir=args.out,
+        config=config,
+        predictor=predictor,
+        full_epochs=full_epochs,
+        resume=args.resume,
+        overwrite=bool(args.overwrite),
+        progress=not args.no_progress and not args.json,
+        log=lambda msg: print(f"[ncap] {msg}", file=sys.stderr),
+    )
+
+
+def _run_nas(args):
+    from ncap.data.registry import load_dataset
+    from ncap.models.nb201 import sample_archs
+    from ncap.nas.search import search
+
+    if (args.archs is None) == (args.sample is None):
+        raise ConfigError("give either --archs A,B,... or --sample N (not both, not neither).")
+    archs = (
+        [a.strip() for a in args.archs.split(",") if a.strip()]
+        if args.archs
+        else sample_archs(args.sample, seed=args.sample_seed)
+    )
+    dataset = load_dataset(
+        args.data,
+        n_train=args.n_train,
+        n_val=args.n_val,
+        seed=args.seed,
+        image_size=args.image_size,
+    )
+    config, predictor = settings_from_args(args, args.epochs)
+    result = search(
+        archs,
+        dataset,
+        out_dir=args.out,
+        width=args.width,
+        cells=args.cells,
+        config=config,
+        predictor=predictor,
+        full_epochs=args.full_epochs,
+        resume=args.resume,
+        overwrite=bool(args.overwrite),
+        progress=not args.no_progress and not args.json,
+        log=lambda msg: print(f"[ncap] {msg}", file=sys.stderr),
+        **execution_from_args(args),
+    )
+    if args.nats_path is not None:
+        from ncap.nas.nats import compare_with_nats
+        from ncap.storage import atomic_write_json
+
+        summary = compare_with_nats(result.candidates, args.nats_path, dataset=args.nats_dataset)
+        atomic_write_json(summary, Path(result.out_dir) / "nats.json")
+        print(
+            f"NATS-Bench ({args.nats_dataset}, 200 epochs): Kendall tau {summary['kendall']:+.3f}, "
+            f"Spearman {summary['spearman']:+.3f} between ncap's prediction and the published "
+            "accuracy",
+            file=sys.stderr,
+        )
+    return result
+
+
+def _run_recipe(args) -> int:
+    from ncap.recipe import check_models, describe_plan, load_recipe, run_recipe
+
+    recipe = load_recipe(args.path)
+    problems = check_models(recipe)
+    print(describe_plan(recipe))
+    if problems:
+        for problem in problems:
+            print(f"ncap: error: {problem}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        return 0
+
+    def subset(text):
+        return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
+
+    results = run_recipe(
+        recipe,
+        out_dir=args.out,
+        data_root=args.data_root,
+        download=not args.no_download,
+        datasets=subset(args.datasets),
+        models=subset(args.models),
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        log=lambda msg: print(f"[ncap] {msg}", file=sys.stderr),
+        **execution_from_args(args),
+    )
+    for result in results.values():
+        _print_table(result)
+    ok = any(c["status"] == "ok" for r in results.values() for c in r.candidates)
+    return 0 if ok else 1
+
+
+def _bench(args) -> int:
+    if args.bench_command == "build":
+        from ncap.bench.build import build_benchmark, plan_for
+
+        models = [m for m in (args.models or "").split(",") if m]
+        plan = plan_for("smoke" if args.smoke else args.plan, models=models or None)
+        targets = [t for t in (args.targets or "").split(",") if t]
+        try:
+            shard = tuple(int(v) for v in args.shard.split("/"))
+        except ValueError:
+            shard = ()
+        if len(shard) != 2:
+            raise ConfigError(f"--shard must read K/N (e.g. 0/2), got {args.shard!r}.")
+        from ncap.training.runtime import Runtime
+
+        default_out = {"full": "bench-v1.json", "v2": "bench-v2.json", "nas": "nas-v1.json"}
+        args.out = args.out or "benchmarks/results/" + default_out.get(
+            plan.name, f"bench-{plan.name}.json"
+        )
+        results = build_benchmark(
+            args.out,
+            plan,
+            log=lambda msg: print(msg, file=sys.stderr),
+            only_targets=targets,
+            shard=shard,
+            runtime=Runtime(device=args.device),
+        )
+        if results is None:
+            return 0
+        print(
+            f"wrote {args.out}: {len(results['runs'])} runs, "
+            f"{results['fine_tuning_seconds_total']:.0f} s of fine-tuning, "
+            f"{results['wall_seconds_this_invocation']:.0f} s in this invocation"
+        )
+        return 0
+    if args.bench_command == "refresh-free":
+        from ncap.bench.build import refresh_training_free
+
+        refresh_training_free(args.results, log=lambda msg: print(msg, file=sys.stderr))
+        print(f"rewrote the training-free scores of {args.results}")
+        return 0
+    from ncap.bench.evaluate import evaluate_results, load, write_report
+
+    results_path = Path(args.results)
+    if not results_path.exists():
+        raise MissingFile(
+            f"results file {results_path} does not exist; run `ncap bench build` first."
+        )
+    out = Path(args.out) if args.out else results_path.with_name(results_path.stem + "-evaluation")
+    evaluation = evaluate_results(load(results_path))
+    files = write_report(evaluation, out)
+    print(files["markdown"].read_text())
+    for key, path in files.items():
+        print(f"{key:>9}: {path}")
+    return 0
+
+
+def _print_table(result, **kwargs) -> None:
+    from ncap.report.tables import print_table
+
+    print_table(result, **kwargs)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "zoo":
+            from ncap.models.builtin import describe_models
+
+            for row in describe_models():
+                print(f"{row['name']:14s} {row['family']:10s} {row['description']}")
+            print(
+                "timm:<name>[@random|@<file>]            any timm model (pretrained unless @random)\n"
+                "tv:<name>[@random|@<WEIGHTS>]           any torchvision classification model\n"
+                "py:<module>:<callable>[@<state_dict>]   your own factory returning the feature extractor"
+            )
+            return 0
+        if args.command == "datasets":
+            from ncap.data.registry import describe_datasets
+
+            for name, note in describe_datasets():
+                print(f"{name}{note}")
+            print("<path>  an image folder: one sub-folder of images per class")
+            return 0
+        if args.command == "bench":
+            return _bench(args)
+        if args.command == "recipe":
+            return _run_recipe(args)
+        if args.command == "nas":
+            result = _run_nas(args)
+            verify = args.full_epochs is not None
+        elif args.command == "demo":
+            from ncap.models.builtin import DEMO_MODELS
+            from ncap.ranking.demo import demo_task
+
+            task = demo_task(args.epochs)
+            data, n_train, n_val, epochs, full = (
+                task.data,
+                task.n_train,
+                task.n_val,
+                task.epochs,
+                task.full_epochs,
+            )
+            if args.overwrite is None and not args.resume:
+                args.overwrite = (
+                    True  # the demo is re-runnable; its cache is the zoo, not the results
+                )
+            full_epochs = (args.full_epochs or full) if args.verify else args.full_epochs
+            result = _run_rank(args, list(DEMO_MODELS), data, n_train, n_val, epochs, full_epochs)
+            verify = args.verify or args.full_epochs is not None
+        else:
+            models = [m.strip() for m in args.models.split(",") if m.strip()]
+            result = _run_rank(
+                args, models, args.data, args.n_train, args.n_val, args.epochs, args.full_epochs
+            )
+            verify = args.full_epochs is not None
+    except KeyboardInterrupt:
+        out = getattr(args, "out", None)
+        print(
+            f"\ninterrupted: finished candidates are saved in {out}/candidates; rerun with --resume to continue.",
+            file=sys.stderr,
+        )
+        return 130
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        print(f"ncap: error: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        _print_table(result, verify=verify)
+    return 0 if any(c["status"] == "ok" for c in result.candidates) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,211 @@
+"""Datasets from your own images: numpy arrays or tensors, and image folders (one sub-folder per class)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ncap.data.dataset import UINT8, ImageDataset, default_n_val, hold_out
+from ncap.exceptions import ConfigError, DatasetMissing
+
+__all__ = ["IMAGE_SUFFIXES", "dataset_from_arrays", "load_image_folder"]
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def _as_nchw_uint8_or_unit(x: Any, what: str) -> tuple[torch.Tensor, tuple, tuple]:
+    """Images as an ``(N, C, H, W)`` tensor and their encoding (uint8 or floats in [0, 1])."""
+    x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+    if x.ndim == 3:
+        x = x.unsqueeze(1)
+    elif x.ndim == 4 and x.shape[1] not in (1, 3) and x.shape[-1] in (1, 3):
+        x = x.permute(0, 3, 1, 2)
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise ConfigError(
+            f"{what} must be images shaped (N, H, W), (N, C, H, W) or (N, H, W, C) with C = 1 "
+            f"or 3, got shape {tuple(x.shape)}."
+        )
+    if x.dtype == torch.uint8:
+        return x.contiguous(), (0.0,) * x.shape[1], (1.0 / 255.0,) * x.shape[1]
+    if not torch.is_floating_point(x):
+        raise ConfigError(f"{what} must be uint8 (0-255) or float (0-1) pixels, got {x.dtype}.")
+    x = x.float().contiguous()
+    if not bool(torch.isfinite(x).all()) or float(x.min()) < 0 or float(x.max()) > 1:
+        raise ConfigError(
+            f"{what} holds float pixels outside [0, 1] (or NaN/inf); pass uint8 images, or floats "
+            "scaled to [0, 1] (ncap applies each model's own normalisation)."
+        )
+    return x, (0.0,) * x.shape[1], (1.0,) * x.shape[1]
+
+
+def dataset_from_arrays(
+    x_train: Any,
+    y_train: Any,
+    *,
+    x_val: Any = None,
+    y_val: Any = None,
+    x_test: Any = None,
+    y_test: Any = None,
+    n_val: int | None = None,
+    seed: int = 0,
+    classes: Sequence[str] | None = None,
+    name: str = "arrays",
+) -> ImageDataset:
+    """A dataset from numpy arrays (or tensors) of images and integer labels.
+
+    Images are uint8 (0-255) or floats in [0, 1], shaped ``(N, H, W)``, ``(N, C, H, W)`` or
+    ``(N, H, W, C)``. Without ``x_val``, ``n_val`` images (default :func:`default_n_val`) are held
+    out of the training data by a seeded permutation. ``x_test``/``y_test`` are kept apart and
+    reported separately.
+    """
+    x, mean, std = _as_nchw_uint8_or_unit(x_train, "x_train")
+    y = torch.as_tensor(np.asarray(y_train)).long()
+    if len(x) != len(y):
+        raise ConfigError(f"x_train has {len(x)} images but y_train {len(y)} labels.")
+    info: dict[str, Any] = {"source": "arrays"}
+    if x_val is None:
+        n_val = default_n_val(len(y)) if n_val is None else n_val
+        x, y, xv, yv, record = hold_out(x, y, n_val=n_val, seed=seed)
+        info |= record
+    else:
+        xv, mean_v, std_v = _as_nchw_uint8_or_unit(x_val, "x_val")
+        yv = torch.as_tensor(np.asarray(y_val)).long()
+        if (mean_v, std_v) != (mean, std):
+            raise ConfigError("x_val must have the same dtype and channels as x_train.")
+    xt = yt = None
+    if x_test is not None:
+        xt, mean_t, std_t = _as_nchw_uint8_or_unit(x_test, "x_test")
+        yt = torch.as_tensor(np.asarray(y_test)).long()
+        if (mean_t, std_t) != (mean, std):
+            raise ConfigError("x_test must have the same dtype and channels as x_train.")
+    num_classes = int(max(int(y.max()), int(yv.max())) + 1) if classes is None else len(classes)
+    dataset = ImageDataset(
+        name=name,
+        x_train=x,
+        y_train=y,
+        x_val=xv,
+        y_val=yv,
+        x_test=xt,
+        y_test=yt,
+        num_classes=num_classes,
+        classes=tuple(classes) if classes is not None else tuple(map(str, range(num_classes))),
+        info=info,
+        mean=mean,
+        std=std,
+    )
+    dataset.validate()
+    return dataset
+
+
+GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+
+
+def load_image_folder(
+    path: str | os.PathLike,
+    *,
+    image_size: int | None = None,
+    channels: int | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+) -> ImageDataset:
+    """Load ``path/<class>/<image>`` (or ``path/train/<class>/...`` + ``path/val/<class>/...``).
+
+    Images are stored as uint8. ``image_size`` resizes them to a square; by default they keep
+    their size when all share one, else they are resized to 224. ``channels`` (1 or 3) defaults to
+    1 when every image is grayscale, else 3. Without a ``val`` folder, ``val_fraction`` of the
+    images are held out (seeded); a ``test`` folder beside ``train`` is the test split.
+    """
+    from PIL import Image
+
+    root = Path(path)
+    if not root.is_dir():
+        raise DatasetMissing(
+            f"image folder {str(root)!r} does not exist; pass a directory with one sub-folder of "
+            "images per class (optionally split into train/ and val/)."
+        )
+    if channels not in (None, 1, 3):
+        raise ConfigError(f"channels must be 1 or 3, got {channels}.")
+    splits = {"train": root / "train", "val": root / "val", "test": root / "test"}
+    has_splits = splits["train"].is_dir() and splits["val"].is_dir()
+    class_root = splits["train"] if has_splits else root
+    classes = sorted(p.name for p in class_root.iterdir() if p.is_dir())
+    if len(classes) < 2:
+        raise ConfigError(
+            f"image folder {str(class_root)!r} has {len(classes)} class sub-folders; a "
+            "classification task needs at least 2 (one folder of images per class)."
+        )
+
+    def files_of(folder: Path) -> list[tuple[Path, int]]:
+        found = [
+            (f, label)
+            for label, cls in enumerate(classes)
+            for f in sorted((folder / cls).glob("*"))
+            if f.suffix.lower() in IMAGE_SUFFIXES
+        ]
+        if not found:
+            raise ConfigError(
+                f"no images found under {str(folder)!r} (looked for {sorted(IMAGE_SUFFIXES)})."
+            )
+        return found
+
+    parts = {k: files_of(v) for k, v in splits.items() if has_splits and v.is_dir()}
+    if not has_splits:
+        parts = {"all": files_of(root)}
+    every = [f for files in parts.values() for f, _ in files]
+    sizes, modes = set(), set()
+    for f in every:
+        with Image.open(f) as img:
+            sizes.add(img.size)
+            modes.add(img.mode)
+    if channels is None:
+        channels = 1 if modes <= GREY_MODES else 3
+    if image_size is None:
+        size = next(iter(sizes)) if len(sizes) == 1 else (224, 224)  # PIL size is (w, h)
+    else:
+        size = (image_size, image_size)
+    mode = {1: "L", 3: "RGB"}[channels]
+
+    def read(files: list[tuple[Path, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        images = np.empty((len(files), size[1], size[0], channels), dtype=np.uint8)
+        for k, (f, _) in enumerate(files):
+            with Image.open(f) as img:
+                img = img.convert(mode)
+                if img.size != size:
+                    img = img.resize(size, Image.BILINEAR)
+                images[k] = np.asarray(img).reshape(size[1], size[0], channels)
+        labels = torch.tensor([label for _, label in files], dtype=torch.int64)
+        return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), labels
+
+    info: dict[str, Any] = {"source": str(root.resolve()), "stored_size": [size[1], size[0]]}
+    x_test = y_test = None
+    if has_splits:
+        x_train, y_train = read(parts["train"])
+        x_val, y_val = read(parts["val"])
+        if "test" in parts:
+            x_test, y_test = read(parts["test"])
+    else:
+        x, y = read(parts["all"])
+        n_val = max(1, int(round(val_fraction * len(y))))
+        x_train, y_train, x_val, y_val, record = hold_out(x, y, n_val=n_val, seed=seed)
+        info |= record
+    dataset = ImageDataset(
+        name=str(root),
+        x_train=x_train,
+        y_train=y_train,
+        x_val=x_val,
+        y_val=y_val,
+        x_test=x_test,
+        y_test=y_test,
+        num_classes=len(classes),
+        classes=tuple(classes),
+        info=info,
+        mean=UINT8[0] * channels,
+        std=UINT8[1] * channels,
+    )
+    dataset.validate()
+    return dataset

@@ -1,0 +1,55 @@
+"""ncap's own errors: everything ncap raises on purpose derives from :class:`NcapError`.
+
+Each also derives from the built-in exception it refines (``ValueError``, ``FileNotFoundError``,
+``RuntimeError``), so ``except ValueError`` keeps catching a bad setting. A candidate in a ranking
+fails (a "failed" row with the reason) on an :class:`NcapError` and on errors raised inside the
+candidate's own model code (:class:`ModelCodeError`), never on a bug inside ncap.
+
+>>> issubclass(ConfigError, NcapError) and issubclass(ConfigError, ValueError)
+True
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CandidateError",
+    "ConfigError",
+    "DatasetMissing",
+    "MissingDependency",
+    "MissingFile",
+    "ModelCodeError",
+    "NcapError",
+    "PretrainedWeightsMissing",
+]
+
+
+class NcapError(Exception):
+    """Base of the errors ncap raises on purpose (bad settings, missing files, failed candidates)."""
+
+
+class ConfigError(NcapError, ValueError):
+    """A setting, name or file content is invalid; the message says which and how to fix it."""
+
+
+class DatasetMissing(NcapError, FileNotFoundError):
+    """A dataset's files are missing and cannot be downloaded; the message says where to get them."""
+
+
+class PretrainedWeightsMissing(NcapError, FileNotFoundError):
+    """Pretrained weights are neither cached nor downloadable (offline)."""
+
+
+class CandidateError(NcapError, RuntimeError):
+    """A candidate cannot be fine-tuned (diverged, bad data, size mismatch); the reason says why."""
+
+
+class ModelCodeError(CandidateError):
+    """An error raised inside a candidate's own model code (its factory or its forward pass)."""
+
+
+class MissingFile(NcapError, FileNotFoundError):
+    """A file ncap was pointed at (a recipe, a checkpoint, a results file) does not exist."""
+
+
+class MissingDependency(NcapError, ImportError):
+    """An optional extra (timm, torchvision, Ray) is not installed; the message names the extra."""

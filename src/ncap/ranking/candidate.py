@@ -1,0 +1,98 @@
+"""One candidate, start to finish: create_backbone -> finetune -> predictor -> its record."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ncap.data.dataset import ImageDataset
+from ncap.exceptions import CandidateError, NcapError
+from ncap.models.registry import create_backbone
+from ncap.predict.capacitance import PredictorSettings, predict_from_points
+from ncap.results import CandidateRecord, failed_record
+from ncap.training.config import FinetuneConfig
+from ncap.training.loop import finetune
+from ncap.training.runtime import Runtime
+
+__all__ = ["run_candidate"]
+
+
+def run_candidate(
+    name: str,
+    dataset: ImageDataset,
+    config: FinetuneConfig,
+    predictor: PredictorSettings,
+    *,
+    full_epochs: float | None = None,
+    runtime: Runtime | None = None,
+    model_options: dict[str, Any] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> CandidateRecord:
+    """Fine-tune one candidate and return its record (``status`` "failed" with a reason on error).
+
+    The test split, when the dataset has one, is evaluated once at the end of the run and reported
+    as ``test_accuracy`` (never used for the prediction). A candidate fails on an
+    :class:`~ncap.exceptions.NcapError` (a bad setting, missing weights, a diverged run, an error
+    raised inside its own model code) and on running out of memory; any other exception is a bug
+    and propagates.
+    """
+    record = failed_record(name)
+    start = time.perf_counter()
+    try:
+        with torch.random.fork_rng():  # random initialisations are the same in every process
+            torch.manual_seed(config.seed)
+            backbone = create_backbone(name, log=log, **(model_options or {}))
+        record["backbone"] = {"num_features": backbone.num_features} | backbone.info
+        n_train = len(dataset.y_train)
+        budget_steps = config.total_steps(n_train)
+        run_config = config
+        if full_epochs is not None:  # same evaluation points, so the early run is its prefix
+            run_config = FinetuneConfig(
+                **(
+                    config.__dict__
+                    | {"epochs": full_epochs, "steps": None, "eval_every": config.interval(n_train)}
+                )
+            )
+        traj = finetune(
+            backbone.module,
+            backbone.num_features,
+            dataset,
+            run_config,
+            input_spec=backbone.input_spec,
+            runtime=runtime,
+            on_step=on_step,
+            extra_eval_steps=(budget_steps,),
+            evaluate_test=True,
+        )
+        record["backbone"]["num_features"] = traj.num_features
+        record["runtime"] = traj.runtime
+        if traj.test is not None:
+            record["test_accuracy"] = traj.test["test_accuracy"]
+            record["test"] = traj.test
+        points = traj.points
+        record["trajectory"] = points
+        early = [p for p in points if p["step"] <= budget_steps]
+        if not early:
+            raise CandidateError("no evaluation point within the budget; lower eval_every.")
+        record["observed_accuracy"] = early[-1]["val_accuracy"]
+        record["beta_eff_end"] = early[-1]["beta_eff"]
+        record["cost_seconds"] = early[-1]["wall_time"]
+        if full_epochs is not None:
+            record["final_accuracy"] = points[-1]["val_accuracy"]
+            record["full_seconds"] = traj.seconds
+        record |= predict_from_points(points, predictor, budget_steps)
+        record["status"] = "ok"
+    except NcapError as err:
+        record["reason"] = str(err)
+    except torch.OutOfMemoryError as err:
+        record["reason"] = (
+            f"out of memory ({str(err).splitlines()[0]}); lower --batch-size or --input-size, or "
+            "give each candidate a larger GPU."
+        )
+    if record["cost_seconds"] is None:
+        record["cost_seconds"] = time.perf_counter() - start
+    return record

@@ -1,0 +1,203 @@
+"""Rank candidate models by the final accuracy neural capacitance predicts from early fine-tuning.
+
+For each candidate: build the (pretrained) backbone from the registry, fine-tune it briefly under a
+frozen random probe, fit :class:`~ncap.predict.capacitance.CapacitancePredictor` on the early
+``(beta_eff, validation accuracy)`` points and read the prediction at ``beta_eff = 0``. Each finished
+candidate is written to ``OUT/candidates/<name>.json`` atomically the moment it finishes, so an
+interrupted run loses nothing finished and ``resume=True`` skips what is done.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ncap._version import __version__
+from ncap.data.dataset import ImageDataset
+from ncap.data.registry import load_dataset
+from ncap.exceptions import ConfigError
+from ncap.predict.capacitance import PredictorSettings
+from ncap.ranking.executors import CandidateJob, Executor, make_executor
+from ncap.ranking.store import candidate_path, load_finished
+from ncap.report import write_outputs
+from ncap.report.progress import progress_bars
+from ncap.results import RankResult
+from ncap.storage import atomic_write_json, to_jsonable
+from ncap.training.config import FinetuneConfig
+from ncap.training.runtime import Runtime
+
+__all__ = ["rank"]
+
+
+def _settings(
+    dataset: ImageDataset,
+    config: FinetuneConfig,
+    predictor: PredictorSettings,
+    full_epochs: float | None,
+) -> dict[str, Any]:
+    return {
+        "dataset": dataset.summary(),
+        "finetune": config.to_dict(),
+        "budget_epochs": config.epochs,
+        "budget_steps": config.total_steps(len(dataset.y_train)),
+        "full_epochs": full_epochs,
+        "predictor": asdict(predictor),
+    }
+
+
+def _environment() -> dict[str, Any]:
+    return {
+        "ncap": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+    }
+
+
+def rank(
+    models: Sequence[str],
+    data: str | ImageDataset,
+    *,
+    out_dir: str | Path,
+    config: FinetuneConfig | None = None,
+    predictor: PredictorSettings | None = None,
+    full_epochs: float | None = None,
+    n_train: int | None = None,
+    n_val: int | None = None,
+    data_root: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+    extra_settings: dict[str, Any] | None = None,
+    runtime: Runtime | None = None,
+    executor: str | Executor = "local",
+    model_options: dict[str, Any] | None = None,
+) -> RankResult:
+    """Fine-tune every candidate briefly, predict its final accuracy, and rank.
+
+    Parameters
+    ----------
+    models : sequence of str
+        Candidate names from the registry (:func:`ncap.models.builtin.list_models`, or ``prefix:name``).
+    data : str or ImageDataset
+        A built-in dataset name, an image-folder path, or a loaded dataset.
+    out_dir : path
+        Where ``candidates/*.json``, ``results.json``, ``results.csv`` and the plots go.
+    config : FinetuneConfig
+        Early fine-tuning settings; ``config.epochs`` is the budget.
+    predictor : PredictorSettings
+    full_epochs : float, optional
+        Also fine-tune to this many epochs and record ``final_accuracy`` (the prediction still uses
+        only the points within the budget).
+    n_train, n_val : int, optional
+        Training images kept and validation images held out (seeded by ``config.seed``).
+    data_root : path, optional
+        Where torchvision datasets are (or are downloaded to).
+    resume : bool
+        Reuse finished candidates in ``out_dir`` that were run with the same settings.
+    overwrite : bool
+        Discard earlier results in ``out_dir``. Without ``resume`` or ``overwrite``, existing results
+        make this raise instead of silently replacing them.
+    progress : bool
+        Show progress bars (candidate and step) on stderr.
+    extra_settings : dict, optional
+        Further settings that define the run (e.g. a search space's width); recorded, and resume
+        requires them to match.
+    runtime : Runtime, optional
+        Device (``auto``/``cpu``/``cuda[:i]``), mixed precision and loader workers. Recorded with
+        each candidate; not part of the resume check.
+    executor : "local", "ray" or an executor object
+        Where candidates run (:mod:`ncap.ranking.executors`); the outputs are the same.
+    model_options : dict, optional
+        Options of every ``create_backbone`` call (e.g. a search space's ``width``, or ``pretrain``
+        for the built-in zoo); they travel with the job, so Ray workers need no setup.
+    """
+    config = config or FinetuneConfig()
+    predictor = predictor or PredictorSettings()
+    runtime = runtime or Runtime()
+    executor = make_executor(executor) if isinstance(executor, str) else executor
+    if executor.name == "local":  # (Ray workers may have GPUs this process lacks)
+        runtime.torch_device()  # an unavailable device fails now, not once per candidate
+    if not models:
+        raise ConfigError("no candidate models given; name at least one (see `ncap zoo`).")
+    if predictor.variant == "signed" and len(config.probe_hidden) < 3:
+        raise ConfigError(
+            f"the signed beta_eff of a probe with {len(config.probe_hidden) + 1} weight layers is "
+            "identically 0 under softmax cross-entropy (sum_k e_k = 0); use >= 3 hidden widths "
+            "(e.g. 128,64,32) or another variant (mean-abs, abs-mean)."
+        )
+    if len(set(models)) != len(models):
+        raise ConfigError(f"duplicate candidate names in {list(models)}; name each model once.")
+    dataset = (
+        data
+        if isinstance(data, ImageDataset)
+        else load_dataset(data, n_train=n_train, n_val=n_val, seed=config.seed, root=data_root)
+    )
+    n_seen = len(dataset.y_train)
+    if full_epochs is not None and (
+        full_epochs * config.steps_per_epoch(n_seen) < config.total_steps(n_seen)
+    ):
+        raise ConfigError(
+            f"full_epochs ({full_epochs}) must cover the budget ({config.total_steps(n_seen)} "
+            "steps)."
+        )
+    out_dir = Path(out_dir)
+    settings = _settings(dataset, config, predictor, full_epochs) | (extra_settings or {})
+    finished = load_finished(out_dir)
+    if finished and not (resume or overwrite):
+        raise FileExistsError(
+            f"{out_dir} already holds results for {len(finished)} candidate(s); pass resume=True "
+            "(--resume) to keep them and run only the rest, or overwrite=True (--overwrite) to "
+            "start over, or choose another output directory."
+        )
+    if overwrite:
+        for path in (out_dir / "candidates").glob("*.json"):
+            path.unlink()
+        finished = {}
+    # the settings as a candidate file stores them (tuples -> lists, non-finite -> null)
+    stored_settings = json.loads(json.dumps(to_jsonable(settings)))
+    records: dict[str, dict[str, Any]] = {}
+    with progress_bars(progress, len(models)) as bars:
+        todo = []
+        for name in models:
+            done = finished.get(name)
+            if done is not None and done["settings"] == stored_settings:
+                if done["record"]["status"] == "ok":
+                    records[name] = done["record"]
+                    bars.candidate_done(name, skipped=True)
+                    continue
+            elif done is not None:
+                raise ConfigError(
+                    f"{candidate_path(out_dir, name)} was produced with different settings; "
+                    "resume only with the same dataset, budget and predictor settings, or use "
+                    "--overwrite / another output directory."
+                )
+            todo.append(name)
+        job = CandidateJob(dataset, config, predictor, full_epochs, runtime, model_options or {})
+        for record in executor.run(
+            todo, job, on_start=bars.candidate_start, on_step=bars.step, log=log
+        ):
+            name = record["name"]
+            atomic_write_json(
+                {"settings": settings, "record": record}, candidate_path(out_dir, name)
+            )
+            records[name] = record
+            bars.candidate_done(name)
+            if log and record["status"] != "ok":
+                log(f"{name} failed: {record['reason']}")
+    result = RankResult(
+        candidates=[records[name] for name in models],
+        settings=settings
+        | {"environment": _environment(), "runtime": runtime.to_dict() | executor.describe()},
+        out_dir=out_dir,
+    )
+    result.files = write_outputs(result)
+    return result

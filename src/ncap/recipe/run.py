@@ -1,0 +1,158 @@
+"""Run a recipe: rank its models on every dataset, one output folder each, and write recipe.json."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ncap.data.registry import load_dataset
+from ncap.exceptions import ConfigError
+from ncap.ranking.rank import rank
+from ncap.recipe.schema import Recipe
+from ncap.results import RankResult, load_results
+from ncap.storage import atomic_write_json
+from ncap.training.runtime import Runtime
+
+__all__ = ["run_recipe"]
+
+
+def _subset(kind: str, asked: Sequence[str] | None, valid: Sequence[str]) -> list[str] | None:
+    if asked is None:
+        return None
+    unknown = [a for a in asked if a not in valid]
+    if unknown:
+        raise ConfigError(
+            f"unknown {kind} {', '.join(map(repr, unknown))}; the recipe's {kind}: "
+            f"{', '.join(valid)}."
+        )
+    return list(asked)
+
+
+def _summary(
+    recipe: Recipe, out_dir: Path, results: dict[str, RankResult], started: str
+) -> dict[str, Any]:
+    """recipe.json: the recipe, and per dataset where its results are and its ranking."""
+    datasets = {}
+    for entry in recipe.datasets:
+        folder = out_dir / entry.slug
+        row: dict[str, Any] = {"name": entry.name, "out_dir": str(folder), "status": "not run"}
+        data = None
+        if entry.slug in results:
+            data, row["status"] = results[entry.slug].to_dict(), "done"
+        elif (folder / "results.json").is_file():
+            with contextlib.suppress(ValueError, OSError):
+                data, row["status"] = load_results(folder), "done earlier"
+        if data is not None:
+            failed = {c["name"]: c["reason"] for c in data["candidates"] if c["status"] != "ok"}
+            row |= {
+                "results": str(folder / "results.json"),
+                "ranking": data["ranking"],
+                "failed": failed,
+                "predicted_accuracy": {
+                    c["name"]: c["predicted_accuracy"] for c in data["candidates"]
+                },
+                "final_accuracy": {c["name"]: c.get("final_accuracy") for c in data["candidates"]},
+            }
+        datasets[entry.slug] = row
+    return {
+        "recipe": recipe.to_dict(),
+        "started": started,
+        "updated": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "datasets": datasets,
+    }
+
+
+def run_recipe(
+    recipe: Recipe,
+    *,
+    out_dir: str | Path,
+    data_root: str | Path | None = None,
+    download: bool = True,
+    runtime: Runtime | None = None,
+    executor: Any = "local",
+    datasets: Sequence[str] | None = None,
+    models: Sequence[str] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, RankResult]:
+    """Rank the recipe's models on each of its datasets.
+
+    For each dataset: load it (``n_train``, ``n_val``, ``image_size`` of the entry, split seeded
+    by the recipe's seed), set ``input_size`` to the entry's, and call :func:`ncap.ranking.rank.rank`
+    with ``out_dir/<dataset slug>`` as its output folder. ``out_dir/recipe.json`` is rewritten
+    atomically after every dataset: the recipe and, per dataset, where the results are, the ranking
+    and the failures (datasets finished in an earlier call are read back from their folders).
+
+    Parameters
+    ----------
+    recipe : Recipe
+    out_dir : path
+    data_root : path, optional
+        Where the torchvision datasets and CUB-200-2011 are (or are downloaded to).
+    download : bool
+        Download missing datasets (needs internet).
+    runtime : Runtime, optional
+        Device, mixed precision and loader workers (default: CPU).
+    executor : "local", "ray" or an executor object
+        See :mod:`ncap.ranking.executors`.
+    datasets : sequence of str, optional
+        Run only these datasets (names or slugs from the recipe).
+    models : sequence of str, optional
+        Run only these of the recipe's models.
+    resume, overwrite, progress, log
+        Passed to :func:`ncap.ranking.rank.rank` for every dataset.
+
+    Returns
+    -------
+    dict
+        Dataset slug -> :class:`~ncap.results.RankResult`, in the recipe's order.
+
+    Raises
+    ------
+    ValueError
+        For names in ``datasets`` or ``models`` that the recipe does not have (the message lists
+        the valid ones), and whatever :func:`ncap.ranking.rank.rank` raises.
+    """
+
+    slugs = [e.slug for e in recipe.datasets]
+    names = [e.name for e in recipe.datasets]
+    wanted = _subset("datasets", datasets, slugs + [n for n in names if n not in slugs])
+    chosen = _subset("models", models, list(recipe.models)) or list(recipe.models)
+    entries = [e for e in recipe.datasets if wanted is None or {e.slug, e.name} & set(wanted)]
+    out_dir = Path(out_dir)
+    started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    results: dict[str, RankResult] = {}
+    for k, entry in enumerate(entries, start=1):
+        if log:
+            log(f"dataset {k}/{len(entries)}: {entry.slug} ({len(chosen)} models)")
+        dataset = load_dataset(
+            entry.name,
+            n_train=entry.n_train,
+            n_val=entry.n_val,
+            seed=recipe.config.seed,
+            image_size=entry.image_size,
+            root=data_root,
+            download=download,
+        )
+        results[entry.slug] = rank(
+            chosen,
+            dataset,
+            out_dir=out_dir / entry.slug,
+            config=dataclasses.replace(recipe.config, input_size=entry.input_size),
+            predictor=recipe.predictor,
+            full_epochs=recipe.full_epochs,
+            resume=resume,
+            overwrite=overwrite,
+            progress=progress,
+            log=log,
+            runtime=runtime,
+            executor=executor,
+        )
+        atomic_write_json(_summary(recipe, out_dir, results, started), out_dir / "recipe.json")
+    return results

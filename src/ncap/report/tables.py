@@ -1,0 +1,136 @@
+"""Tables of a ranking: results.csv and the table ``ncap`` prints."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from ncap.metrics import ranking_metrics
+from ncap.results import rank_order
+
+__all__ = ["CSV_COLUMNS", "print_table", "results_csv", "verification"]
+
+
+CSV_COLUMNS = (
+    "rank",
+    "name",
+    "status",
+    "predicted_accuracy",
+    "predicted_std",
+    "observed_accuracy",
+    "final_accuracy",
+    "test_accuracy",
+    "beta_eff_signed",
+    "beta_eff_mean_abs",
+    "beta_eff_abs_mean",
+    "cost_seconds",
+    "reason",
+)
+
+
+def results_csv(candidates: Sequence[dict[str, Any]]) -> str:
+    order = {name: k + 1 for k, name in enumerate(rank_order(candidates))}
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for c in sorted(candidates, key=lambda c: order.get(c["name"], math.inf)):
+        beta = c.get("beta_eff_end") or {}
+        writer.writerow(
+            {
+                "rank": order.get(c["name"], ""),
+                "name": c["name"],
+                "status": c["status"],
+                "predicted_accuracy": c["predicted_accuracy"],
+                "predicted_std": c["predicted_std"],
+                "observed_accuracy": c["observed_accuracy"],
+                "final_accuracy": c.get("final_accuracy"),
+                "test_accuracy": c.get("test_accuracy"),
+                "beta_eff_signed": beta.get("signed"),
+                "beta_eff_mean_abs": beta.get("mean-abs"),
+                "beta_eff_abs_mean": beta.get("abs-mean"),
+                "cost_seconds": c["cost_seconds"],
+                "reason": c["reason"] or "",
+            }
+        )
+    return buffer.getvalue()
+
+
+def _fmt(value: Any, pct: bool = True) -> str:
+    if value is None:
+        return "-"
+    return f"{100 * value:.1f}" if pct else f"{value:.3g}"
+
+
+def print_table(result, *, verify: bool = False) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    variant = result.settings["predictor"]["variant"]
+    table = Table(title=f"ncap ranking on {result.settings['dataset']['name']} "
+                  f"(budget {result.settings['budget_steps']} steps = "
+                  f"{result.settings['budget_steps'] / _steps_per_epoch(result.settings):.2g} epochs, "
+                  f"beta_eff {variant})")  # fmt: skip
+    for col, just in (("rank", "right"), ("model", "left"), ("source acc %", "right"),
+                      ("predicted acc %", "right"),
+                      ("observed acc %", "right"), ("beta_eff (end)", "right"),
+                      ("cost s", "right")):  # fmt: skip
+        table.add_column(col, justify=just, no_wrap=col != "model", overflow="fold")
+    if verify:
+        table.add_column("true final acc %", justify="right", no_wrap=True)
+    has_test = any(c.get("test_accuracy") is not None for c in result.candidates)
+    if has_test:
+        table.add_column("test acc % (end)", justify="right", no_wrap=True)
+    table.add_column("status")
+    order = {name: k + 1 for k, name in enumerate(result.ranking)}
+    for c in sorted(result.candidates, key=lambda c: order.get(c["name"], 10**9)):
+        ok = c["status"] == "ok"
+        pred = f"{_fmt(c['predicted_accuracy'])} ± {_fmt(c['predicted_std'])}" if ok else "-"
+        beta = (c.get("beta_eff_end") or {}).get(variant)
+        source = (c.get("backbone") or {}).get("source_accuracy")
+        row = [str(order.get(c["name"], "-")), c["name"], _fmt(source), pred,
+               _fmt(c["observed_accuracy"]),
+               _fmt(beta, pct=False), f"{c['cost_seconds']:.1f}"]  # fmt: skip
+        if verify:
+            row.append(_fmt(c.get("final_accuracy")))
+        if has_test:
+            row.append(_fmt(c.get("test_accuracy")))
+        row.append("ok" if ok else f"failed: {c['reason']}")
+        table.add_row(*row)
+    # a pipe or a file gets the full table instead of rich's 80-column default
+    console = Console() if sys.stdout.isatty() else Console(width=160)
+    console.print(table)
+    if verify:
+        tau = verification(result.candidates)
+        if tau is not None:
+            console.print(
+                f"Kendall tau, predicted vs true final accuracy: {_tau(tau['predicted'])}   "
+                f"(last observed accuracy vs true final: {_tau(tau['observed'])})"
+            )
+    for key, path in result.files.items():
+        console.print(f"{key:>10}: {path}")
+
+
+def _tau(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:+.3f}"
+
+
+def _steps_per_epoch(settings: dict[str, Any]) -> int:
+    import math
+
+    return max(1, math.ceil(settings["dataset"]["n_train"] / settings["finetune"]["batch_size"]))
+
+
+def verification(candidates) -> dict[str, float | None] | None:
+    """Kendall tau of predicted (and observed) against true final accuracy, successful candidates."""
+    ok = [c for c in candidates if c["status"] == "ok" and c.get("final_accuracy") is not None]
+    if len(ok) < 2:
+        return None
+    final = [c["final_accuracy"] for c in ok]
+    return {
+        key: ranking_metrics([c[field] for c in ok], final)["kendall"]
+        for key, field in (("predicted", "predicted_accuracy"), ("observed", "observed_accuracy"))
+    }

@@ -1,0 +1,163 @@
+"""The typed hand-offs between stages and their JSON form (version 1, unchanged).
+
+- :class:`TrajectoryPoint`: one evaluation of a fine-tuning run (a JSON object in every file);
+- :class:`Trajectory`: what one run recorded (its points and how it ran);
+- :class:`CandidateRecord`: one candidate of a ranking (``candidates/<slug>.json``'s ``record``);
+- :class:`RankResult`: a whole ranking (``results.json``).
+
+The points and records stay plain dicts at run time (typed here as ``TypedDict``), so bench-v1.json,
+existing ``results.json`` files and the candidate files of a run directory are read as they are.
+
+>>> rank_order([{"name": "a", "status": "ok", "predicted_accuracy": 0.5},
+...             {"name": "b", "status": "ok", "predicted_accuracy": 0.7},
+...             {"name": "c", "status": "failed", "predicted_accuracy": None}])
+['b', 'a']
+>>> slug("timm:resnet50@random")
+'timm_resnet50_random'
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NotRequired, TypedDict
+
+__all__ = [
+    "RESULTS_VERSION",
+    "CandidateRecord",
+    "RankResult",
+    "Trajectory",
+    "TrajectoryPoint",
+    "failed_record",
+    "load_results",
+    "rank_order",
+    "slug",
+    "trajectory_arrays",
+]
+
+RESULTS_VERSION = 1
+
+
+class TrajectoryPoint(TypedDict):
+    """One evaluation of a fine-tuning run: beta_eff of the interval since the last one, losses."""
+
+    step: int
+    epoch: float
+    beta_eff: dict[str, float | None]  # per variant; None where undefined
+    train_loss: float
+    val_loss: float
+    val_accuracy: float
+    wall_time: float  # seconds since the run started
+    # beta_eff on a fixed batch at this point (ncap.training.fixed_batch; bench-v2 records it)
+    beta_eff_fixed: NotRequired[dict[str, float | None]]
+
+
+class CandidateRecord(TypedDict, total=False):
+    """One candidate of a ranking (the keys of :func:`failed_record` plus those of a finished run)."""
+
+    name: str
+    status: str  # "ok" or "failed"
+    reason: str | None
+    predicted_accuracy: float | None
+    predicted_std: float | None
+    observed_accuracy: float | None
+    final_accuracy: float | None
+    test_accuracy: float | None
+    beta_eff_end: dict[str, float | None] | None
+    cost_seconds: float | None
+    trajectory: list[TrajectoryPoint]
+    backbone: dict[str, Any]
+    runtime: dict[str, Any]
+    test: dict[str, Any]
+    full_seconds: float
+    fit: dict[str, Any]
+
+
+@dataclass
+class Trajectory:
+    """What one fine-tuning run recorded."""
+
+    points: list[TrajectoryPoint] = field(default_factory=list)
+    steps_per_epoch: int = 0
+    total_steps: int = 0
+    seconds: float = 0.0
+    num_features: int | None = None
+    runtime: dict[str, Any] = field(default_factory=dict)  # device, precision, input convention
+    test: dict[str, Any] | None = None  # loss/accuracy on the test split at the end of the run
+
+
+def trajectory_arrays(
+    points: Sequence[dict[str, Any]], variant: str, *, max_step: int | None = None
+) -> tuple[list[float], list[float]]:
+    """``(beta_eff, val_accuracy)`` lists of the points up to ``max_step`` with a defined beta."""
+    beta, acc = [], []
+    for p in points:
+        if max_step is not None and p["step"] > max_step:
+            break
+        value = p["beta_eff"].get(variant)
+        if value is not None and math.isfinite(value):
+            beta.append(value)
+            acc.append(p["val_accuracy"])
+    return beta, acc
+
+
+def failed_record(name: str, reason: str | None = None) -> CandidateRecord:
+    """A candidate record before (or without) a successful run."""
+    return {
+        "name": name,
+        "status": "failed",
+        "reason": reason,
+        "predicted_accuracy": None,
+        "predicted_std": None,
+        "observed_accuracy": None,
+        "final_accuracy": None,
+        "test_accuracy": None,
+        "beta_eff_end": None,
+        "cost_seconds": None,
+        "trajectory": [],
+    }
+
+
+@dataclass
+class RankResult:
+    """The outcome of :func:`rank`: candidate records (JSON contract) and where files went."""
+
+    candidates: list[CandidateRecord]
+    settings: dict[str, Any]
+    out_dir: Path
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def ranking(self) -> list[str]:
+        """Names of the successful candidates, best predicted first."""
+        return rank_order(self.candidates)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": RESULTS_VERSION,
+            "candidates": self.candidates,
+            "ranking": self.ranking,
+            "settings": self.settings,
+        }
+
+
+def rank_order(candidates: Sequence[dict[str, Any]]) -> list[str]:
+    ok = [c for c in candidates if c["status"] == "ok"]
+    return [c["name"] for c in sorted(ok, key=lambda c: (-c["predicted_accuracy"], c["name"]))]
+
+
+def slug(name: str) -> str:
+    """File-system-safe form of a candidate name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "candidate"
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """Read a ``results.json`` (or the folder holding it)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.json"
+    return json.loads(path.read_text())

@@ -1,0 +1,132 @@
+"""FinetuneConfig: the one definition of the early fine-tuning settings."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from ncap.capacitance.variants import VARIANTS, check_variants
+from ncap.exceptions import ConfigError
+
+__all__ = ["OPTIMIZERS", "FinetuneConfig", "setting"]
+
+OPTIMIZERS = ("adam", "sgd", "adamw")
+
+
+def setting(
+    default: Any,
+    help: str,
+    *,
+    kind: str,
+    recipe: str | None = "",
+    choices: tuple[str, ...] | None = None,
+    metavar: str | None = None,
+) -> Any:
+    """A field of :class:`FinetuneConfig` with what the command line and the recipe need to know.
+
+    ``kind`` is the value's type: ``int``, ``float``, ``str``, ``ints`` (a tuple of integers) or
+    ``names`` (a tuple of strings); a ``None`` default makes it optional. ``recipe`` is its key in a
+    recipe's ``[run]`` table ("" = the field's name, None = not in ``[run]``).
+    """
+    return field(
+        default=default,
+        metadata={
+            "help": help,
+            "kind": kind,
+            "recipe": recipe,
+            "choices": choices,
+            "metavar": metavar,
+        },
+    )
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Settings of the early fine-tuning (paper defaults: batch 64, learning rate 1e-3).
+
+    The one definition of these settings: the command line's flags (``--batch-size`` ...), a
+    recipe's ``[run]`` keys and the benchmark plans are derived from these fields.
+
+    >>> FinetuneConfig(epochs=0.5).total_steps(n_train=640)
+    5
+    """
+
+    epochs: float = setting(
+        1.0, "fine-tuning budget in epochs", kind="float", recipe="budget_epochs"
+    )
+    steps: int | None = setting(
+        None, "fine-tuning budget in training steps (overrides --epochs)", kind="int"
+    )
+    eval_every: int | None = setting(
+        None,
+        "evaluate every STEPS training steps (default: 8 times per epoch)",
+        kind="int",
+        metavar="STEPS",
+    )
+    batch_size: int = setting(64, "mini-batch size (as in the paper)", kind="int")
+    lr: float = setting(1e-3, "learning rate (as in the paper)", kind="float")
+    optimizer: str = setting("adam", "optimiser for the backbone", kind="str", choices=OPTIMIZERS)
+    momentum: float = setting(0.9, "momentum of the sgd optimiser", kind="float")
+    weight_decay: float = setting(0.0, "weight decay", kind="float")
+    probe_hidden: tuple[int, ...] = setting(
+        (128, 64, 32),
+        "hidden widths of the frozen probe, >= 2",
+        kind="ints",
+        metavar="W1,W2,...",
+    )
+    probe_activation: str = setting("relu", "activation of the frozen probe", kind="str")
+    variants: tuple[str, ...] = setting(
+        VARIANTS,
+        "beta_eff variants the probe records",
+        kind="names",
+        choices=VARIANTS,
+        metavar="V1,V2,...",
+    )
+    seed: int = setting(0, "seed of data order, split and probe", kind="int")
+    max_val: int | None = setting(
+        None, "evaluate on at most this many validation images (default: all)", kind="int"
+    )
+    input_size: int | None = setting(
+        None,
+        "square input size for every model (the paper used 32 for CIFAR/SVHN/Fashion-MNIST); "
+        "default: each model's own pretrained size",
+        kind="int",
+        recipe=None,  # per dataset in a recipe: [[datasets]] input_size
+    )
+
+    def __post_init__(self) -> None:
+        if not (self.epochs > 0 and math.isfinite(self.epochs)):
+            raise ConfigError(f"epochs must be a positive number, got {self.epochs!r}.")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"steps must be >= 1, got {self.steps}.")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}.")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"lr must be positive and finite, got {self.lr!r}.")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of {OPTIMIZERS}.")
+        if self.eval_every is not None and self.eval_every < 1:
+            raise ConfigError(f"eval_every must be >= 1 step, got {self.eval_every}.")
+        if self.input_size is not None and self.input_size < 1:
+            raise ConfigError(f"input_size must be >= 1 pixel, got {self.input_size}.")
+        try:
+            check_variants(self.variants)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+
+    def steps_per_epoch(self, n_train: int) -> int:
+        return max(1, math.ceil(n_train / self.batch_size))
+
+    def total_steps(self, n_train: int) -> int:
+        if self.steps is not None:
+            return self.steps
+        return max(1, int(round(self.epochs * self.steps_per_epoch(n_train))))
+
+    def interval(self, n_train: int) -> int:
+        if self.eval_every is not None:
+            return self.eval_every
+        return max(1, round(self.steps_per_epoch(n_train) / 8))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}

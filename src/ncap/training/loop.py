@@ -1,0 +1,418 @@
+"""Fine-tune a backbone under a frozen neural capacitance probe and record its trajectory.
+
+The loop is plain PyTorch: shuffled mini-batches (seeded), an input adapter that gives the backbone
+its own input convention (:mod:`ncap.data.inputs`), the probe on top of the backbone's features, softmax
+cross-entropy, an optimiser over the backbone only. Every ``eval_every`` steps it reads the probe's
+beta_eff for the interval since the last evaluation (all tracked variants), the mean training loss of
+the interval and the validation loss and accuracy, then starts a new interval.
+
+Batches come from a ``DataLoader`` over the in-memory tensors (pinned memory and worker processes
+on CUDA); the order of the samples depends only on the seed, so every device sees the same batches.
+With mixed precision (CUDA) only the backbone runs under bfloat16 autocast: the probe, the loss and
+the beta_eff bookkeeping stay float32/float64.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from ncap.capacitance.probe import NeuralCapacitanceProbe
+from ncap.data.dataset import ImageDataset
+from ncap.data.inputs import InputAdapter, InputSpec, check_channels, is_identity
+from ncap.exceptions import CandidateError, ConfigError, ModelCodeError, NcapError
+from ncap.results import Trajectory
+from ncap.training.callbacks import Callback, CapacitanceRecorder, StepProgress
+from ncap.training.config import FinetuneConfig
+from ncap.training.runtime import Runtime, autocast, precision_context
+
+__all__ = ["evaluate", "finetune", "make_optimizer", "train_steps"]
+
+
+def make_optimizer(name: str, params, *, lr: float, momentum: float, weight_decay: float):
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    batch: int = 512,
+    device: torch.device | None = None,
+) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` on ``(x, y)``, in eval mode.
+
+    ``(x, y)`` may live on the CPU; each slice is moved to ``device`` (default: where ``x`` is).
+    """
+    was_training = model.training
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for i in range(0, len(y), batch):
+        xb, yb = x[i : i + batch], y[i : i + batch]
+        if device is not None:
+            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+        logits = model(xb)
+        loss_sum += float(nn.functional.cross_entropy(logits, yb, reduction="sum"))
+        correct += int((logits.argmax(1) == yb).sum())
+    model.train(was_training)
+    return loss_sum / len(y), correct / len(y)
+
+
+class ProbedClassifier(nn.Module):
+    """``probe(backbone(adapter(x)))``: the backbone under autocast when asked, the probe in float32."""
+
+    def __init__(
+        self,
+        front: nn.Module,
+        probe: NeuralCapacitanceProbe,
+        *,
+        device: torch.device,
+        precision: str,
+    ) -> None:
+        super().__init__()
+        self.front = front
+        self.probe = probe
+        self.device_type = device
+        self.precision = precision
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The backbone's features of ``x`` (float32), the probe's input."""
+        with autocast(self.device_type, self.precision):
+            features = self.front(x)
+        return features.float()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.probe(self.features(x))
+
+
+class _Batches(torch.utils.data.Dataset):
+    """Tensors indexed by a whole batch of indices at once (no per-sample collation)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x[idx], self.y[idx]
+
+
+class _BatchOrder(torch.utils.data.Sampler):
+    """Index batches of a seeded shuffle, reshuffled at each epoch; ``total`` batches in all."""
+
+    def __init__(self, n: int, batch_size: int, total: int, seed: int) -> None:
+        self.n, self.batch_size, self.total, self.seed = n, batch_size, total, seed
+
+    def __len__(self) -> int:
+        return self.total
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed)
+        order, cursor = torch.randperm(self.n, generator=generator), 0
+        for _ in range(self.total):
+            if cursor >= self.n:
+                order, cursor = torch.randperm(self.n, generator=generator), 0
+            yield order[cursor : cursor + self.batch_size]
+            cursor += self.batch_size
+
+
+def batch_loader(
+    dataset: ImageDataset,
+    config: FinetuneConfig,
+    total_steps: int,
+    *,
+    pin_memory: bool = False,
+    workers: int = 0,
+) -> torch.utils.data.DataLoader:
+    """The training batches of a run: seeded order, optional pinned memory and workers."""
+    return torch.utils.data.DataLoader(
+        _Batches(dataset.x_train, dataset.y_train),
+        sampler=_BatchOrder(len(dataset.y_train), config.batch_size, total_steps, config.seed),
+        batch_size=None,
+        pin_memory=pin_memory,
+        num_workers=workers,
+        persistent_workers=False,
+    )
+
+
+def model_input_spec(
+    input_spec: InputSpec | None, dataset: ImageDataset, config: FinetuneConfig
+) -> InputSpec | None:
+    """The spec the adapter targets: the model's, at ``config.input_size`` when that is set."""
+    if input_spec is not None and config.input_size is not None:
+        return input_spec.with_size(config.input_size)
+    if input_spec is None and config.input_size is not None:
+        return InputSpec(
+            channels=dataset.channels,
+            size=(config.input_size, config.input_size),
+            mean=dataset.mean,
+            std=dataset.std,
+            source="dataset encoding",
+        )
+    return input_spec
+
+
+class _ModelCode(nn.Module):
+    """The candidate's own backbone: an error raised inside its forward pass fails the candidate.
+
+    Holds no parameters of its own (the backbone's stay where they are); out-of-memory errors and
+    ncap's own errors pass through unchanged.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            return self.module(x)
+        except (NcapError, torch.OutOfMemoryError):
+            raise
+        except Exception as err:
+            first = str(err).splitlines()[0] if str(err) else ""
+            raise ModelCodeError(f"{type(err).__name__}: {first}") from err
+
+
+def model_front(dataset: ImageDataset, module: nn.Module, spec: InputSpec | None) -> nn.Module:
+    """The backbone behind the input adapter (none when the stored images already fit)."""
+    module = _ModelCode(module)
+    if spec is not None:
+        try:
+            check_channels(dataset.channels, spec)
+        except ValueError as err:
+            raise CandidateError(str(err)) from err
+    if is_identity(dataset.mean, dataset.std, dataset.channels, dataset.image_size, spec):
+        if not torch.is_floating_point(dataset.x_train):
+            return nn.Sequential(_ToFloat(), module)
+        return nn.Sequential(module)
+    adapter = InputAdapter(data_mean=dataset.mean, data_std=dataset.std, spec=spec)
+    return nn.Sequential(adapter, module)
+
+
+class _ToFloat(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float()
+
+
+def _check_inputs(
+    front: nn.Module, num_features: int | None, dataset: ImageDataset, device: torch.device
+) -> int:
+    """One forward pass on two training images; the feature size (checked, or read off)."""
+    dataset.validate()
+    with torch.no_grad():
+        was_training = front.training
+        front.eval()
+        try:
+            out = front(dataset.x_train[:2].to(device))
+        except (RuntimeError, ModelCodeError) as err:
+            cause = err.__cause__ if isinstance(err, ModelCodeError) else err
+            raise CandidateError(
+                f"the backbone cannot take this dataset's inputs of shape "
+                f"{tuple(dataset.x_train.shape[1:])}: {str(cause).splitlines()[0]}"
+            ) from err
+        finally:
+            front.train(was_training)
+    if out.ndim != 2:
+        raise CandidateError(
+            f"the backbone returns features of shape {tuple(out.shape[1:])}; it must return one "
+            "feature vector per image (batch, num_features): remove the classifier and pool."
+        )
+    if num_features is not None and out.shape[1] != num_features:
+        raise CandidateError(
+            f"the backbone returns features of shape {tuple(out.shape[1:])} but the probe expects "
+            f"{num_features}; fix the backbone's declared feature size (num_features)."
+        )
+    return int(out.shape[1])
+
+
+def train_steps(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    optimizer: torch.optim.Optimizer,
+    *,
+    device: torch.device | None = None,
+    on_nonfinite: Callable[[int, float], None] | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> int:
+    """The one training loop (fine-tuning and the zoo's pretraining): for each batch, softmax
+    cross-entropy, backward, an optimiser step, then every callback's ``on_step_end``.
+
+    ``on_nonfinite(step, loss)`` is called before the backward pass of a NaN/inf loss (it may
+    raise). Returns the number of steps taken.
+    """
+    step = 0
+    for step, (xb, yb) in enumerate(batches, start=1):
+        if device is not None:
+            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        loss = nn.functional.cross_entropy(model(xb), yb)
+        loss_value = float(loss.detach())
+        if on_nonfinite is not None and not math.isfinite(loss_value):
+            on_nonfinite(step, loss_value)
+        loss.backward()
+        optimizer.step()
+        for callback in callbacks:
+            callback.on_step_end(step, loss_value, len(yb))
+    return step
+
+
+def finetune(
+    module: nn.Module,
+    num_features: int | None,
+    dataset: ImageDataset,
+    config: FinetuneConfig,
+    *,
+    input_spec: InputSpec | None = None,
+    runtime: Runtime | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+    extra_eval_steps: Sequence[int] = (),
+    evaluate_test: bool = False,
+    callbacks: Sequence[Callback] = (),
+) -> Trajectory:
+    """Fine-tune ``module`` under a frozen random probe; return the recorded trajectory.
+
+    Parameters
+    ----------
+    module : nn.Module
+        Backbone mapping a batch of model inputs to ``(batch, num_features)`` features. It is
+        trained in place (and moved to the run's device).
+    num_features : int or None
+        The backbone's feature size (the probe's input size); None reads it off a forward pass.
+    dataset : ImageDataset
+    config : FinetuneConfig
+    input_spec : InputSpec, optional
+        The backbone's input convention; the stored images are adapted to it per batch. None feeds
+        them as they are.
+    runtime : Runtime, optional
+        Device, mixed precision and loader workers (default: CPU, float32, no workers).
+    on_step : callable(step, total_steps), optional
+        Progress callback after every training step (a :class:`StepProgress`).
+    callbacks : sequence of Callback
+        Called once with the model before training (``on_train_start``), after every step
+        (``on_step_end``) and after every evaluation (``on_evaluate``, with the recorded point,
+        e.g. :class:`ncap.training.fixed_batch.FixedBatchBetaEff` adds beta_eff on a fixed batch).
+    extra_eval_steps : sequence of int
+        Steps to evaluate at besides every ``eval_every`` steps and the last one (a longer run
+        uses this to evaluate where a shorter budget ends, so its prefix equals the short run).
+    evaluate_test : bool
+        Also evaluate the test split (when the dataset has one) at the end of the run.
+
+    Raises
+    ------
+    CandidateError
+        For a loss that becomes NaN/inf, inputs the backbone cannot take (channels, size), or a
+        feature size that does not match ``num_features``.
+    """
+    runtime = runtime or Runtime()
+    device = runtime.torch_device()
+    precision = runtime.precision(device)
+    spec = model_input_spec(input_spec, dataset, config)
+    front = model_front(dataset, module, spec).to(device)
+    with precision_context(device, precision):
+        num_features = _check_inputs(front, num_features, dataset, device)
+        torch.manual_seed(config.seed)
+        try:
+            probe = NeuralCapacitanceProbe(
+                num_features,
+                dataset.num_classes,
+                hidden=config.probe_hidden,
+                activation=config.probe_activation,
+                seed=config.seed,
+                lr=config.lr,
+                variants=config.variants,
+            ).to(device)
+        except ValueError as err:  # the maths layer raises plain ValueErrors for bad settings
+            raise ConfigError(str(err)) from err
+        model = ProbedClassifier(front, probe, device=device, precision=precision)
+        optimizer = make_optimizer(
+            config.optimizer,
+            [p for p in module.parameters() if p.requires_grad],
+            lr=config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+        )
+        x_val, y_val = dataset.x_val, dataset.y_val
+        if config.max_val is not None:
+            x_val, y_val = x_val[: config.max_val], y_val[: config.max_val]
+        n = len(dataset.y_train)
+        traj = Trajectory(
+            steps_per_epoch=config.steps_per_epoch(n),
+            total_steps=config.total_steps(n),
+            num_features=num_features,
+            runtime={
+                "device": str(device),
+                "precision": precision,
+                "workers": runtime.num_workers(device),
+                "input": None if spec is None else spec.to_dict(),
+            },
+        )
+        loader = batch_loader(
+            dataset,
+            config,
+            traj.total_steps,
+            pin_memory=device.type == "cuda",
+            workers=runtime.num_workers(device),
+        )
+        recorder = CapacitanceRecorder(
+            traj,
+            model=model,
+            probe=probe,
+            validation=(x_val, y_val),
+            device=device,
+            interval=config.interval(n),
+            extra=extra_eval_steps,
+            evaluate=evaluate,
+            read_beta=_read_beta,
+            listeners=callbacks,
+        )
+        progress = [StepProgress(on_step, traj.total_steps)] if on_step is not None else []
+        for callback in callbacks:
+            callback.on_train_start(model)
+        start = recorder.start
+        model.train()
+
+        def diverged(step: int, loss: float) -> None:
+            raise CandidateError(
+                f"training diverged at step {step}: the loss is {loss}; lower the "
+                f"learning rate (now {config.lr}) or check the data for NaN/inf values."
+            )
+
+        train_steps(
+            model,
+            loader,
+            optimizer,
+            device=device,
+            on_nonfinite=diverged,
+            callbacks=[*callbacks, *progress, recorder],
+        )
+        traj.seconds = time.perf_counter() - start
+        if evaluate_test and dataset.x_test is not None:
+            test_loss, test_acc = evaluate(model, dataset.x_test, dataset.y_test, device=device)
+            traj.test = {
+                "step": traj.total_steps,
+                "test_loss": test_loss,
+                "test_accuracy": test_acc,
+            }
+    return traj
+
+
+def _read_beta(probe: NeuralCapacitanceProbe) -> dict[str, float | None]:
+    """beta_eff of every tracked variant; None where it is undefined (zero total arc weight)."""
+    values: dict[str, float | None] = {}
+    for variant in probe.variants:
+        try:
+            values[variant] = float(probe.beta_eff(variant))
+        except ValueError:
+            values[variant] = None
+    return values
