@@ -355,8 +355,8 @@ def score_methods(
 
     A non-finite score counts as a failure (None), as in :func:`ncap.bench.metrics.ranking_metrics`.
     """
-    from ncap.baselines import BASELINES
-    from ncap.ranking import predict_from_points
+    from ncap.predict.baselines import BASELINES
+    from ncap.predict.capacitance import predict_from_points
 
     unknown = set(methods) - known_methods(free)
     if unknown:
