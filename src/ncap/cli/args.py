@@ -353,6 +353,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated subset of the plan's targets to run in this process (to share the work between processes); the results are merged once every run exists",
     )
     build.add_argument("--models", default=None, help="comma-separated subset of the plan's models")
+    simulate = bench_sub.add_parser(
+        "simulate",
+        help="replay successive halving driven by each score on recorded trajectories",
+        description="Replay synchronous successive halving (eta 2 or 3, from 2.5%% or 5%% of T, up to 20%% of T or T) on a benchmark results file, driven by each score, against training everything and against halving driven by the last observed accuracy: regret and compute with paired bootstrap intervals over models.",
+    )
+    simulate.add_argument("results", help="results JSON written by `ncap bench build`")
+    simulate.add_argument(
+        "--out", default=None, help="output folder (default: RESULTS without .json + -simulation)"
+    )
+    simulate.add_argument(
+        "--methods",
+        default=None,
+        help="comma-separated scores to drive the halving (default: the cheap ones; add learning-curve explicitly)",
+    )
+    simulate.add_argument(
+        "--replicates", type=int, default=1000, help="bootstrap replicates (default: %(default)s)"
+    )
     refresh = bench_sub.add_parser(
         "refresh-free",
         help="recompute a results file's training-free scores (LogME, zero-cost proxies)",

@@ -161,6 +161,23 @@ def _bench(args) -> int:
             f"{results['wall_seconds_this_invocation']:.0f} s in this invocation"
         )
         return 0
+    if args.bench_command == "simulate":
+        from ncap.bench.evaluate import load
+        from ncap.bench.simulate import DEFAULT_METHODS, simulate_results, write_simulation
+
+        results_path = Path(args.results)
+        if not results_path.exists():
+            raise MissingFile(
+                f"results file {results_path} does not exist; run `ncap bench build` first."
+            )
+        methods = [m for m in (args.methods or "").split(",") if m] or DEFAULT_METHODS
+        sim = simulate_results(load(results_path), methods=methods, replicates=args.replicates)
+        out = args.out or results_path.with_name(results_path.stem + "-simulation")
+        files = write_simulation(sim, out)
+        print(files["markdown"].read_text())
+        for key, path in files.items():
+            print(f"{key:>9}: {path}")
+        return 0
     if args.bench_command == "refresh-free":
         from ncap.bench.build import refresh_training_free
 
