@@ -271,3 +271,33 @@ def test_simulation_needs_two_seeds_per_model():
     results["runs"] = [r for r in results["runs"] if not (r["model"] == "m2" and r["seed"] == 1)]
     with pytest.raises(ValueError, match="seed protocol"):
         simulate_results(results, methods=["tse"], replicates=10, workers=1)
+
+
+def test_cli_bench_simulate(tmp_path, capsys):
+    import json
+
+    from ncap.cli import main
+
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(synthetic_results()))
+    out = tmp_path / "sim"
+    code = main(
+        [
+            "bench",
+            "simulate",
+            str(path),
+            "--out",
+            str(out),
+            "--methods",
+            "tse",
+            "--replicates",
+            "20",
+        ]
+    )
+    assert code == 0
+    sim = json.loads((out / "simulation.json").read_text())
+    methods = {row["method"] for row in sim["rows"]}
+    assert {"tse", "last-observed"} <= methods  # last-observed is always the reference
+    assert (out / "regret_vs_compute.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Successive halving" in capsys.readouterr().out
+    assert main(["bench", "simulate", str(tmp_path / "nope.json")]) != 0
