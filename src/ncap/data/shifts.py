@@ -16,7 +16,7 @@ A shift is named by a short string and applied to a loaded :class:`~ncap.data.da
 >>> check_shift("blur")
 Traceback (most recent call last):
 ...
-ValueError: unknown shift 'blur'; choose one of rot90, invert, label-noise-P (0 < P < 1).
+ncap.exceptions.ConfigError: unknown shift 'blur'; choose one of rot90, invert, label-noise-P (0 < P < 1).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import re
 import torch
 
 from ncap.data.dataset import ImageDataset
+from ncap.exceptions import ConfigError
 
 __all__ = ["apply_shift", "check_shift"]
 
@@ -40,7 +41,7 @@ def check_shift(shift: str) -> str:
     match = _NOISE.match(shift)
     if match and 0 < float(match.group(1)) < 1:
         return shift
-    raise ValueError(
+    raise ConfigError(
         f"unknown shift {shift!r}; choose one of rot90, invert, label-noise-P (0 < P < 1)."
     )
 

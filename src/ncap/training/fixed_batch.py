@@ -19,6 +19,7 @@ from ncap.capacitance.mlp import mlp_forward_backward
 from ncap.capacitance.statistics import EdgeStatistics
 from ncap.capacitance.variants import VARIANTS, check_variants
 from ncap.data.dataset import ImageDataset
+from ncap.exceptions import ConfigError
 from ncap.results import TrajectoryPoint
 from ncap.training.callbacks import Callback
 from ncap.training.loop import ProbedClassifier
@@ -31,7 +32,7 @@ def fixed_probe_batch(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``size`` training images and labels drawn by a seeded permutation (all when fewer)."""
     if size < 1:
-        raise ValueError(f"the fixed probe batch needs at least one image, got size={size}.")
+        raise ConfigError(f"the fixed probe batch needs at least one image, got size={size}.")
     order = torch.randperm(len(dataset.y_train), generator=torch.Generator().manual_seed(seed))
     idx = order[:size]
     return dataset.x_train[idx], dataset.y_train[idx]
