@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -92,3 +94,15 @@ def test_demo_runs_offline_on_fashion_mnist(tiny_zoo, tmp_path, capsys):
     preds = [c["predicted_accuracy"] for c in data["candidates"]]
     assert np.all(np.isfinite(preds))
     assert "ranking on fashion-mnist-5-9" in capsys.readouterr().out
+
+
+def test_help_imports_neither_torch_nor_scikit_learn():
+    """`ncap --help` answers fast: the flags are built from settings modules without heavy imports."""
+    code = (
+        "import sys\nfrom ncap.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('torch', 'sklearn', 'scipy', 'matplotlib') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "HEAVY []" in out.stdout, out.stdout[-500:]

@@ -7,13 +7,13 @@ import dataclasses
 from typing import Any
 
 from ncap.capacitance.variants import VARIANTS
-from ncap.predict.capacitance import FEATURE_MAPS, LINKS, PredictorSettings
+from ncap.predict.settings import FEATURE_MAPS, LINKS, PredictorSettings
 from ncap.training.config import FinetuneConfig
 
 __all__ = ["build_parser", "config_from_args", "execution_from_args", "settings_from_args"]
 
 DEMO_OUT = "ncap-out/demo"
-_PREDICTOR_DEFAULTS = PredictorSettings()  # one source of truth for the prediction defaults
+_PREDICTOR_DEFAULTS = PredictorSettings  # its field defaults: one source of truth, no sklearn
 
 
 def _csv_ints(text: str) -> tuple[int, ...]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -12,6 +11,7 @@ from sklearn.linear_model import BayesianRidge
 
 from ncap.capacitance.variants import check_variants
 from ncap.exceptions import ConfigError
+from ncap.predict.settings import FEATURE_MAPS, LINKS, PredictorSettings
 from ncap.results import trajectory_arrays
 
 __all__ = [
@@ -22,8 +22,6 @@ __all__ = [
     "predict_from_points",
 ]
 
-FEATURE_MAPS = ("linear", "quadratic")
-LINKS = ("identity", "logit")
 LOGIT_EPS = 1e-3  # accuracies are clipped to [eps, 1 - eps] before the logit
 
 
@@ -171,35 +169,6 @@ class CapacitancePredictor(BaseEstimator):
             f"link={self.link!r}, "
             f"variant={self.variant!r}{fitted})"
         )
-
-
-@dataclass(frozen=True)
-class PredictorSettings:
-    """A ranking's predictor: :class:`CapacitancePredictor`'s parameters, with the defaults that
-    ncap's benchmark selected on its selection half (docs/benchmark.md; a test checks them against
-    benchmarks/results/bench-v1-evaluation/evaluation.json).
-
-    A frozen, JSON-ready record of the estimator's ``get_params()`` (stored as a run's
-    ``settings["predictor"]``); :meth:`make` gives the estimator, and the validation is the
-    estimator's own (:meth:`CapacitancePredictor.check_params`).
-    """
-
-    variant: str = "abs-mean"
-    features: str = "quadratic"
-    burn_in: int = 0
-    link: str = "logit"
-    min_points: int = 3
-
-    def __post_init__(self) -> None:
-        self.make().check_params()
-
-    def make(self) -> CapacitancePredictor:
-        return CapacitancePredictor(**asdict(self))
-
-    @classmethod
-    def from_estimator(cls, estimator: CapacitancePredictor) -> PredictorSettings:
-        params = estimator.get_params()
-        return cls(**{f.name: params[f.name] for f in fields(cls)})
 
 
 def predict_from_points(

@@ -1,0 +1,50 @@
+"""The prediction settings: choices and defaults, readable without scikit-learn.
+
+The command line builds its flags from these (``ncap --help`` imports neither torch nor
+scikit-learn); :class:`PredictorSettings` makes the estimator,
+:class:`ncap.predict.capacitance.CapacitancePredictor`, only when asked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ncap.predict.capacitance import CapacitancePredictor
+
+__all__ = ["FEATURE_MAPS", "LINKS", "PredictorSettings"]
+
+FEATURE_MAPS = ("linear", "quadratic")
+LINKS = ("identity", "logit")
+
+
+@dataclass(frozen=True)
+class PredictorSettings:
+    """A ranking's predictor: :class:`CapacitancePredictor`'s parameters, with the defaults that
+    ncap's benchmark selected on its selection half (docs/benchmark.md; a test checks them against
+    benchmarks/results/bench-v1-evaluation/evaluation.json).
+
+    A frozen, JSON-ready record of the estimator's ``get_params()`` (stored as a run's
+    ``settings["predictor"]``); :meth:`make` gives the estimator, and the validation is the
+    estimator's own (:meth:`CapacitancePredictor.check_params`).
+    """
+
+    variant: str = "abs-mean"
+    features: str = "quadratic"
+    burn_in: int = 0
+    link: str = "logit"
+    min_points: int = 3
+
+    def __post_init__(self) -> None:
+        self.make().check_params()
+
+    def make(self) -> CapacitancePredictor:
+        from ncap.predict.capacitance import CapacitancePredictor  # scikit-learn: not at --help
+
+        return CapacitancePredictor(**asdict(self))
+
+    @classmethod
+    def from_estimator(cls, estimator: CapacitancePredictor) -> PredictorSettings:
+        params = estimator.get_params()
+        return cls(**{f.name: params[f.name] for f in fields(cls)})
