@@ -36,7 +36,7 @@ from ncap.predict.baselines import BASELINES
 from ncap.predict.capacitance import FEATURE_MAPS, LINKS, PredictorSettings, predict_from_points
 from ncap.storage import atomic_write_json, atomic_write_text
 
-__all__ = ["BUDGETS", "evaluate_results", "nc_grid", "write_report"]
+__all__ = ["BUDGETS", "evaluate_results", "nc_grid", "unpack_results", "write_report"]
 
 BUDGETS = (0.025, 0.05, 0.1, 0.2)
 BURN_INS = (0, 1, 2)
@@ -57,6 +57,16 @@ def nc_grid() -> list[PredictorSettings]:
 
 def nc_name(s: PredictorSettings) -> str:
     return f"nc/{s.variant}/{s.features}/b{s.burn_in}/{s.link}"
+
+
+def unpack_results(
+    results: dict[str, Any],
+) -> tuple[list[int], float, list[str], list[str], dict[tuple[str, str, int], dict[str, Any]]]:
+    """A results file's seeds, full budget T (epochs), models, target keys and runs by key."""
+    plan = results["plan"]
+    runs = {(r["target"], r["model"], r["seed"]): r for r in results["runs"]}
+    targets = [t["key"] for t in plan["targets"]]
+    return list(plan["seeds"]), float(plan["epochs"]), list(plan["models"]), targets, runs
 
 
 def final_accuracy(run: dict[str, Any]) -> float:
@@ -129,12 +139,7 @@ def evaluate_results(
     on the models that have two seeds.
     """
     start = time.perf_counter()
-    plan = results["plan"]
-    seeds = list(plan["seeds"])
-    total_epochs = float(plan["epochs"])
-    models = list(plan["models"])
-    targets = [t["key"] for t in plan["targets"]]
-    runs = {(r["target"], r["model"], r["seed"]): r for r in results["runs"]}
+    seeds, total_epochs, models, targets, runs = unpack_results(results)
     final = {key: final_accuracy(run) for key, run in runs.items()}
     seeds_of = {(t, m): [s for s in seeds if (t, m, s) in runs] for t in targets for m in models}
     twice = {t: [m for m in models if len(seeds_of[(t, m)]) >= 2] for t in targets}

@@ -62,6 +62,7 @@ from ncap.bench.evaluate import (
     final_accuracy,
     nc_grid,
     nc_name,
+    unpack_results,
 )
 
 __all__ = [
@@ -450,12 +451,7 @@ def simulate_results(
     ``keep_replicates`` adds each row's bootstrap replicates of the mean regret and compute.
     """
     start = time.perf_counter()
-    plan = results["plan"]
-    seeds = list(plan["seeds"])
-    total_epochs = float(plan["epochs"])
-    models = list(plan["models"])
-    targets = [t["key"] for t in plan["targets"]]
-    runs = {(r["target"], r["model"], r["seed"]): r for r in results["runs"]}
+    seeds, total_epochs, models, targets, runs = unpack_results(results)
     missing = [
         run_key(t, m, s) for t in targets for m in models for s in seeds if (t, m, s) not in runs
     ]
@@ -641,7 +637,7 @@ def simulate_results(
         "format": "ncap-halving-simulation-1",
         "protocol_text": __doc__,
         "source": {
-            "plan": plan.get("name"),
+            "plan": results["plan"].get("name"),
             "models": models,
             "targets": targets,
             "seeds": seeds,
