@@ -80,6 +80,19 @@ def _budget_step(run: dict[str, Any], total_epochs: float, fraction: float) -> i
     return int(round(fraction * total_epochs * run["steps_per_epoch"]))
 
 
+def baseline_context(
+    run: dict[str, Any], free: dict[str, Any], total_epochs: float
+) -> dict[str, Any]:
+    """What the same-budget and training-free baselines need besides the points of a run."""
+    return {
+        "steps_per_epoch": run["steps_per_epoch"],
+        "target_epoch": total_epochs,
+        "curve_starts": CURVE_STARTS,
+        "parameters": free.get("parameters"),
+        "source_accuracy": free.get("source_accuracy"),
+    }
+
+
 def score_run(
     run: dict[str, Any], free: dict[str, Any], total_epochs: float, fraction: float
 ) -> dict[str, tuple[float | None, str | None]]:
@@ -93,13 +106,7 @@ def score_run(
             scores[nc_name(settings)] = (pred, None)
         except ValueError as err:
             scores[nc_name(settings)] = (None, str(err).split(";")[0])
-    context = {
-        "steps_per_epoch": run["steps_per_epoch"],
-        "target_epoch": total_epochs,
-        "curve_starts": CURVE_STARTS,
-        "parameters": free.get("parameters"),
-        "source_accuracy": free.get("source_accuracy"),
-    }
+    context = baseline_context(run, free, total_epochs)
     free_baselines = ("param-count",) + (("source-accuracy",) if "source_accuracy" in free else ())
     for name in SAME_BUDGET + free_baselines:
         if not points and name in SAME_BUDGET:

@@ -56,9 +56,10 @@ from typing import Any
 import numpy as np
 
 from ncap.bench.evaluate import (
-    CURVE_STARTS,
     PAPER_FORM,
     SAME_BUDGET,
+    _budget_step,
+    baseline_context,
     final_accuracy,
     nc_grid,
     nc_name,
@@ -364,15 +365,9 @@ def score_methods(
         raise ValueError(
             f"unknown method(s) {sorted(unknown)}; known: {sorted(known_methods(free))}"
         )
-    max_step = int(round(fraction * total_epochs * run["steps_per_epoch"]))
+    max_step = _budget_step(run, total_epochs, fraction)
     points = [p for p in run["points"] if p["step"] <= max_step]
-    context = {
-        "steps_per_epoch": run["steps_per_epoch"],
-        "target_epoch": total_epochs,
-        "curve_starts": CURVE_STARTS,
-        "parameters": free.get("parameters"),
-        "source_accuracy": free.get("source_accuracy"),
-    }
+    context = baseline_context(run, free, total_epochs)
     nc = _nc_settings()
     out: dict[str, tuple[float | None, str | None]] = {}
     for name in methods:
