@@ -36,6 +36,7 @@ __all__ = [
     "load_results",
     "rank_order",
     "slug",
+    "MEASUREMENTS",
     "trajectory_arrays",
 ]
 
@@ -90,15 +91,29 @@ class Trajectory:
     test: dict[str, Any] | None = None  # loss/accuracy on the test split at the end of the run
 
 
+MEASUREMENTS = {"interval": "beta_eff", "fixed": "beta_eff_fixed"}
+"""beta_eff's two measurements and the point field holding each: ``interval`` (statistics accumulated
+over the training steps since the previous evaluation) and ``fixed`` (the instantaneous value on a
+fixed probe batch at the evaluation point; bench-v2 records it)."""
+
+
 def trajectory_arrays(
-    points: Sequence[dict[str, Any]], variant: str, *, max_step: int | None = None
+    points: Sequence[dict[str, Any]],
+    variant: str,
+    *,
+    max_step: int | None = None,
+    measurement: str = "interval",
 ) -> tuple[list[float], list[float]]:
-    """``(beta_eff, val_accuracy)`` lists of the points up to ``max_step`` with a defined beta."""
+    """``(beta_eff, val_accuracy)`` lists of the points up to ``max_step`` with a defined beta.
+
+    ``measurement`` picks the field (:data:`MEASUREMENTS`); a point without it has no defined beta.
+    """
+    field = MEASUREMENTS[measurement]
     beta, acc = [], []
     for p in points:
         if max_step is not None and p["step"] > max_step:
             break
-        value = p["beta_eff"].get(variant)
+        value = (p.get(field) or {}).get(variant)
         if value is not None and math.isfinite(value):
             beta.append(value)
             acc.append(p["val_accuracy"])

@@ -385,7 +385,30 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--out",
         default=None,
-        help="report directory (default: RESULTS without .json, plus -evaluation)",
+        help="report directory (default: RESULTS without .json, plus -study for the study "
+        "protocol, -evaluation for the legacy one)",
+    )
+    evaluate.add_argument(
+        "--protocol",
+        choices=("auto", "study", "legacy"),
+        default="auto",
+        help="study: the pre-registered protocol of docs/benchmark-v2-protocol.md (122 candidate "
+        "scores, selection then report half, paired model bootstrap); legacy: the v1 evaluation. "
+        "auto (default): study for zoo benchmarks with 2 seeds, legacy otherwise (NAS)",
+    )
+    evaluate.add_argument(
+        "--stage",
+        choices=("selection", "report", "all"),
+        default="all",
+        help="study protocol: selection writes OUT/selection.json (commit it before the report); "
+        "report evaluates the report half with the frozen choices of OUT/selection.json; all "
+        "(default) runs both, checking the choices against an existing selection.json",
+    )
+    evaluate.add_argument(
+        "--replicates", type=int, default=2000, help="bootstrap replicates (default: 2000)"
+    )
+    evaluate.add_argument(
+        "--workers", type=int, default=None, help="scoring processes (default: all cores)"
     )
 
     sub.add_parser("zoo", help="list the built-in candidate models")

@@ -191,13 +191,31 @@ def _bench(args) -> int:
         raise MissingFile(
             f"results file {results_path} does not exist; run `ncap bench build` first."
         )
+    results = load(results_path)
+    if _protocol(args.protocol, results) == "study":
+        from ncap.bench.study.cli import run_study
+
+        out = Path(args.out) if args.out else results_path.with_name(results_path.stem + "-study")
+        return run_study(results_path, results, out, stage=args.stage,
+                         replicates=args.replicates, workers=args.workers)  # fmt: skip
     out = Path(args.out) if args.out else results_path.with_name(results_path.stem + "-evaluation")
-    evaluation = evaluate_results(load(results_path))
+    evaluation = evaluate_results(results)
     files = write_report(evaluation, out)
     print(files["markdown"].read_text())
     for key, path in files.items():
         print(f"{key:>9}: {path}")
     return 0
+
+
+def _protocol(choice: str, results: dict) -> str:
+    if choice != "auto":
+        return choice
+    plan = results.get("plan", {})
+    return (
+        "study"
+        if plan.get("kind", "zoo") == "zoo" and len(plan.get("seeds", [])) == 2
+        else "legacy"
+    )
 
 
 def _print_table(result, **kwargs) -> None:

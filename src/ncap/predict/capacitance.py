@@ -11,7 +11,7 @@ from sklearn.linear_model import BayesianRidge
 
 from ncap.capacitance.variants import check_variants
 from ncap.exceptions import ConfigError
-from ncap.predict.settings import FEATURE_MAPS, LINKS, PredictorSettings
+from ncap.predict.settings import FEATURE_MAPS, LINKS, MEASUREMENT_CHOICES, PredictorSettings
 from ncap.results import trajectory_arrays
 
 __all__ = [
@@ -47,6 +47,8 @@ class CapacitancePredictor(BaseEstimator):
         ``sigma'(m) * std``.
     variant : str
         The beta_eff variant the predictor is meant for (recorded, used by callers to pick values).
+    measurement : {"interval", "fixed"}
+        Which beta_eff measurement the predictor is meant for (recorded, like ``variant``).
     min_points : int
         Fewer usable points than this raises ``ValueError`` (at least 2, and at least the number of
         coefficients + 1).
@@ -60,6 +62,9 @@ class CapacitancePredictor(BaseEstimator):
         ``h(0)``, the predicted final accuracy.
     std_ : float
         Posterior predictive standard deviation at ``beta_eff = 0``.
+    link_mean_, link_std_ : float
+        The same in link space (the logit of the accuracy for ``link="logit"``, the accuracy
+        itself for ``"identity"``): where a calibrated interval is built.
     n_points_ : int
         Number of points fitted.
 
@@ -84,12 +89,14 @@ class CapacitancePredictor(BaseEstimator):
         link: str = "identity",
         variant: str = "abs-mean",
         min_points: int = 3,
+        measurement: str = "interval",
     ) -> None:
         self.features = features
         self.burn_in = burn_in
         self.link = link
         self.variant = variant
         self.min_points = min_points
+        self.measurement = measurement
 
     def _design(self, beta: np.ndarray) -> np.ndarray:
         b = beta / self.scale_
@@ -104,6 +111,11 @@ class CapacitancePredictor(BaseEstimator):
         if self.features not in FEATURE_MAPS:
             raise ConfigError(
                 f"unknown feature map {self.features!r}; choose one of {FEATURE_MAPS}."
+            )
+        if self.measurement not in MEASUREMENT_CHOICES:
+            raise ConfigError(
+                f"unknown beta_eff measurement {self.measurement!r}; choose one of "
+                f"{MEASUREMENT_CHOICES}."
             )
         if self.burn_in < 0:
             raise ConfigError(f"burn_in must be >= 0, got {self.burn_in}.")
@@ -141,6 +153,8 @@ class CapacitancePredictor(BaseEstimator):
         else:
             target = acc
         self.model_ = BayesianRidge(compute_score=False).fit(self._design(beta), target)
+        mean, std = self.model_.predict(self._design(np.zeros(1)), return_std=True)
+        self.link_mean_, self.link_std_ = float(mean[0]), float(std[0])
         self.prediction_, self.std_ = self.predict(0.0, return_std=True)
         self.n_points_ = int(beta.size)
         return self
@@ -175,7 +189,9 @@ def predict_from_points(
     points: Sequence[dict[str, Any]], predictor: PredictorSettings, budget_steps: int
 ) -> dict[str, Any]:
     """Fit the predictor on the points within the budget; the prediction fields of a record."""
-    beta, acc = trajectory_arrays(points, predictor.variant, max_step=budget_steps)
+    beta, acc = trajectory_arrays(
+        points, predictor.variant, max_step=budget_steps, measurement=predictor.measurement
+    )
     model = predictor.make().fit(beta, acc)
     return {
         "predicted_accuracy": model.prediction_,
@@ -186,5 +202,7 @@ def predict_from_points(
             "intercept": float(model.model_.intercept_),
             "scale": model.scale_,
             "link": model.link,
+            "link_mean": model.link_mean_,
+            "link_std": model.link_std_,
         },
     }

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ncap.predict.capacitance import CapacitancePredictor
 
-__all__ = ["FEATURE_MAPS", "LINKS", "PredictorSettings"]
+__all__ = ["FEATURE_MAPS", "LINKS", "MEASUREMENT_CHOICES", "PredictorSettings"]
 
 FEATURE_MAPS = ("linear", "quadratic")
 LINKS = ("identity", "logit")
+MEASUREMENT_CHOICES = ("interval", "fixed")  # see ncap.results.MEASUREMENTS
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class PredictorSettings:
     burn_in: int = 0
     link: str = "logit"
     min_points: int = 3
+    measurement: str = "interval"
 
     def __post_init__(self) -> None:
         self.make().check_params()

@@ -68,7 +68,12 @@ def plot_fits(
         axes[0, 0].set_visible(True)
         axes[0, 0].text(0.5, 0.5, "no successful candidate", ha="center")
     for ax, c in zip(axes.ravel(), ok):
-        beta, acc = trajectory_arrays(c["trajectory"], predictor.variant, max_step=budget_steps)
+        beta, acc = trajectory_arrays(
+            c["trajectory"],
+            predictor.variant,
+            max_step=budget_steps,
+            measurement=predictor.measurement,
+        )
         used = slice(predictor.burn_in, None)
         ax.scatter(beta, acc, s=14, c="tab:blue", label="early points")
         ax.scatter(
