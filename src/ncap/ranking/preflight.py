@@ -18,11 +18,14 @@ import torch
 from ncap.data.dataset import ImageDataset
 from ncap.exceptions import ConfigError, OutputExists, StorageError
 from ncap.models.builtin import list_models, model_spec
+from ncap.predict.settings import PredictorSettings
+from ncap.training.config import FinetuneConfig
 
 __all__ = [
     "BUILTIN_SIZE",
     "OUTPUT_FILES",
     "builtin_fit_problems",
+    "check_budget",
     "check_output_dir",
     "clear_outputs",
     "existing_outputs",
@@ -127,3 +130,22 @@ def builtin_fit_problems(
                 f"{name} cannot take {size[0]}x{size[1]} px images ({first}); {fix}."
             )
     return problems
+
+
+def check_budget(config: FinetuneConfig, predictor: PredictorSettings, n_train: int) -> None:
+    """Raise unless the budget gives the predictor enough evaluation points to fit.
+
+    The evaluations within a budget of ``T`` steps, one every ``I``, are at ``I, 2I, ...`` and
+    ``T``; every candidate would fail alike when they are fewer than the fit needs.
+    """
+    total, interval = config.total_steps(n_train), config.interval(n_train)
+    points = total // interval + (1 if total % interval else 0)
+    needed = predictor.points_needed()
+    if points < needed:
+        raise ConfigError(
+            f"the budget of {total} step(s) ({n_train} training images, batch {config.batch_size}, "
+            f"{config.epochs:g} epoch(s)) evaluates {points} time(s), one every {interval} step(s), "
+            f"but the {predictor.features} fit needs {needed} points"
+            + (f" ({predictor.burn_in} burn-in)" if predictor.burn_in else "")
+            + "; raise --epochs, lower --eval-every or --batch-size, or use more training images."
+        )

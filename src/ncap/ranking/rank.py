@@ -24,7 +24,12 @@ from ncap.data.registry import load_dataset
 from ncap.exceptions import ConfigError
 from ncap.predict.capacitance import PredictorSettings
 from ncap.ranking.executors import CandidateJob, Executor, make_executor
-from ncap.ranking.preflight import builtin_fit_problems, check_output_dir, clear_outputs
+from ncap.ranking.preflight import (
+    builtin_fit_problems,
+    check_budget,
+    check_output_dir,
+    clear_outputs,
+)
 from ncap.ranking.store import candidate_path, load_finished, stale_files
 from ncap.report import write_outputs
 from ncap.report.progress import progress_bars
@@ -167,6 +172,7 @@ def _rank_locked(
             f"full_epochs ({full_epochs}) must cover the budget ({config.total_steps(n_seen)} "
             "steps)."
         )
+    check_budget(config, predictor, n_seen)
     settings = _settings(dataset, config, predictor, full_epochs) | (extra_settings or {})
     unfit = builtin_fit_problems(models, dataset, input_size=config.input_size)
     if len(unfit) == len(models):

@@ -48,7 +48,7 @@ def _read(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     except UnicodeDecodeError:
         return None, "it is not UTF-8 text"
     except json.JSONDecodeError as err:
-        return None, f"it is not valid JSON ({err.msg} at line {err.lineno})"
+        return None, f"it is not valid JSON: {err.msg}, line {err.lineno}"
     problem = malformed_problem(data)
     return (None, problem) if problem else (data, None)
 
