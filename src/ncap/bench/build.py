@@ -26,6 +26,7 @@ from ncap._version import __version__
 from ncap.data.dataset import ImageDataset
 from ncap.data.registry import load_dataset
 from ncap.data.shifts import apply_shift
+from ncap.bench.schema import load_results_file
 from ncap.exceptions import ConfigError
 from ncap.models.backbone import Backbone
 from ncap.models.builtin import model_spec
@@ -258,7 +259,7 @@ def refresh_training_free(
     file is rewritten atomically with its runs untouched; ``training_free_refreshed`` records when.
     """
     out = Path(out)
-    results = json.loads(out.read_text())
+    results = load_results_file(out)
     plan = BenchPlan.from_dict(results["plan"])
     for target in plan.targets:
         dataset = _load_target(target)

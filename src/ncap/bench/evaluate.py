@@ -382,4 +382,7 @@ def plot_tau_vs_budget(evaluation: dict[str, Any], path: Path) -> Path:
 
 
 def load(path: str | Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
+    """A benchmark results file, its shape checked (:mod:`ncap.bench.schema`)."""
+    from ncap.bench.schema import load_results_file
+
+    return load_results_file(path)
