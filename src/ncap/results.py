@@ -189,6 +189,8 @@ def results_problem(data: Any) -> str | None:
         if not isinstance(data.get(key), kind):
             return f"{key!r} is missing or not a {kind.__name__}"
     for k, c in enumerate(data["candidates"]):
-        if not isinstance(c, dict) or not all(isinstance(c.get(f), str) for f in ("name", "status")):
+        if not isinstance(c, dict) or not all(
+            isinstance(c.get(f), str) for f in ("name", "status")
+        ):
             return f"candidates[{k}] is not a candidate record (no name/status)"
     return None

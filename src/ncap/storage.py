@@ -117,7 +117,9 @@ def read_json(path: str | os.PathLike, what: str = "file") -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
-        raise ConfigError(f"{what} {path} is not UTF-8 text (byte {err.start}); not a JSON file.")
+        raise ConfigError(
+            f"{what} {path} is not UTF-8 text (byte {err.start}); not a JSON file."
+        ) from None
     except OSError as err:
         raise StorageError(f"cannot read {what} {path}: {_os_problem(err)}") from err
     try:
@@ -148,7 +150,9 @@ def directory_lock(folder: str | os.PathLike) -> Iterator[Path]:
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as err:
-        raise StorageError(f"cannot write to the output directory {folder}: {_os_problem(err)}") from err
+        raise StorageError(
+            f"cannot write to the output directory {folder}: {_os_problem(err)}"
+        ) from err
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -23,10 +23,10 @@ from typing import Any
 import torch
 
 from ncap._version import __version__
+from ncap.bench.schema import load_results_file
 from ncap.data.dataset import ImageDataset
 from ncap.data.registry import load_dataset
 from ncap.data.shifts import apply_shift
-from ncap.bench.schema import load_results_file
 from ncap.exceptions import ConfigError
 from ncap.models.backbone import Backbone
 from ncap.models.builtin import model_spec

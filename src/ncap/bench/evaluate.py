@@ -19,7 +19,6 @@ Protocol
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import time
 from collections.abc import Sequence

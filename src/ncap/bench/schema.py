@@ -22,7 +22,12 @@ def results_file_problem(results: Any) -> str | None:
     plan = results.get("plan")
     if not isinstance(plan, dict):
         return "it has no 'plan' object"
-    for key, kind in (("models", list), ("targets", list), ("seeds", list), ("epochs", (int, float))):
+    for key, kind in (
+        ("models", list),
+        ("targets", list),
+        ("seeds", list),
+        ("epochs", (int, float)),
+    ):
         if not isinstance(plan.get(key), kind):
             return f"plan.{key} is missing or of the wrong type"
     targets = set()

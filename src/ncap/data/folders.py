@@ -55,7 +55,9 @@ def _labels(y: Any, what: str) -> torch.Tensor:
         return torch.as_tensor(array.astype(np.int64))
     if array.dtype.kind == "b":
         raise ConfigError(f"{what} holds booleans; give integer class indices (0, 1, ...).")
-    example = next((v for v in array.ravel() if not (isinstance(v, float) and v.is_integer())), None)
+    example = next(
+        (v for v in array.ravel() if not (isinstance(v, float) and v.is_integer())), None
+    )
     raise ConfigError(
         f"{what} must hold integer class indices (0 .. num_classes-1), got {array.dtype} values "
         f"such as {example!r}; map class names to indices first (e.g. np.unique(y, "

@@ -336,7 +336,9 @@ def _load_state_dict(module: nn.Module, path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated, not a checkpoint, or refused by weights_only=True
-        raise ConfigError(f"checkpoint {path} cannot be loaded: {_checkpoint_problem(err)}") from None
+        raise ConfigError(
+            f"checkpoint {path} cannot be loaded: {_checkpoint_problem(err)}"
+        ) from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -41,7 +41,9 @@ def existing_outputs(out_dir: Path) -> list[Path]:
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         return []
-    found = sorted((out_dir / "candidates").glob("*.json")) if (out_dir / "candidates").is_dir() else []
+    found = (
+        sorted((out_dir / "candidates").glob("*.json")) if (out_dir / "candidates").is_dir() else []
+    )
     return found + [out_dir / f for f in OUTPUT_FILES if (out_dir / f).exists()]
 
 
@@ -116,7 +118,9 @@ def builtin_fit_problems(
         if name not in builtin:
             continue
         if dataset.channels != 1:
-            problems[name] = f"{name} takes 1-channel images, the data has {dataset.channels}; {fix}."
+            problems[name] = (
+                f"{name} takes 1-channel images, the data has {dataset.channels}; {fix}."
+            )
             continue
         with torch.random.fork_rng():
             module, _ = model_spec(name).build()
@@ -126,9 +130,7 @@ def builtin_fit_problems(
                 module(torch.zeros(2, 1, *size))
         except RuntimeError as err:
             first = str(err).splitlines()[0]
-            problems[name] = (
-                f"{name} cannot take {size[0]}x{size[1]} px images ({first}); {fix}."
-            )
+            problems[name] = f"{name} cannot take {size[0]}x{size[1]} px images ({first}); {fix}."
     return problems
 
 

@@ -181,8 +181,9 @@ def _rank_locked(
         clear_outputs(out_dir)
     finished = load_finished(
         out_dir,
-        on_malformed=lambda path, problem: log
-        and log(f"{path} is malformed ({problem}); its candidate runs again"),
+        on_malformed=lambda path, problem: (
+            log and log(f"{path} is malformed ({problem}); its candidate runs again")
+        ),
     )
     # the settings as a candidate file stores them (tuples -> lists, non-finite -> null)
     stored_settings = json.loads(json.dumps(to_jsonable(settings)))

@@ -330,7 +330,9 @@ def load_recipe(path: str | Path) -> Recipe:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); a recipe is a TOML file.") from None
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {err.start}); a recipe is a TOML file."
+        ) from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML ({err}); fix the syntax.") from None
     _check_keys(path, "", data, TOP_KEYS)
