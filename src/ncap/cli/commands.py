@@ -46,7 +46,7 @@ def _run_rank(args, models: list[str], data: str, n_train, n_val, epochs: float,
 
 def _run_nas(args):
     from ncap.data.registry import load_dataset
-    from ncap.models.nb201 import sample_archs
+    from ncap.models.nb201 import parse_arch, sample_archs
     from ncap.nas.search import search
 
     if (args.archs is None) == (args.sample is None):
@@ -56,6 +56,8 @@ def _run_nas(args):
         if args.archs
         else sample_archs(args.sample, seed=args.sample_seed)
     )
+    for arch in archs:  # a malformed architecture fails before the data is loaded
+        parse_arch(arch)
     dataset = load_dataset(
         args.data,
         n_train=args.n_train,

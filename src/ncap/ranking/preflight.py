@@ -119,7 +119,7 @@ def builtin_fit_problems(
             continue
         if dataset.channels != 1:
             problems[name] = (
-                f"{name} takes 1-channel images, the data has {dataset.channels}; {fix}."
+                f"channel mismatch: {name} takes 1-channel images, the data has {dataset.channels}; {fix}."
             )
             continue
         with torch.random.fork_rng():

@@ -203,9 +203,11 @@ def _rank_locked(
                     "resume only with the same dataset, budget and predictor settings, or use "
                     "--overwrite / another output directory."
                 )
-            if name in unfit:
-                records[name] = failed_record(name, unfit[name])
-                records[name]["cost_seconds"] = 0.0
+            if name in unfit:  # failed before any compute (ranking/preflight.py)
+                records[name] = failed_record(name, unfit[name]) | {"cost_seconds": 0.0}
+                atomic_write_json(
+                    {"settings": settings, "record": records[name]}, candidate_path(out_dir, name)
+                )
                 if log:
                     log(f"{name} failed: {unfit[name]}")
                 continue

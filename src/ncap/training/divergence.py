@@ -5,8 +5,9 @@
 :class:`~ncap.exceptions.CandidateError` with the step when
 
 - a training loss, validation loss or beta_eff is NaN or infinite (beta_eff overflowing);
-- the training or validation loss rises above ``factor`` times the starting loss (the first
-  step's, or the chance level ``ln(num_classes)`` when that is larger).
+- the training loss rises above ``factor`` times the starting loss (the first step's, or the
+  chance level ``ln(num_classes)`` when that is larger). The validation loss is not compared: in
+  eval mode a batch-norm network's loss can be huge for a few steps while its training is sound.
 
 Cross-entropy at chance is ``ln(num_classes)``; a loss a hundred times that means the model is
 confidently wrong on nearly everything, which no learning rate worth keeping produces.
@@ -58,10 +59,10 @@ class DivergenceGuard(Callback):
             self._fail(why, step)
 
     def on_evaluate(self, point: TrajectoryPoint) -> None:
-        reference = self.reference or self.chance
-        why = divergence(point["val_loss"], reference, self.factor)
-        if why is not None:
-            self._fail(why.replace("the loss", "the validation loss", 1), point["step"])
+        # only a non-finite validation loss: early in training, a network with batch norm can
+        # have a huge one in eval mode (running statistics not settled yet) and still be fine
+        if not math.isfinite(point["val_loss"]):
+            self._fail(f"the validation loss is {point['val_loss']}", point["step"])
         for variant, value in point["beta_eff"].items():
             if value is not None and not math.isfinite(value):
                 self._fail(f"beta_eff ({variant}) overflowed to {value}", point["step"])
