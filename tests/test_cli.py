@@ -50,7 +50,8 @@ def test_full_epochs_prints_kendall_tau(tiny_zoo, tmp_path, capsys):
     ],
 )
 def test_bad_names_and_paths(tiny_zoo, tmp_path, capsys, args, message):
-    code = main(["rank", *args, "--out", str(tmp_path), "--epochs", "0.2", "--no-progress"])
+    code = main(["rank", *args, "--out", str(tmp_path), "--steps", "4", "--eval-every", "1",
+                 "--no-progress"])  # fmt: skip
     captured = capsys.readouterr()
     assert message in captured.err + captured.out
     assert code in (1, 2)  # 2: refused before running; 1: every candidate failed

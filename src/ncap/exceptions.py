@@ -19,7 +19,10 @@ __all__ = [
     "MissingFile",
     "ModelCodeError",
     "NcapError",
+    "OutputExists",
     "PretrainedWeightsMissing",
+    "RunDirectoryBusy",
+    "StorageError",
 ]
 
 
@@ -53,3 +56,15 @@ class MissingFile(NcapError, FileNotFoundError):
 
 class MissingDependency(NcapError, ImportError):
     """An optional extra (timm, torchvision, Ray) is not installed; the message names the extra."""
+
+
+class StorageError(NcapError, OSError):
+    """A file could not be written or read (a full disk, no permission); the message names the path."""
+
+
+class RunDirectoryBusy(NcapError, RuntimeError):
+    """Another ncap process is writing to the same output directory."""
+
+
+class OutputExists(NcapError, FileExistsError):
+    """The output directory holds earlier results and neither resume nor overwrite was asked for."""

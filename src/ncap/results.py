@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
+from ncap.exceptions import ConfigError, MissingFile
+
 __all__ = [
     "RESULTS_VERSION",
     "CandidateRecord",
@@ -171,8 +173,39 @@ def slug(name: str) -> str:
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
-    """Read a ``results.json`` (or the folder holding it)."""
+    """Read a ``results.json`` (or the folder holding it).
+
+    A missing file raises :class:`~ncap.exceptions.MissingFile`; a file that is not JSON or not
+    of the shape :func:`ncap.ranking.rank.rank` writes raises :class:`~ncap.exceptions.ConfigError`
+    naming the file and the problem.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / "results.json"
-    return json.loads(path.read_text())
+    if not path.is_file():
+        raise MissingFile(f"results file {path} does not exist.")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"results file {path} is not valid JSON ({err}).") from None
+    problem = results_problem(data)
+    if problem:
+        raise ConfigError(
+            f"results file {path}: {problem}; it is not a results.json written by ncap rank."
+        )
+    return data
+
+
+def results_problem(data: Any) -> str | None:
+    """What is wrong with the shape of a results.json's content (None when nothing)."""
+    if not isinstance(data, dict):
+        return f"expected a JSON object, found {type(data).__name__}"
+    for key, kind in (("candidates", list), ("ranking", list), ("settings", dict)):
+        if not isinstance(data.get(key), kind):
+            return f"{key!r} is missing or not a {kind.__name__}"
+    for k, c in enumerate(data["candidates"]):
+        if not isinstance(c, dict) or not all(
+            isinstance(c.get(f), str) for f in ("name", "status")
+        ):
+            return f"candidates[{k}] is not a candidate record (no name/status)"
+    return None

@@ -1,39 +1,66 @@
-"""Atomic file writes: a finished unit of work is either wholly on disk or not at all."""
+"""Atomic file writes (a finished unit of work is either wholly on disk or not at all), strict JSON
+reads that name the file and the problem, and the lock of an output directory."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from ncap.exceptions import ConfigError, MissingFile, RunDirectoryBusy, StorageError
 
 __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
     "atomic_write_torch",
+    "directory_lock",
+    "read_json",
     "to_jsonable",
 ]
 
 
+def _os_problem(err: OSError) -> str:
+    """``No space left on device`` (the strerror without the errno and the path)."""
+    return err.strerror or str(err) or type(err).__name__
+
+
 def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> Path:
-    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it into place."""
+    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it into place.
+
+    An operating-system error (a full disk, no permission, a file where a folder should be) leaves
+    the earlier file untouched and raises :class:`~ncap.exceptions.StorageError` naming ``path``.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, path)
+    except OSError as err:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                Path(tmp).unlink(missing_ok=True)
+        raise StorageError(
+            f"cannot write {path}: {_os_problem(err)}"
+            + (" (free some space, then rerun with --resume)" if err.errno == errno.ENOSPC else "")
+        ) from err
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
     return path
 
@@ -77,3 +104,66 @@ def atomic_write_torch(state_dict: dict[str, torch.Tensor], path: str | os.PathL
     buffer = io.BytesIO()
     torch.save(state_dict, buffer)
     return atomic_write_bytes(buffer.getvalue(), path)
+
+
+def read_json(path: str | os.PathLike, what: str = "file") -> Any:
+    """The JSON content of ``path``; a missing, unreadable or malformed file raises an
+    :class:`~ncap.exceptions.NcapError` naming the file and the problem (line and column)."""
+    path = Path(path)
+    if not path.exists():
+        raise MissingFile(f"{what} {path} does not exist.")
+    if path.is_dir():
+        raise ConfigError(f"{what} {path} is a folder, not a JSON file.")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{what} {path} is not UTF-8 text (byte {err.start}); not a JSON file."
+        ) from None
+    except OSError as err:
+        raise StorageError(f"cannot read {what} {path}: {_os_problem(err)}") from err
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(
+            f"{what} {path} is not valid JSON ({err.msg} at line {err.lineno}, column "
+            f"{err.colno}); it may be truncated or hand-edited."
+        ) from None
+
+
+LOCK_NAME = ".ncap.lock"
+
+
+@contextlib.contextmanager
+def directory_lock(folder: str | os.PathLike) -> Iterator[Path]:
+    """Hold an exclusive lock on ``folder`` (created if needed) while the block runs.
+
+    The lock is an advisory ``flock`` on ``folder/.ncap.lock``: the operating system releases it
+    when the process ends, however it ends (kill -9 included), so a stale lock never blocks a
+    rerun. A second holder gets :class:`~ncap.exceptions.RunDirectoryBusy` at once.
+    """
+    import fcntl
+
+    folder = Path(folder)
+    lock = folder / LOCK_NAME
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as err:
+        raise StorageError(
+            f"cannot write to the output directory {folder}: {_os_problem(err)}"
+        ) from err
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            raise RunDirectoryBusy(
+                f"another ncap process (pid {other}) is writing to {folder}; wait for it to end, "
+                "or choose another output directory."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield lock
+    finally:
+        os.close(fd)  # (closing releases the flock)

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from ncap._version import __version__
+from ncap.bench.schema import load_results_file
 from ncap.data.dataset import ImageDataset
 from ncap.data.registry import load_dataset
 from ncap.data.shifts import apply_shift
@@ -258,7 +259,7 @@ def refresh_training_free(
     file is rewritten atomically with its runs untouched; ``training_free_refreshed`` records when.
     """
     out = Path(out)
-    results = json.loads(out.read_text())
+    results = load_results_file(out)
     plan = BenchPlan.from_dict(results["plan"])
     for target in plan.targets:
         dataset = _load_target(target)

@@ -19,7 +19,6 @@ Protocol
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -382,4 +381,7 @@ def plot_tau_vs_budget(evaluation: dict[str, Any], path: Path) -> Path:
 
 
 def load(path: str | Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
+    """A benchmark results file, its shape checked (:mod:`ncap.bench.schema`)."""
+    from ncap.bench.schema import load_results_file
+
+    return load_results_file(path)

@@ -211,6 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="resize the stored images to this square size (image folders of mixed sizes default to 224)",
     )
     rank.add_argument(
+        "--channels",
+        type=int,
+        choices=(1, 3),
+        default=None,
+        help="image folders: convert the images to grey (1) or RGB (3); the built-in zoo takes 28 px grey images (--channels 1 --image-size 28)",
+    )
+    rank.add_argument(
         "--out",
         required=True,
         help="output directory for candidates/*.json, results.json/.csv and plots",

@@ -8,15 +8,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ncap.cli.args import build_parser, execution_from_args, settings_from_args
-from ncap.exceptions import ConfigError, MissingFile
+from ncap.exceptions import ConfigError, MissingFile, NcapError
 
 
 def _run_rank(args, models: list[str], data: str, n_train, n_val, epochs: float, full_epochs):
     from ncap.data.registry import load_dataset
+    from ncap.ranking.preflight import check_output_dir
     from ncap.ranking.rank import rank
 
     config, predictor = settings_from_args(args, epochs)
     execution = execution_from_args(args)
+    check_output_dir(args.out, resume=args.resume, overwrite=bool(args.overwrite))  # before loading
     dataset = load_dataset(
         data,
         n_train=n_train,
@@ -25,6 +27,7 @@ def _run_rank(args, models: list[str], data: str, n_train, n_val, epochs: float,
         image_size=getattr(args, "image_size", None),
         root=getattr(args, "data_root", None),
         download=not getattr(args, "no_download", False),
+        channels=getattr(args, "channels", None),
     )
     return rank(
         **execution,
@@ -43,7 +46,7 @@ def _run_rank(args, models: list[str], data: str, n_train, n_val, epochs: float,
 
 def _run_nas(args):
     from ncap.data.registry import load_dataset
-    from ncap.models.nb201 import sample_archs
+    from ncap.models.nb201 import parse_arch, sample_archs
     from ncap.nas.search import search
 
     if (args.archs is None) == (args.sample is None):
@@ -53,6 +56,8 @@ def _run_nas(args):
         if args.archs
         else sample_archs(args.sample, seed=args.sample_seed)
     )
+    for arch in archs:  # a malformed architecture fails before the data is loaded
+        parse_arch(arch)
     dataset = load_dataset(
         args.data,
         n_train=args.n_train,
@@ -285,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
+    except (NcapError, ValueError, OSError) as err:  # (a full disk, a file that cannot be read)
         print(f"ncap: error: {err}", file=sys.stderr)
         return 2
     if args.json:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,6 +44,27 @@ def _as_nchw_uint8_or_unit(x: Any, what: str) -> tuple[torch.Tensor, tuple, tupl
     return x, (0.0,) * x.shape[1], (1.0,) * x.shape[1]
 
 
+def _labels(y: Any, what: str) -> torch.Tensor:
+    """Integer class labels as int64; floats only when they are whole numbers; else ConfigError."""
+    array = np.asarray(y.cpu() if isinstance(y, torch.Tensor) else y)
+    if array.ndim != 1:
+        raise ConfigError(f"{what} must be a 1-d array of class indices, got shape {array.shape}.")
+    if array.dtype.kind in "iu":
+        return torch.as_tensor(array.astype(np.int64))
+    if array.dtype.kind == "f" and np.isfinite(array).all() and (array == np.round(array)).all():
+        return torch.as_tensor(array.astype(np.int64))
+    if array.dtype.kind == "b":
+        raise ConfigError(f"{what} holds booleans; give integer class indices (0, 1, ...).")
+    example = next(
+        (v for v in array.ravel() if not (isinstance(v, float) and v.is_integer())), None
+    )
+    raise ConfigError(
+        f"{what} must hold integer class indices (0 .. num_classes-1), got {array.dtype} values "
+        f"such as {example!r}; map class names to indices first (e.g. np.unique(y, "
+        "return_inverse=True))."
+    )
+
+
 def dataset_from_arrays(
     x_train: Any,
     y_train: Any,
@@ -64,7 +86,7 @@ def dataset_from_arrays(
     reported separately.
     """
     x, mean, std = _as_nchw_uint8_or_unit(x_train, "x_train")
-    y = torch.as_tensor(np.asarray(y_train)).long()
+    y = _labels(y_train, "y_train")
     if len(x) != len(y):
         raise ConfigError(f"x_train has {len(x)} images but y_train {len(y)} labels.")
     info: dict[str, Any] = {"source": "arrays"}
@@ -74,13 +96,13 @@ def dataset_from_arrays(
         info |= record
     else:
         xv, mean_v, std_v = _as_nchw_uint8_or_unit(x_val, "x_val")
-        yv = torch.as_tensor(np.asarray(y_val)).long()
+        yv = _labels(y_val, "y_val")
         if (mean_v, std_v) != (mean, std):
             raise ConfigError("x_val must have the same dtype and channels as x_train.")
     xt = yt = None
     if x_test is not None:
         xt, mean_t, std_t = _as_nchw_uint8_or_unit(x_test, "x_test")
-        yt = torch.as_tensor(np.asarray(y_test)).long()
+        yt = _labels(y_test, "y_test")
         if (mean_t, std_t) != (mean, std):
             raise ConfigError("x_test must have the same dtype and channels as x_train.")
     num_classes = int(max(int(y.max()), int(yv.max())) + 1) if classes is None else len(classes)
@@ -105,6 +127,29 @@ def dataset_from_arrays(
 GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 
 
+@contextlib.contextmanager
+def _opened(path: Path):
+    """``PIL.Image.open(path)``; a file PIL cannot identify is a ConfigError naming it."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        img = Image.open(path)
+    except (UnidentifiedImageError, OSError) as err:
+        raise ConfigError(
+            f"image file {path} cannot be read ({type(err).__name__}: {err}); repair or remove it."
+        ) from None
+    with img:
+        yield img
+
+
+def _seeded_subset(x, y, n: int, seed: int, what: str, folder: Path):
+    """``n`` of the images of a split folder, drawn by a seeded permutation."""
+    if not 0 < n <= len(y):
+        raise ConfigError(f"{what}={n} but {folder} holds {len(y)} images; choose 1 to {len(y)}.")
+    keep = torch.from_numpy(np.random.default_rng(seed).permutation(len(y))[:n])
+    return x[keep], y[keep]
+
+
 def load_image_folder(
     path: str | os.PathLike,
     *,
@@ -112,13 +157,19 @@ def load_image_folder(
     channels: int | None = None,
     val_fraction: float = 0.2,
     seed: int = 0,
+    n_train: int | None = None,
+    n_val: int | None = None,
 ) -> ImageDataset:
     """Load ``path/<class>/<image>`` (or ``path/train/<class>/...`` + ``path/val/<class>/...``).
 
     Images are stored as uint8. ``image_size`` resizes them to a square; by default they keep
     their size when all share one, else they are resized to 224. ``channels`` (1 or 3) defaults to
     1 when every image is grayscale, else 3. Without a ``val`` folder, ``val_fraction`` of the
-    images are held out (seeded); a ``test`` folder beside ``train`` is the test split.
+    images are held out (seeded), or ``n_val`` images when given; ``n_train`` keeps that many
+    training images (seeded). A ``test`` folder beside ``train`` is the test split. An image file
+    that cannot be read and a class folder without images are errors naming the path; images of
+    mixed sizes or modes are converted (to ``image_size`` or 224 px, to RGB unless all are grey),
+    and ``info["converted"]`` records it.
     """
     from PIL import Image
 
@@ -151,6 +202,12 @@ def load_image_folder(
             raise ConfigError(
                 f"no images found under {str(folder)!r} (looked for {sorted(IMAGE_SUFFIXES)})."
             )
+        empty = [cls for label, cls in enumerate(classes) if all(lb != label for _, lb in found)]
+        if empty and folder == class_root:
+            raise ConfigError(
+                f"class folder(s) {', '.join(str(folder / c) for c in empty)} hold no images "
+                f"(looked for {sorted(IMAGE_SUFFIXES)}); add images or remove the folder(s)."
+            )
         return found
 
     parts = {k: files_of(v) for k, v in splits.items() if has_splits and v.is_dir()}
@@ -159,7 +216,7 @@ def load_image_folder(
     every = [f for files in parts.values() for f, _ in files]
     sizes, modes = set(), set()
     for f in every:
-        with Image.open(f) as img:
+        with _opened(f) as img:
             sizes.add(img.size)
             modes.add(img.mode)
     if channels is None:
@@ -173,8 +230,13 @@ def load_image_folder(
     def read(files: list[tuple[Path, int]]) -> tuple[torch.Tensor, torch.Tensor]:
         images = np.empty((len(files), size[1], size[0], channels), dtype=np.uint8)
         for k, (f, _) in enumerate(files):
-            with Image.open(f) as img:
-                img = img.convert(mode)
+            with _opened(f) as img:
+                try:
+                    img = img.convert(mode)  # (decodes the pixels: a truncated file fails here)
+                except (OSError, ValueError) as err:
+                    raise ConfigError(
+                        f"image file {f} cannot be read ({err}); repair or remove it."
+                    ) from None
                 if img.size != size:
                     img = img.resize(size, Image.BILINEAR)
                 images[k] = np.asarray(img).reshape(size[1], size[0], channels)
@@ -190,9 +252,24 @@ def load_image_folder(
             x_test, y_test = read(parts["test"])
     else:
         x, y = read(parts["all"])
-        n_val = max(1, int(round(val_fraction * len(y))))
-        x_train, y_train, x_val, y_val, record = hold_out(x, y, n_val=n_val, seed=seed)
+        n_val = max(1, int(round(val_fraction * len(y)))) if n_val is None else n_val
+        x_train, y_train, x_val, y_val, record = hold_out(
+            x, y, n_val=n_val, seed=seed, n_train=n_train
+        )
         info |= record
+    if has_splits:
+        if n_val is not None:  # the val folder's first n_val images (sorted by class, then name)
+            x_val, y_val = _seeded_subset(x_val, y_val, n_val, seed, "n_val", splits["val"])
+        if n_train is not None:
+            x_train, y_train = _seeded_subset(
+                x_train, y_train, n_train, seed, "n_train", splits["train"]
+            )
+    if len(sizes) > 1 or len(modes) > 1:
+        info["converted"] = {
+            "sizes": sorted(f"{w}x{h}" for w, h in sizes),
+            "modes": sorted(modes),
+            "to": f"{size[0]}x{size[1]} {mode}",
+        }
     dataset = ImageDataset(
         name=str(root),
         x_train=x_train,

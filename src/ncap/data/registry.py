@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import os
 from pathlib import Path
 
@@ -30,6 +31,7 @@ def load_dataset(
     image_size: int | None = None,
     root: str | os.PathLike | None = None,
     download: bool = True,
+    channels: int | None = None,
 ) -> ImageDataset:
     """Load a dataset by name, or an image folder by path.
 
@@ -47,6 +49,9 @@ def load_dataset(
         Data root of the torchvision datasets (default ``$NCAP_DATA_ROOT`` or ``~/.cache/ncap/data``).
     download : bool
         Download a missing torchvision dataset (needs internet).
+    channels : 1 or 3, optional
+        Image folders only: convert the images to grey (1) or RGB (3); default: grey when every
+        image is grey.
 
     Raises
     ------
@@ -56,6 +61,13 @@ def load_dataset(
         For a dataset whose files are missing and cannot be downloaded; the message says what to
         download and where to put it.
     """
+    for what, value in (("n_train", n_train), ("n_val", n_val)):
+        if value is not None and not _positive_int(value):
+            raise ConfigError(f"{what} must be a positive number of images, got {value!r}.")
+    if channels is not None and not Path(name).is_dir():
+        raise ConfigError(
+            f"channels={channels} converts image folders only; {name!r} is a built-in dataset."
+        )
     if name in DATASETS:
         dataset = DATASETS[name](
             n_train=n_train, n_val=n_val, seed=seed, root=root, download=download
@@ -70,7 +82,10 @@ def load_dataset(
             image_size=image_size,
         )
     elif Path(name).is_dir():
-        return load_image_folder(name, seed=seed, image_size=image_size)
+        dataset = load_image_folder(
+            name, seed=seed, image_size=image_size, channels=channels, n_train=n_train, n_val=n_val
+        )
+        image_size = None  # (already stored at that size)
     else:
         raise ConfigError(
             f"unknown dataset {name!r}: not a known name and not a directory. Datasets: "
@@ -78,7 +93,20 @@ def load_dataset(
             "(one sub-folder per class)."
         )
     dataset.validate()
+    if n_train is not None and len(dataset.y_train) < n_train:
+        raise ConfigError(
+            f"n_train={n_train} but {name} has only {len(dataset.y_train)} training images "
+            f"after holding out {len(dataset.y_val)} for validation; choose n_train <= "
+            f"{len(dataset.y_train)} (or a smaller n_val)."
+        )
     return resize_images(dataset, image_size) if image_size else dataset
+
+
+def _positive_int(value) -> bool:
+    try:
+        return not isinstance(value, bool) and operator.index(value) >= 1
+    except TypeError:
+        return False
 
 
 def describe_datasets() -> list[tuple[str, str]]:

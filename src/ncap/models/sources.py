@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import operator
 import os
 import socket
 from collections.abc import Callable
@@ -330,8 +331,14 @@ def torchvision_backbone(spec: str, *, log: Callable[[str], None] | None = None)
 def _load_state_dict(module: nn.Module, path: Path) -> dict[str, Any]:
     """Load a state dict (or a checkpoint holding one) strictly for the module's own keys."""
     if not path.is_file():
-        raise MissingFile(f"checkpoint {str(path)!r} does not exist.")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise MissingFile(f"checkpoint {str(path)!r} {what}.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, not a checkpoint, or refused by weights_only=True
+        raise ConfigError(
+            f"checkpoint {path} cannot be loaded: {_checkpoint_problem(err)}"
+        ) from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -339,7 +346,16 @@ def _load_state_dict(module: nn.Module, path: Path) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise ConfigError(f"{path} does not hold a state dict (got {type(state).__name__}).")
     state = {k.removeprefix("module."): v for k, v in state.items()}  # DataParallel checkpoints
-    result = module.load_state_dict(state, strict=False)
+    try:
+        result = module.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shapes that differ, entries that are not tensors
+        lines = [line.strip() for line in str(err).splitlines()[1:] if line.strip()]
+        detail = lines[0] if lines else str(err).splitlines()[0]
+        more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+        raise ConfigError(
+            f"checkpoint {path} does not fit the model: {detail}{more}; make the factory build the "
+            "architecture the checkpoint was saved from."
+        ) from None
     if result.missing_keys:
         raise ConfigError(
             f"checkpoint {path} lacks {len(result.missing_keys)} of the model's weights (e.g. "
@@ -349,11 +365,33 @@ def _load_state_dict(module: nn.Module, path: Path) -> dict[str, Any]:
     return {"checkpoint": str(path), "ignored_keys": sorted(result.unexpected_keys)}
 
 
+def _checkpoint_problem(err: Exception) -> str:
+    """One line on why ``torch.load(weights_only=True)`` refused a file."""
+    text = str(err)
+    if "Weights only load failed" in text or "weights_only" in text:
+        detail = next((ln.strip() for ln in text.splitlines() if "GLOBAL" in ln), "")
+        return (
+            "it holds Python objects that weights_only=True refuses to unpickle"
+            + (f" ({detail.rstrip('.')})" if detail else "")
+            + "; save a plain state dict: torch.save(model.state_dict(), path)"
+        )
+    if isinstance(err, EOFError) or "unexpected EOF" in text or "truncated" in text.lower():
+        return "the file is empty or truncated"
+    first = text.splitlines()[0] if text else ""
+    return f"not a PyTorch checkpoint, or damaged ({type(err).__name__}{': ' + first if first else ''})"
+
+
 def _spec_from_pretrained_cfg(module: nn.Module) -> InputSpec | None:
     cfg = getattr(module, "pretrained_cfg", None)
     if not isinstance(cfg, dict) or "input_size" not in cfg:
         return None
     return _spec_from_timm_cfg(cfg, "the model's pretrained_cfg")
+
+
+def _first_line(err: BaseException) -> str:
+    """``TypeError: f() missing 1 required positional argument`` (the first line only)."""
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
 
 
 def factory_backbone(spec: str, *, log: Callable[[str], None] | None = None) -> Backbone:
@@ -365,25 +403,40 @@ def factory_backbone(spec: str, *, log: Callable[[str], None] | None = None) -> 
         )
     module_name, attr = target.split(":")
     try:
-        factory = getattr(importlib.import_module(module_name), attr)
+        module = importlib.import_module(module_name)
     except ImportError as err:
         raise ConfigError(
             f"cannot import {module_name!r} for py:{target} ({err}); put it on PYTHONPATH or "
             "install it."
         ) from err
+    except (Exception, SystemExit) as err:  # the module's own code failed while importing
+        raise ModelCodeError(
+            f"importing {module_name!r} for py:{target} raised {_first_line(err)}"
+        ) from err
+    try:
+        factory = getattr(module, attr)
     except AttributeError:
         raise ConfigError(f"module {module_name!r} has no attribute {attr!r}.") from None
+    if not callable(factory):
+        raise ConfigError(f"py:{target} is a {type(factory).__name__}, not a callable factory.")
     try:
         built = factory()
     except NcapError:
         raise
-    except Exception as err:  # the user's own model code: this candidate fails, the others run
-        first = str(err).splitlines()[0] if str(err) else ""
-        raise ModelCodeError(f"py:{target} raised {type(err).__name__}: {first}") from err
+    except (Exception, SystemExit) as err:  # the user's own code: this candidate fails, not the run
+        raise ModelCodeError(f"py:{target} raised {_first_line(err)}") from err
     if isinstance(built, Backbone):
         backbone = built
     elif isinstance(built, tuple) and len(built) == 2 and isinstance(built[0], nn.Module):
-        backbone = Backbone(name="", module=built[0], num_features=int(built[1]))
+        try:
+            num_features = operator.index(built[1])
+        except TypeError:
+            num_features = 0
+        if isinstance(built[1], bool) or num_features < 1:
+            raise ConfigError(
+                f"py:{target} returned (module, {built[1]!r}); num_features must be a positive int."
+            )
+        backbone = Backbone(name="", module=built[0], num_features=num_features)
     elif isinstance(built, nn.Module):
         backbone = Backbone(name="", module=built, num_features=None)
     else:

@@ -11,7 +11,13 @@ from sklearn.linear_model import BayesianRidge
 
 from ncap.capacitance.variants import check_variants
 from ncap.exceptions import ConfigError
-from ncap.predict.settings import FEATURE_MAPS, LINKS, MEASUREMENT_CHOICES, PredictorSettings
+from ncap.predict.settings import (
+    FEATURE_MAPS,
+    LINKS,
+    MEASUREMENT_CHOICES,
+    PredictorSettings,
+    fit_points_needed,
+)
 from ncap.results import trajectory_arrays
 
 __all__ = [
@@ -135,8 +141,7 @@ class CapacitancePredictor(BaseEstimator):
         beta, acc = beta[self.burn_in :], acc[self.burn_in :]
         usable = np.isfinite(beta) & np.isfinite(acc)
         beta, acc = beta[usable], acc[usable]
-        n_coef = 2 if self.features == "quadratic" else 1
-        needed = max(self.min_points, n_coef + 2, 2)
+        needed = fit_points_needed(self.features, self.min_points)
         if beta.size < needed:
             raise ConfigError(
                 f"too few usable points to extrapolate: {beta.size} after dropping {self.burn_in} "

@@ -13,11 +13,23 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ncap.predict.capacitance import CapacitancePredictor
 
-__all__ = ["FEATURE_MAPS", "LINKS", "MEASUREMENT_CHOICES", "PredictorSettings"]
+__all__ = [
+    "FEATURE_MAPS",
+    "LINKS",
+    "MEASUREMENT_CHOICES",
+    "PredictorSettings",
+    "fit_points_needed",
+]
 
 FEATURE_MAPS = ("linear", "quadratic")
 LINKS = ("identity", "logit")
 MEASUREMENT_CHOICES = ("interval", "fixed")  # see ncap.results.MEASUREMENTS
+
+
+def fit_points_needed(features: str, min_points: int) -> int:
+    """Usable points a fit with this feature map needs (after the burn-in)."""
+    n_coef = 2 if features == "quadratic" else 1
+    return max(min_points, n_coef + 2, 2)
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,11 @@ class PredictorSettings:
         from ncap.predict.capacitance import CapacitancePredictor  # scikit-learn: not at --help
 
         return CapacitancePredictor(**asdict(self))
+
+    def points_needed(self) -> int:
+        """Evaluation points the fit needs (its burn-in included): a run with fewer cannot be
+        predicted, so :mod:`ncap.ranking.preflight` refuses it before training."""
+        return self.burn_in + fit_points_needed(self.features, self.min_points)
 
     @classmethod
     def from_estimator(cls, estimator: CapacitancePredictor) -> PredictorSettings:

@@ -24,11 +24,17 @@ from ncap.data.registry import load_dataset
 from ncap.exceptions import ConfigError
 from ncap.predict.capacitance import PredictorSettings
 from ncap.ranking.executors import CandidateJob, Executor, make_executor
-from ncap.ranking.store import candidate_path, load_finished
+from ncap.ranking.preflight import (
+    builtin_fit_problems,
+    check_budget,
+    check_output_dir,
+    clear_outputs,
+)
+from ncap.ranking.store import candidate_path, load_finished, stale_files
 from ncap.report import write_outputs
 from ncap.report.progress import progress_bars
-from ncap.results import RankResult
-from ncap.storage import atomic_write_json, to_jsonable
+from ncap.results import RankResult, failed_record
+from ncap.storage import atomic_write_json, directory_lock, to_jsonable
 from ncap.training.config import FinetuneConfig
 from ncap.training.runtime import Runtime
 
@@ -123,6 +129,23 @@ def rank(
     config = config or FinetuneConfig()
     predictor = predictor or PredictorSettings()
     runtime = runtime or Runtime()
+    out_dir = check_output_dir(out_dir, resume=resume, overwrite=overwrite)
+    with directory_lock(out_dir):
+        return _rank_locked(
+            models, data, out_dir=out_dir, config=config, predictor=predictor,
+            full_epochs=full_epochs, n_train=n_train, n_val=n_val, data_root=data_root,
+            resume=resume, overwrite=overwrite, progress=progress, log=log,
+            extra_settings=extra_settings, runtime=runtime, executor=executor,
+            model_options=model_options,
+        )  # fmt: skip
+
+
+def _rank_locked(
+    models, data, *, out_dir: Path, config: FinetuneConfig, predictor: PredictorSettings,
+    full_epochs, n_train, n_val, data_root, resume, overwrite, progress, log, extra_settings,
+    runtime: Runtime, executor, model_options,
+) -> RankResult:  # fmt: skip
+    """:func:`rank` while it holds the output directory's lock."""
     executor = make_executor(executor) if isinstance(executor, str) else executor
     if executor.name == "local":  # (Ray workers may have GPUs this process lacks)
         runtime.torch_device()  # an unavailable device fails now, not once per candidate
@@ -149,19 +172,19 @@ def rank(
             f"full_epochs ({full_epochs}) must cover the budget ({config.total_steps(n_seen)} "
             "steps)."
         )
-    out_dir = Path(out_dir)
+    check_budget(config, predictor, n_seen)
     settings = _settings(dataset, config, predictor, full_epochs) | (extra_settings or {})
-    finished = load_finished(out_dir)
-    if finished and not (resume or overwrite):
-        raise FileExistsError(
-            f"{out_dir} already holds results for {len(finished)} candidate(s); pass resume=True "
-            "(--resume) to keep them and run only the rest, or overwrite=True (--overwrite) to "
-            "start over, or choose another output directory."
-        )
+    unfit = builtin_fit_problems(models, dataset, input_size=config.input_size)
+    if len(unfit) == len(models):
+        raise ConfigError("no candidate can take this dataset: " + " ".join(unfit.values()))
     if overwrite:
-        for path in (out_dir / "candidates").glob("*.json"):
-            path.unlink()
-        finished = {}
+        clear_outputs(out_dir)
+    finished = load_finished(
+        out_dir,
+        on_malformed=lambda path, problem: (
+            log and log(f"{path} is malformed ({problem}); its candidate runs again")
+        ),
+    )
     # the settings as a candidate file stores them (tuples -> lists, non-finite -> null)
     stored_settings = json.loads(json.dumps(to_jsonable(settings)))
     records: dict[str, dict[str, Any]] = {}
@@ -180,6 +203,14 @@ def rank(
                     "resume only with the same dataset, budget and predictor settings, or use "
                     "--overwrite / another output directory."
                 )
+            if name in unfit:  # failed before any compute (ranking/preflight.py)
+                records[name] = failed_record(name, unfit[name]) | {"cost_seconds": 0.0}
+                atomic_write_json(
+                    {"settings": settings, "record": records[name]}, candidate_path(out_dir, name)
+                )
+                if log:
+                    log(f"{name} failed: {unfit[name]}")
+                continue
             todo.append(name)
         job = CandidateJob(dataset, config, predictor, full_epochs, runtime, model_options or {})
         for record in executor.run(
@@ -189,6 +220,8 @@ def rank(
             atomic_write_json(
                 {"settings": settings, "record": record}, candidate_path(out_dir, name)
             )
+            for path in stale_files(out_dir, name):  # an earlier layout's file of this name
+                path.unlink(missing_ok=True)
             records[name] = record
             bars.candidate_done(name)
             if log and record["status"] != "ok":

@@ -325,9 +325,14 @@ def load_recipe(path: str | Path) -> Recipe:
     """
     path = Path(path)
     if not path.is_file():
-        raise MissingFile(f"recipe {str(path)!r} does not exist.")
+        what = "is a folder, not a TOML file" if path.is_dir() else "does not exist"
+        raise MissingFile(f"recipe {str(path)!r} {what}.")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {err.start}); a recipe is a TOML file."
+        ) from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML ({err}); fix the syntax.") from None
     _check_keys(path, "", data, TOP_KEYS)

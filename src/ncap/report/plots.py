@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,16 +13,16 @@ from matplotlib.figure import Figure
 
 from ncap.predict.capacitance import PredictorSettings
 from ncap.results import trajectory_arrays
+from ncap.storage import atomic_write_bytes
 
 __all__ = ["plot_beta_trajectories", "plot_fits"]
 
 
 def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    tmp.replace(path)
-    return path
+    """Render to PNG in memory, then write atomically (a full disk names ``path``)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return atomic_write_bytes(buffer.getvalue(), path)
 
 
 def plot_beta_trajectories(candidates: Sequence[dict[str, Any]], variant: str, path: Path) -> Path:

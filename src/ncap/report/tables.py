@@ -12,7 +12,7 @@ from typing import Any
 from ncap.metrics import ranking_metrics
 from ncap.results import rank_order
 
-__all__ = ["CSV_COLUMNS", "print_table", "results_csv", "verification"]
+__all__ = ["CSV_COLUMNS", "LEGEND", "print_table", "results_csv", "verification"]
 
 
 CSV_COLUMNS = (
@@ -29,6 +29,16 @@ CSV_COLUMNS = (
     "beta_eff_abs_mean",
     "cost_seconds",
     "reason",
+)
+
+
+LEGEND = (
+    "source acc: the built-in model's accuracy on its pretraining task. predicted acc: the final "
+    "validation accuracy extrapolated from the budget to beta_eff -> 0, ± its standard deviation "
+    "(the ranking key). observed acc: validation accuracy at the end of the budget. beta_eff "
+    "(end): the probe's neural capacitance over the last evaluation interval (-> 0 as training "
+    "converges). cost s: seconds of fine-tuning within the budget. test acc: the test split at "
+    "the end. Details: docs/method.md."
 )
 
 
@@ -103,6 +113,7 @@ def print_table(result, *, verify: bool = False) -> None:
     # a pipe or a file gets the full table instead of rich's 80-column default
     console = Console() if sys.stdout.isatty() else Console(width=160)
     console.print(table)
+    console.print(LEGEND, style="dim")
     if verify:
         tau = verification(result.candidates)
         if tau is not None:

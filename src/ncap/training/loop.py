@@ -28,6 +28,7 @@ from ncap.exceptions import CandidateError, ConfigError, ModelCodeError, NcapErr
 from ncap.results import Trajectory
 from ncap.training.callbacks import Callback, CapacitanceRecorder, StepProgress
 from ncap.training.config import FinetuneConfig
+from ncap.training.divergence import DivergenceGuard
 from ncap.training.runtime import Runtime, autocast, precision_context
 
 __all__ = ["evaluate", "finetune", "make_optimizer", "train_steps"]
@@ -223,6 +224,16 @@ def _check_inputs(
             ) from err
         finally:
             front.train(was_training)
+    if not isinstance(out, torch.Tensor):
+        raise CandidateError(
+            f"the backbone returns a {type(out).__name__}, not a tensor; it must return one "
+            "feature tensor (batch, num_features)."
+        )
+    if out.ndim == 2 and out.shape[0] != 2:
+        raise CandidateError(
+            f"the backbone maps a batch of 2 images to {out.shape[0]} feature rows; it must keep "
+            "the batch dimension (no reduction over the batch)."
+        )
     if out.ndim != 2:
         raise CandidateError(
             f"the backbone returns features of shape {tuple(out.shape[1:])}; it must return one "
@@ -311,7 +322,8 @@ def finetune(
     Raises
     ------
     CandidateError
-        For a loss that becomes NaN/inf, inputs the backbone cannot take (channels, size), or a
+        For a run that diverges (:mod:`ncap.training.divergence`: a NaN/inf loss or beta_eff, a
+        loss far above its start), inputs the backbone cannot take (channels, size), or a
         feature size that does not match ``num_features``.
     """
     runtime = runtime or Runtime()
@@ -335,9 +347,15 @@ def finetune(
         except ValueError as err:  # the maths layer raises plain ValueErrors for bad settings
             raise ConfigError(str(err)) from err
         model = ProbedClassifier(front, probe, device=device, precision=precision)
+        trainable = [p for p in module.parameters() if p.requires_grad]
+        if not trainable:
+            raise CandidateError(
+                "the backbone has no trainable parameters (all frozen or none at all); fine-tuning "
+                "needs some: unfreeze at least its last layers."
+            )
         optimizer = make_optimizer(
             config.optimizer,
-            [p for p in module.parameters() if p.requires_grad],
+            trainable,
             lr=config.lr,
             momentum=config.momentum,
             weight_decay=config.weight_decay,
@@ -364,6 +382,7 @@ def finetune(
             pin_memory=device.type == "cuda",
             workers=runtime.num_workers(device),
         )
+        guard = DivergenceGuard(dataset.num_classes, lr=config.lr)
         recorder = CapacitanceRecorder(
             traj,
             model=model,
@@ -374,7 +393,7 @@ def finetune(
             extra=extra_eval_steps,
             evaluate=evaluate,
             read_beta=_read_beta,
-            listeners=callbacks,
+            listeners=[guard, *callbacks],
         )
         progress = [StepProgress(on_step, traj.total_steps)] if on_step is not None else []
         for callback in callbacks:
@@ -394,7 +413,7 @@ def finetune(
             optimizer,
             device=device,
             on_nonfinite=diverged,
-            callbacks=[*callbacks, *progress, recorder],
+            callbacks=[guard, *callbacks, *progress, recorder],
         )
         traj.seconds = time.perf_counter() - start
         if evaluate_test and dataset.x_test is not None:
