@@ -88,6 +88,8 @@ class Trajectory:
     num_features: int | None = None
     runtime: dict[str, Any] = field(default_factory=dict)  # device, precision, input convention
     test: dict[str, Any] | None = None  # loss/accuracy on the test split at the end of the run
+    first_step: int = 0  # the step this call continued from (a checkpoint's; 0: from the start)
+    last_step: int = 0  # the step it stopped after (total_steps unless it stopped early)
 
 
 def trajectory_arrays(
