@@ -75,6 +75,9 @@ class CandidateRecord(TypedDict, total=False):
     test: dict[str, Any]
     full_seconds: float
     fit: dict[str, Any]
+    steps: int  # training steps spent on the ranking (cost accounting)
+    seconds: float  # their wall time (= cost_seconds)
+    halving: dict[str, Any]  # successive halving: rungs reached, scores, why it was dropped
 
 
 @dataclass
@@ -132,24 +135,40 @@ class RankResult:
     settings: dict[str, Any]
     out_dir: Path
     files: dict[str, Path] = field(default_factory=dict)
+    cost: dict[str, Any] | None = None  # ncap.ranking.cost.run_cost
+    order: list[str] | None = None  # a strategy's own order (successive halving), else predicted
+    rungs: list[dict[str, Any]] | None = None  # successive halving's rung decisions
 
     @property
     def ranking(self) -> list[str]:
-        """Names of the successful candidates, best predicted first."""
-        return rank_order(self.candidates)
+        """Names of the successful candidates, best first (best predicted, unless a strategy such
+        as successive halving set its own ``order``)."""
+        return list(self.order) if self.order is not None else rank_order(self.candidates)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "version": RESULTS_VERSION,
             "candidates": self.candidates,
             "ranking": self.ranking,
             "settings": self.settings,
         }
+        if self.cost is not None:
+            out["cost"] = self.cost
+        if self.rungs is not None:
+            out["rungs"] = self.rungs
+        return out
 
 
 def rank_order(candidates: Sequence[dict[str, Any]]) -> list[str]:
     ok = [c for c in candidates if c["status"] == "ok"]
-    return [c["name"] for c in sorted(ok, key=lambda c: (-c["predicted_accuracy"], c["name"]))]
+    # (a candidate without a prediction, e.g. dropped early by successive halving, comes last)
+    return [
+        c["name"]
+        for c in sorted(
+            ok,
+            key=lambda c: (c["predicted_accuracy"] is None, -(c["predicted_accuracy"] or 0.0), c["name"]),
+        )
+    ]
 
 
 def slug(name: str) -> str:

@@ -23,7 +23,9 @@ from ncap.data.dataset import ImageDataset
 from ncap.data.registry import load_dataset
 from ncap.exceptions import ConfigError
 from ncap.predict.capacitance import PredictorSettings
+from ncap.ranking.cost import run_cost, spent_steps
 from ncap.ranking.executors import CandidateJob, Executor, make_executor
+from ncap.ranking.halving import HalvingSettings, run_halving
 from ncap.ranking.store import candidate_path, load_finished
 from ncap.report import write_outputs
 from ncap.report.progress import progress_bars
@@ -32,7 +34,9 @@ from ncap.storage import atomic_write_json, to_jsonable
 from ncap.training.config import FinetuneConfig
 from ncap.training.runtime import Runtime
 
-__all__ = ["rank"]
+__all__ = ["STRATEGIES", "rank"]
+
+STRATEGIES = ("fixed", "halving")
 
 
 def _settings(
@@ -80,6 +84,8 @@ def rank(
     runtime: Runtime | None = None,
     executor: str | Executor = "local",
     model_options: dict[str, Any] | None = None,
+    strategy: str = "fixed",
+    halving: HalvingSettings | None = None,
 ) -> RankResult:
     """Fine-tune every candidate briefly, predict its final accuracy, and rank.
 
@@ -119,7 +125,13 @@ def rank(
     model_options : dict, optional
         Options of every ``create_backbone`` call (e.g. a search space's ``width``, or ``pretrain``
         for the built-in zoo); they travel with the job, so Ray workers need no setup.
+    strategy : "fixed" or "halving"
+        "fixed": every candidate gets the budget ``config.epochs``. "halving": successive halving
+        (:mod:`ncap.ranking.halving`, settings in ``halving``), whose maximum budget defaults to
+        ``config.epochs``; ``full_epochs`` is then only the reference of the cost figure.
     """
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}.")
     config = config or FinetuneConfig()
     predictor = predictor or PredictorSettings()
     runtime = runtime or Runtime()
@@ -142,6 +154,28 @@ def rank(
         else load_dataset(data, n_train=n_train, n_val=n_val, seed=config.seed, root=data_root)
     )
     n_seen = len(dataset.y_train)
+    if strategy == "halving":
+        return run_halving(
+            models,
+            dataset,
+            config,
+            predictor,
+            halving or HalvingSettings(),
+            out_dir=Path(out_dir),
+            settings=_settings(dataset, config, predictor, full_epochs) | (extra_settings or {}),
+            environment={
+                "environment": _environment(),
+                "runtime": runtime.to_dict() | executor.describe(),
+            },
+            full_epochs=full_epochs,
+            resume=resume,
+            overwrite=overwrite,
+            progress=progress,
+            log=log,
+            runtime=runtime,
+            executor=executor,
+            model_options=model_options or {},
+        )
     if full_epochs is not None and (
         full_epochs * config.steps_per_epoch(n_seen) < config.total_steps(n_seen)
     ):
@@ -193,11 +227,21 @@ def rank(
             bars.candidate_done(name)
             if log and record["status"] != "ok":
                 log(f"{name} failed: {record['reason']}")
+    budget_steps = config.total_steps(n_seen)
+    for record in records.values():  # cost accounting (records of older runs lack these fields)
+        record["steps"] = spent_steps(record, budget_steps)
+        record["seconds"] = record["cost_seconds"]
+    spe = config.steps_per_epoch(n_seen)
     result = RankResult(
         candidates=[records[name] for name in models],
         settings=settings
         | {"environment": _environment(), "runtime": runtime.to_dict() | executor.describe()},
         out_dir=out_dir,
+        cost=run_cost(
+            [records[name] for name in models],
+            full_steps=None if full_epochs is None else round(full_epochs * spe),
+            full_epochs=full_epochs,
+        ),
     )
     result.files = write_outputs(result)
     return result

@@ -32,8 +32,10 @@ CSV_COLUMNS = (
 )
 
 
-def results_csv(candidates: Sequence[dict[str, Any]]) -> str:
-    order = {name: k + 1 for k, name in enumerate(rank_order(candidates))}
+def results_csv(candidates: Sequence[dict[str, Any]], ranking: Sequence[str] | None = None) -> str:
+    """The table as CSV, in ``ranking`` order (default: best predicted first)."""
+    ranking = rank_order(candidates) if ranking is None else ranking
+    order = {name: k + 1 for k, name in enumerate(ranking)}
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
