@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ncap.exceptions import ConfigError
-from ncap.predict.capacitance import PredictorSettings, predict_from_points
+from ncap.predict.settings import PredictorSettings  # (no scikit-learn: the CLI reads the names)
 
 __all__ = ["DEFAULT_RUNG_SCORE", "RUNG_SCORES", "RungScore", "make_rung_score", "min_points"]
 
@@ -33,6 +33,8 @@ def _last_observed(points: Sequence[dict[str, Any]], fraction: float) -> float |
 
 
 def _predicted(predictor: PredictorSettings) -> RungScore:
+    from ncap.predict.capacitance import predict_from_points  # scikit-learn
+
     def score(points: Sequence[dict[str, Any]], fraction: float) -> float | None:
         if not points:
             return None

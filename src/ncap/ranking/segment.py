@@ -54,12 +54,14 @@ def run_segment(
 
     ``config`` describes the whole run (its budget is the maximum budget), so the points equal
     those of one uninterrupted run. The record holds every point so far, ``steps`` (the step
-    reached) and ``segment_seconds`` (this part's wall time, building the backbone included);
+    reached) and ``segment_seconds`` (this part's fine-tuning and evaluation time; the whole wall time when it
+    failed);
     ``status`` is "failed" with a reason on an :class:`~ncap.exceptions.NcapError` or when out of
     memory, as for :func:`ncap.ranking.candidate.run_candidate`.
     """
     record = failed_record(name)
     start = time.perf_counter()
+    seconds = None
     ckpt = checkpoint_path(rung.checkpoint_dir, name)
     try:
         with torch.random.fork_rng():  # the same initial weights in every process
@@ -82,6 +84,7 @@ def run_segment(
             resume_from=ckpt if ckpt.exists() else None,
             checkpoint_to=ckpt,
         )
+        seconds = traj.seconds  # fine-tuning and evaluation, not building the backbone
         record["backbone"]["num_features"] = traj.num_features
         record["runtime"] = traj.runtime
         if traj.test is not None:
@@ -104,5 +107,5 @@ def run_segment(
             f"out of memory ({str(err).splitlines()[0]}); lower --batch-size or --input-size, or "
             "give each candidate a larger GPU."
         )
-    record["segment_seconds"] = time.perf_counter() - start
+    record["segment_seconds"] = time.perf_counter() - start if seconds is None else seconds
     return record
