@@ -50,7 +50,7 @@ def test_stop_and_continue_equals_a_straight_run_bit_for_bit(data, tmp_path):
     straight, straight_module = _run(data, callbacks=_fixed(data), extra_eval_steps=stops)
     assert straight.total_steps == 14
     ckpt = tmp_path / "c.pt"
-    previous = None
+    previous, prev_stop = None, 0
     for stop in stops:
         traj, module = _run(
             data,
@@ -60,7 +60,7 @@ def test_stop_and_continue_equals_a_straight_run_bit_for_bit(data, tmp_path):
             resume_from=previous,
             checkpoint_to=ckpt,
         )
-        assert (traj.first_step, traj.last_step) == (0 if previous is None else prev_stop, stop)
+        assert (traj.first_step, traj.last_step) == (prev_stop, stop)
         previous, prev_stop = ckpt, stop
     assert _no_time(traj.points) == _no_time(straight.points)  # == on floats: bit for bit
     assert all("beta_eff_fixed" in p for p in traj.points)

@@ -79,7 +79,10 @@ def test_halving_run_continues_each_candidate_exactly(tiny_zoo, tmp_path, digits
     data = json.loads((tmp_path / "h" / "results.json").read_text())
     rungs = data["rungs"]
     assert [r["steps"] for r in rungs] == [6, 12]  # 4 -> 2 -> 1: ends when one is left
-    assert rungs[0]["ranked"][-1] == "test-nan" and "failed at rung 0" in rungs[0]["dropped"]["test-nan"]
+    assert (
+        rungs[0]["ranked"][-1] == "test-nan"
+        and "failed at rung 0" in rungs[0]["dropped"]["test-nan"]
+    )
     assert len(rungs[0]["kept"]) == 2 and len(rungs[1]["kept"]) == 1
     by_name = {c["name"]: c for c in data["candidates"]}
     for r in rungs:  # the scores are the last observed accuracies at the rung's step
@@ -151,5 +154,11 @@ def test_kill_mid_rung_and_resume(tiny_zoo, tmp_path, digits, monkeypatch):
 
 def test_halving_refuses_a_first_rung_too_short_for_the_score(tiny_zoo, tmp_path, digits):
     with pytest.raises(ConfigError, match="evaluation point"):
-        rank(["mlp-s"], digits, out_dir=tmp_path, config=CONFIG, strategy="halving",
-             halving=HalvingSettings(min_budget=1.0, score="predicted"))  # 3 points, fit needs 4
+        rank(
+            ["mlp-s"],
+            digits,
+            out_dir=tmp_path,
+            config=CONFIG,
+            strategy="halving",
+            halving=HalvingSettings(min_budget=1.0, score="predicted"),
+        )  # 3 points, fit needs 4

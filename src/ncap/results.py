@@ -166,7 +166,11 @@ def rank_order(candidates: Sequence[dict[str, Any]]) -> list[str]:
         c["name"]
         for c in sorted(
             ok,
-            key=lambda c: (c["predicted_accuracy"] is None, -(c["predicted_accuracy"] or 0.0), c["name"]),
+            key=lambda c: (
+                c["predicted_accuracy"] is None,
+                -(c["predicted_accuracy"] or 0.0),
+                c["name"],
+            ),
         )
     ]
 
