@@ -162,3 +162,22 @@ def test_halving_refuses_a_first_rung_too_short_for_the_score(tiny_zoo, tmp_path
             strategy="halving",
             halving=HalvingSettings(min_budget=1.0, score="predicted"),
         )  # 3 points, fit needs 4
+
+
+def test_fixed_strategy_cost_figure(tiny_zoo, tmp_path, digits):
+    from ncap.report.tables import cost_footer
+
+    config = FinetuneConfig(epochs=1.0, eval_every=1, batch_size=64)
+    result = rank(["mlp-s", "test-nan"], digits, out_dir=tmp_path, config=config, full_epochs=2.0)
+    cost = json.loads((tmp_path / "results.json").read_text())["cost"]
+    ok = result.candidates[0]
+    assert ok["steps"] == 6 and cost["steps"] == 6 and cost["full_steps"] == 12
+    assert cost["unmeasured"] == ["test-nan"]
+    assert cost["estimated_full_seconds"] == pytest.approx(ok["cost_seconds"] * 2)
+    assert cost["fraction"] == pytest.approx(
+        (ok["cost_seconds"] + result.candidates[1]["cost_seconds"]) / (2 * ok["cost_seconds"])
+    )
+    assert "of the compute of training every candidate to 2 epochs" in cost_footer(cost)
+    assert "%" not in cost_footer(
+        rank(["mlp-s"], digits, out_dir=tmp_path / "b", config=config).cost
+    )

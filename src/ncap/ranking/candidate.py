@@ -102,6 +102,7 @@ def run_candidate(
             record["final_accuracy"] = points[-1]["val_accuracy"]
             record["full_seconds"] = traj.seconds
         record |= predict_from_points(points, predictor, budget_steps)
+        record["steps"] = budget_steps  # spent on the ranking (cost_seconds: their time)
         record["status"] = "ok"
     except NcapError as err:
         record["reason"] = str(err)

@@ -1,7 +1,7 @@
 """What a ranking cost, against training every candidate to the full budget.
 
-Each candidate record carries ``steps`` (training steps spent on the ranking) and ``seconds``
-(their wall time, building the backbone and evaluating included). The cost of training everything
+Each candidate record carries ``steps`` (training steps spent on the ranking) and their seconds,
+``seconds`` or else ``cost_seconds`` (fine-tuning and evaluation time, not building the backbone). The cost of training everything
 is estimated per candidate from its own measured seconds per step times the full budget's steps,
 so a slow model weighs as much as it would in reality. Candidates that failed before their first
 step are counted in what was spent but cannot be extrapolated (``unmeasured``).
@@ -31,13 +31,18 @@ def spent_steps(record: dict[str, Any], budget_steps: int) -> int:
     return max(points, default=0)
 
 
+def _seconds(record: dict[str, Any]) -> float:
+    value = record.get("seconds", record.get("cost_seconds"))
+    return float(value or 0.0)
+
+
 def run_cost(
     records: Sequence[dict[str, Any]], *, full_steps: int | None, full_epochs: float | None
 ) -> dict[str, Any]:
     """Totals of ``steps``/``seconds`` and, with a full budget, the estimated cost of training
     every candidate to it and the fraction spent (in seconds, and in steps)."""
     steps = sum(int(r.get("steps") or 0) for r in records)
-    seconds = sum(float(r.get("seconds") or 0.0) for r in records)
+    seconds = sum(_seconds(r) for r in records)
     out: dict[str, Any] = {
         "steps": steps,
         "seconds": seconds,
@@ -51,7 +56,7 @@ def run_cost(
     if not full_steps:
         return out
     measured = [r for r in records if r.get("steps")]
-    estimate = sum(float(r.get("seconds") or 0.0) / int(r["steps"]) * full_steps for r in measured)
+    estimate = sum(_seconds(r) / int(r["steps"]) * full_steps for r in measured)
     out["estimated_full_seconds"] = estimate
     out["fraction"] = seconds / estimate if estimate > 0 else None
     out["fraction_steps"] = steps / (full_steps * len(records)) if records else None

@@ -228,9 +228,8 @@ def rank(
             if log and record["status"] != "ok":
                 log(f"{name} failed: {record['reason']}")
     budget_steps = config.total_steps(n_seen)
-    for record in records.values():  # cost accounting (records of older runs lack these fields)
-        record["steps"] = spent_steps(record, budget_steps)
-        record["seconds"] = record["cost_seconds"]
+    # cost accounting (records reused from older runs lack "steps": derived, not written back)
+    spent = [records[name] | {"steps": spent_steps(records[name], budget_steps)} for name in models]
     spe = config.steps_per_epoch(n_seen)
     result = RankResult(
         candidates=[records[name] for name in models],
@@ -238,7 +237,7 @@ def rank(
         | {"environment": _environment(), "runtime": runtime.to_dict() | executor.describe()},
         out_dir=out_dir,
         cost=run_cost(
-            [records[name] for name in models],
+            spent,
             full_steps=None if full_epochs is None else round(full_epochs * spe),
             full_epochs=full_epochs,
         ),
