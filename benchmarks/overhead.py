@@ -5,13 +5,14 @@
    The settings are interleaved repeat by repeat, so machine load hits both alike; the median of
    the per-repeat ratios is printed with its range.
 2. evaluation share: in a fine-tuning run of the config (what ``ncap rank`` runs per candidate),
-   seconds spent evaluating (validation loss/accuracy, beta_eff read-out) / seconds spent in
-   training steps.
+   seconds spent evaluating (validation loss/accuracy, beta_eff read-out, the fixed-batch
+   measurement) / seconds spent in training steps.
 
 Models: two of the built-in zoo (their cached pretrained weights, or pretrained on first use) and
 timm's resnet10t (random weights, 1 channel) at 32 px. ``--settings default`` is
-``FinetuneConfig()``; ``cheap`` tracks only the cheap variants per step (signed, mean-abs) and
-evaluates on a fixed subset of 256 validation images, every 12 steps (4 times per epoch at the
+``FinetuneConfig()``; ``cheap`` tracks only the cheap variants per step (signed, mean-abs),
+measures abs-mean (the default prediction's variant) on a fixed batch of 256 training images at
+evaluation points only, and evaluates on a fixed subset of 256 validation images, every 12 steps (4 times per epoch at the
 default 3000 training images).
 
 Run:  OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/overhead.py [--repeats 20] [--json out.json]
@@ -34,12 +35,15 @@ from ncap.capacitance.probe import NeuralCapacitanceProbe
 from ncap.data.registry import load_dataset
 from ncap.models.registry import create_backbone
 from ncap.training.config import FinetuneConfig
+from ncap.training.fixed_batch import FixedBatchBetaEff
 
 MODELS = (("lenet", None), ("resnet-s", None), ("timm:resnet10t@random", 32))
 SETTINGS = {
     "default": FinetuneConfig(),
     # 3000 images / 64 = 47 steps per epoch: every 12 steps is 4 times per epoch
-    "cheap": FinetuneConfig(variants=("signed", "mean-abs"), max_val=256, eval_every=12),
+    "cheap": FinetuneConfig(
+        variants=("signed", "mean-abs"), fixed_batch=256, max_val=256, eval_every=12
+    ),
 }
 
 
@@ -110,8 +114,18 @@ def eval_share(name, size, data, config) -> dict:
         finally:
             spent["eval"] += time.perf_counter() - start
 
+    original_fixed = FixedBatchBetaEff.on_evaluate
+
+    def timed_fixed(self, point):
+        start = time.perf_counter()
+        try:
+            return original_fixed(self, point)
+        finally:
+            spent["eval"] += time.perf_counter() - start
+
     backbone = create_backbone(name)
     loop.evaluate, loop._read_beta = timed, timed_read
+    FixedBatchBetaEff.on_evaluate = timed_fixed
     try:
         traj = loop.finetune(
             backbone.module,
@@ -122,6 +136,7 @@ def eval_share(name, size, data, config) -> dict:
         )
     finally:
         loop.evaluate, loop._read_beta = original, original_read
+        FixedBatchBetaEff.on_evaluate = original_fixed
     train = traj.seconds - spent["eval"]
     return {"share": spent["eval"] / train, "evaluations": spent["n"], "seconds": traj.seconds}
 

@@ -81,3 +81,20 @@ def test_checkpoint_loads_with_weights_only_and_refuses_other_settings(data, tmp
     ckpt.write_bytes(b"not a checkpoint")
     with pytest.raises(ConfigError, match="delete it"):
         _run(data, resume_from=ckpt)
+
+
+def test_probe_batch_measures_the_untracked_variant_at_evaluations_and_the_fit_reads_it(data):
+    from ncap.predict.capacitance import PredictorSettings, predict_from_points
+    from ncap.results import trajectory_arrays
+
+    cheap = FinetuneConfig(epochs=2, eval_every=3, batch_size=32, probe_hidden=(16, 12, 8),
+                           variants=("signed", "mean-abs"), fixed_batch=30)  # fmt: skip
+    traj = finetune(_backbone(), 24, data, cheap)
+    assert all(set(p["beta_eff"]) == {"signed", "mean-abs"} for p in traj.points)
+    assert all(set(p["beta_eff_fixed"]) == {"abs-mean"} for p in traj.points)
+    beta, _ = trajectory_arrays(traj.points, "abs-mean")
+    assert beta == [p["beta_eff_fixed"]["abs-mean"] for p in traj.points]
+    assert predict_from_points(traj.points, PredictorSettings(), 14)["predicted_accuracy"] > 0
+    # the same measurement as the fixed-batch callback of bench-v2 (same images, same weights)
+    full = _run(data, callbacks=[FixedBatchBetaEff(*fixed_probe_batch(data, 30))])[0]
+    assert [p["beta_eff_fixed"]["abs-mean"] for p in full.points] == beta

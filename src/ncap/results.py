@@ -98,12 +98,18 @@ class Trajectory:
 def trajectory_arrays(
     points: Sequence[dict[str, Any]], variant: str, *, max_step: int | None = None
 ) -> tuple[list[float], list[float]]:
-    """``(beta_eff, val_accuracy)`` lists of the points up to ``max_step`` with a defined beta."""
+    """``(beta_eff, val_accuracy)`` lists of the points up to ``max_step`` with a defined beta.
+
+    A variant that was not tracked per step (absent from ``beta_eff``) is read from
+    ``beta_eff_fixed`` when the run measured it there (``FinetuneConfig.fixed_batch``).
+    """
     beta, acc = [], []
     for p in points:
         if max_step is not None and p["step"] > max_step:
             break
         value = p["beta_eff"].get(variant)
+        if variant not in p["beta_eff"]:
+            value = (p.get("beta_eff_fixed") or {}).get(variant)
         if value is not None and math.isfinite(value):
             beta.append(value)
             acc.append(p["val_accuracy"])

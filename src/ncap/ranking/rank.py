@@ -146,6 +146,12 @@ def rank(
             "identically 0 under softmax cross-entropy (sum_k e_k = 0); use >= 3 hidden widths "
             "(e.g. 128,64,32) or another variant (mean-abs, abs-mean)."
         )
+    if predictor.variant not in config.variants and config.fixed_batch is None:
+        raise ConfigError(
+            f"the prediction uses beta_eff {predictor.variant!r} but the run tracks only "
+            f"{list(config.variants)}; add it to --variants, or measure it on a fixed batch at "
+            "evaluation points with --fixed-batch 256."
+        )
     if len(set(models)) != len(models):
         raise ConfigError(f"duplicate candidate names in {list(models)}; name each model once.")
     dataset = (

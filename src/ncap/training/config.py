@@ -83,6 +83,14 @@ class FinetuneConfig:
         choices=VARIANTS,
         metavar="V1,V2,...",
     )
+    fixed_batch: int | None = setting(
+        None,
+        "measure the beta_eff variants not in --variants (e.g. the costly abs-mean) on a fixed "
+        "batch of this many training images at evaluation points only (beta_eff_fixed); the "
+        "prediction reads a variant from there when it is not tracked per step (default: off)",
+        kind="int",
+        metavar="IMAGES",
+    )
     seed: int = setting(0, "seed of data order, split and probe", kind="int")
     max_val: int | None = setting(
         None, "evaluate on at most this many validation images (default: all)", kind="int"
@@ -108,6 +116,8 @@ class FinetuneConfig:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of {OPTIMIZERS}.")
         if self.eval_every is not None and self.eval_every < 1:
             raise ConfigError(f"eval_every must be >= 1 step, got {self.eval_every}.")
+        if self.fixed_batch is not None and self.fixed_batch < 1:
+            raise ConfigError(f"fixed_batch must be >= 1 image, got {self.fixed_batch}.")
         if self.input_size is not None and self.input_size < 1:
             raise ConfigError(f"input_size must be >= 1 pixel, got {self.input_size}.")
         try:

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ncap.capacitance.probe import NeuralCapacitanceProbe
+from ncap.capacitance.variants import VARIANTS
 from ncap.data.dataset import ImageDataset
 from ncap.data.inputs import InputAdapter, InputSpec, check_channels, is_identity
 from ncap.exceptions import CandidateError, ConfigError, ModelCodeError, NcapError
@@ -418,6 +419,13 @@ def finetune(
             read_beta=_read_beta,
             listeners=callbacks,
         )
+        fixed = [v for v in VARIANTS if v not in config.variants]
+        if config.fixed_batch is not None and fixed:  # the costly variants at evaluations only
+            from ncap.training.fixed_batch import FixedBatchBetaEff, fixed_probe_batch
+
+            x_fixed, y_fixed = fixed_probe_batch(dataset, config.fixed_batch, seed=config.seed)
+            callbacks = [*callbacks, FixedBatchBetaEff(x_fixed, y_fixed, variants=fixed)]
+            recorder.listeners = callbacks
         progress = [StepProgress(on_step, traj.total_steps)] if on_step is not None else []
         for callback in callbacks:
             callback.on_train_start(model)
