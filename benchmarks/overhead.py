@@ -16,6 +16,7 @@ evaluation points only, and evaluates on a fixed subset of 256 validation images
 default 3000 training images).
 
 Run:  OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/overhead.py [--repeats 20] [--json out.json]
+      PYTHONPATH=src python benchmarks/overhead.py --device cuda     # on a GPU (float32)
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from ncap.data.registry import load_dataset
 from ncap.models.registry import create_backbone
 from ncap.training.config import FinetuneConfig
 from ncap.training.fixed_batch import FixedBatchBetaEff
+from ncap.training.runtime import Runtime
 
 MODELS = (("lenet", None), ("resnet-s", None), ("timm:resnet10t@random", 32))
 SETTINGS = {
@@ -62,21 +64,29 @@ def _front(name: str, size: int | None, data, config: FinetuneConfig):
     return front, backbone.num_features
 
 
-def step_ratio(name, size, data, config, repeats: int) -> dict:
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def step_ratio(name, size, data, config, repeats: int, device: torch.device) -> dict:
     front, features = _front(name, size, data, config)
     probe = NeuralCapacitanceProbe(
         features, data.num_classes, hidden=config.probe_hidden, variants=config.variants
     )
-    model = nn.Sequential(front, probe)
+    model = nn.Sequential(front, probe).to(device)
     optimizer = torch.optim.Adam(front.parameters(), lr=config.lr)
-    x, y = data.x_train[: config.batch_size], data.y_train[: config.batch_size]
+    x = data.x_train[: config.batch_size].to(device)
+    y = data.y_train[: config.batch_size].to(device)
 
     def step(recording: bool) -> float:
         probe.recording = recording
+        _sync(device)
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         nn.functional.cross_entropy(model(x), y).backward()
         optimizer.step()
+        _sync(device)
         return time.perf_counter() - start
 
     for _ in range(3):
@@ -93,7 +103,7 @@ def step_ratio(name, size, data, config, repeats: int) -> dict:
     }
 
 
-def eval_share(name, size, data, config) -> dict:
+def eval_share(name, size, data, config, device: torch.device) -> dict:
     spent = {"eval": 0.0, "n": 0}
     original = loop.evaluate
 
@@ -133,6 +143,7 @@ def eval_share(name, size, data, config) -> dict:
             data,
             dataclasses.replace(config, input_size=size),
             input_spec=backbone.input_spec,
+            runtime=Runtime(device=str(device), amp=False),
         )
     finally:
         loop.evaluate, loop._read_beta = original, original_read
@@ -148,24 +159,29 @@ def main() -> None:
     parser.add_argument("--n-val", type=int, default=1000)
     parser.add_argument("--settings", default="default,cheap")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (float32 on both)")
+    parser.add_argument("--models", default=None, help="comma-separated subset of the models")
     args = parser.parse_args()
+    device = torch.device(args.device)
+    models = [m for m in MODELS if args.models is None or m[0] in args.models.split(",")]
     data = _data(args.n_train, args.n_val)
     names = args.settings.split(",")
     out = {
         "machine": platform.machine(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        "device": str(device),
         "data": data.summary(),
         "results": [],
     }
     print(f"{data.summary()['name']}: {len(data.y_train)} train / {len(data.y_val)} val images, "
-          f"{torch.get_num_threads()} thread(s), CPU")  # fmt: skip
+          f"{torch.get_num_threads()} thread(s), {device}")  # fmt: skip
     print(f"{'model':24s} {'settings':8s} {'step ratio (range)':>24s} {'eval / train':>13s}")
-    for name, size in MODELS:
+    for name, size in models:
         for setting in names:
             config = SETTINGS[setting]
-            s = step_ratio(name, size, data, config, args.repeats)
-            e = eval_share(name, size, data, config)
+            s = step_ratio(name, size, data, config, args.repeats, device)
+            e = eval_share(name, size, data, config, device)
             out["results"].append({"model": name, "input_size": size, "settings": setting} | s | e)
             print(f"{name:24s} {setting:8s} {s['ratio']:>9.3f} ({s['ratio_range'][0]:.2f}-"
                   f"{s['ratio_range'][1]:.2f}) {100 * e['share']:>12.1f}%", flush=True)  # fmt: skip
