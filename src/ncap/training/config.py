@@ -12,6 +12,7 @@ from ncap.exceptions import ConfigError
 __all__ = ["OPTIMIZERS", "FinetuneConfig", "setting"]
 
 OPTIMIZERS = ("adam", "sgd", "adamw")
+_ADDED_LATER = ("fixed_batch",)  # ncap 0.2: left out of to_dict() when unset
 
 
 def setting(
@@ -139,4 +140,10 @@ class FinetuneConfig:
         return max(1, round(self.steps_per_epoch(n_train) / 8))
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+        """JSON-ready settings; fields added later are left out at their default (None), so the
+        settings of runs written before them compare equal and those runs still resume."""
+        return {
+            k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in self.__dict__.items()
+            if not (k in _ADDED_LATER and v is None)
+        }
