@@ -139,3 +139,30 @@ def test_gpu_request_larger_than_the_cluster_is_refused(ray_cluster, grey_data, 
         rank(MODELS, grey_data, out_dir=tmp_path, config=CONFIG, predictor=PREDICTOR,
              executor=make_executor("ray", gpus_per_candidate=1))  # fmt: skip
     assert not (tmp_path / "candidates").exists() or not any((tmp_path / "candidates").iterdir())
+
+
+@pytest.mark.slow
+def test_ray_runs_successive_halving_like_the_local_executor(ray_cluster, grey_data, tmp_path):
+    from ncap.ranking.halving import HalvingSettings
+
+    models = ["timm:resnet10t@random", "tv:squeezenet1_0@random", "timm:resnet14t@random"]
+    config = FinetuneConfig(epochs=1.0, eval_every=1, batch_size=6)  # 18 images: 3 steps/epoch
+    halving = HalvingSettings(eta=2, min_budget=1 / 3, score="last-observed")
+
+    def run(out, executor):
+        return rank(models, grey_data, out_dir=tmp_path / out, config=config,
+                    predictor=PREDICTOR, executor=executor, strategy="halving", halving=halving)  # fmt: skip
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a Ray task with 1 CPU runs single-threaded
+    try:
+        local = run("local", "local")
+    finally:
+        torch.set_num_threads(threads)
+    remote = run("ray", "ray")
+    assert [r["steps"] for r in remote.rungs] == [1, 2]
+    assert remote.rungs == local.rungs and remote.ranking == local.ranking
+    for a, b in zip(local.candidates, remote.candidates, strict=True):
+        assert a["steps"] == b["steps"]
+        _close(_comparable(a), _comparable(b) | {"seconds": a["seconds"], "halving": a["halving"]})
+    assert not list((tmp_path / "ray" / "checkpoints").glob("*.pt"))

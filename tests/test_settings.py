@@ -26,6 +26,7 @@ OTHER = {
     "probe_hidden": ((16, 8, 4), "16,8,4"),
     "probe_activation": ("tanh", "tanh"),
     "variants": (("abs-mean",), "abs-mean"),
+    "fixed_batch": (128, "128"),
     "seed": (3, "3"),
     "max_val": (100, "100"),
     "input_size": (32, "32"),

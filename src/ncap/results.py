@@ -78,6 +78,9 @@ class CandidateRecord(TypedDict, total=False):
     test: dict[str, Any]
     full_seconds: float
     fit: dict[str, Any]
+    steps: int  # training steps spent on the ranking (cost accounting)
+    seconds: float  # their wall time (= cost_seconds)
+    halving: dict[str, Any]  # successive halving: rungs reached, scores, why it was dropped
 
 
 @dataclass
@@ -91,6 +94,8 @@ class Trajectory:
     num_features: int | None = None
     runtime: dict[str, Any] = field(default_factory=dict)  # device, precision, input convention
     test: dict[str, Any] | None = None  # loss/accuracy on the test split at the end of the run
+    first_step: int = 0  # the step this call continued from (a checkpoint's; 0: from the start)
+    last_step: int = 0  # the step it stopped after (total_steps unless it stopped early)
 
 
 MEASUREMENTS = {"interval": "beta_eff", "fixed": "beta_eff_fixed"}
@@ -109,13 +114,18 @@ def trajectory_arrays(
     """``(beta_eff, val_accuracy)`` lists of the points up to ``max_step`` with a defined beta.
 
     ``measurement`` picks the field (:data:`MEASUREMENTS`); a point without it has no defined beta.
+    A variant that was not tracked per step (absent from ``beta_eff``) is read from
+    ``beta_eff_fixed`` when the run measured it there (``FinetuneConfig.fixed_batch``).
     """
     field = MEASUREMENTS[measurement]
     beta, acc = [], []
     for p in points:
         if max_step is not None and p["step"] > max_step:
             break
-        value = (p.get(field) or {}).get(variant)
+        values = p.get(field) or {}
+        value = values.get(variant)
+        if measurement == "interval" and variant not in values:
+            value = (p.get("beta_eff_fixed") or {}).get(variant)
         if value is not None and math.isfinite(value):
             beta.append(value)
             acc.append(p["val_accuracy"])
@@ -147,24 +157,44 @@ class RankResult:
     settings: dict[str, Any]
     out_dir: Path
     files: dict[str, Path] = field(default_factory=dict)
+    cost: dict[str, Any] | None = None  # ncap.ranking.cost.run_cost
+    order: list[str] | None = None  # a strategy's own order (successive halving), else predicted
+    rungs: list[dict[str, Any]] | None = None  # successive halving's rung decisions
 
     @property
     def ranking(self) -> list[str]:
-        """Names of the successful candidates, best predicted first."""
-        return rank_order(self.candidates)
+        """Names of the successful candidates, best first (best predicted, unless a strategy such
+        as successive halving set its own ``order``)."""
+        return list(self.order) if self.order is not None else rank_order(self.candidates)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "version": RESULTS_VERSION,
             "candidates": self.candidates,
             "ranking": self.ranking,
             "settings": self.settings,
         }
+        if self.cost is not None:
+            out["cost"] = self.cost
+        if self.rungs is not None:
+            out["rungs"] = self.rungs
+        return out
 
 
 def rank_order(candidates: Sequence[dict[str, Any]]) -> list[str]:
     ok = [c for c in candidates if c["status"] == "ok"]
-    return [c["name"] for c in sorted(ok, key=lambda c: (-c["predicted_accuracy"], c["name"]))]
+    # (a candidate without a prediction, e.g. dropped early by successive halving, comes last)
+    return [
+        c["name"]
+        for c in sorted(
+            ok,
+            key=lambda c: (
+                c["predicted_accuracy"] is None,
+                -(c["predicted_accuracy"] or 0.0),
+                c["name"],
+            ),
+        )
+    ]
 
 
 def slug(name: str) -> str:

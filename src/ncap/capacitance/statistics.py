@@ -173,6 +173,34 @@ class EdgeStatistics:
             self._pair = [move(t) for t in self._pair]
         return self
 
+    def state_dict(self) -> dict[str, Any]:
+        """The accumulated sums (tensors, lists and ints only: ``torch.load(weights_only=True)``)."""
+        state: dict[str, Any] = {"n_samples": self.n_samples, "variants": list(self.variants)}
+        for v in self._den:
+            state[f"{v}/den"] = self._den[v]
+            state[f"{v}/down"] = list(self._down[v])
+            state[f"{v}/up"] = list(self._up[v])
+        if "abs-mean" in self.variants:
+            state["abs-mean/pair"] = list(self._pair)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> EdgeStatistics:
+        """Restore the sums of :meth:`state_dict` (same sizes and variants), bit for bit."""
+        if tuple(state["variants"]) != self.variants:
+            raise ValueError(
+                f"statistics of variants {tuple(state['variants'])} cannot be loaded into an "
+                f"accumulator of variants {self.variants}."
+            )
+        copy = lambda t: None if t is None else t.to(device=self.device, dtype=self.dtype)  # noqa: E731
+        self.n_samples = int(state["n_samples"])
+        for v in self._den:
+            self._den[v] = copy(state[f"{v}/den"])
+            self._down[v] = [copy(t) for t in state[f"{v}/down"]]
+            self._up[v] = [copy(t) for t in state[f"{v}/up"]]
+        if "abs-mean" in self.variants:
+            self._pair = [copy(t) for t in state["abs-mean/pair"]]
+        return self
+
     def merge(self, other: EdgeStatistics) -> EdgeStatistics:
         """Add another accumulator's sums into this one (same sizes and variants)."""
         if other.sizes != self.sizes or other.variants != self.variants:

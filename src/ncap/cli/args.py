@@ -154,6 +154,64 @@ def _add_runtime_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_strategy_args(p: argparse.ArgumentParser) -> None:
+    from ncap.ranking.rung_scores import DEFAULT_RUNG_SCORE, RUNG_SCORES  # (no torch)
+
+    g = p.add_argument_group("strategy (docs/halving.md)")
+    g.add_argument(
+        "--strategy",
+        choices=("fixed", "halving"),
+        default="fixed",
+        help="fixed: every candidate gets --epochs; halving: successive halving, the top 1/eta of each rung continue from their checkpoints (default: %(default)s)",
+    )
+    g.add_argument(
+        "--eta", type=float, default=2.0, help="halving: keep the top 1/eta per rung (default: 2)"
+    )
+    g.add_argument(
+        "--min-budget",
+        type=float,
+        default=None,
+        metavar="EPOCHS",
+        help="halving: budget of the first rung in epochs (default: the maximum / eta^2)",
+    )
+    g.add_argument(
+        "--max-budget",
+        type=float,
+        default=None,
+        metavar="EPOCHS",
+        help="halving: budget of the last rung in epochs (default: --epochs)",
+    )
+    g.add_argument(
+        "--rung-score",
+        choices=sorted(RUNG_SCORES),
+        default=DEFAULT_RUNG_SCORE,
+        help="halving: what the candidates of a rung are ranked by (default: %(default)s)",
+    )
+    g.add_argument(
+        "--keep-checkpoints",
+        action="store_true",
+        help="halving: keep OUT/checkpoints/*.pt of dropped and finished candidates",
+    )
+
+
+def strategy_from_args(args) -> dict[str, Any]:
+    """``strategy=`` and ``halving=`` of rank from the strategy flags."""
+    if args.strategy == "fixed":
+        return {}
+    from ncap.ranking.halving import HalvingSettings
+
+    return {
+        "strategy": "halving",
+        "halving": HalvingSettings(
+            eta=args.eta,
+            min_budget=args.min_budget,
+            max_budget=args.max_budget,
+            score=args.rung_score,
+            keep_checkpoints=args.keep_checkpoints,
+        ),
+    }
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ncap",
@@ -223,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="output directory for candidates/*.json, results.json/.csv and plots",
     )
     _add_training_args(rank, epochs=1.0)
+    _add_strategy_args(rank)
 
     recipe = sub.add_parser(
         "recipe",

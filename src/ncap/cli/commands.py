@@ -7,7 +7,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ncap.cli.args import build_parser, execution_from_args, settings_from_args
+from ncap.cli.args import (
+    build_parser,
+    execution_from_args,
+    settings_from_args,
+    strategy_from_args,
+)
 from ncap.exceptions import ConfigError, MissingFile, NcapError
 
 
@@ -41,6 +46,7 @@ def _run_rank(args, models: list[str], data: str, n_train, n_val, epochs: float,
         overwrite=bool(args.overwrite),
         progress=not args.no_progress and not args.json,
         log=lambda msg: print(f"[ncap] {msg}", file=sys.stderr),
+        **(strategy_from_args(args) if hasattr(args, "strategy") else {}),
     )
 
 

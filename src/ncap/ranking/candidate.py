@@ -12,6 +12,7 @@ from ncap.data.dataset import ImageDataset
 from ncap.exceptions import CandidateError, NcapError
 from ncap.models.registry import create_backbone
 from ncap.predict.capacitance import PredictorSettings, predict_from_points
+from ncap.ranking.segment import RungJob, run_segment
 from ncap.results import CandidateRecord, failed_record
 from ncap.training.config import FinetuneConfig
 from ncap.training.loop import finetune
@@ -31,6 +32,7 @@ def run_candidate(
     model_options: dict[str, Any] | None = None,
     on_step: Callable[[int, int], None] | None = None,
     log: Callable[[str], None] | None = None,
+    rung: RungJob | None = None,
 ) -> CandidateRecord:
     """Fine-tune one candidate and return its record (``status`` "failed" with a reason on error).
 
@@ -39,7 +41,22 @@ def run_candidate(
     :class:`~ncap.exceptions.NcapError` (a bad setting, missing weights, a diverged run, an error
     raised inside its own model code) and on running out of memory; any other exception is a bug
     and propagates.
+
+    With ``rung`` (successive halving) only that rung's part of the run is trained, from and to
+    the candidate's checkpoint (:func:`ncap.ranking.segment.run_segment`).
     """
+    if rung is not None:
+        return run_segment(
+            name,
+            dataset,
+            config,
+            predictor,
+            rung,
+            runtime=runtime,
+            model_options=model_options,
+            on_step=on_step,
+            log=log,
+        )
     record = failed_record(name)
     start = time.perf_counter()
     try:
@@ -85,6 +102,7 @@ def run_candidate(
             record["final_accuracy"] = points[-1]["val_accuracy"]
             record["full_seconds"] = traj.seconds
         record |= predict_from_points(points, predictor, budget_steps)
+        record["steps"] = budget_steps  # spent on the ranking (cost_seconds: their time)
         record["status"] = "ok"
     except NcapError as err:
         record["reason"] = str(err)

@@ -23,6 +23,7 @@ from ncap.data.dataset import ImageDataset
 from ncap.exceptions import ConfigError, MissingDependency
 from ncap.predict.capacitance import PredictorSettings
 from ncap.ranking.candidate import run_candidate
+from ncap.ranking.segment import RungJob
 from ncap.results import failed_record
 from ncap.training.config import FinetuneConfig
 from ncap.training.runtime import Runtime
@@ -42,6 +43,7 @@ class CandidateJob:
     full_epochs: float | None
     runtime: Runtime
     model_options: dict[str, Any] = field(default_factory=dict)  # of every create_backbone call
+    rung: RungJob | None = None  # successive halving: train only to this rung, via checkpoints
 
 
 class Executor(Protocol):
@@ -78,13 +80,16 @@ class LocalExecutor:
                 model_options=job.model_options,
                 on_step=on_step,
                 log=log,
+                rung=job.rung,
             )
 
     def describe(self) -> dict[str, Any]:
         return {"executor": "local"}
 
 
-def _remote_candidate(name, dataset, config, predictor, full_epochs, runtime, model_options):
+def _remote_candidate(
+    name, dataset, config, predictor, full_epochs, runtime, model_options, rung=None
+):
     """The body of a Ray task: one candidate, its record returned to the driver."""
     return run_candidate(
         name,
@@ -94,6 +99,7 @@ def _remote_candidate(name, dataset, config, predictor, full_epochs, runtime, mo
         full_epochs=full_epochs,
         runtime=runtime,
         model_options=model_options,
+        rung=rung,
     )
 
 
@@ -183,6 +189,7 @@ class RayExecutor:
                     job.full_epochs,
                     job.runtime,
                     job.model_options,
+                    job.rung,
                 )
                 pending[ref] = name
             try:

@@ -23,7 +23,9 @@ from ncap.data.dataset import ImageDataset
 from ncap.data.registry import load_dataset
 from ncap.exceptions import ConfigError
 from ncap.predict.capacitance import PredictorSettings
+from ncap.ranking.cost import run_cost, spent_steps
 from ncap.ranking.executors import CandidateJob, Executor, make_executor
+from ncap.ranking.halving import HalvingSettings, run_halving
 from ncap.ranking.preflight import (
     builtin_fit_problems,
     check_budget,
@@ -38,7 +40,9 @@ from ncap.storage import atomic_write_json, directory_lock, to_jsonable
 from ncap.training.config import FinetuneConfig
 from ncap.training.runtime import Runtime
 
-__all__ = ["rank"]
+__all__ = ["STRATEGIES", "rank"]
+
+STRATEGIES = ("fixed", "halving")
 
 
 def _settings(
@@ -86,6 +90,8 @@ def rank(
     runtime: Runtime | None = None,
     executor: str | Executor = "local",
     model_options: dict[str, Any] | None = None,
+    strategy: str = "fixed",
+    halving: HalvingSettings | None = None,
 ) -> RankResult:
     """Fine-tune every candidate briefly, predict its final accuracy, and rank.
 
@@ -125,7 +131,13 @@ def rank(
     model_options : dict, optional
         Options of every ``create_backbone`` call (e.g. a search space's ``width``, or ``pretrain``
         for the built-in zoo); they travel with the job, so Ray workers need no setup.
+    strategy : "fixed" or "halving"
+        "fixed": every candidate gets the budget ``config.epochs``. "halving": successive halving
+        (:mod:`ncap.ranking.halving`, settings in ``halving``), whose maximum budget defaults to
+        ``config.epochs``; ``full_epochs`` is then only the reference of the cost figure.
     """
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}.")
     config = config or FinetuneConfig()
     predictor = predictor or PredictorSettings()
     runtime = runtime or Runtime()
@@ -136,14 +148,15 @@ def rank(
             full_epochs=full_epochs, n_train=n_train, n_val=n_val, data_root=data_root,
             resume=resume, overwrite=overwrite, progress=progress, log=log,
             extra_settings=extra_settings, runtime=runtime, executor=executor,
-            model_options=model_options,
+            model_options=model_options, strategy=strategy, halving=halving,
         )  # fmt: skip
 
 
 def _rank_locked(
     models, data, *, out_dir: Path, config: FinetuneConfig, predictor: PredictorSettings,
     full_epochs, n_train, n_val, data_root, resume, overwrite, progress, log, extra_settings,
-    runtime: Runtime, executor, model_options,
+    runtime: Runtime, executor, model_options, strategy: str = "fixed",
+    halving: HalvingSettings | None = None,
 ) -> RankResult:  # fmt: skip
     """:func:`rank` while it holds the output directory's lock."""
     executor = make_executor(executor) if isinstance(executor, str) else executor
@@ -157,6 +170,12 @@ def _rank_locked(
             "identically 0 under softmax cross-entropy (sum_k e_k = 0); use >= 3 hidden widths "
             "(e.g. 128,64,32) or another variant (mean-abs, abs-mean)."
         )
+    if predictor.variant not in config.variants and config.fixed_batch is None:
+        raise ConfigError(
+            f"the prediction uses beta_eff {predictor.variant!r} but the run tracks only "
+            f"{list(config.variants)}; add it to --variants, or measure it on a fixed batch at "
+            "evaluation points with --fixed-batch 256."
+        )
     if len(set(models)) != len(models):
         raise ConfigError(f"duplicate candidate names in {list(models)}; name each model once.")
     dataset = (
@@ -165,6 +184,28 @@ def _rank_locked(
         else load_dataset(data, n_train=n_train, n_val=n_val, seed=config.seed, root=data_root)
     )
     n_seen = len(dataset.y_train)
+    if strategy == "halving":
+        return run_halving(
+            models,
+            dataset,
+            config,
+            predictor,
+            halving or HalvingSettings(),
+            out_dir=Path(out_dir),
+            settings=_settings(dataset, config, predictor, full_epochs) | (extra_settings or {}),
+            environment={
+                "environment": _environment(),
+                "runtime": runtime.to_dict() | executor.describe(),
+            },
+            full_epochs=full_epochs,
+            resume=resume,
+            overwrite=overwrite,
+            progress=progress,
+            log=log,
+            runtime=runtime,
+            executor=executor,
+            model_options=model_options or {},
+        )
     if full_epochs is not None and (
         full_epochs * config.steps_per_epoch(n_seen) < config.total_steps(n_seen)
     ):
@@ -226,11 +267,20 @@ def _rank_locked(
             bars.candidate_done(name)
             if log and record["status"] != "ok":
                 log(f"{name} failed: {record['reason']}")
+    budget_steps = config.total_steps(n_seen)
+    # cost accounting (records reused from older runs lack "steps": derived, not written back)
+    spent = [records[name] | {"steps": spent_steps(records[name], budget_steps)} for name in models]
+    spe = config.steps_per_epoch(n_seen)
     result = RankResult(
         candidates=[records[name] for name in models],
         settings=settings
         | {"environment": _environment(), "runtime": runtime.to_dict() | executor.describe()},
         out_dir=out_dir,
+        cost=run_cost(
+            spent,
+            full_steps=None if full_epochs is None else round(full_epochs * spe),
+            full_epochs=full_epochs,
+        ),
     )
     result.files = write_outputs(result)
     return result

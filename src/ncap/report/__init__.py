@@ -19,7 +19,9 @@ def write_outputs(result: RankResult) -> dict[str, Path]:
     out = result.out_dir
     files = {
         "json": atomic_write_json(result.to_dict(), out / "results.json"),
-        "csv": atomic_write_text(results_csv(result.candidates), out / "results.csv"),
+        "csv": atomic_write_text(
+            results_csv(result.candidates, result.ranking), out / "results.csv"
+        ),
     }
     predictor = PredictorSettings(**result.settings["predictor"])
     files["beta_plot"] = plot_beta_trajectories(

@@ -58,7 +58,8 @@ def plot_fits(
 ) -> Path:
     """Per candidate: validation accuracy vs beta_eff, the fitted regression, its value at 0."""
 
-    ok = [c for c in candidates if c["status"] == "ok"]
+    # (successive halving may drop a candidate before it has enough points for a prediction)
+    ok = [c for c in candidates if c["status"] == "ok" and c.get("predicted_accuracy") is not None]
     cols = min(3, max(1, len(ok)))
     rows = max(1, math.ceil(len(ok) / cols))
     fig = Figure(figsize=(4.2 * cols, 3.4 * rows))

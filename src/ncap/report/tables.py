@@ -12,7 +12,7 @@ from typing import Any
 from ncap.metrics import ranking_metrics
 from ncap.results import rank_order
 
-__all__ = ["CSV_COLUMNS", "LEGEND", "print_table", "results_csv", "verification"]
+__all__ = ["CSV_COLUMNS", "LEGEND", "cost_footer", "print_table", "results_csv", "verification"]
 
 
 CSV_COLUMNS = (
@@ -42,8 +42,10 @@ LEGEND = (
 )
 
 
-def results_csv(candidates: Sequence[dict[str, Any]]) -> str:
-    order = {name: k + 1 for k, name in enumerate(rank_order(candidates))}
+def results_csv(candidates: Sequence[dict[str, Any]], ranking: Sequence[str] | None = None) -> str:
+    """The table as CSV, in ``ranking`` order (default: best predicted first)."""
+    ranking = rank_order(candidates) if ranking is None else ranking
+    order = {name: k + 1 for k, name in enumerate(ranking)}
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -108,7 +110,9 @@ def print_table(result, *, verify: bool = False) -> None:
             row.append(_fmt(c.get("final_accuracy")))
         if has_test:
             row.append(_fmt(c.get("test_accuracy")))
-        row.append("ok" if ok else f"failed: {c['reason']}")
+        dropped = (c.get("halving") or {}).get("dropped_at_rung")
+        status = "ok" if dropped is None else f"ok, dropped at rung {dropped}"
+        row.append(status if ok else f"failed: {c['reason']}")
         table.add_row(*row)
     # a pipe or a file gets the full table instead of rich's 80-column default
     console = Console() if sys.stdout.isatty() else Console(width=160)
@@ -121,8 +125,25 @@ def print_table(result, *, verify: bool = False) -> None:
                 f"Kendall tau, predicted vs true final accuracy: {_tau(tau['predicted'])}   "
                 f"(last observed accuracy vs true final: {_tau(tau['observed'])})"
             )
+    footer = cost_footer(getattr(result, "cost", None))
+    if footer:
+        console.print(footer)
     for key, path in result.files.items():
         console.print(f"{key:>10}: {path}")
+
+
+def cost_footer(cost: dict[str, Any] | None) -> str | None:
+    """``compute: ... = X% of the compute of training every candidate to N epochs``."""
+    if not cost:
+        return None
+    text = f"compute: {cost['steps']} training steps, {cost['seconds']:.1f} s"
+    if cost.get("fraction") is not None:
+        text += (
+            f" = {100 * cost['fraction']:.1f}% of the compute of training every candidate to "
+            f"{cost['full_epochs']:g} epochs (estimated {cost['estimated_full_seconds']:.0f} s "
+            "from each candidate's seconds per step)"
+        )
+    return text
 
 
 def _tau(value: float | None) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -32,6 +33,13 @@ class Callback:
     def on_evaluate(self, point: TrajectoryPoint) -> None:
         """After an evaluation of the fine-tuning, with the point it recorded (which it may extend
         with measurements of its own; it must not change the model)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint must keep for the run to continue exactly (default: nothing)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` when a run continues from a checkpoint."""
 
 
 class StepProgress(Callback):
@@ -90,3 +98,15 @@ class CapacitanceRecorder(Callback):
             self.loss_sum, self.loss_count = 0.0, 0
             for listener in self.listeners:
                 listener.on_evaluate(point)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The interval's running training loss and the seconds since the run started."""
+        return {
+            "loss_sum": self.loss_sum,
+            "loss_count": self.loss_count,
+            "elapsed": time.perf_counter() - self.start,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.loss_sum, self.loss_count = float(state["loss_sum"]), int(state["loss_count"])
+        self.start = time.perf_counter() - float(state["elapsed"])

@@ -12,6 +12,7 @@ from ncap.exceptions import ConfigError
 __all__ = ["OPTIMIZERS", "FinetuneConfig", "setting"]
 
 OPTIMIZERS = ("adam", "sgd", "adamw")
+_ADDED_LATER = ("fixed_batch",)  # ncap 0.2: left out of to_dict() when unset
 
 
 def setting(
@@ -83,6 +84,14 @@ class FinetuneConfig:
         choices=VARIANTS,
         metavar="V1,V2,...",
     )
+    fixed_batch: int | None = setting(
+        None,
+        "measure the beta_eff variants not in --variants (e.g. the costly abs-mean) on a fixed "
+        "batch of this many training images at evaluation points only (beta_eff_fixed); the "
+        "prediction reads a variant from there when it is not tracked per step (default: off)",
+        kind="int",
+        metavar="IMAGES",
+    )
     seed: int = setting(0, "seed of data order, split and probe", kind="int")
     max_val: int | None = setting(
         None, "evaluate on at most this many validation images (default: all)", kind="int"
@@ -108,6 +117,8 @@ class FinetuneConfig:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of {OPTIMIZERS}.")
         if self.eval_every is not None and self.eval_every < 1:
             raise ConfigError(f"eval_every must be >= 1 step, got {self.eval_every}.")
+        if self.fixed_batch is not None and self.fixed_batch < 1:
+            raise ConfigError(f"fixed_batch must be >= 1 image, got {self.fixed_batch}.")
         if self.input_size is not None and self.input_size < 1:
             raise ConfigError(f"input_size must be >= 1 pixel, got {self.input_size}.")
         try:
@@ -129,4 +140,10 @@ class FinetuneConfig:
         return max(1, round(self.steps_per_epoch(n_train) / 8))
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+        """JSON-ready settings; fields added later are left out at their default (None), so the
+        settings of runs written before them compare equal and those runs still resume."""
+        return {
+            k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in self.__dict__.items()
+            if not (k in _ADDED_LATER and v is None)
+        }

@@ -15,6 +15,7 @@ the beta_eff bookkeeping stay float32/float64.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 
@@ -22,11 +23,19 @@ import torch
 from torch import nn
 
 from ncap.capacitance.probe import NeuralCapacitanceProbe
+from ncap.capacitance.variants import VARIANTS
 from ncap.data.dataset import ImageDataset
 from ncap.data.inputs import InputAdapter, InputSpec, check_channels, is_identity
 from ncap.exceptions import CandidateError, ConfigError, ModelCodeError, NcapError
 from ncap.results import Trajectory
 from ncap.training.callbacks import Callback, CapacitanceRecorder, StepProgress
+from ncap.training.checkpoint import (
+    check_compatible,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from ncap.training.config import FinetuneConfig
 from ncap.training.divergence import DivergenceGuard
 from ncap.training.runtime import Runtime, autocast, precision_context
@@ -110,21 +119,25 @@ class _Batches(torch.utils.data.Dataset):
 
 
 class _BatchOrder(torch.utils.data.Sampler):
-    """Index batches of a seeded shuffle, reshuffled at each epoch; ``total`` batches in all."""
+    """Index batches of a seeded shuffle, reshuffled at each epoch; batches ``start`` (0-based)
+    up to ``total`` of that one sequence, so a run continued at a step sees the batches an
+    uninterrupted run would have seen."""
 
-    def __init__(self, n: int, batch_size: int, total: int, seed: int) -> None:
+    def __init__(self, n: int, batch_size: int, total: int, seed: int, start: int = 0) -> None:
         self.n, self.batch_size, self.total, self.seed = n, batch_size, total, seed
+        self.start = start
 
     def __len__(self) -> int:
-        return self.total
+        return max(0, self.total - self.start)
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed)
         order, cursor = torch.randperm(self.n, generator=generator), 0
-        for _ in range(self.total):
+        for index in range(self.total):
             if cursor >= self.n:
                 order, cursor = torch.randperm(self.n, generator=generator), 0
-            yield order[cursor : cursor + self.batch_size]
+            if index >= self.start:
+                yield order[cursor : cursor + self.batch_size]
             cursor += self.batch_size
 
 
@@ -135,11 +148,15 @@ def batch_loader(
     *,
     pin_memory: bool = False,
     workers: int = 0,
+    start: int = 0,
 ) -> torch.utils.data.DataLoader:
-    """The training batches of a run: seeded order, optional pinned memory and workers."""
+    """The training batches of a run: seeded order, optional pinned memory and workers; the
+    batches after the first ``start`` ones when a run continues from a checkpoint."""
     return torch.utils.data.DataLoader(
         _Batches(dataset.x_train, dataset.y_train),
-        sampler=_BatchOrder(len(dataset.y_train), config.batch_size, total_steps, config.seed),
+        sampler=_BatchOrder(
+            len(dataset.y_train), config.batch_size, total_steps, config.seed, start=start
+        ),
         batch_size=None,
         pin_memory=pin_memory,
         num_workers=workers,
@@ -255,15 +272,17 @@ def train_steps(
     device: torch.device | None = None,
     on_nonfinite: Callable[[int, float], None] | None = None,
     callbacks: Sequence[Callback] = (),
+    first_step: int = 1,
 ) -> int:
     """The one training loop (fine-tuning and the zoo's pretraining): for each batch, softmax
     cross-entropy, backward, an optimiser step, then every callback's ``on_step_end``.
 
     ``on_nonfinite(step, loss)`` is called before the backward pass of a NaN/inf loss (it may
-    raise). Returns the number of steps taken.
+    raise). Steps are numbered from ``first_step`` (a run continued from a checkpoint goes on
+    with its numbering). Returns the number of the last step taken (``first_step - 1`` if none).
     """
-    step = 0
-    for step, (xb, yb) in enumerate(batches, start=1):
+    step = first_step - 1
+    for step, (xb, yb) in enumerate(batches, start=first_step):
         if device is not None:
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
@@ -290,6 +309,9 @@ def finetune(
     extra_eval_steps: Sequence[int] = (),
     evaluate_test: bool = False,
     callbacks: Sequence[Callback] = (),
+    stop_at: int | None = None,
+    resume_from: str | os.PathLike | None = None,
+    checkpoint_to: str | os.PathLike | None = None,
 ) -> Trajectory:
     """Fine-tune ``module`` under a frozen random probe; return the recorded trajectory.
 
@@ -317,7 +339,17 @@ def finetune(
         Steps to evaluate at besides every ``eval_every`` steps and the last one (a longer run
         uses this to evaluate where a shorter budget ends, so its prefix equals the short run).
     evaluate_test : bool
-        Also evaluate the test split (when the dataset has one) at the end of the run.
+        Also evaluate the test split (when the dataset has one) at the end of the run (of this
+        call, when it stops early).
+    stop_at : int, optional
+        Stop after this training step instead of the last one (``config``'s budget still defines
+        the run: its length, its evaluation schedule and what ``epoch`` means).
+    resume_from : path, optional
+        Continue from a checkpoint written by ``checkpoint_to`` of a run with the same settings
+        (:mod:`ncap.training.checkpoint`): the returned points are the checkpoint's followed by
+        the new ones, and equal those of an uninterrupted run bit for bit (wall times aside).
+    checkpoint_to : path, optional
+        Write a checkpoint at the step where this call stops.
 
     Raises
     ------
@@ -375,12 +407,23 @@ def finetune(
                 "input": None if spec is None else spec.to_dict(),
             },
         )
+        state = None
+        if resume_from is not None:
+            state = load_checkpoint(resume_from)
+            check_compatible(state, config.to_dict(), traj.total_steps, resume_from)
+        first = 0 if state is None else int(state["step"])
+        last = traj.total_steps if stop_at is None else min(stop_at, traj.total_steps)
+        if last < first:
+            raise ConfigError(
+                f"cannot stop at step {stop_at}: the checkpoint {resume_from} is at step {first}."
+            )
         loader = batch_loader(
             dataset,
             config,
-            traj.total_steps,
+            last,
             pin_memory=device.type == "cuda",
             workers=runtime.num_workers(device),
+            start=first,
         )
         guard = DivergenceGuard(dataset.num_classes, lr=config.lr)
         recorder = CapacitanceRecorder(
@@ -395,11 +438,30 @@ def finetune(
             read_beta=_read_beta,
             listeners=[guard, *callbacks],
         )
+        fixed = [v for v in VARIANTS if v not in config.variants]
+        if config.fixed_batch is not None and fixed:  # the costly variants at evaluations only
+            from ncap.training.fixed_batch import FixedBatchBetaEff, fixed_probe_batch
+
+            x_fixed, y_fixed = fixed_probe_batch(dataset, config.fixed_batch, seed=config.seed)
+            callbacks = [*callbacks, FixedBatchBetaEff(x_fixed, y_fixed, variants=fixed)]
+            recorder.listeners = callbacks
         progress = [StepProgress(on_step, traj.total_steps)] if on_step is not None else []
         for callback in callbacks:
             callback.on_train_start(model)
-        start = recorder.start
+        traj.first_step = first
+        if state is not None:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            probe.statistics.load_state_dict(state["statistics"])
+            recorder.load_state_dict(state["recorder"])
+            for callback, callback_state in zip(callbacks, state["callbacks"], strict=True):
+                callback.load_state_dict(callback_state)
+            traj.points = list(state["points"])
+        start = recorder.start if state is None else time.perf_counter()
         model.train()
+        batches = iter(loader)  # (creating the iterator draws from the global generator)
+        if state is not None:
+            set_rng_state(state["rng"], device)
 
         def diverged(step: int, loss: float) -> None:
             raise CandidateError(
@@ -407,19 +469,36 @@ def finetune(
                 f"learning rate (now {config.lr}) or check the data for NaN/inf values."
             )
 
-        train_steps(
+        traj.last_step = train_steps(
             model,
-            loader,
+            batches,
             optimizer,
             device=device,
             on_nonfinite=diverged,
             callbacks=[guard, *callbacks, *progress, recorder],
+            first_step=first + 1,
         )
         traj.seconds = time.perf_counter() - start
+        if checkpoint_to is not None:
+            save_checkpoint(
+                {
+                    "step": traj.last_step,
+                    "total_steps": traj.total_steps,
+                    "config": config.to_dict(),
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "statistics": probe.statistics.state_dict(),
+                    "recorder": recorder.state_dict(),
+                    "callbacks": [callback.state_dict() for callback in callbacks],
+                    "points": traj.points,
+                    "rng": rng_state(device),
+                },
+                checkpoint_to,
+            )
         if evaluate_test and dataset.x_test is not None:
             test_loss, test_acc = evaluate(model, dataset.x_test, dataset.y_test, device=device)
             traj.test = {
-                "step": traj.total_steps,
+                "step": traj.last_step,
                 "test_loss": test_loss,
                 "test_accuracy": test_acc,
             }

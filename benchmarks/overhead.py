@@ -1,0 +1,194 @@
+"""What ncap's bookkeeping costs under a given FinetuneConfig: two ratios per model.
+
+1. step ratio: a training step (forward, backward, optimiser step; batch of the config) with the
+   probe's per-step beta_eff bookkeeping on (the config's ``variants``) / the same step with it off.
+   The settings are interleaved repeat by repeat, so machine load hits both alike; the median of
+   the per-repeat ratios is printed with its range.
+2. evaluation share: in a fine-tuning run of the config (what ``ncap rank`` runs per candidate),
+   seconds spent evaluating (validation loss/accuracy, beta_eff read-out, the fixed-batch
+   measurement) / seconds spent in training steps.
+
+Models: two of the built-in zoo (their cached pretrained weights, or pretrained on first use) and
+timm's resnet10t (random weights, 1 channel) at 32 px. ``--settings default`` is
+``FinetuneConfig()``; ``cheap`` tracks only the cheap variants per step (signed, mean-abs),
+measures abs-mean (the default prediction's variant) on a fixed batch of 256 training images at
+evaluation points only, and evaluates on a fixed subset of 256 validation images, every 12 steps (4 times per epoch at the
+default 3000 training images).
+
+Run:  OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/overhead.py [--repeats 20] [--json out.json]
+      PYTHONPATH=src python benchmarks/overhead.py --device cuda     # on a GPU (float32)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import statistics
+import time
+
+import torch
+from torch import nn
+
+import ncap.training.loop as loop
+from ncap.capacitance.probe import NeuralCapacitanceProbe
+from ncap.data.registry import load_dataset
+from ncap.models.registry import create_backbone
+from ncap.training.config import FinetuneConfig
+from ncap.training.fixed_batch import FixedBatchBetaEff
+from ncap.training.runtime import Runtime
+
+MODELS = (("lenet", None), ("resnet-s", None), ("timm:resnet10t@random", 32))
+SETTINGS = {
+    "default": FinetuneConfig(),
+    # 3000 images / 64 = 47 steps per epoch: every 12 steps is 4 times per epoch
+    "cheap": FinetuneConfig(
+        variants=("signed", "mean-abs"), fixed_batch=256, max_val=256, eval_every=12
+    ),
+}
+
+
+def _data(n_train: int, n_val: int):
+    try:
+        return load_dataset("fashion-mnist-5-9", n_train=n_train, n_val=n_val, seed=0)
+    except Exception:  # noqa: BLE001 - without Fashion-MNIST: scikit-learn's digits
+        return load_dataset("digits", n_train=min(n_train, 1200), n_val=min(n_val, 400), seed=0)
+
+
+def _front(name: str, size: int | None, data, config: FinetuneConfig):
+    backbone = create_backbone(name)
+    config = dataclasses.replace(config, input_size=size)
+    spec = loop.model_input_spec(backbone.input_spec, data, config)
+    front = loop.model_front(data, backbone.module, spec)
+    return front, backbone.num_features
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def step_ratio(name, size, data, config, repeats: int, device: torch.device) -> dict:
+    front, features = _front(name, size, data, config)
+    probe = NeuralCapacitanceProbe(
+        features, data.num_classes, hidden=config.probe_hidden, variants=config.variants
+    )
+    model = nn.Sequential(front, probe).to(device)
+    optimizer = torch.optim.Adam(front.parameters(), lr=config.lr)
+    x = data.x_train[: config.batch_size].to(device)
+    y = data.y_train[: config.batch_size].to(device)
+
+    def step(recording: bool) -> float:
+        probe.recording = recording
+        _sync(device)
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        _sync(device)
+        return time.perf_counter() - start
+
+    for _ in range(3):
+        step(True), step(False)
+    ratios, on, off = [], [], []
+    for _ in range(repeats):
+        a, b = step(False), step(True)
+        off.append(a), on.append(b), ratios.append(b / a)
+    return {
+        "ratio": statistics.median(ratios),
+        "ratio_range": [min(ratios), max(ratios)],
+        "step_ms_off": 1e3 * statistics.median(off),
+        "step_ms_on": 1e3 * statistics.median(on),
+    }
+
+
+def eval_share(name, size, data, config, device: torch.device) -> dict:
+    spent = {"eval": 0.0, "n": 0}
+    original = loop.evaluate
+
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            spent["eval"] += time.perf_counter() - start
+            spent["n"] += 1
+
+    original_read = loop._read_beta
+
+    def timed_read(probe):
+        start = time.perf_counter()
+        try:
+            return original_read(probe)
+        finally:
+            spent["eval"] += time.perf_counter() - start
+
+    original_fixed = FixedBatchBetaEff.on_evaluate
+
+    def timed_fixed(self, point):
+        start = time.perf_counter()
+        try:
+            return original_fixed(self, point)
+        finally:
+            spent["eval"] += time.perf_counter() - start
+
+    backbone = create_backbone(name)
+    loop.evaluate, loop._read_beta = timed, timed_read
+    FixedBatchBetaEff.on_evaluate = timed_fixed
+    try:
+        traj = loop.finetune(
+            backbone.module,
+            backbone.num_features,
+            data,
+            dataclasses.replace(config, input_size=size),
+            input_spec=backbone.input_spec,
+            runtime=Runtime(device=str(device), amp=False),
+        )
+    finally:
+        loop.evaluate, loop._read_beta = original, original_read
+        FixedBatchBetaEff.on_evaluate = original_fixed
+    train = traj.seconds - spent["eval"]
+    return {"share": spent["eval"] / train, "evaluations": spent["n"], "seconds": traj.seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--n-train", type=int, default=3000)
+    parser.add_argument("--n-val", type=int, default=1000)
+    parser.add_argument("--settings", default="default,cheap")
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (float32 on both)")
+    parser.add_argument("--models", default=None, help="comma-separated subset of the models")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    models = [m for m in MODELS if args.models is None or m[0] in args.models.split(",")]
+    data = _data(args.n_train, args.n_val)
+    names = args.settings.split(",")
+    out = {
+        "machine": platform.machine(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "device": str(device),
+        "data": data.summary(),
+        "results": [],
+    }
+    print(f"{data.summary()['name']}: {len(data.y_train)} train / {len(data.y_val)} val images, "
+          f"{torch.get_num_threads()} thread(s), {device}")  # fmt: skip
+    print(f"{'model':24s} {'settings':8s} {'step ratio (range)':>24s} {'eval / train':>13s}")
+    for name, size in models:
+        for setting in names:
+            config = SETTINGS[setting]
+            s = step_ratio(name, size, data, config, args.repeats, device)
+            e = eval_share(name, size, data, config, device)
+            out["results"].append({"model": name, "input_size": size, "settings": setting} | s | e)
+            print(f"{name:24s} {setting:8s} {s['ratio']:>9.3f} ({s['ratio_range'][0]:.2f}-"
+                  f"{s['ratio_range'][1]:.2f}) {100 * e['share']:>12.1f}%", flush=True)  # fmt: skip
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(out, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,280 @@
+"""``ncap rank --strategy halving``: synchronous successive halving over real fine-tuning runs.
+
+Every candidate is trained to the first rung's budget; the candidates are ranked by the rung score
+(:mod:`ncap.ranking.rung_scores`) and the top ``ceil(n / eta)`` continue to the next rung, each from
+its own checkpoint (:mod:`ncap.training.checkpoint`), so its trajectory is the one an uninterrupted
+run would have had. The decisions are :func:`ncap.ranking.halving_core.decide`'s.
+
+Files in ``OUT``:
+
+- ``rungs/<k>/<candidate>.json``: a candidate's record at the end of rung ``k`` (every point so
+  far), written atomically after its checkpoint; ``resume`` never redoes one of these.
+- ``checkpoints/<candidate>.pt``: where a surviving candidate continues from (deleted once it is
+  dropped or finished, unless ``keep_checkpoints``).
+- ``rungs.json``: the settings and every decided rung (who was scored, the scores, who continued,
+  who was dropped and why), rewritten atomically after each rung.
+- ``results.json`` (with ``rungs`` and ``cost``), ``results.csv``, the plots and ``rungs.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ncap.data.dataset import ImageDataset
+from ncap.exceptions import ConfigError
+from ncap.predict.capacitance import PredictorSettings
+from ncap.ranking.cost import run_cost
+from ncap.ranking.executors import CandidateJob, Executor
+from ncap.ranking.halving_core import decide, halving_budgets, rung_steps
+from ncap.ranking.rung_scores import DEFAULT_RUNG_SCORE, RUNG_SCORES, make_rung_score, min_points
+from ncap.ranking.segment import RungJob, checkpoint_path
+from ncap.report import write_outputs
+from ncap.report.progress import progress_bars
+from ncap.report.rungs import plot_rungs
+from ncap.results import RankResult, slug
+from ncap.storage import atomic_write_json, to_jsonable
+from ncap.training.config import FinetuneConfig
+from ncap.training.runtime import Runtime
+
+__all__ = ["HalvingSettings", "plan_rungs", "run_halving"]
+
+
+@dataclass(frozen=True)
+class HalvingSettings:
+    """Successive halving's settings.
+
+    Parameters
+    ----------
+    eta : float
+        The top ``ceil(n / eta)`` candidates of a rung continue (2 halves, 3 keeps a third).
+    min_budget, max_budget : float, optional
+        First and last rung budgets in epochs; default: the run's budget (``--epochs``) as the
+        maximum and ``max / eta**2`` as the minimum (three rungs).
+    score : str
+        The rung score (:data:`ncap.ranking.rung_scores.RUNG_SCORES`).
+    keep_checkpoints : bool
+        Keep the checkpoints of dropped and finished candidates.
+    """
+
+    eta: float = 2.0
+    min_budget: float | None = None
+    max_budget: float | None = None
+    score: str = DEFAULT_RUNG_SCORE
+    keep_checkpoints: bool = False
+
+    def __post_init__(self) -> None:
+        if self.score not in RUNG_SCORES:
+            raise ConfigError(
+                f"unknown rung score {self.score!r}; choose one of {sorted(RUNG_SCORES)}."
+            )
+        if not self.eta > 1:
+            raise ConfigError(f"eta must be > 1 (2 halves, 3 keeps a third); got {self.eta}.")
+
+    def budgets(self, run_epochs: float) -> tuple[float, ...]:
+        top = self.max_budget if self.max_budget is not None else run_epochs
+        low = self.min_budget if self.min_budget is not None else top / self.eta**2
+        return halving_budgets(low, self.eta, top)
+
+
+def plan_rungs(
+    halving: HalvingSettings, config: FinetuneConfig, n_train: int
+) -> tuple[FinetuneConfig, tuple[float, ...], tuple[int, ...]]:
+    """The run's config (its budget is the maximum budget, evaluated as ``config`` would be) and
+    the rungs' budgets (epochs) and steps."""
+    epochs = config.total_steps(n_train) / config.steps_per_epoch(n_train)
+    budgets = halving.budgets(config.epochs if config.steps is None else epochs)
+    steps = rung_steps(budgets, config.steps_per_epoch(n_train))
+    run_config = replace(
+        config, epochs=budgets[-1], steps=None, eval_every=config.interval(n_train)
+    )
+    return run_config, budgets, steps
+
+
+def _rung_file(out_dir: Path, k: int, name: str) -> Path:
+    return out_dir / "rungs" / str(k) / f"{slug(name)}.json"
+
+
+def _clear(out_dir: Path) -> None:
+    for folder in ("rungs", "checkpoints"):
+        shutil.rmtree(out_dir / folder, ignore_errors=True)
+    (out_dir / "rungs.json").unlink(missing_ok=True)
+
+
+def run_halving(
+    models: Sequence[str],
+    dataset: ImageDataset,
+    config: FinetuneConfig,
+    predictor: PredictorSettings,
+    halving: HalvingSettings,
+    *,
+    out_dir: Path,
+    settings: dict[str, Any],
+    environment: dict[str, Any],
+    full_epochs: float | None,
+    resume: bool,
+    overwrite: bool,
+    progress: bool,
+    log: Callable[[str], None] | None,
+    runtime: Runtime,
+    executor: Executor,
+    model_options: dict[str, Any],
+) -> RankResult:
+    """Successive halving over ``models`` (called by :func:`ncap.ranking.rank.rank`)."""
+    n_train = len(dataset.y_train)
+    run_config, budgets, steps = plan_rungs(halving, config, n_train)
+    first_points = sum(
+        1 for s in range(1, steps[0] + 1) if s % run_config.interval(n_train) == 0 or s in steps
+    )
+    if first_points < min_points(halving.score, predictor):
+        raise ConfigError(
+            f"the first rung ({budgets[0]:g} epochs, {steps[0]} steps) has {first_points} "
+            f"evaluation point(s) but the {halving.score!r} score needs "
+            f"{min_points(halving.score, predictor)}; raise --min-budget or lower --eval-every."
+        )
+    reference = full_epochs if full_epochs is not None else budgets[-1]
+    if reference < budgets[-1]:
+        raise ConfigError(
+            f"full_epochs ({full_epochs}) must be at least the maximum budget ({budgets[-1]:g})."
+        )
+    settings = settings | {
+        "finetune": run_config.to_dict(),
+        "budget_epochs": budgets[-1],
+        "budget_steps": steps[-1],
+        "strategy": "halving",
+        "halving": asdict(halving) | {"budgets_epochs": list(budgets), "rung_steps": list(steps)},
+    }
+    stored = json.loads(json.dumps(to_jsonable(settings)))
+    state_path = out_dir / "rungs.json"
+    if state_path.exists() or (out_dir / "rungs").exists():
+        if overwrite:
+            _clear(out_dir)
+        elif not resume:
+            raise FileExistsError(
+                f"{out_dir} already holds a successive-halving run; pass resume=True (--resume) "
+                "to continue it, overwrite=True (--overwrite) to start over, or choose another "
+                "output directory."
+            )
+        elif state_path.exists() and json.loads(state_path.read_text())["settings"] != stored:
+            raise ConfigError(
+                f"{state_path} was produced with different settings; resume only with the same "
+                "dataset, budgets, eta, score and predictor, or use --overwrite."
+            )
+    ckpt_dir = out_dir / "checkpoints"
+    score_fn = make_rung_score(halving.score, predictor)
+    order = list(models)
+    alive = list(models)
+    latest: dict[str, dict[str, Any]] = {}
+    seconds: dict[str, float] = {name: 0.0 for name in models}
+    history: dict[str, list[dict[str, Any]]] = {name: [] for name in models}
+    rungs: list[dict[str, Any]] = []
+    with progress_bars(progress, len(models)) as bars:
+        for k, (budget, stop) in enumerate(zip(budgets, steps, strict=True)):
+            todo = [name for name in alive if not _rung_file(out_dir, k, name).exists()]
+            job = CandidateJob(
+                dataset,
+                run_config,
+                predictor,
+                None,
+                runtime,
+                model_options,
+                rung=RungJob(rung=k, stop_at=stop, eval_steps=steps, checkpoint_dir=str(ckpt_dir)),
+            )
+            if log:
+                log(f"rung {k}: {len(alive)} candidate(s) to {budget:g} epochs ({stop} steps)")
+            for record in executor.run(
+                todo, job, on_start=bars.candidate_start, on_step=bars.step, log=log
+            ):
+                atomic_write_json(
+                    {"settings": settings, "record": record}, _rung_file(out_dir, k, record["name"])
+                )
+                bars.candidate_done(record["name"])
+                if log and record["status"] != "ok":
+                    log(f"{record['name']} failed: {record['reason']}")
+            scores: dict[str, float | None] = {}
+            failed: dict[str, str] = {}
+            for name in alive:
+                record = json.loads(_rung_file(out_dir, k, name).read_text())["record"]
+                latest[name] = record
+                seconds[name] += float(record.get("segment_seconds") or 0.0)
+                if record["status"] != "ok":
+                    failed[name] = record["reason"] or "failed"
+                    scores[name] = None
+                else:
+                    scores[name] = score_fn(record["trajectory"], budget / budgets[-1])
+                history[name].append({"rung": k, "budget_epochs": budget, "score": scores[name]})
+            last = k == len(budgets) - 1
+            decision = decide(scores, alive, eta=halving.eta, last=last, failed=failed)
+            reasons = {}
+            for name in decision.dropped:
+                if name in failed:
+                    reasons[name] = f"failed at rung {k}: {failed[name]}"
+                else:
+                    pos = decision.ranked.index(name) + 1
+                    value = "none" if scores[name] is None else f"{scores[name]:.4f}"
+                    reasons[name] = (
+                        f"dropped at rung {k} ({budget:g} epochs): {halving.score} {value} ranked "
+                        f"{pos} of {len(decision.ranked)}; the top {len(decision.kept)} continued"
+                    )
+            rungs.append(
+                {
+                    "rung": k,
+                    "budget_epochs": budget,
+                    "steps": stop,
+                    "score": halving.score,
+                    "ranked": list(decision.ranked),
+                    "scores": {name: scores[name] for name in decision.ranked},
+                    "kept": list(decision.kept),
+                    "dropped": reasons,
+                }
+            )
+            atomic_write_json({"settings": settings, "rungs": rungs}, state_path)
+            done = last or len(decision.kept) <= 1
+            finished = list(decision.dropped) + (list(decision.kept) if done else [])
+            if not halving.keep_checkpoints:
+                for name in finished:
+                    checkpoint_path(ckpt_dir, name).unlink(missing_ok=True)
+            alive = list(decision.kept)
+            if last or len(alive) <= 1:
+                break
+    ranking = _final_order(rungs, latest)
+    records = []
+    for name in order:
+        record = dict(latest[name])
+        record.pop("segment_seconds", None)
+        record["seconds"] = record["cost_seconds"] = seconds[name]
+        record["steps"] = int(record.get("steps") or 0)
+        dropped = next((r for r in rungs if name in r["dropped"]), None)
+        record["halving"] = {
+            "rungs": history[name],
+            "dropped_at_rung": None if dropped is None else dropped["rung"],
+            "why": None if dropped is None else dropped["dropped"][name],
+        }
+        records.append(record)
+    spe = run_config.steps_per_epoch(n_train)
+    result = RankResult(
+        candidates=records,
+        settings=settings | environment,
+        out_dir=out_dir,
+        cost=run_cost(records, full_steps=round(reference * spe), full_epochs=reference),
+        order=ranking,
+        rungs=rungs,
+    )
+    result.files = write_outputs(result)
+    result.files["rungs_plot"] = plot_rungs(rungs, order, out_dir / "rungs.png")
+    return result
+
+
+def _final_order(rungs: list[dict[str, Any]], latest: dict[str, dict[str, Any]]) -> list[str]:
+    """The survivors of the last rung in its order, then those dropped later before those dropped
+    earlier (each rung in its own order); failed candidates are left out."""
+    out: list[str] = []
+    for rung in reversed(rungs):
+        for name in rung["ranked"]:
+            if name not in out and latest[name]["status"] == "ok":
+                out.append(name)
+    return out

@@ -1,0 +1,77 @@
+"""Stop a fine-tuning at a step and continue it later exactly as if it had never stopped.
+
+A checkpoint holds everything the rest of the run depends on: the weights and buffers of backbone
+and probe, the optimiser's state, the probe's accumulated statistics of the open evaluation
+interval, the recorder's running training loss, every callback's state, the points recorded so
+far, the step reached and the random number generators (CPU, and the device's on CUDA). The batch
+order needs no state: it is a function of the seed and the step (:func:`ncap.training.loop.batch_loader`).
+
+It is a plain dict of tensors, numbers, strings and lists, written atomically
+(:func:`ncap.storage.atomic_write_torch`) and read with ``torch.load(..., weights_only=True)``, so
+loading a checkpoint never runs code from the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ncap.exceptions import ConfigError, MissingFile
+from ncap.storage import atomic_write_torch, to_jsonable
+
+__all__ = ["CHECKPOINT_VERSION", "check_compatible", "load_checkpoint", "save_checkpoint"]
+
+CHECKPOINT_VERSION = 1
+
+
+def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """The random number generators a training step may draw from (dropout, stochastic depth)."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write a checkpoint (the dict :func:`ncap.training.loop.finetune` assembles) atomically."""
+    return atomic_write_torch({"version": CHECKPOINT_VERSION} | state, path)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint on the CPU with ``weights_only=True``."""
+    path = Path(path)
+    if not path.exists():
+        raise MissingFile(f"checkpoint {path} does not exist.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated or foreign file: say which and what to do
+        raise ConfigError(
+            f"checkpoint {path} cannot be read ({type(err).__name__}: {err}); delete it to "
+            "start that candidate over."
+        ) from err
+    if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
+        raise ConfigError(
+            f"{path} is not an ncap checkpoint of version {CHECKPOINT_VERSION}; delete it to "
+            "start that candidate over."
+        )
+    return state
+
+
+def check_compatible(state: dict[str, Any], config: dict[str, Any], total_steps: int, path) -> None:
+    """A checkpoint continues only the run it was taken from (same settings, same length)."""
+    stored = json.loads(json.dumps(to_jsonable(config)))
+    if state["config"] != stored or int(state["total_steps"]) != total_steps:
+        raise ConfigError(
+            f"checkpoint {path} was written by a run with other settings (or another total "
+            "budget); delete it, or continue with the settings it was written with."
+        )
