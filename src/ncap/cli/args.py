@@ -188,6 +188,15 @@ def _add_strategy_args(p: argparse.ArgumentParser) -> None:
         help="halving: what the candidates of a rung are ranked by (default: %(default)s)",
     )
     g.add_argument(
+        "--score",
+        default=None,
+        metavar="NAME",
+        help="fixed: what candidates are ranked by. Default: the score the pre-registered study on "
+        "bench-v2 recommends for the budget's share of --full-epochs (docs/benchmark.md); "
+        "'paper': the paper's extrapolation to beta_eff = 0; or any score by name, e.g. "
+        "last-observed, nc/interval/abs-mean/quadratic/b0/logit, ravg/lo+params",
+    )
+    g.add_argument(
         "--keep-checkpoints",
         action="store_true",
         help="halving: keep OUT/checkpoints/*.pt of dropped and finished candidates",
@@ -197,7 +206,7 @@ def _add_strategy_args(p: argparse.ArgumentParser) -> None:
 def strategy_from_args(args) -> dict[str, Any]:
     """``strategy=`` and ``halving=`` of rank from the strategy flags."""
     if args.strategy == "fixed":
-        return {}
+        return {"score": args.score} if args.score else {}
     from ncap.ranking.halving import HalvingSettings
 
     return {

@@ -23,6 +23,7 @@ from ncap.data.dataset import ImageDataset
 from ncap.data.registry import load_dataset
 from ncap.exceptions import ConfigError
 from ncap.predict.capacitance import PredictorSettings
+from ncap.predict.recommended import resolve_score
 from ncap.ranking.cost import run_cost, spent_steps
 from ncap.ranking.executors import CandidateJob, Executor, make_executor
 from ncap.ranking.halving import HalvingSettings, run_halving
@@ -32,6 +33,7 @@ from ncap.ranking.preflight import (
     check_output_dir,
     clear_outputs,
 )
+from ncap.ranking.scoring import add_intervals, score_candidates
 from ncap.ranking.store import candidate_path, load_finished, stale_files
 from ncap.report import write_outputs
 from ncap.report.progress import progress_bars
@@ -92,6 +94,7 @@ def rank(
     model_options: dict[str, Any] | None = None,
     strategy: str = "fixed",
     halving: HalvingSettings | None = None,
+    score: str | None = None,
 ) -> RankResult:
     """Fine-tune every candidate briefly, predict its final accuracy, and rank.
 
@@ -135,6 +138,11 @@ def rank(
         "fixed": every candidate gets the budget ``config.epochs``. "halving": successive halving
         (:mod:`ncap.ranking.halving`, settings in ``halving``), whose maximum budget defaults to
         ``config.epochs``; ``full_epochs`` is then only the reference of the cost figure.
+    score : str, optional
+        What the fixed strategy ranks by (:mod:`ncap.predict.recommended`): None or
+        "recommended" (the study's default for the budget's share of ``full_epochs``), "paper"
+        (the paper's extrapolation), or any score by name. ``predicted_accuracy`` (the
+        extrapolation of ``predictor``) and ``observed_accuracy`` are recorded either way.
     """
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}.")
@@ -148,7 +156,7 @@ def rank(
             full_epochs=full_epochs, n_train=n_train, n_val=n_val, data_root=data_root,
             resume=resume, overwrite=overwrite, progress=progress, log=log,
             extra_settings=extra_settings, runtime=runtime, executor=executor,
-            model_options=model_options, strategy=strategy, halving=halving,
+            model_options=model_options, strategy=strategy, halving=halving, score=score,
         )  # fmt: skip
 
 
@@ -156,7 +164,7 @@ def _rank_locked(
     models, data, *, out_dir: Path, config: FinetuneConfig, predictor: PredictorSettings,
     full_epochs, n_train, n_val, data_root, resume, overwrite, progress, log, extra_settings,
     runtime: Runtime, executor, model_options, strategy: str = "fixed",
-    halving: HalvingSettings | None = None,
+    halving: HalvingSettings | None = None, score: str | None = None,
 ) -> RankResult:  # fmt: skip
     """:func:`rank` while it holds the output directory's lock."""
     executor = make_executor(executor) if isinstance(executor, str) else executor
@@ -214,6 +222,10 @@ def _rank_locked(
             "steps)."
         )
     check_budget(config, predictor, n_seen)
+    budget_steps = config.total_steps(n_seen)
+    spe = config.steps_per_epoch(n_seen)
+    fraction = None if full_epochs is None else budget_steps / (full_epochs * spe)
+    score_spec, score_note = resolve_score(score, fraction)  # a bad name fails before training
     settings = _settings(dataset, config, predictor, full_epochs) | (extra_settings or {})
     unfit = builtin_fit_problems(models, dataset, input_size=config.input_size)
     if len(unfit) == len(models):
@@ -267,14 +279,32 @@ def _rank_locked(
             bars.candidate_done(name)
             if log and record["status"] != "ok":
                 log(f"{name} failed: {record['reason']}")
-    budget_steps = config.total_steps(n_seen)
     # cost accounting (records reused from older runs lack "steps": derived, not written back)
     spent = [records[name] | {"steps": spent_steps(records[name], budget_steps)} for name in models]
-    spe = config.steps_per_epoch(n_seen)
+    order = score_candidates(
+        [records[name] for name in models],
+        score_spec,
+        budget_steps=budget_steps,
+        steps_per_epoch=spe,
+        full_epochs=full_epochs,
+    )
+    add_intervals([records[name] for name in models], predictor, fraction)
+    if log and score_note:
+        log(f"note: {score_note}")
     result = RankResult(
         candidates=[records[name] for name in models],
         settings=settings
-        | {"environment": _environment(), "runtime": runtime.to_dict() | executor.describe()},
+        | {
+            "environment": _environment(),
+            "runtime": runtime.to_dict() | executor.describe(),
+            "score": {
+                "name": score_spec.name,
+                "requested": score or "recommended",
+                "budget_fraction": fraction,
+                "note": score_note,
+            },
+        },
+        order=order,
         out_dir=out_dir,
         cost=run_cost(
             spent,

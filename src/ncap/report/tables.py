@@ -33,9 +33,10 @@ CSV_COLUMNS = (
 
 
 LEGEND = (
-    "source acc: the built-in model's accuracy on its pretraining task. predicted acc: the final "
-    "validation accuracy extrapolated from the budget to beta_eff -> 0, ± its standard deviation "
-    "(the ranking key). observed acc: validation accuracy at the end of the budget. beta_eff "
+    "score: what the ranking sorts by (named in the title; --score; higher is better). source "
+    "acc: the built-in model's accuracy on its pretraining task. predicted acc: the final "
+    "validation accuracy extrapolated from the budget to beta_eff -> 0 with its 95% interval "
+    "(recalibrated on bench-v2 when the budget's share of --full-epochs is known). observed acc: validation accuracy at the end of the budget. beta_eff "
     "(end): the probe's neural capacitance over the last evaluation interval (-> 0 as training "
     "converges). cost s: seconds of fine-tuning within the budget. test acc: the test split at "
     "the end. Details: docs/method.md."
@@ -85,8 +86,9 @@ def print_table(result, *, verify: bool = False) -> None:
     table = Table(title=f"ncap ranking on {result.settings['dataset']['name']} "
                   f"(budget {result.settings['budget_steps']} steps = "
                   f"{result.settings['budget_steps'] / _steps_per_epoch(result.settings):.2g} epochs, "
-                  f"beta_eff {variant})")  # fmt: skip
-    for col, just in (("rank", "right"), ("model", "left"), ("source acc %", "right"),
+                  f"beta_eff {variant}; ranked by {_score_name(result.settings)})")  # fmt: skip
+    for col, just in (("rank", "right"), ("model", "left"), ("score", "right"),
+                      ("source acc %", "right"),
                       ("predicted acc %", "right"),
                       ("observed acc %", "right"), ("beta_eff (end)", "right"),
                       ("cost s", "right")):  # fmt: skip
@@ -101,9 +103,14 @@ def print_table(result, *, verify: bool = False) -> None:
     for c in sorted(result.candidates, key=lambda c: order.get(c["name"], 10**9)):
         ok = c["status"] == "ok"
         pred = f"{_fmt(c['predicted_accuracy'])} ± {_fmt(c['predicted_std'])}" if ok else "-"
+        interval = c.get("predicted_interval")
+        if ok and interval:  # the (recalibrated) 95% interval, docs/benchmark.md
+            pred = f"{_fmt(c['predicted_accuracy'])} [{_fmt(interval['95'][0])}, {_fmt(interval['95'][1])}]"
         beta = (c.get("beta_eff_end") or {}).get(variant)
         source = (c.get("backbone") or {}).get("source_accuracy")
-        row = [str(order.get(c["name"], "-")), c["name"], _fmt(source), pred,
+        score = (c.get("score") or {}).get("value")
+        row = [str(order.get(c["name"], "-")), c["name"], _fmt(score, pct=False), _fmt(source),
+               pred,
                _fmt(c["observed_accuracy"]),
                _fmt(beta, pct=False), f"{c['cost_seconds']:.1f}"]  # fmt: skip
         if verify:
@@ -130,6 +137,11 @@ def print_table(result, *, verify: bool = False) -> None:
         console.print(footer)
     for key, path in result.files.items():
         console.print(f"{key:>10}: {path}")
+
+
+def _score_name(settings: dict[str, Any]) -> str:
+    score = settings.get("score") or {}
+    return score.get("name") or "predicted accuracy"
 
 
 def cost_footer(cost: dict[str, Any] | None) -> str | None:
