@@ -8,6 +8,7 @@ Kendall conventions: a cell where every run failed counts -1; constant scores co
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -75,7 +76,10 @@ class HalfEval:
         """Bootstrap replicates of the metric's mean over targets and ``budgets``."""
         if metric == "kendall":
             return np.mean([self.kendall_boot[name][f].mean(axis=0) for f in budgets], axis=0)
-        return np.mean([np.nanmean(self.boot[name][f][metric], axis=0) for f in budgets], axis=0)
+        with warnings.catch_warnings():  # a replicate where every target lacks the metric: NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            per_budget = [np.nanmean(self.boot[name][f][metric], axis=0) for f in budgets]
+        return np.mean(per_budget, axis=0)
 
     def mean_metric(self, name: str, budgets: Sequence[float], metric: str) -> float | None:
         vals = [self.point[name][f][t][metric] for f in budgets for t in self.targets]

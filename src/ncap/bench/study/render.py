@@ -122,6 +122,24 @@ def render_report(rep: Mapping[str, Any], sel: Mapping[str, Any]) -> str:
         lines.append(
             f"| `{name}` | " + " | ".join(_ci(tables[name][f]["minus_lo"]) for f in budgets) + " |"
         )
+    targets = list(next(iter(tables.values()))[budgets[0]]["by_target"])
+    for f in ("0.05", "0.1"):
+        if f not in budgets:
+            continue
+        lines += ["", f"## Kendall tau per target at {100 * float(f):g}% of T [95% CI]", "",
+                  "| score | " + " | ".join(targets) + " |", "|---|" + "---|" * len(targets)]  # fmt: skip
+        for name in rep["headline"]:
+            by = tables[name][f]["by_target"]
+            cells = [
+                f"{by[t]['kendall']:+.2f} [{by[t]['kendall_ci95'][0]:+.2f}, "
+                f"{by[t]['kendall_ci95'][1]:+.2f}]"
+                for t in targets
+            ]
+            lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+        ceiling = rep["noise_ceiling"]["by_target"]
+        lines.append(
+            "| noise ceiling | " + " | ".join(f"{ceiling[t]:+.2f}" for t in targets) + " |"
+        )
     for metric, title, digits in (("top1_regret", "Top-1 regret (points)", 2),
                                   ("top3_regret", "Top-3 regret (points)", 2),
                                   ("spearman", "Spearman", 3),
@@ -205,6 +223,14 @@ def write_study(
     return files
 
 
+def _yerr(entries) -> list[list[float]]:
+    """Error bars from percentile intervals (a point may lie outside its interval: clipped)."""
+    return [
+        [max(e["value"] - e["ci95"][0], 0.0) for e in entries],
+        [max(e["ci95"][1] - e["value"], 0.0) for e in entries],
+    ]
+
+
 def plot_kendall(rep: Mapping[str, Any], path: Path) -> Path:
     import matplotlib
 
@@ -226,13 +252,11 @@ def plot_kendall(rep: Mapping[str, Any], path: Path) -> Path:
         off = (i - len(show) / 2) * 0.012
         x = [v * (1 + off) for v in xs]
         axes[0].errorbar(x, [e["value"] for e in k],
-                         yerr=[[e["value"] - e["ci95"][0] for e in k],
-                               [e["ci95"][1] - e["value"] for e in k]],
+                         yerr=_yerr(k),
                          fmt="-o", ms=3, capsize=2, label=name)  # fmt: skip
         if name != "last-observed":
             axes[1].errorbar(x, [e["value"] for e in d],
-                             yerr=[[e["value"] - e["ci95"][0] for e in d],
-                                   [e["ci95"][1] - e["value"] for e in d]],
+                             yerr=_yerr(d),
                              fmt="-o", ms=3, capsize=2, label=name)  # fmt: skip
     ceiling = rep["noise_ceiling"]["kendall"]["value"]
     axes[0].axhline(ceiling, color="black", lw=1, label=f"noise ceiling ({ceiling:.2f})")

@@ -147,9 +147,11 @@ def _half_tables(study: Study, half: HalfEval, names: Sequence[str]) -> dict[str
                 sum(half.point[name][f][t]["n_failed"] for f in fs for t in half.targets)
             )
             if len(fs) == 1:
-                entry["by_target"] = {
-                    t: {
-                        k: half.point[name][fs[0]][t][k]
+                entry["by_target"] = {}
+                for i, t in enumerate(half.targets):
+                    point = half.point[name][fs[0]][t]
+                    entry["by_target"][t] = {
+                        k: point[k]
                         for k in (
                             "kendall",
                             "weighted_tau",
@@ -158,9 +160,7 @@ def _half_tables(study: Study, half: HalfEval, names: Sequence[str]) -> dict[str
                             "mae",
                             "n_failed",
                         )  # fmt: skip
-                    }
-                    for t in half.targets
-                }
+                    } | {"kendall_ci95": _interval(half.kendall_boot[name][fs[0]][i])}
             row[key] = entry
         out[name] = row
     return out
