@@ -12,7 +12,11 @@ from ncap.predict.recommended import ScoreSpec, predicted_interval
 from ncap.predict.scores import nc_name, run_score
 from ncap.predict.settings import PredictorSettings
 
-__all__ = ["add_intervals", "score_candidates"]
+__all__ = ["RANKING_FIELDS", "add_intervals", "score_candidates"]
+
+# set on the records of a ranking (results.json), not in candidates/*.json: a rank average depends
+# on the other candidates, and the interval on the budget's share of the full budget
+RANKING_FIELDS = ("score", "predicted_interval")
 
 
 def add_intervals(
