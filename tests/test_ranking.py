@@ -14,6 +14,7 @@ from ncap.models.backbone import Backbone
 from ncap.models.registry import register_source
 from ncap.predict.capacitance import PredictorSettings
 from ncap.ranking.rank import rank
+from ncap.ranking.scoring import RANKING_FIELDS
 from ncap.training.config import FinetuneConfig
 
 SMALL = FinetuneConfig(epochs=1.0, eval_every=1, batch_size=64, seed=0)
@@ -70,7 +71,7 @@ def test_rank_end_to_end_on_digits(tiny_zoo, tmp_path, digits):
     assert [r["name"] for r in rows] == data["ranking"]
     for name in ("beta_eff.png", "fits.png"):
         assert (tmp_path / "out" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert data["settings"]["predictor"] == dataclasses.asdict(PredictorSettings())
+    assert PredictorSettings(**data["settings"]["predictor"]) == PredictorSettings()
     assert data["settings"]["dataset"]["n_train"] == 384
 
 
@@ -116,7 +117,6 @@ def test_failing_candidates_next_to_a_good_one(tiny_zoo, tmp_path, digits):
 
 
 def test_bad_labels_and_empty_split_fail_with_reason(tiny_zoo, tmp_path, digits):
-    import dataclasses
 
     bad = dataclasses.replace(digits, y_train=digits.y_train + 5)
     result = rank(["mlp-s"], bad, out_dir=tmp_path / "a", config=SMALL)
@@ -247,9 +247,12 @@ def test_resume_a_run_directory_written_by_ncap_0_1_0(tiny_zoo, tmp_path):
     )  # fmt: skip
     assert not (tiny_zoo / "zoo").exists()  # nothing was pretrained: both candidates reused
     after = load_results(run)
-    assert after["candidates"] == before["candidates"]
+    # the ranking adds its score and the interval of the prediction; the rest is unchanged
+    assert [
+        {k: v for k, v in c.items() if k not in RANKING_FIELDS} for c in after["candidates"]
+    ] == before["candidates"]
     assert after["ranking"] == before["ranking"] == result.ranking
-    drop = ("environment", "runtime")
+    drop = ("environment", "runtime", "score")
     assert {k: v for k, v in after["settings"].items() if k not in drop} == {
         k: v for k, v in before["settings"].items() if k not in drop
     }

@@ -23,7 +23,7 @@ from ncap.data.dataset import ImageDataset
 from ncap.data.registry import load_dataset
 from ncap.exceptions import ConfigError
 from ncap.predict.capacitance import PredictorSettings
-from ncap.predict.recommended import resolve_score
+from ncap.predict.recommended import RECOMMENDED, resolve_score
 from ncap.ranking.cost import run_cost, spent_steps
 from ncap.ranking.executors import CandidateJob, Executor, make_executor
 from ncap.ranking.halving import HalvingSettings, run_halving
@@ -59,7 +59,12 @@ def _settings(
         "budget_epochs": config.epochs,
         "budget_steps": config.total_steps(len(dataset.y_train)),
         "full_epochs": full_epochs,
-        "predictor": asdict(predictor),
+        # (the default measurement is left out, so runs of earlier versions still resume)
+        "predictor": {
+            k: v
+            for k, v in asdict(predictor).items()
+            if not (k == "measurement" and v == "interval")
+        },
     }
 
 
@@ -289,7 +294,7 @@ def _rank_locked(
         full_epochs=full_epochs,
     )
     add_intervals([records[name] for name in models], predictor, fraction)
-    if log and score_note:
+    if log and score_note and len(set(RECOMMENDED.values())) > 1:  # only when the bin matters
         log(f"note: {score_note}")
     result = RankResult(
         candidates=[records[name] for name in models],

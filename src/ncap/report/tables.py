@@ -122,7 +122,7 @@ def print_table(result, *, verify: bool = False) -> None:
         row.append(status if ok else f"failed: {c['reason']}")
         table.add_row(*row)
     # a pipe or a file gets the full table instead of rich's 80-column default
-    console = Console() if sys.stdout.isatty() else Console(width=160)
+    console = Console() if sys.stdout.isatty() else Console(width=200)
     console.print(table)
     console.print(LEGEND, style="dim")
     if verify:
