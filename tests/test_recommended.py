@@ -69,6 +69,11 @@ def test_candidates_are_ranked_by_the_score_and_unrated_ones_come_last():
     assert records[2]["score"]["value"] is None and "param-count" in records[2]["score"]["reason"]
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="the study adopted fit/base (a model fitted across targets), which ncap rank does not "
+    "ship yet (issue 14, docs/benchmark.md); remove this mark when RECOMMENDED names it",
+)
 def test_the_default_is_the_committed_studys_adopted_score():
     report = STUDY / "report.json"
     if not report.exists():
