@@ -309,3 +309,30 @@ def test_run_study_freezes_the_selection_and_refuses_a_changed_one(tmp_path, fas
     (out / "selection.json").write_text(json.dumps(changed))
     with pytest.raises(ConfigError, match="differs from the committed"):
         run_study(path, results, out, stage="all", replicates=30, workers=1)
+
+
+def test_fitted_gain_model_stored_as_numbers_predicts_like_sklearn():
+    from sklearn.linear_model import BayesianRidge
+
+    from ncap.predict.fitted import FittedGain
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(120, 4))
+    x[:, 3] = 2.0  # constant: dropped
+    x[5, 1] = np.nan  # dropped row
+    y = 0.7 * x[:, 0] - 0.2 * x[:, 1] + 0.1 * rng.normal(size=120)
+    fitted = FittedGain.fit(x, y, ["a", "b", "c", "d"])
+    assert fitted.features == ("a", "b", "c") and fitted.n_rows == 119
+    restored = FittedGain.from_dict(json.loads(json.dumps(fitted.to_dict())))
+    x_test = np.vstack([rng.normal(size=(5, 3)), [[np.nan, 0.0, 0.0]]])
+    mean, sd = restored.predict(x_test)
+    ok = np.isfinite(x).all(axis=1)
+    mu, s = x[ok][:, :3].mean(axis=0), x[ok][:, :3].std(axis=0)
+    ref = BayesianRidge().fit((x[ok][:, :3] - mu) / s, y[ok])
+    ref_mean, ref_sd = ref.predict((x_test[:5] - mu) / s, return_std=True)
+    assert np.allclose(mean[:5], ref_mean, rtol=1e-10, atol=1e-12)
+    assert np.allclose(sd[:5], ref_sd, rtol=1e-10, atol=1e-12)
+    assert np.isnan(mean[5]) and np.isnan(sd[5])
+    # the study's cell-level fit is the same model
+    got_mean, got_sd = fit_gain_model(x, y, np.column_stack([x_test, np.full(6, 2.0)]))
+    assert np.allclose(got_mean[:5], ref_mean) and np.allclose(got_sd[:5], ref_sd)

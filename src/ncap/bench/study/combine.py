@@ -51,21 +51,16 @@ def fit_gain_model(
 ) -> tuple[np.ndarray, np.ndarray]:
     """BayesianRidge (sklearn defaults) on z-scored features (training rows' mean and sd; constant
     features dropped); returns the test rows' predictive mean and sd. Rows with a non-finite
-    feature are dropped from training and get NaN."""
-    from sklearn.linear_model import BayesianRidge
+    feature are dropped from training and get NaN (:class:`ncap.predict.fitted.FittedGain`)."""
+    from ncap.predict.fitted import FittedGain
 
-    ok = np.isfinite(x_train).all(axis=1) & np.isfinite(y_train)
-    x_train, y_train = x_train[ok], y_train[ok]
-    mean, sd = x_train.mean(axis=0), x_train.std(axis=0)
-    keep = sd > 0
-    model = BayesianRidge().fit((x_train[:, keep] - mean[keep]) / sd[keep], y_train)
-    out_mean = np.full(len(x_test), np.nan)
-    out_sd = np.full(len(x_test), np.nan)
-    rows = np.isfinite(x_test).all(axis=1)
-    if rows.any():
-        z = (x_test[rows][:, keep] - mean[keep]) / sd[keep]
-        out_mean[rows], out_sd[rows] = model.predict(z, return_std=True)
-    return out_mean, out_sd
+    names = [str(i) for i in range(x_train.shape[1])]
+    model = FittedGain.fit(x_train, y_train, names)
+    keep = [names.index(f) for f in model.features]
+    mean, sd = model.predict(x_test[:, keep])
+    failed = ~np.isfinite(x_test).all(axis=1)  # a non-finite feature fails the run, kept or not
+    mean[failed], sd[failed] = np.nan, np.nan
+    return mean, sd
 
 
 def _fitted(
