@@ -36,7 +36,7 @@ LEGEND = (
     "score: what the ranking sorts by (named in the title; --score; higher is better). source "
     "acc: the built-in model's accuracy on its pretraining task. predicted acc: the final "
     "validation accuracy extrapolated from the budget to beta_eff -> 0 with its 95% interval "
-    "(recalibrated on bench-v2 when the budget's share of --full-epochs is known). observed acc: validation accuracy at the end of the budget. beta_eff "
+    "(the regression's own; results.json says whether it was recalibrated). observed acc: validation accuracy at the end of the budget. beta_eff "
     "(end): the probe's neural capacitance over the last evaluation interval (-> 0 as training "
     "converges). cost s: seconds of fine-tuning within the budget. test acc: the test split at "
     "the end. Details: docs/method.md."
