@@ -12,7 +12,7 @@ from ncap.data.dataset import ImageDataset
 from ncap.exceptions import CandidateError, NcapError
 from ncap.models.registry import create_backbone
 from ncap.predict.capacitance import PredictorSettings, predict_from_points
-from ncap.ranking.segment import RungJob, run_segment
+from ncap.ranking.segment import RungJob, out_of_memory_reason, run_segment
 from ncap.results import CandidateRecord, failed_record
 from ncap.training.config import FinetuneConfig
 from ncap.training.loop import finetune
@@ -107,10 +107,7 @@ def run_candidate(
     except NcapError as err:
         record["reason"] = str(err)
     except torch.OutOfMemoryError as err:
-        record["reason"] = (
-            f"out of memory ({str(err).splitlines()[0]}); lower --batch-size or --input-size, or "
-            "give each candidate a larger GPU."
-        )
+        record["reason"] = out_of_memory_reason(err)
     if record["cost_seconds"] is None:
         record["cost_seconds"] = time.perf_counter() - start
     return record

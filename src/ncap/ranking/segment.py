@@ -103,9 +103,14 @@ def run_segment(
     except NcapError as err:
         record["reason"] = str(err)
     except torch.OutOfMemoryError as err:
-        record["reason"] = (
-            f"out of memory ({str(err).splitlines()[0]}); lower --batch-size or --input-size, or "
-            "give each candidate a larger GPU."
-        )
+        record["reason"] = out_of_memory_reason(err)
     record["segment_seconds"] = time.perf_counter() - start if seconds is None else seconds
     return record
+
+
+def out_of_memory_reason(err: BaseException) -> str:
+    """A failed candidate's one-line reason after running out of memory, with the fix."""
+    return (
+        f"out of memory ({str(err).splitlines()[0]}); lower --batch-size or --input-size, or "
+        "give each candidate a larger GPU."
+    )
