@@ -44,6 +44,8 @@ def grey_data():
 
 def _comparable(record):
     out = {k: v for k, v in record.items() if k not in ("cost_seconds", "trajectory", "fit")}
+    if "backbone" in out:  # (timings differ between processes)
+        out["backbone"] = {k: v for k, v in out["backbone"].items() if k != "logme_seconds"}
     out["trajectory"] = [
         {k: v for k, v in p.items() if k != "wall_time"} for p in record["trajectory"]
     ]

@@ -173,8 +173,12 @@ def test_fixed_strategy_cost_figure(tiny_zoo, tmp_path, digits):
     assert ok["steps"] == 6 and cost["steps"] == 6 and cost["full_steps"] == 12
     assert cost["unmeasured"] == ["test-nan"]
     assert cost["estimated_full_seconds"] == pytest.approx(ok["cost_seconds"] * 2)
+    # the recommended score computed LogME first: spent, but not part of training everything
+    free = ok["backbone"]["logme_seconds"]
+    assert free > 0 and cost["training_free_seconds"] == pytest.approx(free)
     assert cost["fraction"] == pytest.approx(
-        (ok["cost_seconds"] + result.candidates[1]["cost_seconds"]) / (2 * ok["cost_seconds"])
+        (ok["cost_seconds"] + result.candidates[1]["cost_seconds"] + free)
+        / (2 * ok["cost_seconds"])
     )
     assert "of the compute of training every candidate to 2 epochs" in cost_footer(cost)
     assert "%" not in cost_footer(

@@ -24,7 +24,9 @@ def test_the_budget_picks_the_bin_and_says_when_it_extrapolates():
     assert resolve_score(None, 0.0707)[0].name == RECOMMENDED["late"]
     assert resolve_score(None, 0.0706)[0].name == RECOMMENDED["early"]
     spec, note = resolve_score(None, None)
-    assert spec.name == RECOMMENDED["late"] and "unknown" in note
+    assert spec.name == RECOMMENDED["late"]
+    # the study adopted the same score for both bins, so an unknown budget needs no note here
+    assert (note is None) == (RECOMMENDED["early"] == RECOMMENDED["late"])
     assert "extrapolated" in resolve_score(None, 0.5)[1]
     assert "extrapolated" in resolve_score(None, 0.01)[1]
 
@@ -36,8 +38,10 @@ def test_scores_by_name_and_clear_errors():
     assert parse_score("ravg/lo+nc/fixed").components[1] == "nc/fixed/abs-mean/quadratic/b0/logit"
     with pytest.raises(ConfigError, match="unknown score 'lastobserved'"):
         parse_score("lastobserved")
+    spec = parse_score("fit/base")
+    assert spec.is_fitted and spec.components[0] == "lo" and "logme" in spec.components
     with pytest.raises(ConfigError, match="does not ship"):
-        parse_score("fit/base")
+        parse_score("fit/dyn/interval/mean-abs")
     with pytest.raises(ConfigError, match="malformed"):
         parse_score("nc/interval/abs-mean")
 
@@ -69,11 +73,6 @@ def test_candidates_are_ranked_by_the_score_and_unrated_ones_come_last():
     assert records[2]["score"]["value"] is None and "param-count" in records[2]["score"]["reason"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the study adopted fit/base (a model fitted across targets), which ncap rank does not "
-    "ship yet (issue 14, docs/benchmark.md); remove this mark when RECOMMENDED names it",
-)
 def test_the_default_is_the_committed_studys_adopted_score():
     report = STUDY / "report.json"
     if not report.exists():

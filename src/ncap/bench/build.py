@@ -28,14 +28,14 @@ from ncap.data.dataset import ImageDataset
 from ncap.data.registry import load_dataset
 from ncap.data.shifts import apply_shift
 from ncap.exceptions import ConfigError
-from ncap.models.backbone import Backbone
 from ncap.models.builtin import model_spec
 from ncap.models.pretrain import PretrainSpec
 from ncap.models.registry import create_backbone
+from ncap.ranking.training_free import logme_of
 from ncap.storage import atomic_write_json, to_jsonable
 from ncap.training.config import FinetuneConfig
 from ncap.training.fixed_batch import FixedBatchBetaEff, fixed_probe_batch
-from ncap.training.loop import finetune, model_front, model_input_spec
+from ncap.training.loop import finetune
 from ncap.training.runtime import Runtime
 
 __all__ = [
@@ -193,18 +193,6 @@ class _Build:
         return self.parts / kind / target / f"{model}{suffix}.json"
 
 
-def _features(
-    backbone: Backbone, dataset: ImageDataset, config: FinetuneConfig, batch: int = 512
-) -> torch.Tensor:
-    """The backbone's features of the training images, through the model's input convention."""
-    spec = model_input_spec(backbone.input_spec, dataset, config)
-    front = model_front(dataset, backbone.module, spec)
-    front.eval()
-    x = dataset.x_train
-    with torch.no_grad():
-        return torch.cat([front(x[i : i + batch]).float() for i in range(0, len(x), batch)])
-
-
 def _training_free(name: str, dataset: ImageDataset, plan: BenchPlan) -> dict[str, Any]:
     """Scores of the model before any fine-tuning: LogME (zoo) or the zero-cost proxies (NAS)."""
     backbone = create_backbone(name, **plan.model_options())
@@ -227,13 +215,7 @@ def _training_free(name: str, dataset: ImageDataset, plan: BenchPlan) -> dict[st
             "proxy_seconds": time.perf_counter() - start,
         }
     else:
-        from ncap.predict.logme import logme
-
-        feats = _features(backbone, dataset, plan.config(len(dataset.y_train), plan.seeds[0]))
-        out |= {
-            "logme": float(logme(feats.double().numpy(), dataset.y_train.numpy())),
-            "logme_seconds": time.perf_counter() - start,
-        }
+        out |= logme_of(backbone, dataset, plan.config(len(dataset.y_train), plan.seeds[0]))
     return out
 
 

@@ -451,6 +451,22 @@ def build_parser() -> argparse.ArgumentParser:
         description="Recompute the training-free scores (LogME for zoo plans, the zero-cost proxies for NAS plans) of every (target, model) of a merged results file with the current code, keeping its fine-tuning runs, and rewrite the file.",
     )
     refresh.add_argument("results", help="results JSON written by `ncap bench build`")
+    export = bench_sub.add_parser(
+        "export-recommended",
+        help="write what ncap rank ships from a finished study (recommended score, fitted rows)",
+        description="From a benchmark results file and its committed study (selection.json and report.json), write the package data `ncap rank` reads: recommended.json (the adopted score per budget bin, the dynamics' orientation, the interval recalibration factors) and fitted.json (the training rows of the shipped fitted score, fit/base).",
+    )
+    export.add_argument("results", help="results JSON the study was computed from")
+    export.add_argument(
+        "--study",
+        default=None,
+        help="the study's directory (default: RESULTS without .json + -study)",
+    )
+    export.add_argument(
+        "--out",
+        default="src/ncap/predict/data",
+        help="output folder (default: %(default)s, the package data in a source checkout)",
+    )
     evaluate = bench_sub.add_parser(
         "evaluate",
         help="score every method on a results file and write the report",

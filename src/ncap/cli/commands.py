@@ -189,6 +189,23 @@ def _bench(args) -> int:
         for key, path in files.items():
             print(f"{key:>9}: {path}")
         return 0
+    if args.bench_command == "export-recommended":
+        from ncap.bench.evaluate import load
+        from ncap.bench.study.export import export_recommended
+
+        results_path = Path(args.results)
+        if not results_path.exists():
+            raise MissingFile(f"results file {results_path} does not exist.")
+        study = Path(args.study or results_path.with_name(results_path.stem + "-study"))
+        if not (study / "report.json").exists():
+            raise MissingFile(
+                f"{study / 'report.json'} does not exist; run `ncap bench evaluate "
+                f"{results_path}` (both stages) first."
+            )
+        files = export_recommended(results_path, load(results_path), study, Path(args.out))
+        for key, path in files.items():
+            print(f"{key:>12}: {path}")
+        return 0
     if args.bench_command == "refresh-free":
         from ncap.bench.build import refresh_training_free
 

@@ -64,10 +64,13 @@ class FittedGain:
         out_sd = np.full(len(x), np.nan)
         rows = np.isfinite(x).all(axis=1)
         if rows.any():
+            # elementwise products and sums, not BLAS: a row's prediction does not depend on the
+            # other rows or on memory layout, to the last bit (a resumed ranking equals the first)
             z = (x[rows] - np.asarray(self.mean)) / np.asarray(self.scale)
-            out_mean[rows] = z @ np.asarray(self.coef) + self.intercept
+            out_mean[rows] = (z * np.asarray(self.coef)).sum(axis=1) + self.intercept
             centred = (z - np.asarray(self.x_offset)) / np.asarray(self.x_scale)
-            var = (centred @ np.asarray(self.sigma) * centred).sum(axis=1) + 1.0 / self.alpha
+            quad = centred[:, :, None] * np.asarray(self.sigma)[None] * centred[:, None, :]
+            var = quad.sum(axis=(1, 2)) + 1.0 / self.alpha
             out_sd[rows] = np.sqrt(var)
         return out_mean, out_sd
 

@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 
 from ncap.exceptions import ConfigError
+from ncap.predict.shipped import recommended_settings, shipped_fits
 
 __all__ = [
     "EARLY_LATE_BOUNDARY",
@@ -32,20 +33,22 @@ __all__ = [
 PAPER = "nc/interval/signed/linear/b0/identity"  # the paper's reading: --score paper
 EARLY_LATE_BOUNDARY = math.sqrt(0.05 * 0.1)
 
+_SHIPPED = recommended_settings()  # ncap/predict/data/recommended.json (ncap.predict.shipped)
+
 # The orientation of the beta_eff dynamics features, frozen on bench-v2's selection half
 # (benchmarks/results/bench-v2-study/selection.json, "sigma"); +1: higher is better.
-SIGMA: dict[str, float] = {}
+SIGMA: dict[str, float] = dict(_SHIPPED["sigma"])
 
 # The adopted default per bin (benchmarks/results/bench-v2-study/report.json, "defaults").
-RECOMMENDED: dict[str, str] = {
-    "early": "nc/interval/abs-mean/quadratic/b0/logit",
-    "late": "nc/interval/abs-mean/quadratic/b0/logit",
-}
+RECOMMENDED: dict[str, str] = dict(_SHIPPED["recommended"])
 
 # Split-conformal factors k of the predicted accuracy's interval (m ± k z sd in link space), per
 # predictor and budget fraction, fixed on the selection half
 # (benchmarks/results/bench-v2-study/selection.json, "recalibration").
-RECALIBRATION: dict[str, dict[float, dict[str, float]]] = {}
+RECALIBRATION: dict[str, dict[float, dict[str, float]]] = {
+    name: {float(f): dict(k) for f, k in per.items()}
+    for name, per in _SHIPPED["recalibration"].items()
+}
 Z = {"68": 0.994, "95": 1.960}
 
 # Components of the rank averages the study evaluated (docs/benchmark-v2-protocol.md, D1).
@@ -58,15 +61,22 @@ _RAVG = {
 
 @dataclass(frozen=True)
 class ScoreSpec:
-    """A ranking score: one component (a per-run score) or a rank average of several."""
+    """A ranking score: one per-run score (``kind`` "run"), a rank average of several ("ravg"),
+    or a shipped model fitted across the benchmark's targets ("fit"; ``components`` are then its
+    features, :mod:`ncap.predict.shipped`)."""
 
     name: str
     components: tuple[str, ...]
     signs: tuple[float, ...]
+    kind: str = "run"
 
     @property
     def is_rank_average(self) -> bool:
-        return len(self.components) > 1
+        return self.kind == "ravg"
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.kind == "fit"
 
 
 def _component(name: str) -> str:
@@ -91,13 +101,15 @@ def parse_score(name: str) -> ScoreSpec:
         comps = tuple(_component(p) for p in parts)
         for c in comps:
             _check_run_score(c, BASELINE_SCORES)
-        return ScoreSpec(name, comps, tuple(SIGMA.get(c, 1.0) for c in comps))
+        return ScoreSpec(name, comps, tuple(SIGMA.get(c, 1.0) for c in comps), "ravg")
     if name.startswith("fit/"):
-        raise ConfigError(
-            f"{name!r} is a model fitted across the benchmark's targets; ncap does not ship its "
-            "coefficients (it was not adopted as a default). Choose a per-run score or a rank "
-            "average instead."
-        )
+        if name not in shipped_fits():
+            raise ConfigError(
+                f"{name!r} is a model fitted across the benchmark's targets that ncap does not "
+                f"ship (it was not adopted); the shipped one(s): {', '.join(shipped_fits())}."
+            )
+        features = shipped_fits()[name]
+        return ScoreSpec(name, features, (1.0,) * len(features), "fit")
     _check_run_score(name, BASELINE_SCORES)
     return ScoreSpec(name, (name,), (SIGMA.get(name, 1.0),))
 
@@ -125,6 +137,8 @@ def resolve_score(name: str | None, budget_fraction: float | None) -> tuple[Scor
     if name not in (None, "recommended"):
         return parse_score(name), None
     if budget_fraction is None:
+        if RECOMMENDED["early"] == RECOMMENDED["late"]:  # the bin does not matter
+            return parse_score(RECOMMENDED["late"]), None
         return parse_score(RECOMMENDED["late"]), (
             "the full budget T is unknown (pass --full-epochs): the recommended score for "
             "budgets of 10-20% of T is used"

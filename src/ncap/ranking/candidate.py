@@ -13,6 +13,7 @@ from ncap.exceptions import CandidateError, NcapError
 from ncap.models.registry import create_backbone
 from ncap.predict.capacitance import PredictorSettings, predict_from_points
 from ncap.ranking.segment import RungJob, out_of_memory_reason, run_segment
+from ncap.ranking.training_free import training_free_scores
 from ncap.results import CandidateRecord, failed_record
 from ncap.training.config import FinetuneConfig
 from ncap.training.loop import finetune
@@ -33,6 +34,7 @@ def run_candidate(
     on_step: Callable[[int, int], None] | None = None,
     log: Callable[[str], None] | None = None,
     rung: RungJob | None = None,
+    logme: bool = False,
 ) -> CandidateRecord:
     """Fine-tune one candidate and return its record (``status`` "failed" with a reason on error).
 
@@ -43,7 +45,9 @@ def run_candidate(
     and propagates.
 
     With ``rung`` (successive halving) only that rung's part of the run is trained, from and to
-    the candidate's checkpoint (:func:`ncap.ranking.segment.run_segment`).
+    the candidate's checkpoint (:func:`ncap.ranking.segment.run_segment`). With ``logme``, LogME of
+    the pretrained backbone's features is computed first (``record["backbone"]["logme"]``; a
+    failure is recorded as ``logme_error`` and does not fail the candidate).
     """
     if rung is not None:
         return run_segment(
@@ -56,6 +60,7 @@ def run_candidate(
             model_options=model_options,
             on_step=on_step,
             log=log,
+            logme=logme,
         )
     record = failed_record(name)
     start = time.perf_counter()
@@ -64,6 +69,8 @@ def run_candidate(
             torch.manual_seed(config.seed)
             backbone = create_backbone(name, log=log, **(model_options or {}))
         record["backbone"] = {"num_features": backbone.num_features} | backbone.info
+        if logme:
+            record["backbone"] |= training_free_scores(backbone, dataset, config, runtime, log)
         n_train = len(dataset.y_train)
         budget_steps = config.total_steps(n_train)
         run_config = config

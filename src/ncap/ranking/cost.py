@@ -3,7 +3,9 @@
 Each candidate record carries ``steps`` (training steps spent on the ranking) and their seconds,
 ``seconds`` or else ``cost_seconds`` (fine-tuning and evaluation time, not building the backbone). The cost of training everything
 is estimated per candidate from its own measured seconds per step times the full budget's steps,
-so a slow model weighs as much as it would in reality. Candidates that failed before their first
+so a slow model weighs as much as it would in reality. The training-free scores computed for the
+ranking (LogME: ``backbone["logme_seconds"]``) count in what was spent (``training_free_seconds``,
+included in ``seconds``), not in the estimate. Candidates that failed before their first
 step are counted in what was spent but cannot be extrapolated (``unmeasured``).
 
 >>> c = run_cost([{"name": "a", "steps": 10, "seconds": 2.0}, {"name": "b", "steps": 40, "seconds": 4.0}],
@@ -42,10 +44,12 @@ def run_cost(
     """Totals of ``steps``/``seconds`` and, with a full budget, the estimated cost of training
     every candidate to it and the fraction spent (in seconds, and in steps)."""
     steps = sum(int(r.get("steps") or 0) for r in records)
-    seconds = sum(_seconds(r) for r in records)
+    free = sum(float((r.get("backbone") or {}).get("logme_seconds") or 0.0) for r in records)
+    seconds = sum(_seconds(r) for r in records) + free
     out: dict[str, Any] = {
         "steps": steps,
         "seconds": seconds,
+        "training_free_seconds": free,
         "full_epochs": full_epochs,
         "full_steps": full_steps,
         "estimated_full_seconds": None,

@@ -44,6 +44,7 @@ class CandidateJob:
     runtime: Runtime
     model_options: dict[str, Any] = field(default_factory=dict)  # of every create_backbone call
     rung: RungJob | None = None  # successive halving: train only to this rung, via checkpoints
+    logme: bool = False  # compute LogME of the pretrained backbone first (the score reads it)
 
 
 class Executor(Protocol):
@@ -81,6 +82,7 @@ class LocalExecutor:
                 on_step=on_step,
                 log=log,
                 rung=job.rung,
+                logme=job.logme,
             )
 
     def describe(self) -> dict[str, Any]:
@@ -88,7 +90,7 @@ class LocalExecutor:
 
 
 def _remote_candidate(
-    name, dataset, config, predictor, full_epochs, runtime, model_options, rung=None
+    name, dataset, config, predictor, full_epochs, runtime, model_options, rung=None, logme=False
 ):
     """The body of a Ray task: one candidate, its record returned to the driver."""
     return run_candidate(
@@ -100,6 +102,7 @@ def _remote_candidate(
         runtime=runtime,
         model_options=model_options,
         rung=rung,
+        logme=logme,
     )
 
 
@@ -190,6 +193,7 @@ class RayExecutor:
                     job.runtime,
                     job.model_options,
                     job.rung,
+                    job.logme,
                 )
                 pending[ref] = name
             try:

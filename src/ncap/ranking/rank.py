@@ -23,7 +23,7 @@ from ncap.data.dataset import ImageDataset
 from ncap.data.registry import load_dataset
 from ncap.exceptions import ConfigError
 from ncap.predict.capacitance import PredictorSettings
-from ncap.predict.recommended import RECOMMENDED, resolve_score
+from ncap.predict.recommended import resolve_score
 from ncap.ranking.cost import run_cost, spent_steps
 from ncap.ranking.executors import CandidateJob, Executor, make_executor
 from ncap.ranking.halving import HalvingSettings, run_halving
@@ -33,7 +33,7 @@ from ncap.ranking.preflight import (
     check_output_dir,
     clear_outputs,
 )
-from ncap.ranking.scoring import add_intervals, score_candidates
+from ncap.ranking.scoring import add_predictions, score_candidates
 from ncap.ranking.store import candidate_path, load_finished, stale_files
 from ncap.report import write_outputs
 from ncap.report.progress import progress_bars
@@ -270,7 +270,8 @@ def _rank_locked(
                     log(f"{name} failed: {unfit[name]}")
                 continue
             todo.append(name)
-        job = CandidateJob(dataset, config, predictor, full_epochs, runtime, model_options or {})
+        job = CandidateJob(dataset, config, predictor, full_epochs, runtime, model_options or {},
+                           logme="logme" in score_spec.components)  # fmt: skip
         for record in executor.run(
             todo, job, on_start=bars.candidate_start, on_step=bars.step, log=log
         ):
@@ -286,16 +287,20 @@ def _rank_locked(
                 log(f"{name} failed: {record['reason']}")
     # cost accounting (records reused from older runs lack "steps": derived, not written back)
     spent = [records[name] | {"steps": spent_steps(records[name], budget_steps)} for name in models]
+    notes: list[str] = []
     order = score_candidates(
         [records[name] for name in models],
         score_spec,
         budget_steps=budget_steps,
         steps_per_epoch=spe,
         full_epochs=full_epochs,
+        notes=notes,
     )
-    add_intervals([records[name] for name in models], predictor, fraction)
-    if log and score_note and len(set(RECOMMENDED.values())) > 1:  # only when the bin matters
-        log(f"note: {score_note}")
+    add_predictions([records[name] for name in models], predictor, fraction)
+    if score_note:
+        notes.insert(0, score_note)
+    for note in notes if log else ():
+        log(f"note: {note}")
     result = RankResult(
         candidates=[records[name] for name in models],
         settings=settings
@@ -306,7 +311,7 @@ def _rank_locked(
                 "name": score_spec.name,
                 "requested": score or "recommended",
                 "budget_fraction": fraction,
-                "note": score_note,
+                "notes": notes,
             },
         },
         order=order,

@@ -15,6 +15,7 @@ from ncap.data.dataset import ImageDataset
 from ncap.exceptions import NcapError
 from ncap.models.registry import create_backbone
 from ncap.predict.capacitance import PredictorSettings, predict_from_points
+from ncap.ranking.training_free import training_free_scores
 from ncap.results import CandidateRecord, failed_record, slug
 from ncap.training.config import FinetuneConfig
 from ncap.training.loop import finetune
@@ -49,6 +50,7 @@ def run_segment(
     model_options: dict[str, Any] | None = None,
     on_step: Callable[[int, int], None] | None = None,
     log: Callable[[str], None] | None = None,
+    logme: bool = False,
 ) -> CandidateRecord:
     """Train ``name`` from its checkpoint (or from the start) to ``rung.stop_at``.
 
@@ -68,6 +70,8 @@ def run_segment(
             torch.manual_seed(config.seed)
             backbone = create_backbone(name, log=log, **(model_options or {}))
         record["backbone"] = {"num_features": backbone.num_features} | backbone.info
+        if logme and not ckpt.exists():  # (the pretrained weights: computed once, at the start)
+            record["backbone"] |= training_free_scores(backbone, dataset, config, runtime, log)
         if rung.rung > 0 and not ckpt.exists() and log:
             log(f"{name}: no checkpoint in {rung.checkpoint_dir}; training from the start")
         traj = finetune(

@@ -19,8 +19,12 @@ CSV_COLUMNS = (
     "rank",
     "name",
     "status",
+    "score",
     "predicted_accuracy",
-    "predicted_std",
+    "predicted_low95",
+    "predicted_high95",
+    "predicted_by",
+    "extrapolated_accuracy",
     "observed_accuracy",
     "final_accuracy",
     "test_accuracy",
@@ -35,8 +39,9 @@ CSV_COLUMNS = (
 LEGEND = (
     "score: what the ranking sorts by (named in the title; --score; higher is better). source "
     "acc: the built-in model's accuracy on its pretraining task. predicted acc: the final "
-    "validation accuracy extrapolated from the budget to beta_eff -> 0 with its 95% interval "
-    "(the regression's own; results.json says whether it was recalibrated). observed acc: validation accuracy at the end of the budget. beta_eff "
+    "validation accuracy predicted by the score when it predicts one (else extrapolated to "
+    "beta_eff -> 0), with its 95% interval (recalibrated on ncap's benchmark where results.json "
+    "says calibrated). observed acc: validation accuracy at the end of the budget. beta_eff "
     "(end): the probe's neural capacitance over the last evaluation interval (-> 0 as training "
     "converges). cost s: seconds of fine-tuning within the budget. test acc: the test split at "
     "the end. Details: docs/method.md."
@@ -52,13 +57,19 @@ def results_csv(candidates: Sequence[dict[str, Any]], ranking: Sequence[str] | N
     writer.writeheader()
     for c in sorted(candidates, key=lambda c: order.get(c["name"], math.inf)):
         beta = c.get("beta_eff_end") or {}
+        prediction = c.get("prediction") or {}
+        interval = prediction.get("95") or (None, None)
         writer.writerow(
             {
                 "rank": order.get(c["name"], ""),
                 "name": c["name"],
                 "status": c["status"],
-                "predicted_accuracy": c["predicted_accuracy"],
-                "predicted_std": c["predicted_std"],
+                "score": (c.get("score") or {}).get("value"),
+                "predicted_accuracy": prediction.get("accuracy"),
+                "predicted_low95": interval[0],
+                "predicted_high95": interval[1],
+                "predicted_by": prediction.get("by"),
+                "extrapolated_accuracy": c["predicted_accuracy"],
                 "observed_accuracy": c["observed_accuracy"],
                 "final_accuracy": c.get("final_accuracy"),
                 "test_accuracy": c.get("test_accuracy"),
@@ -102,10 +113,7 @@ def print_table(result, *, verify: bool = False) -> None:
     order = {name: k + 1 for k, name in enumerate(result.ranking)}
     for c in sorted(result.candidates, key=lambda c: order.get(c["name"], 10**9)):
         ok = c["status"] == "ok"
-        pred = f"{_fmt(c['predicted_accuracy'])} ± {_fmt(c['predicted_std'])}" if ok else "-"
-        interval = c.get("predicted_interval")
-        if ok and interval:  # the (recalibrated) 95% interval, docs/benchmark.md
-            pred = f"{_fmt(c['predicted_accuracy'])} [{_fmt(interval['95'][0])}, {_fmt(interval['95'][1])}]"
+        pred = _prediction(c) if ok else "-"
         beta = (c.get("beta_eff_end") or {}).get(variant)
         source = (c.get("backbone") or {}).get("source_accuracy")
         score = (c.get("score") or {}).get("value")
@@ -137,6 +145,19 @@ def print_table(result, *, verify: bool = False) -> None:
         console.print(footer)
     for key, path in result.files.items():
         console.print(f"{key:>10}: {path}")
+
+
+def _prediction(c: dict[str, Any]) -> str:
+    """``acc [low, high]`` (95%) from ``record["prediction"]``, or ``acc ± sd`` of the run's own
+    extrapolation (records ranked before predictions were attached)."""
+    prediction = c.get("prediction")
+    if prediction is None:
+        return f"{_fmt(c['predicted_accuracy'])} ± {_fmt(c['predicted_std'])}"
+    text = _fmt(prediction["accuracy"])
+    if prediction.get("95"):  # (recalibrated where the study has factors, docs/benchmark.md)
+        low, high = prediction["95"]
+        text += f" [{_fmt(low)}, {_fmt(high)}]"
+    return text
 
 
 def _score_name(settings: dict[str, Any]) -> str:
@@ -174,7 +195,8 @@ def verification(candidates) -> dict[str, float | None] | None:
     if len(ok) < 2:
         return None
     final = [c["final_accuracy"] for c in ok]
+    predicted = [(c.get("prediction") or {}).get("accuracy", c["predicted_accuracy"]) for c in ok]
     return {
-        key: ranking_metrics([c[field] for c in ok], final)["kendall"]
-        for key, field in (("predicted", "predicted_accuracy"), ("observed", "observed_accuracy"))
+        "predicted": ranking_metrics(predicted, final)["kendall"],
+        "observed": ranking_metrics([c["observed_accuracy"] for c in ok], final)["kendall"],
     }

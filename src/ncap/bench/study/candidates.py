@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from ncap.capacitance.variants import VARIANTS
 from ncap.predict.dynamics import DYNAMICS
+from ncap.predict.features import BASE_FEATURES
 from ncap.predict.scores import (
     BURN_INS,
     DYNAMICS_VARIANTS,
@@ -33,8 +34,6 @@ __all__ = [
 
 LEVEL0_BASELINES = ("last-observed", "logme", "param-count", "source-accuracy")
 LEVEL1_BASELINES = ("tse", "tse-e1", "learning-curve")
-BASE_FEATURES = ("lo", "lo_slope", "tse_e1", "log10_parameters", "log2_features", "logme",
-                 "logit_source")  # fmt: skip
 D2_DYNAMICS = ("slope", "curv", "drop-peak", "level")
 
 

@@ -7,7 +7,6 @@ the fitted models (D2). Computed once, in parallel over runs.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -17,17 +16,10 @@ from typing import Any
 import numpy as np
 
 from ncap.bench.evaluate import _budget_step, baseline_context, final_accuracy, unpack_results
+from ncap.predict.features import base_features, logit
 from ncap.predict.scores import RunScore, run_score, score_names
 
 __all__ = ["ScoreTable", "build_table", "logit", "run_features"]
-
-LOGIT_EPS = 1e-3
-
-
-def logit(p: float | np.ndarray) -> float | np.ndarray:
-    """``log(p / (1 - p))`` with ``p`` clipped to ``[1e-3, 1 - 1e-3]``."""
-    q = np.clip(p, LOGIT_EPS, 1.0 - LOGIT_EPS)
-    return np.log(q / (1.0 - q))
 
 
 @dataclass
@@ -64,35 +56,22 @@ def run_features(
     scores: dict[str, RunScore],
     measurements: Sequence[str],
 ) -> dict[str, float]:
-    """The D2 base features of one run at one budget (NaN where undefined)."""
+    """The D2 features of one run at one budget (NaN where undefined): the base features
+    (:func:`ncap.predict.features.base_features`) and ``nc-gain/{measurement}``."""
     from ncap.bench.study.candidates import current_default
 
-    lo = scores["last-observed"].value
-    nan = float("nan")
-    out = {"lo": float(logit(lo)) if lo is not None else nan}
-    early = [p for p in points if p["step"] <= max_step and p["epoch"] > 0]
-    if len(early) >= 2:
-        x = np.log([p["epoch"] for p in early])
-        y = logit(np.array([p["val_accuracy"] for p in early], dtype=float))
-        out["lo_slope"] = float(np.polyfit(x, y, 1)[0]) if np.ptp(x) > 0 else nan
-    else:
-        out["lo_slope"] = nan
-    tse = scores["tse-e1"].value
-    out["tse_e1"] = tse if tse is not None else nan
-
-    def number(key: str, transform) -> float:
-        value = free.get(key)
-        if value is None or not math.isfinite(float(value)) or float(value) <= 0 and key != "logme":
-            return nan
-        return float(transform(float(value)))
-
-    out["log10_parameters"] = number("parameters", math.log10)
-    out["log2_features"] = number("num_features", math.log2)
-    out["logme"] = number("logme", float)
-    out["logit_source"] = number("source_accuracy", lambda v: float(logit(v)))
+    out = base_features(
+        points,
+        max_step,
+        free,
+        last_observed=scores["last-observed"].value,
+        tse_e1=scores["tse-e1"].value,
+    )
     for m in measurements:
+        if current_default(m) not in scores:  # a table of fewer scores (build_table's names)
+            continue
         pred = scores[current_default(m)].value
-        out[f"nc-gain/{m}"] = float(logit(pred)) - out["lo"] if pred is not None else nan
+        out[f"nc-gain/{m}"] = float(logit(pred)) - out["lo"] if pred is not None else float("nan")
     return out
 
 
@@ -121,11 +100,13 @@ def build_table(
     budgets: Sequence[float],
     workers: int | None = None,
     progress=None,
+    names: Sequence[str] | None = None,
 ) -> ScoreTable:
-    """Score the runs of ``seeds`` (every model and target) at every budget."""
+    """Score the runs of ``seeds`` (every model and target) at every budget: every per-run score,
+    or only ``names`` (the base features need ``last-observed`` and ``tse-e1``)."""
     all_seeds, total_epochs, models, targets, runs = unpack_results(results)
     measurements = measurements_of(results)
-    names = score_names(measurements)
+    names = list(names) if names is not None else score_names(measurements)
     table = ScoreTable(
         targets=targets,
         models=models,

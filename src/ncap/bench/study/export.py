@@ -1,0 +1,135 @@
+"""``ncap bench export-recommended``: turn a finished study into what ``ncap rank`` ships.
+
+Two package-data files under ``src/ncap/predict/data/`` (read by :mod:`ncap.predict.shipped`):
+
+- ``recommended.json``: the adopted default score per budget bin (``report.json``, "defaults"),
+  the orientation of the dynamics scores and the interval recalibration factors (both frozen on
+  the selection half, ``selection.json``), restricted to the predictors ``ncap rank`` can output
+  (``nc/...`` and the shipped fitted scores);
+- ``fitted.json``: the training rows of every shipped fitted score (``fit/base``): per budget
+  fraction of the study, one row per run of *both* seeds and every target (the study trained each
+  fit on the other targets only; the shipped fit uses all of them), its features at that budget
+  and the gain ``logit(final accuracy of the other seed's run) - lo``. ``ncap rank`` fits the
+  Bayesian ridge on these rows at run time, with the features its candidates have
+  (:func:`ncap.predict.shipped.fitted_gain`).
+
+Both record the benchmark's SHA-256, so a test can check they came from the committed data.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ncap.bench.study.combine import _design, _other_seed
+from ncap.bench.study.halves import keep_masks
+from ncap.bench.study.stages import BUDGETS, data_sha256, load_json
+from ncap.bench.study.table import build_table, logit
+from ncap.exceptions import ConfigError
+from ncap.predict.features import BASE_FEATURES
+from ncap.storage import atomic_write_json
+
+__all__ = ["SHIPPED_FITS", "export_recommended", "fitted_rows", "recommended_settings"]
+
+SHIPPED_FITS = {"fit/base": BASE_FEATURES}
+DIGITS = 7  # significant digits of the shipped rows (refits agree to ~1e-6 in the gain)
+
+
+def _round(value: float) -> float | None:
+    return float(f"{value:.{DIGITS}g}") if math.isfinite(value) else None
+
+
+def recommended_settings(
+    selection: dict[str, Any], report: dict[str, Any], *, source: str, sha: str
+) -> dict[str, Any]:
+    """``recommended.json``'s content from a committed study's ``selection`` and ``report``."""
+    if selection.get("data_sha256") != sha or report.get("data_sha256") != sha:
+        raise ConfigError(
+            f"the study in the given directory was not computed from {source} (its data_sha256 "
+            "differs); run `ncap bench evaluate` on this file first."
+        )
+    defaults = {b: d["score"] for b, d in report["defaults"].items()}
+    shippable = set(SHIPPED_FITS)
+    recal = {
+        name: {f: {q: v[q] for q in ("68", "95")} for f, v in per.items()}
+        for name, per in selection["recalibration"].items()
+        if name.startswith("nc/") or name in shippable
+    }
+    return {
+        "format": "ncap-recommended/1",
+        "source": source,
+        "data_sha256": sha,
+        "protocol": selection["protocol"],
+        "bins": selection["bins"],
+        "recommended": defaults,
+        "fits": {name: list(features) for name, features in SHIPPED_FITS.items()},
+        "nc_helped": {b: d["nc_helped"] for b, d in report["defaults"].items()},
+        "sigma": selection["sigma"],
+        "recalibration": recal,
+    }
+
+
+def fitted_rows(
+    results: dict[str, Any],
+    *,
+    budgets=BUDGETS,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """The training rows of the shipped fitted scores (module docstring), per budget."""
+    seeds = list(results["plan"]["seeds"])
+    table = build_table(results, seeds=seeds, budgets=budgets, workers=workers, progress=progress,
+                        names=("last-observed", "tse-e1"))  # fmt: skip
+    keep = keep_masks(table, seeds)
+    out: dict[str, Any] = {}
+    for name, features in SHIPPED_FITS.items():
+        per_budget = {}
+        for f in budgets:
+            x_rows, gains, labels = [], [], []
+            for t in table.targets:
+                rows = keep[t]
+                for s in seeds:
+                    x = _design(table, features, f, t, s)[rows]
+                    lo = table.feature[("lo", f, t, s)][rows]
+                    other = _other_seed(table, s)
+                    truth = np.array([table.final[(t, m, other)] for m in table.models])[rows]
+                    models = [m for m, k in zip(table.models, rows) if k]
+                    for xi, gi, m in zip(x, logit(truth) - lo, models):
+                        x_rows.append([_round(v) for v in xi])
+                        gains.append(_round(float(gi)))
+                        labels.append([t, m, s])
+            per_budget[str(f)] = {"x": x_rows, "gain": gains, "runs": labels}
+        out[name] = {"features": list(features), "budgets": per_budget}
+    return out
+
+
+def export_recommended(
+    results_path: Path,
+    results: dict[str, Any],
+    study_dir: Path,
+    out_dir: Path,
+    *,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Path]:
+    """Write ``recommended.json`` and ``fitted.json`` into ``out_dir`` (atomically)."""
+    sha = data_sha256(results_path)
+    selection = load_json(study_dir / "selection.json")
+    report = load_json(study_dir / "report.json")
+    settings = recommended_settings(selection, report, source=results_path.name, sha=sha)
+    fits = {
+        "format": "ncap-fitted/1",
+        "source": results_path.name,
+        "data_sha256": sha,
+        "protocol": selection["protocol"],
+        "fits": fitted_rows(results, workers=workers, progress=progress),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"recommended": out_dir / "recommended.json", "fitted": out_dir / "fitted.json"}
+    atomic_write_json(settings, paths["recommended"], indent=1)
+    atomic_write_json(fits, paths["fitted"], indent=None)
+    return paths

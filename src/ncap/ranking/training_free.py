@@ -1,0 +1,55 @@
+"""Training-free values of a candidate that the recommended score reads: LogME of its features."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from ncap.data.dataset import ImageDataset
+from ncap.models.backbone import Backbone
+from ncap.predict.logme import logme
+from ncap.training.config import FinetuneConfig
+from ncap.training.features import backbone_features
+from ncap.training.runtime import Runtime
+
+__all__ = ["logme_of", "training_free_scores"]
+
+
+def logme_of(
+    backbone: Backbone,
+    dataset: ImageDataset,
+    config: FinetuneConfig,
+    *,
+    device: torch.device | str = "cpu",
+) -> dict[str, Any]:
+    """``{"logme": ..., "logme_seconds": ...}``: LogME (You et al. 2021,
+    :func:`ncap.predict.logme.logme`) of the pretrained backbone's features of the training
+    images, as the benchmark builder computes it."""
+    start = time.perf_counter()
+    feats = backbone_features(backbone.module, backbone.input_spec, dataset, config, device=device)
+    value = float(logme(feats.double().numpy(), dataset.y_train.numpy()))
+    return {"logme": value, "logme_seconds": time.perf_counter() - start}
+
+
+def training_free_scores(
+    backbone: Backbone,
+    dataset: ImageDataset,
+    config: FinetuneConfig,
+    runtime: Runtime | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """:func:`logme_of` for a candidate of a ranking, on the run's device; when LogME cannot be
+    computed (non-finite features, a numerical failure) ``{"logme_error": reason}`` instead: the
+    score then leaves LogME out rather than failing the candidate. Errors of the candidate's own
+    model code propagate (they fail it, as its fine-tuning would)."""
+    device = runtime.torch_device() if runtime is not None else "cpu"
+    try:
+        return logme_of(backbone, dataset, config, device=device)
+    except (ValueError, FloatingPointError, np.linalg.LinAlgError) as err:
+        if log:
+            log(f"LogME failed ({err}); the score leaves it out")
+        return {"logme_error": str(err).splitlines()[0] if str(err) else type(err).__name__}
