@@ -184,3 +184,58 @@ def test_fixed_strategy_cost_figure(tiny_zoo, tmp_path, digits):
     assert "%" not in cost_footer(
         rank(["mlp-s"], digits, out_dir=tmp_path / "b", config=config).cost
     )
+
+
+def test_the_default_rung_score_is_the_recommended_one(tiny_zoo, tmp_path, digits):
+    """Default halving ranks each rung by the study's recommended score (fit/base): the rung's
+    scores are score_candidates' on the records at that rung, LogME computed once and carried."""
+    from ncap.predict.recommended import resolve_score
+    from ncap.ranking.scoring import score_candidates
+
+    assert HalvingSettings().score == "recommended"
+    models = ["mlp-s", "lenet", "cnn-s"]
+    result = rank(models, digits, out_dir=tmp_path / "h", config=CONFIG, strategy="halving",
+                  halving=HalvingSettings(eta=2, min_budget=1.0), target_epochs=40.0)  # fmt: skip
+    data = json.loads((tmp_path / "h" / "results.json").read_text())
+    rungs = data["rungs"]
+    assert rungs[0]["score"] == "recommended"
+    by_name = {c["name"]: c for c in data["candidates"]}
+    free = {n: c["backbone"]["logme"] for n, c in by_name.items()}
+    assert all(isinstance(v, float) for v in free.values())
+    spec = resolve_score("recommended", 6 / (40 * 6))[0]
+    assert spec.name == "fit/base"
+    for r in rungs:
+        records = [
+            by_name[n] | {"trajectory": [p for p in by_name[n]["trajectory"]
+                                         if p["step"] <= r["steps"]]}
+            for n in r["ranked"]
+        ]  # fmt: skip
+        score_candidates(records, spec, budget_steps=r["steps"], steps_per_epoch=6,
+                         full_epochs=40.0)  # fmt: skip
+        assert r["scores"] == {rec["name"]: rec["score"]["value"] for rec in records}
+    assert result.cost["full_epochs"] == 40.0 and result.cost["fraction"] < 0.2
+    with pytest.raises(ConfigError, match="unknown rung score 'best'"):
+        HalvingSettings(score="best")
+
+
+def test_target_epochs_sets_the_budget_share_without_training_to_it(tiny_zoo, tmp_path, digits):
+    from ncap.predict.logme import logme
+    from ncap.training.features import backbone_features
+
+    config = FinetuneConfig(epochs=1.0, eval_every=1, batch_size=64, probe_hidden=(16, 12, 8))
+    result = rank(["mlp-s", "lenet"], digits, out_dir=tmp_path / "t", config=config,
+                  target_epochs=20.0)  # fmt: skip
+    assert result.settings["score"]["budget_fraction"] == pytest.approx(0.05)
+    assert result.settings["score"]["target_epochs"] == 20.0
+    for c in result.candidates:
+        assert c["trajectory"][-1]["step"] == 6 and c.get("final_accuracy") is None
+        assert c["score"]["fit"]["budget_fraction"] == 0.05  # the 5% fit
+        assert c["prediction"]["by"] == "fit/base" and c["prediction"]["calibrated"]
+    assert result.cost["fraction_steps"] == pytest.approx(1 / 20)
+    # the LogME feature is LogME of the pretrained backbone's features of the training images
+    backbone = create_backbone("lenet")
+    feats = backbone_features(backbone.module, backbone.input_spec, digits, config)
+    expected = logme(feats.double().numpy(), digits.y_train.numpy())
+    assert result.candidates[1]["backbone"]["logme"] == pytest.approx(expected, rel=1e-9)
+    with pytest.raises(ConfigError, match="must cover the early budget"):
+        rank(["mlp-s"], digits, out_dir=tmp_path / "u", config=config, target_epochs=0.5)

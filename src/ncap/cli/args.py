@@ -72,6 +72,15 @@ def _add_training_args(p: argparse.ArgumentParser, *, epochs: float) -> None:
         default=None,
         help="also fine-tune to this many epochs and record the true final accuracy",
     )
+    g.add_argument(
+        "--target-epochs",
+        type=float,
+        default=None,
+        metavar="T",
+        help="the full budget you would train the chosen model for: the prediction is for T "
+        "(the recommended score uses the budget's share of T) and the cost figure compares with "
+        "training every candidate to T; nothing is trained for it (default: --full-epochs)",
+    )
     g = p.add_argument_group("prediction")
     g.add_argument(
         "--variant",
@@ -155,7 +164,7 @@ def _add_runtime_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_strategy_args(p: argparse.ArgumentParser) -> None:
-    from ncap.ranking.rung_scores import DEFAULT_RUNG_SCORE, RUNG_SCORES  # (no torch)
+    from ncap.ranking.rung_scores import DEFAULT_RUNG_SCORE  # (no torch)
 
     g = p.add_argument_group("strategy (docs/halving.md)")
     g.add_argument(
@@ -183,9 +192,11 @@ def _add_strategy_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--rung-score",
-        choices=sorted(RUNG_SCORES),
         default=DEFAULT_RUNG_SCORE,
-        help="halving: what the candidates of a rung are ranked by (default: %(default)s)",
+        metavar="NAME",
+        help="halving: what the candidates of a rung are ranked by: any --score name, "
+        "last-observed (what ASHA/Hyperband use) or predicted (the extrapolation to beta_eff = 0) "
+        "(default: %(default)s, the score bench-v2's study adopted)",
     )
     g.add_argument(
         "--score",

@@ -46,6 +46,7 @@ def _run_rank(args, models: list[str], data: str, n_train, n_val, epochs: float,
         overwrite=bool(args.overwrite),
         progress=not args.no_progress and not args.json,
         log=lambda msg: print(f"[ncap] {msg}", file=sys.stderr),
+        target_epochs=getattr(args, "target_epochs", None),
         **(strategy_from_args(args) if hasattr(args, "strategy") else {}),
     )
 
@@ -85,6 +86,7 @@ def _run_nas(args):
         overwrite=bool(args.overwrite),
         progress=not args.no_progress and not args.json,
         log=lambda msg: print(f"[ncap] {msg}", file=sys.stderr),
+        target_epochs=args.target_epochs,
         **execution_from_args(args),
     )
     if args.nats_path is not None:
@@ -298,6 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     True  # the demo is re-runnable; its cache is the zoo, not the results
                 )
             full_epochs = (args.full_epochs or full) if args.verify else args.full_epochs
+            if args.target_epochs is None:  # the demo knows its full budget
+                args.target_epochs = full_epochs or full
             result = _run_rank(args, list(DEMO_MODELS), data, n_train, n_val, epochs, full_epochs)
             verify = args.verify or args.full_epochs is not None
         else:

@@ -14,6 +14,7 @@ from ncap.data.dataset import ImageDataset
 from ncap.data.registry import load_dataset
 from ncap.models.nb201 import PREFIX, arch_to_str, parse_arch
 from ncap.predict.capacitance import PredictorSettings
+from ncap.predict.scores import nc_name
 from ncap.ranking.executors import Executor
 from ncap.ranking.rank import rank
 from ncap.results import RankResult
@@ -41,11 +42,16 @@ def search(
     log: Callable[[str], None] | None = None,
     runtime: Runtime | None = None,
     executor: str | Executor = "local",
+    score: str | None = None,
+    target_epochs: float | None = None,
 ) -> RankResult:
     """Train each architecture from scratch for the budget under the probe and rank them.
 
     Parameters are those of :func:`ncap.ranking.rank.rank`, plus the macro ``width`` and ``cells``.
-    Architecture strings are validated (and normalised) before anything runs.
+    Architecture strings are validated (and normalised) before anything runs. ``score`` defaults
+    to the run's own extrapolation to beta_eff = 0 (``predictor``): the study that chose ncap's
+    recommended score covered fine-tuning pretrained models, not training from scratch, so its
+    fitted model does not apply here (docs/benchmark.md).
     """
     config = config or FinetuneConfig()
     names = [f"{PREFIX}:{arch_to_str(parse_arch(a))}" for a in archs]
@@ -70,4 +76,6 @@ def search(
         runtime=runtime,
         executor=executor,
         model_options=space,  # travels with every candidate, to Ray workers too
+        score=score or nc_name(predictor or PredictorSettings()),
+        target_epochs=target_epochs,
     )

@@ -31,7 +31,13 @@ from ncap.predict.capacitance import PredictorSettings
 from ncap.ranking.cost import run_cost
 from ncap.ranking.executors import CandidateJob, Executor
 from ncap.ranking.halving_core import decide, halving_budgets, rung_steps
-from ncap.ranking.rung_scores import DEFAULT_RUNG_SCORE, RUNG_SCORES, make_rung_score, min_points
+from ncap.ranking.rung_scores import (
+    DEFAULT_RUNG_SCORE,
+    check_rung_score,
+    min_points,
+    needs_logme,
+    score_rung,
+)
 from ncap.ranking.segment import RungJob, checkpoint_path
 from ncap.report import write_outputs
 from ncap.report.progress import progress_bars
@@ -56,7 +62,7 @@ class HalvingSettings:
         First and last rung budgets in epochs; default: the run's budget (``--epochs``) as the
         maximum and ``max / eta**2`` as the minimum (three rungs).
     score : str
-        The rung score (:data:`ncap.ranking.rung_scores.RUNG_SCORES`).
+        The rung score (:mod:`ncap.ranking.rung_scores`; default: the recommended score).
     keep_checkpoints : bool
         Keep the checkpoints of dropped and finished candidates.
     """
@@ -68,10 +74,7 @@ class HalvingSettings:
     keep_checkpoints: bool = False
 
     def __post_init__(self) -> None:
-        if self.score not in RUNG_SCORES:
-            raise ConfigError(
-                f"unknown rung score {self.score!r}; choose one of {sorted(RUNG_SCORES)}."
-            )
+        check_rung_score(self.score)
         if not self.eta > 1:
             raise ConfigError(f"eta must be > 1 (2 halves, 3 keeps a third); got {self.eta}.")
 
@@ -165,7 +168,8 @@ def run_halving(
                 "dataset, budgets, eta, score and predictor, or use --overwrite."
             )
     ckpt_dir = out_dir / "checkpoints"
-    score_fn = make_rung_score(halving.score, predictor)
+    logme = needs_logme(halving.score)
+    spe = run_config.steps_per_epoch(n_train)
     order = list(models)
     alive = list(models)
     latest: dict[str, dict[str, Any]] = {}
@@ -183,6 +187,7 @@ def run_halving(
                 runtime,
                 model_options,
                 rung=RungJob(rung=k, stop_at=stop, eval_steps=steps, checkpoint_dir=str(ckpt_dir)),
+                logme=logme,
             )
             if log:
                 log(f"rung {k}: {len(alive)} candidate(s) to {budget:g} epochs ({stop} steps)")
@@ -195,18 +200,33 @@ def run_halving(
                 bars.candidate_done(record["name"])
                 if log and record["status"] != "ok":
                     log(f"{record['name']} failed: {record['reason']}")
-            scores: dict[str, float | None] = {}
             failed: dict[str, str] = {}
             for name in alive:
                 record = json.loads(_rung_file(out_dir, k, name).read_text())["record"]
+                if name in latest:  # LogME was computed once, on the pretrained weights
+                    earlier = latest[name].get("backbone") or {}
+                    kept = {key: v for key, v in earlier.items() if key.startswith("logme")}
+                    record["backbone"] = kept | (record.get("backbone") or {})
                 latest[name] = record
                 seconds[name] += float(record.get("segment_seconds") or 0.0)
                 if record["status"] != "ok":
                     failed[name] = record["reason"] or "failed"
-                    scores[name] = None
-                else:
-                    scores[name] = score_fn(record["trajectory"], budget / budgets[-1])
+            notes: list[str] = []
+            scores = score_rung(
+                halving.score,
+                [latest[name] for name in alive],
+                predictor,
+                budget_steps=stop,
+                steps_per_epoch=spe,
+                full_epochs=full_epochs,
+                fraction_of_max=budget / budgets[-1],
+                notes=notes,
+            )
+            for name in alive:
                 history[name].append({"rung": k, "budget_epochs": budget, "score": scores[name]})
+            if log and k == 0:
+                for note in notes:
+                    log(f"note: {note}")
             last = k == len(budgets) - 1
             decision = decide(scores, alive, eta=halving.eta, last=last, failed=failed)
             reasons = {}
@@ -255,7 +275,6 @@ def run_halving(
             "why": None if dropped is None else dropped["dropped"][name],
         }
         records.append(record)
-    spe = run_config.steps_per_epoch(n_train)
     result = RankResult(
         candidates=records,
         settings=settings | environment,

@@ -33,7 +33,7 @@ from ncap.ranking.preflight import (
     check_output_dir,
     clear_outputs,
 )
-from ncap.ranking.scoring import add_predictions, score_candidates
+from ncap.ranking.scoring import add_predictions, budget_fraction, score_candidates
 from ncap.ranking.store import candidate_path, load_finished, stale_files
 from ncap.report import write_outputs
 from ncap.report.progress import progress_bars
@@ -100,6 +100,7 @@ def rank(
     strategy: str = "fixed",
     halving: HalvingSettings | None = None,
     score: str | None = None,
+    target_epochs: float | None = None,
 ) -> RankResult:
     """Fine-tune every candidate briefly, predict its final accuracy, and rank.
 
@@ -148,6 +149,10 @@ def rank(
         "recommended" (the study's default for the budget's share of ``full_epochs``), "paper"
         (the paper's extrapolation), or any score by name. ``predicted_accuracy`` (the
         extrapolation of ``predictor``) and ``observed_accuracy`` are recorded either way.
+    target_epochs : float, optional
+        The full budget T the chosen model would be trained for (default: ``full_epochs``). The
+        prediction is for T (a fitted score uses the budget's share of T), and the cost figure
+        compares with training every candidate to T. Nothing is trained beyond the budget for it.
     """
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}.")
@@ -162,6 +167,7 @@ def rank(
             resume=resume, overwrite=overwrite, progress=progress, log=log,
             extra_settings=extra_settings, runtime=runtime, executor=executor,
             model_options=model_options, strategy=strategy, halving=halving, score=score,
+            target_epochs=target_epochs,
         )  # fmt: skip
 
 
@@ -170,6 +176,7 @@ def _rank_locked(
     full_epochs, n_train, n_val, data_root, resume, overwrite, progress, log, extra_settings,
     runtime: Runtime, executor, model_options, strategy: str = "fixed",
     halving: HalvingSettings | None = None, score: str | None = None,
+    target_epochs: float | None = None,
 ) -> RankResult:  # fmt: skip
     """:func:`rank` while it holds the output directory's lock."""
     executor = make_executor(executor) if isinstance(executor, str) else executor
@@ -210,7 +217,7 @@ def _rank_locked(
                 "environment": _environment(),
                 "runtime": runtime.to_dict() | executor.describe(),
             },
-            full_epochs=full_epochs,
+            full_epochs=target_epochs if target_epochs is not None else full_epochs,
             resume=resume,
             overwrite=overwrite,
             progress=progress,
@@ -229,7 +236,13 @@ def _rank_locked(
     check_budget(config, predictor, n_seen)
     budget_steps = config.total_steps(n_seen)
     spe = config.steps_per_epoch(n_seen)
-    fraction = None if full_epochs is None else budget_steps / (full_epochs * spe)
+    reference = target_epochs if target_epochs is not None else full_epochs  # T
+    if reference is not None and reference * spe < budget_steps:
+        raise ConfigError(
+            f"the full budget T ({reference:g} epochs, --target-epochs) must cover the early "
+            f"budget ({budget_steps} steps = {budget_steps / spe:.3g} epochs)."
+        )
+    fraction = budget_fraction(budget_steps, spe, reference)
     score_spec, score_note = resolve_score(score, fraction)  # a bad name fails before training
     settings = _settings(dataset, config, predictor, full_epochs) | (extra_settings or {})
     unfit = builtin_fit_problems(models, dataset, input_size=config.input_size)
@@ -293,7 +306,7 @@ def _rank_locked(
         score_spec,
         budget_steps=budget_steps,
         steps_per_epoch=spe,
-        full_epochs=full_epochs,
+        full_epochs=reference,
         notes=notes,
     )
     add_predictions([records[name] for name in models], predictor, fraction)
@@ -311,6 +324,7 @@ def _rank_locked(
                 "name": score_spec.name,
                 "requested": score or "recommended",
                 "budget_fraction": fraction,
+                "target_epochs": reference,
                 "notes": notes,
             },
         },
@@ -318,8 +332,8 @@ def _rank_locked(
         out_dir=out_dir,
         cost=run_cost(
             spent,
-            full_steps=None if full_epochs is None else round(full_epochs * spe),
-            full_epochs=full_epochs,
+            full_steps=None if reference is None else round(reference * spe),
+            full_epochs=reference,
         ),
     )
     result.files = write_outputs(result)

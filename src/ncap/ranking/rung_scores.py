@@ -1,14 +1,16 @@
 """Rung scores: what successive halving ranks the candidates by at each rung.
 
-A rung score maps a candidate's trajectory so far (its evaluation points, oldest first) and the
-budget fraction it has reached (rung budget / maximum budget) to a number, higher is better, or
-None when it cannot score (the candidate then ranks below every scored one). Scores are selected
-by name; :data:`DEFAULT_RUNG_SCORE` is the one ``ncap rank --strategy halving`` uses unless told.
+At each rung the surviving candidates are scored on their trajectories so far, higher is better;
+a candidate the score cannot rate (None) ranks below every scored one. :data:`DEFAULT_RUNG_SCORE`
+is the one ``ncap rank --strategy halving`` uses unless told: ``recommended``, the score the
+bench-v2 study adopted (:mod:`ncap.predict.recommended`; ``fit/base``), as for a fixed budget.
+Any score ``ncap rank --score`` accepts works (:func:`score_rung`, via
+:func:`ncap.ranking.scoring.score_candidates` on the rung's records, so a fitted score sees the
+rung's budget as a share of ``--full-epochs``), plus:
 
-- ``last-observed``: the last observed validation accuracy (what ASHA / Hyperband rank by).
-- ``predicted``: the final accuracy neural capacitance predicts from the points so far
-  (:func:`ncap.predict.capacitance.predict_from_points` with the run's predictor settings), the
-  number ``ncap rank`` ranks by.
+- ``last-observed``: the last observed validation accuracy (what ASHA / Hyperband rank by);
+- ``predicted``: the run's own extrapolation to beta_eff = 0
+  (:func:`ncap.predict.capacitance.predict_from_points` with the run's predictor settings).
 """
 
 from __future__ import annotations
@@ -20,12 +22,21 @@ from typing import Any
 from ncap.exceptions import ConfigError
 from ncap.predict.settings import PredictorSettings  # (no scikit-learn: the CLI reads the names)
 
-__all__ = ["DEFAULT_RUNG_SCORE", "RUNG_SCORES", "RungScore", "make_rung_score", "min_points"]
+__all__ = [
+    "DEFAULT_RUNG_SCORE",
+    "RUNG_SCORES",
+    "RungScore",
+    "check_rung_score",
+    "make_rung_score",
+    "min_points",
+    "needs_logme",
+    "score_rung",
+]
 
 RungScore = Callable[[Sequence[dict[str, Any]], float], float | None]
 
-# The one place that names the default; point it at the recommended score once it is chosen.
-DEFAULT_RUNG_SCORE = "predicted"
+# The one place that names the default: the study's recommended score (issue 14).
+DEFAULT_RUNG_SCORE = "recommended"
 
 
 def _last_observed(points: Sequence[dict[str, Any]], fraction: float) -> float | None:
@@ -52,6 +63,59 @@ RUNG_SCORES: dict[str, tuple[Callable[[PredictorSettings], RungScore], str]] = {
     "last-observed": (lambda predictor: _last_observed, "the last observed validation accuracy"),
     "predicted": (_predicted, "neural capacitance's predicted final accuracy"),
 }
+
+
+def check_rung_score(name: str) -> None:
+    """A ConfigError naming the choices when ``name`` is no rung score (before any training)."""
+    if name in RUNG_SCORES:
+        return
+    from ncap.predict.recommended import resolve_score
+
+    try:
+        resolve_score(name, None)
+    except ConfigError as err:
+        raise ConfigError(
+            f"unknown rung score {name!r}: {err} (or {', '.join(sorted(RUNG_SCORES))})"
+        ) from None
+
+
+def needs_logme(name: str) -> bool:
+    """Whether the rung score reads LogME (the candidates then compute it before training)."""
+    if name in RUNG_SCORES:
+        return False
+    from ncap.predict.recommended import resolve_score
+
+    return "logme" in resolve_score(name, None)[0].components
+
+
+def score_rung(
+    name: str,
+    records: Sequence[dict[str, Any]],
+    predictor: PredictorSettings,
+    *,
+    budget_steps: int,
+    steps_per_epoch: float,
+    full_epochs: float | None,
+    fraction_of_max: float,
+    notes: list[str] | None = None,
+) -> dict[str, float | None]:
+    """The rung's score of each record (None: failed or unrated). ``records`` are not changed."""
+    if name in RUNG_SCORES:
+        score = make_rung_score(name, predictor)
+        return {
+            r["name"]: score(r["trajectory"], fraction_of_max) if r["status"] == "ok" else None
+            for r in records
+        }
+    from ncap.predict.recommended import resolve_score
+    from ncap.ranking.scoring import budget_fraction, score_candidates
+
+    spec, note = resolve_score(name, budget_fraction(budget_steps, steps_per_epoch, full_epochs))
+    copies = [dict(r) for r in records]
+    score_candidates(copies, spec, budget_steps=budget_steps, steps_per_epoch=steps_per_epoch,
+                     full_epochs=full_epochs, notes=notes)  # fmt: skip
+    if note and notes is not None:
+        notes.insert(0, note)
+    return {r["name"]: (r.get("score") or {}).get("value") for r in copies}
 
 
 def make_rung_score(name: str, predictor: PredictorSettings) -> RungScore:
