@@ -260,8 +260,9 @@ def test_inputs_are_checked_before_any_training(tiny_zoo, user_models, tmp_path,
           "--out", str(tmp_path / "o")],
          "the built-in models take 28 px grey images: convert the data with --channels 1 "
          "--image-size 28"),
-        (["--models", ok, *BASE[:-5], "--epochs", "0.1", "--out", str(tmp_path / "o")],
-         "evaluates 1 time(s), one every 1 step(s), but the quadratic fit needs 4 points"),
+        (["--models", ok, *BASE[:-5], "--epochs", "0.1", "--score", "paper", "--out",
+          str(tmp_path / "o")],
+         "evaluates 1 time(s), one every 1 step(s), but the linear fit needs 3 points"),
     ]  # fmt: skip
     for args, message in cases:
         code, out, err = _run(capsys, "rank", *args)

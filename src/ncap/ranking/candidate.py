@@ -108,7 +108,10 @@ def run_candidate(
         if full_epochs is not None:
             record["final_accuracy"] = points[-1]["val_accuracy"]
             record["full_seconds"] = traj.seconds
-        record |= predict_from_points(points, predictor, budget_steps)
+        try:
+            record |= predict_from_points(points, predictor, budget_steps)
+        except ValueError as err:  # too few points for the extrapolation: none, not a failure
+            record["fit"] = {"error": str(err)}
         record["steps"] = budget_steps  # spent on the ranking (cost_seconds: their time)
         record["status"] = "ok"
     except NcapError as err:

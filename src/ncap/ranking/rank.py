@@ -24,6 +24,7 @@ from ncap.data.registry import load_dataset
 from ncap.exceptions import ConfigError
 from ncap.predict.capacitance import PredictorSettings
 from ncap.predict.recommended import resolve_score
+from ncap.predict.scores import parse_nc
 from ncap.ranking.cost import run_cost, spent_steps
 from ncap.ranking.executors import CandidateJob, Executor, make_executor
 from ncap.ranking.halving import HalvingSettings, run_halving
@@ -233,7 +234,6 @@ def _rank_locked(
             f"full_epochs ({full_epochs}) must cover the budget ({config.total_steps(n_seen)} "
             "steps)."
         )
-    check_budget(config, predictor, n_seen)
     budget_steps = config.total_steps(n_seen)
     spe = config.steps_per_epoch(n_seen)
     reference = target_epochs if target_epochs is not None else full_epochs  # T
@@ -244,6 +244,9 @@ def _rank_locked(
         )
     fraction = budget_fraction(budget_steps, spe, reference)
     score_spec, score_note = resolve_score(score, fraction)  # a bad name fails before training
+    for component in score_spec.components:  # a score that ranks by an extrapolation
+        if component.startswith("nc/"):
+            check_budget(config, parse_nc(component), n_seen)
     settings = _settings(dataset, config, predictor, full_epochs) | (extra_settings or {})
     unfit = builtin_fit_problems(models, dataset, input_size=config.input_size)
     if len(unfit) == len(models):
