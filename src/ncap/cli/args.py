@@ -202,10 +202,11 @@ def _add_strategy_args(p: argparse.ArgumentParser) -> None:
         "--score",
         default=None,
         metavar="NAME",
-        help="fixed: what candidates are ranked by. Default: the score the pre-registered study on "
-        "bench-v2 recommends for the budget's share of --full-epochs (docs/benchmark.md); "
-        "'paper': the paper's extrapolation to beta_eff = 0; or any score by name, e.g. "
-        "last-observed, nc/interval/abs-mean/quadratic/b0/logit, ravg/lo+params",
+        help="fixed: what candidates are ranked by. Default: 'recommended', the score the "
+        "pre-registered study on bench-v2 adopted (fit/base: a model fitted on the benchmark "
+        "that predicts the final accuracy from the early curve, LogME and size; "
+        "docs/benchmark.md); 'paper': the paper's extrapolation to beta_eff = 0; or any score by "
+        "name, e.g. last-observed, nc/interval/abs-mean/quadratic/b0/logit, ravg/lo+params",
     )
     g.add_argument(
         "--keep-checkpoints",
