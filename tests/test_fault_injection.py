@@ -42,7 +42,7 @@ MODELS = textwrap.dedent(
     """
 )
 NAMES = ["py:fault_models:a", "py:fault_models:b", "py:fault_models:c", "py:fault_models:d"]
-TIMES = {"cost_seconds", "full_seconds", "wall_time", "seconds"}
+TIMES = {"cost_seconds", "full_seconds", "wall_time", "seconds", "logme_seconds"}
 
 
 def _strip(value):
