@@ -180,3 +180,30 @@ def test_the_prediction_falls_back_to_the_extrapolation_for_scores_that_predict_
     assert r["prediction"]["by"] == nc_name(predictor) and r["prediction"]["accuracy"] == 0.8
     lo, hi = r["prediction"]["95"]
     assert lo < sigmoid(1.2) < hi and math.isclose(logit(hi) - 1.2, 1.2 - logit(lo), rel_tol=1e-6)
+
+
+def test_a_non_finite_logme_is_left_out_with_the_reason(monkeypatch):
+    """LogME can come out NaN for degenerate features (its evidence has log(alpha) terms with
+    alpha = 0, seen with randomly initialised torchvision/timm models in test_real_zoo.py): the
+    candidate keeps going and the score leaves LogME out."""
+    from torch import nn
+
+    import ncap.ranking.training_free as training_free
+    from ncap.data.registry import load_dataset
+    from ncap.models.backbone import Backbone
+    from ncap.training.config import FinetuneConfig
+
+    class Linear(nn.Module):
+        def forward(self, x):
+            return x.flatten(1)[:, :4].float()
+
+    data = load_dataset("digits", n_train=64, n_val=32)
+    backbone = Backbone("lin", Linear(), 4)
+    out = training_free.training_free_scores(backbone, data, FinetuneConfig())
+    assert np.isfinite(out["logme"]) and out["logme_seconds"] > 0
+    monkeypatch.setattr(training_free, "logme", lambda f, y: float("nan"))
+    messages: list[str] = []
+    out = training_free.training_free_scores(backbone, data, FinetuneConfig(),
+                                             log=messages.append)  # fmt: skip
+    assert "logme" not in out and "degenerate" in out["logme_error"]
+    assert messages and "lin" in messages[0] and "leaves LogME out" in messages[0]

@@ -36,7 +36,7 @@ RANKING_FIELDS = ("score", "prediction")
 
 _WHY_MISSING = {
     "logit_source": "no source accuracy (only ncap's own zoo records one)",
-    "logme": "no LogME (computed only when the score needs it)",
+    "logme": "no finite LogME (see backbone.logme_error; records from before ncap computed it)",
     "lo_slope": "fewer than two evaluation points after epoch 0 within the budget",
     "tse_e1": "no training loss within the budget",
     "log10_parameters": "no parameter count",

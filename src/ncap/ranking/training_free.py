@@ -31,7 +31,8 @@ def logme_of(
     images, as the benchmark builder computes it."""
     start = time.perf_counter()
     feats = backbone_features(backbone.module, backbone.input_spec, dataset, config, device=device)
-    value = float(logme(feats.double().numpy(), dataset.y_train.numpy()))
+    with np.errstate(divide="ignore", invalid="ignore"):  # degenerate features: checked below
+        value = float(logme(feats.double().numpy(), dataset.y_train.numpy()))
     return {"logme": value, "logme_seconds": time.perf_counter() - start}
 
 
@@ -48,8 +49,14 @@ def training_free_scores(
     model code propagate (they fail it, as its fine-tuning would)."""
     device = runtime.torch_device() if runtime is not None else "cpu"
     try:
-        return logme_of(backbone, dataset, config, device=device)
+        out = logme_of(backbone, dataset, config, device=device)
     except (ValueError, FloatingPointError, np.linalg.LinAlgError) as err:
-        if log:
-            log(f"LogME failed ({err}); the score leaves it out")
-        return {"logme_error": str(err).splitlines()[0] if str(err) else type(err).__name__}
+        out = {"logme_error": str(err).splitlines()[0] if str(err) else type(err).__name__}
+    else:
+        if not np.isfinite(out["logme"]):  # e.g. features that are constant over the images
+            seconds = out["logme_seconds"]
+            out = {"logme_error": f"LogME is {out['logme']} (degenerate features)",
+                   "logme_seconds": seconds}  # fmt: skip
+    if "logme_error" in out and log:
+        log(f"{backbone.name}: {out['logme_error']}; the score leaves LogME out")
+    return out
