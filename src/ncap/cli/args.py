@@ -43,6 +43,8 @@ def add_config_args(group, *, epochs: float) -> None:
     field's metadata; defaults are the config's own, except the command's ``epochs``."""
     for f in dataclasses.fields(FinetuneConfig):
         meta = f.metadata
+        if not meta["flag"]:
+            continue
         default = epochs if f.name == "epochs" else f.default
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         group.add_argument(
@@ -59,7 +61,11 @@ def add_config_args(group, *, epochs: float) -> None:
 def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
     """The FinetuneConfig the flags of :func:`add_config_args` describe."""
     return FinetuneConfig(
-        **{f.name: getattr(args, f.name) for f in dataclasses.fields(FinetuneConfig)}
+        **{
+            f.name: getattr(args, f.name)
+            for f in dataclasses.fields(FinetuneConfig)
+            if f.metadata["flag"]
+        }
     )
 
 
