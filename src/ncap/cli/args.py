@@ -92,7 +92,8 @@ def _add_training_args(p: argparse.ArgumentParser, *, epochs: float) -> None:
         "--variant",
         choices=VARIANTS,
         default=_PREDICTOR_DEFAULTS.variant,
-        help="beta_eff variant used for the prediction (default: %(default)s); all are recorded",
+        help="beta_eff variant of the nc extrapolation (predicted_accuracy; default: %(default)s); "
+        "it must be tracked (--variants) or measured on a fixed batch (--fixed-batch)",
     )
     g.add_argument(
         "--features",
