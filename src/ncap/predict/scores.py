@@ -35,12 +35,12 @@ __all__ = [
     "PREDICTS_ACCURACY",
     "RunScore",
     "dynamics_name",
-    "score_variant",
-    "untracked_reason",
     "nc_name",
     "parse_nc",
     "run_score",
     "score_names",
+    "score_variant",
+    "untracked_reason",
 ]
 
 BASELINE_SCORES = (
