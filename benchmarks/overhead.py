@@ -9,11 +9,12 @@
    measurement) / seconds spent in training steps.
 
 Models: two of the built-in zoo (their cached pretrained weights, or pretrained on first use) and
-timm's resnet10t (random weights, 1 channel) at 32 px. ``--settings default`` is
-``FinetuneConfig()``; ``cheap`` tracks only the cheap variants per step (signed, mean-abs),
-measures abs-mean (the default prediction's variant) on a fixed batch of 256 training images at
-evaluation points only, and evaluates on a fixed subset of 256 validation images, every 12 steps (4 times per epoch at the
-default 3000 training images).
+timm's resnet10t (random weights, 1 channel) at 32 px. Settings (:func:`settings`): ``default`` is
+``FinetuneConfig()`` (signed and mean-abs per step; evaluations at 1/8, 1/4, 1/2 and the end of
+the budget, the last on ``val_share`` x the budget's training images, the others on a fixed 1/8 of
+those: :mod:`ncap.training.schedule`); ``v0.2`` is ncap 0.2's defaults (all three variants per
+step, the whole validation split 8 times per epoch); ``fixed-batch`` is the default plus abs-mean
+measured on a fixed batch of 256 training images at evaluation points (``--fixed-batch 256``).
 
 Run:  OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/overhead.py [--repeats 20] [--json out.json]
       PYTHONPATH=src python benchmarks/overhead.py --device cuda     # on a GPU (float32)
@@ -33,6 +34,7 @@ from torch import nn
 
 import ncap.training.loop as loop
 from ncap.capacitance.probe import NeuralCapacitanceProbe
+from ncap.capacitance.variants import VARIANTS
 from ncap.data.registry import load_dataset
 from ncap.models.registry import create_backbone
 from ncap.training.config import FinetuneConfig
@@ -40,13 +42,20 @@ from ncap.training.fixed_batch import FixedBatchBetaEff
 from ncap.training.runtime import Runtime
 
 MODELS = (("lenet", None), ("resnet-s", None), ("timm:resnet10t@random", 32))
-SETTINGS = {
-    "default": FinetuneConfig(),
-    # 3000 images / 64 = 47 steps per epoch: every 12 steps is 4 times per epoch
-    "cheap": FinetuneConfig(
-        variants=("signed", "mean-abs"), fixed_batch=256, max_val=256, eval_every=12
-    ),
-}
+SETTINGS = ("default", "v0.2", "fixed-batch")
+
+
+def settings(n_train: int) -> dict[str, FinetuneConfig]:
+    """The compared settings by name (module docstring) for ``n_train`` training images."""
+    default = FinetuneConfig()
+    eight_per_epoch = max(1, round(default.steps_per_epoch(n_train) / 8))  # ncap 0.2's default
+    return {
+        "default": default,
+        "v0.2": dataclasses.replace(
+            default, variants=VARIANTS, val_share=None, eval_every=eight_per_epoch
+        ),
+        "fixed-batch": dataclasses.replace(default, fixed_batch=256),
+    }
 
 
 def _data(n_train: int, n_val: int):
@@ -157,7 +166,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--n-train", type=int, default=3000)
     parser.add_argument("--n-val", type=int, default=1000)
-    parser.add_argument("--settings", default="default,cheap")
+    parser.add_argument("--settings", default="default,v0.2", help=f"from {','.join(SETTINGS)}")
     parser.add_argument("--json", default=None)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (float32 on both)")
     parser.add_argument("--models", default=None, help="comma-separated subset of the models")
@@ -166,6 +175,7 @@ def main() -> None:
     models = [m for m in MODELS if args.models is None or m[0] in args.models.split(",")]
     data = _data(args.n_train, args.n_val)
     names = args.settings.split(",")
+    configs = settings(len(data.y_train))
     out = {
         "machine": platform.machine(),
         "threads": torch.get_num_threads(),
@@ -176,15 +186,17 @@ def main() -> None:
     }
     print(f"{data.summary()['name']}: {len(data.y_train)} train / {len(data.y_val)} val images, "
           f"{torch.get_num_threads()} thread(s), {device}")  # fmt: skip
-    print(f"{'model':24s} {'settings':8s} {'step ratio (range)':>24s} {'eval / train':>13s}")
+    print(f"{'model':24s} {'settings':11s} {'step ratio (range)':>24s} {'eval / train':>13s} "
+          f"{'evaluations':>11s}")  # fmt: skip
     for name, size in models:
         for setting in names:
-            config = SETTINGS[setting]
+            config = configs[setting]
             s = step_ratio(name, size, data, config, args.repeats, device)
             e = eval_share(name, size, data, config, device)
             out["results"].append({"model": name, "input_size": size, "settings": setting} | s | e)
-            print(f"{name:24s} {setting:8s} {s['ratio']:>9.3f} ({s['ratio_range'][0]:.2f}-"
-                  f"{s['ratio_range'][1]:.2f}) {100 * e['share']:>12.1f}%", flush=True)  # fmt: skip
+            print(f"{name:24s} {setting:11s} {s['ratio']:>9.3f} ({s['ratio_range'][0]:.2f}-"
+                  f"{s['ratio_range'][1]:.2f}) {100 * e['share']:>12.1f}% {e['evaluations']:>11d}",
+                  flush=True)  # fmt: skip
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(out, fh, indent=2)

@@ -111,12 +111,24 @@ def test_nas_smoke_build_and_evaluate(tmp_path, monkeypatch):
 
 
 def test_rank_default_is_the_benchmark_choice():
-    """`ncap rank`'s predictor default is the setting the committed benchmark selected."""
-    from ncap.bench.evaluate import nc_name
+    """`ncap rank`'s predictor default is the nc/interval form over the cheap variants (the ones
+    tracked per step by default) with the best selection-half S of the bench-v2 study, averaged
+    over its early and late bins."""
     from ncap.predict.capacitance import PredictorSettings
+    from ncap.predict.scores import nc_name
+    from ncap.training.config import FinetuneConfig
 
-    path = REPO / "benchmarks" / "results" / "bench-v1-evaluation" / "evaluation.json"
+    path = REPO / "benchmarks" / "results" / "bench-v2-study" / "selection.json"
     if not path.exists():
-        pytest.skip("no committed benchmark evaluation yet")
-    chosen = json.loads(path.read_text())["chosen_default"]
+        pytest.skip("no committed bench-v2 selection yet")
+    s = json.loads(path.read_text())["S"]
+    cheap = FinetuneConfig().variants
+    forms = [
+        name
+        for name in s["early"]
+        if name.startswith("nc/interval/") and name.split("/")[2] in cheap
+    ]
+    mean = {n: (s["early"][n] + s["late"][n]) / 2 for n in forms if s["late"].get(n) is not None}
+    chosen = max(mean, key=mean.get)
     assert nc_name(PredictorSettings()) == chosen
+    assert PredictorSettings().variant in cheap

@@ -4,14 +4,21 @@ import pytest
 import torch
 from torch import nn
 
+from ncap.capacitance.variants import VARIANTS
 from ncap.data.registry import load_dataset
 from ncap.exceptions import ConfigError
 from ncap.training.config import FinetuneConfig
 from ncap.training.fixed_batch import FixedBatchBetaEff, fixed_probe_batch
 from ncap.training.loop import finetune
 
-# all three variants per step, dropout (the global generator) and BatchNorm (buffers), Adam (state)
-CONFIG = FinetuneConfig(epochs=2, eval_every=3, batch_size=32, probe_hidden=(16, 12, 8))
+# all three variants per step, dropout (the global generator) and BatchNorm (buffers), Adam (state);
+# every evaluation on the whole validation split (ncap 0.2's way)
+CONFIG = FinetuneConfig(
+    epochs=2, eval_every=3, batch_size=32, probe_hidden=(16, 12, 8), variants=VARIANTS,
+    val_share=None,
+)  # fmt: skip
+# the default schedule and validation subsets, laid out for step 4 (as halving's first rung)
+DEFAULT_PLAN = FinetuneConfig(epochs=2, batch_size=32, probe_hidden=(16, 12, 8), eval_anchor=4)
 
 
 def _backbone():
@@ -31,9 +38,9 @@ def data():
     return load_dataset("digits", n_train=200, n_val=60)
 
 
-def _run(data, *, callbacks=(), **kwargs):
+def _run(data, *, callbacks=(), config=CONFIG, **kwargs):
     module = _backbone()
-    traj = finetune(module, 24, data, CONFIG, callbacks=list(callbacks), **kwargs)
+    traj = finetune(module, 24, data, config, callbacks=list(callbacks), **kwargs)
     return traj, module
 
 
@@ -45,9 +52,16 @@ def _no_time(points):
     return [{k: v for k, v in p.items() if k != "wall_time"} for p in points]
 
 
-def test_stop_and_continue_equals_a_straight_run_bit_for_bit(data, tmp_path):
+@pytest.mark.parametrize(
+    ("config", "steps"),
+    [(CONFIG, [3, 5, 6, 9, 12, 14]), (DEFAULT_PLAN, [1, 2, 4, 5, 8, 9, 14])],
+    ids=["every-3", "default-plan"],
+)
+def test_stop_and_continue_equals_a_straight_run_bit_for_bit(data, tmp_path, config, steps):
     stops = (5, 9, 14)  # mid-interval and at evaluation points; evaluations at the stops too
-    straight, straight_module = _run(data, callbacks=_fixed(data), extra_eval_steps=stops)
+    straight, straight_module = _run(
+        data, callbacks=_fixed(data), extra_eval_steps=stops, config=config
+    )
     assert straight.total_steps == 14
     ckpt = tmp_path / "c.pt"
     previous, prev_stop = None, 0
@@ -55,6 +69,7 @@ def test_stop_and_continue_equals_a_straight_run_bit_for_bit(data, tmp_path):
         traj, module = _run(
             data,
             callbacks=_fixed(data),
+            config=config,
             extra_eval_steps=stops,
             stop_at=stop,
             resume_from=previous,
@@ -66,8 +81,13 @@ def test_stop_and_continue_equals_a_straight_run_bit_for_bit(data, tmp_path):
     assert all("beta_eff_fixed" in p for p in traj.points)
     for (k, a), (_, b) in zip(module.state_dict().items(), straight_module.state_dict().items()):
         assert torch.equal(a, b), k
-    assert [p["step"] for p in traj.points] == [3, 5, 6, 9, 12, 14]
+    assert [p["step"] for p in traj.points] == steps
     assert traj.points[-1]["wall_time"] > 0
+    if config.val_share is not None:  # 1/8 x 32 x 4 = 16 images at the anchor and the stops
+        full = {4, *stops}
+        assert [p["val_images"] for p in traj.points] == [16 if s in full else 2 for s in steps]
+    else:
+        assert all("val_images" not in p for p in traj.points)
 
 
 def test_checkpoint_loads_with_weights_only_and_refuses_other_settings(data, tmp_path):

@@ -61,11 +61,11 @@ def test_budgets_steps_and_rung_decisions():
 def test_predicted_score_is_the_prediction_ncap_rank_makes():
     from ncap.predict.capacitance import predict_from_points
 
+    predictor = PredictorSettings()
     points = [
-        {"step": s, "val_accuracy": 0.5 + 0.03 * s, "beta_eff": {"abs-mean": 1.0 / s}}
+        {"step": s, "val_accuracy": 0.5 + 0.03 * s, "beta_eff": {predictor.variant: 1.0 / s}}
         for s in range(1, 7)
     ]
-    predictor = PredictorSettings()
     score = make_rung_score("predicted", predictor)
     expected = predict_from_points(points, predictor, 6)["predicted_accuracy"]
     assert score(points, 0.5) == expected

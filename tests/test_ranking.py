@@ -56,13 +56,13 @@ def test_rank_end_to_end_on_digits(tiny_zoo, tmp_path, digits):
     assert [c["status"] for c in result.candidates] == ["ok", "ok"]
     data = json.loads((tmp_path / "out" / "results.json").read_text())
     assert set(data) >= {"candidates", "ranking", "settings"}
-    preds = {c["name"]: c["predicted_accuracy"] for c in data["candidates"]}
-    assert data["ranking"] == sorted(preds, key=lambda n: -preds[n])
+    scores = {c["name"]: c["score"]["value"] for c in data["candidates"]}  # the ranking score's
+    assert data["ranking"] == sorted(scores, key=lambda n: -scores[n])
     for c in data["candidates"]:
         assert CANDIDATE_KEYS <= set(c)
         assert len(c["trajectory"]) == 6  # 384 images / 64 = 6 steps, evaluated every step
         for p in c["trajectory"]:
-            assert POINT_KEYS <= set(p) and set(p["beta_eff"]) == set(VARIANTS)
+            assert POINT_KEYS <= set(p) and set(p["beta_eff"]) == {"signed", "mean-abs"}
             assert 0.0 <= p["val_accuracy"] <= 1.0
         assert c["observed_accuracy"] == c["trajectory"][-1]["val_accuracy"]
         assert 0.0 < c["predicted_std"]
@@ -240,10 +240,15 @@ def test_resume_a_run_directory_written_by_ncap_0_1_0(tiny_zoo, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(old, run)
     before = load_results(old)
-    config = FinetuneConfig(epochs=1.0, eval_every=1, probe_hidden=(16, 8, 4))
+    # the settings it was written with: ncap 0.1's defaults (every variant, every evaluation on
+    # the whole validation split, the abs-mean extrapolation)
+    config = FinetuneConfig(
+        epochs=1.0, eval_every=1, probe_hidden=(16, 8, 4), variants=VARIANTS, val_share=None
+    )
+    predictor = PredictorSettings(**before["settings"]["predictor"])
     result = rank(
         ["mlp-xs", "lenet-short"], "digits", out_dir=run, n_train=256, n_val=128,
-        config=config, resume=True,
+        config=config, predictor=predictor, resume=True,
     )  # fmt: skip
     assert not (tiny_zoo / "zoo").exists()  # nothing was pretrained: both candidates reused
     after = load_results(run)

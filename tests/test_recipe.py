@@ -154,7 +154,8 @@ def test_split_sizes_match_the_loaders():
 
 
 def test_estimate_formula_on_one_model(tmp_path):
-    config = FinetuneConfig(epochs=2, eval_every=100, batch_size=64, max_val=5000)
+    # val_share=0: every evaluation on max_val images (the default plan: test_estimate_default_plan)
+    config = FinetuneConfig(epochs=2, eval_every=100, batch_size=64, max_val=5000, val_share=0)
     recipe = Recipe(
         name="one",
         models=("tv:vgg16",),
@@ -183,6 +184,33 @@ def test_estimate_formula_on_one_model(tmp_path):
     assert row["budget"]["gpu_hours"] == pytest.approx((train_s + eval_s) / 3600, rel=1e-12)
     assert est["total"]["budget"]["flops"] == row["budget"]["flops"]
     assert est["models"]["tv:vgg16"]["32"]["gflops"] == pytest.approx(f / 1e9)
+
+
+def test_estimate_default_plan(tmp_path):
+    """At the default schedule the estimate counts 4 evaluations in the budget: 3 on a 1/8 subset
+    and the last on val_share x the budget's training images; the full run repeats them."""
+    recipe = Recipe(
+        name="one",
+        models=("tv:vgg16",),
+        datasets=(RecipeDataset("cifar10", input_size=32, n_val=15000),),
+        config=FinetuneConfig(epochs=1),
+        full_epochs=2,
+    )
+    est = estimate_compute(recipe, sustained_tflops=50, op_overhead_us=20)
+    f, n_train, n_test = vgg16_flops(32), 35000, 10000
+    steps = math.ceil(n_train / 64)  # 547: points at 69, 137, 274 and 547
+    full = math.ceil(0.125 * 64 * steps)  # 4376 images at the budget's end (and the run's)
+    subset = math.ceil(full / 8)  # 547
+    row = est["datasets"]["cifar10"]
+    assert row["budget"]["evaluations"] == 4
+    assert row["full"]["evaluations"] == 5  # ... and at the run's end (2 x 547 = a doubling)
+    budget_evals = 3 * subset + full
+    assert row["budget"]["flops"] == pytest.approx(
+        3 * f * n_train + f * (budget_evals + n_test), rel=1e-12
+    )
+    assert row["full"]["flops"] == pytest.approx(
+        3 * f * 2 * n_train + f * (budget_evals + full + n_test), rel=1e-12
+    )
 
 
 def test_estimate_of_the_paper_recipe_scales(paper):

@@ -262,7 +262,8 @@ def test_inputs_are_checked_before_any_training(tiny_zoo, user_models, tmp_path,
          "--image-size 28"),
         (["--models", ok, *BASE[:-5], "--epochs", "0.1", "--score", "paper", "--out",
           str(tmp_path / "o")],
-         "evaluates 1 time(s), one every 1 step(s), but the linear fit needs 3 points"),
+         "evaluates 1 time(s), at 1/8, 1/4, 1/2 and the end of the budget, but the linear fit "
+         "needs 3 points"),
     ]  # fmt: skip
     for args, message in cases:
         code, out, err = _run(capsys, "rank", *args)

@@ -173,7 +173,7 @@ def test_the_prediction_falls_back_to_the_extrapolation_for_scores_that_predict_
     r |= {"predicted_accuracy": 0.8, "fit": {"link": "logit", "link_mean": 1.2, "link_std": 0.3}}
     score_candidates([r], parse_score("tse-e1"), budget_steps=8, steps_per_epoch=8,
                      full_epochs=10)  # fmt: skip
-    predictor = PredictorSettings()
+    predictor = PredictorSettings(variant="abs-mean", link="logit")  # the fit above is logit's
     add_predictions([r], predictor, 0.1)
     from ncap.predict.scores import nc_name
 

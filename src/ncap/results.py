@@ -57,6 +57,8 @@ class TrajectoryPoint(TypedDict):
     wall_time: float  # seconds since the run started
     # beta_eff on a fixed batch at this point (ncap.training.fixed_batch; bench-v2 records it)
     beta_eff_fixed: NotRequired[dict[str, float | None]]
+    # validation images of this evaluation (FinetuneConfig.val_share; absent: the whole split)
+    val_images: NotRequired[int]
 
 
 class CandidateRecord(TypedDict, total=False):

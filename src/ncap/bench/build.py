@@ -24,6 +24,7 @@ import torch
 
 from ncap._version import __version__
 from ncap.bench.schema import load_results_file
+from ncap.capacitance.variants import VARIANTS
 from ncap.data.dataset import ImageDataset
 from ncap.data.registry import load_dataset
 from ncap.data.shifts import apply_shift
@@ -112,6 +113,10 @@ class BenchPlan:
             optimizer=self.optimizer,
             probe_hidden=self.probe_hidden,
             seed=seed,
+            # pinned to ncap 0.2's defaults, so the plans' runs (and a resumed build) stay as
+            # they were: every variant per step, every evaluation on the whole validation split
+            variants=VARIANTS,
+            val_share=None,
         )
 
     def extra_eval_steps(self, n_train: int) -> tuple[int, ...]:

@@ -43,6 +43,8 @@ def add_config_args(group, *, epochs: float) -> None:
     field's metadata; defaults are the config's own, except the command's ``epochs``."""
     for f in dataclasses.fields(FinetuneConfig):
         meta = f.metadata
+        if not meta["flag"]:
+            continue
         default = epochs if f.name == "epochs" else f.default
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         group.add_argument(
@@ -59,7 +61,11 @@ def add_config_args(group, *, epochs: float) -> None:
 def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
     """The FinetuneConfig the flags of :func:`add_config_args` describe."""
     return FinetuneConfig(
-        **{f.name: getattr(args, f.name) for f in dataclasses.fields(FinetuneConfig)}
+        **{
+            f.name: getattr(args, f.name)
+            for f in dataclasses.fields(FinetuneConfig)
+            if f.metadata["flag"]
+        }
     )
 
 
@@ -86,7 +92,8 @@ def _add_training_args(p: argparse.ArgumentParser, *, epochs: float) -> None:
         "--variant",
         choices=VARIANTS,
         default=_PREDICTOR_DEFAULTS.variant,
-        help="beta_eff variant used for the prediction (default: %(default)s); all are recorded",
+        help="beta_eff variant of the nc extrapolation (predicted_accuracy; default: %(default)s); "
+        "it must be tracked (--variants) or measured on a fixed batch (--fixed-batch)",
     )
     g.add_argument(
         "--features",

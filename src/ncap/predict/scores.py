@@ -39,6 +39,8 @@ __all__ = [
     "parse_nc",
     "run_score",
     "score_names",
+    "score_variant",
+    "untracked_reason",
 ]
 
 BASELINE_SCORES = (
@@ -119,6 +121,43 @@ def score_names(measurements: Sequence[str] = MEASUREMENT_CHOICES) -> list[str]:
     return nc + list(BASELINE_SCORES) + dyn
 
 
+def score_variant(name: str) -> tuple[str, str] | None:
+    """``(measurement, variant)`` of beta_eff an ``nc/`` or ``dyn/`` score reads (None for the
+    others; the name is not validated here)."""
+    parts = name.split("/")
+    if parts[0] in ("nc", "dyn") and len(parts) >= 3:
+        return parts[1], parts[2]
+    return None
+
+
+def untracked_reason(measurement: str, variant: str) -> str:
+    """Why a score cannot read beta_eff ``variant``: the run did not record it, and how to."""
+    if measurement == "fixed":
+        how = (
+            f"measure it on a fixed batch at evaluation points with --fixed-batch 256 (it measures "
+            f"the variants not in --variants, so leave {variant} out of --variants)"
+        )
+    else:
+        how = (
+            f"track it per step with --variants (e.g. --variants signed,mean-abs,{variant}), or "
+            "measure it on a fixed batch at evaluation points with --fixed-batch 256"
+        )
+    return f"beta_eff {variant!r} ({measurement} measurement) was not recorded in this run; {how}"
+
+
+def _recorded(
+    points: Sequence[Mapping[str, Any]], max_step: int, measurement: str, variant: str, *, nc: bool
+) -> bool:
+    """Whether any point within the budget holds ``variant`` (an nc fit also reads an interval
+    variant from ``beta_eff_fixed`` when it was not tracked per step)."""
+    fields = ["beta_eff_fixed"] if measurement == "fixed" else ["beta_eff"]
+    if measurement != "fixed" and nc:
+        fields.append("beta_eff_fixed")
+    return any(
+        variant in (p.get(field) or {}) for p in points if p["step"] <= max_step for field in fields
+    )
+
+
 def run_score(
     name: str,
     points: Sequence[Mapping[str, Any]],
@@ -128,6 +167,11 @@ def run_score(
     sign: float = 1.0,
 ) -> RunScore:
     """Score one run by ``name`` (module docstring); never raises for a run it cannot score."""
+    source = score_variant(name)
+    if source is not None and source[0] in MEASUREMENT_CHOICES:
+        within = any(p["step"] <= max_step for p in points)
+        if within and not _recorded(points, max_step, *source, nc=name.startswith("nc/")):
+            return RunScore(None, untracked_reason(*source))
     if name.startswith("nc/"):
         return _extrapolation(parse_nc(name), points, max_step)
     if name.startswith("dyn/"):

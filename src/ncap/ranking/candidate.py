@@ -74,11 +74,15 @@ def run_candidate(
         n_train = len(dataset.y_train)
         budget_steps = config.total_steps(n_train)
         run_config = config
-        if full_epochs is not None:  # same evaluation points, so the early run is its prefix
+        if full_epochs is not None:  # laid out for the budget, so the early run is its prefix
             run_config = FinetuneConfig(
                 **(
                     config.__dict__
-                    | {"epochs": full_epochs, "steps": None, "eval_every": config.interval(n_train)}
+                    | {
+                        "epochs": full_epochs,
+                        "steps": None,
+                        "eval_anchor": config.anchor_steps(n_train),
+                    }
                 )
             )
         traj = finetune(
@@ -101,7 +105,7 @@ def run_candidate(
         record["trajectory"] = points
         early = [p for p in points if p["step"] <= budget_steps]
         if not early:
-            raise CandidateError("no evaluation point within the budget; lower eval_every.")
+            raise CandidateError("no evaluation point within the budget; lower --eval-every.")
         record["observed_accuracy"] = early[-1]["val_accuracy"]
         record["beta_eff_end"] = early[-1]["beta_eff"]
         record["cost_seconds"] = early[-1]["wall_time"]

@@ -46,6 +46,7 @@ from ncap.results import RankResult, slug
 from ncap.storage import atomic_write_json, to_jsonable
 from ncap.training.config import FinetuneConfig
 from ncap.training.runtime import Runtime
+from ncap.training.schedule import eval_steps
 
 __all__ = ["HalvingSettings", "plan_rungs", "run_halving"]
 
@@ -92,9 +93,10 @@ def plan_rungs(
     epochs = config.total_steps(n_train) / config.steps_per_epoch(n_train)
     budgets = halving.budgets(config.epochs if config.steps is None else epochs)
     steps = rung_steps(budgets, config.steps_per_epoch(n_train))
-    run_config = replace(
-        config, epochs=budgets[-1], steps=None, eval_every=config.interval(n_train)
-    )
+    # the default schedule is laid out for the first rung (its points 1/8 ... 1 of it, then
+    # doublings), and --val-share's cap for the first rung's training images
+    anchor = config.eval_anchor if config.eval_anchor is not None else steps[0]
+    run_config = replace(config, epochs=budgets[-1], steps=None, eval_anchor=anchor)
     return run_config, budgets, steps
 
 
@@ -130,14 +132,12 @@ def run_halving(
     """Successive halving over ``models`` (called by :func:`ncap.ranking.rank.rank`)."""
     n_train = len(dataset.y_train)
     run_config, budgets, steps = plan_rungs(halving, config, n_train)
-    first_points = sum(
-        1 for s in range(1, steps[0] + 1) if s % run_config.interval(n_train) == 0 or s in steps
-    )
+    first_points = sum(1 for s in eval_steps(run_config, n_train, extra=steps) if s <= steps[0])
     if first_points < min_points(halving.score, predictor):
         raise ConfigError(
             f"the first rung ({budgets[0]:g} epochs, {steps[0]} steps) has {first_points} "
             f"evaluation point(s) but the {halving.score!r} score needs "
-            f"{min_points(halving.score, predictor)}; raise --min-budget or lower --eval-every."
+            f"{min_points(halving.score, predictor)}; raise --min-budget or set a small --eval-every."
         )
     reference = full_epochs if full_epochs is not None else budgets[-1]
     if reference < budgets[-1]:

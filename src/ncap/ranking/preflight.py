@@ -20,6 +20,7 @@ from ncap.exceptions import ConfigError, OutputExists, StorageError
 from ncap.models.builtin import list_models, model_spec
 from ncap.predict.settings import PredictorSettings
 from ncap.training.config import FinetuneConfig
+from ncap.training.schedule import eval_steps
 
 __all__ = [
     "BUILTIN_SIZE",
@@ -137,17 +138,25 @@ def builtin_fit_problems(
 def check_budget(config: FinetuneConfig, predictor: PredictorSettings, n_train: int) -> None:
     """Raise unless the budget gives the predictor enough evaluation points to fit.
 
-    The evaluations within a budget of ``T`` steps, one every ``I``, are at ``I, 2I, ...`` and
-    ``T``; every candidate would fail alike when they are fewer than the fit needs.
+    The evaluations within a budget of ``T`` steps are those of its schedule
+    (:func:`ncap.training.schedule.eval_steps`: by default at ``T/8, T/4, T/2, T``; with
+    ``eval_every = I`` at ``I, 2I, ...`` and ``T``); every candidate would fail alike when they
+    are fewer than the fit needs.
     """
-    total, interval = config.total_steps(n_train), config.interval(n_train)
-    points = total // interval + (1 if total % interval else 0)
+    total = config.total_steps(n_train)
+    points = len(eval_steps(config, n_train))
     needed = predictor.points_needed()
     if points < needed:
+        where = (
+            f"one every {config.eval_every} step(s)"
+            if config.eval_every is not None
+            else "at 1/8, 1/4, 1/2 and the end of the budget"
+        )
         raise ConfigError(
             f"the budget of {total} step(s) ({n_train} training images, batch {config.batch_size}, "
-            f"{config.epochs:g} epoch(s)) evaluates {points} time(s), one every {interval} step(s), "
+            f"{config.epochs:g} epoch(s)) evaluates {points} time(s), {where}, "
             f"but the {predictor.features} fit needs {needed} points"
             + (f" ({predictor.burn_in} burn-in)" if predictor.burn_in else "")
-            + "; raise --epochs, lower --eval-every or --batch-size, or use more training images."
+            + "; raise --epochs, set a small --eval-every, lower --batch-size, or use more "
+            "training images."
         )

@@ -24,7 +24,7 @@ from ncap.data.registry import load_dataset
 from ncap.exceptions import ConfigError
 from ncap.predict.capacitance import PredictorSettings
 from ncap.predict.recommended import resolve_score
-from ncap.predict.scores import parse_nc
+from ncap.predict.scores import parse_nc, score_variant, untracked_reason
 from ncap.ranking.cost import run_cost, spent_steps
 from ncap.ranking.executors import CandidateJob, Executor, make_executor
 from ncap.ranking.halving import HalvingSettings, run_halving
@@ -172,6 +172,25 @@ def rank(
         )  # fmt: skip
 
 
+def _check_score_variants(components: Sequence[str], config: FinetuneConfig) -> None:
+    """Refuse, before training, a score that reads a beta_eff variant the runs will not record."""
+    for name in components:
+        source = score_variant(name)
+        if source is None:
+            continue
+        measurement, variant = source
+        if measurement == "fixed":
+            recorded = config.fixed_batch is not None and variant not in config.variants
+        else:
+            recorded = variant in config.variants or (
+                name.startswith("nc/") and config.fixed_batch is not None
+            )
+        if not recorded:
+            raise ConfigError(
+                f"the score {name!r} cannot be computed: " + untracked_reason(*source)
+            )
+
+
 def _rank_locked(
     models, data, *, out_dir: Path, config: FinetuneConfig, predictor: PredictorSettings,
     full_epochs, n_train, n_val, data_root, resume, overwrite, progress, log, extra_settings,
@@ -247,6 +266,7 @@ def _rank_locked(
     for component in score_spec.components:  # a score that ranks by an extrapolation
         if component.startswith("nc/"):
             check_budget(config, parse_nc(component), n_seen)
+    _check_score_variants(score_spec.components, config)
     settings = _settings(dataset, config, predictor, full_epochs) | (extra_settings or {})
     unfit = builtin_fit_problems(models, dataset, input_size=config.input_size)
     if len(unfit) == len(models):

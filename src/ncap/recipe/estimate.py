@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from ncap.data.folders import IMAGE_SUFFIXES
 from ncap.models.profile import model_profile
 from ncap.recipe.schema import Recipe, RecipeDataset
 from ncap.training.config import FinetuneConfig
+from ncap.training.schedule import eval_plan
 
 __all__ = ["DATASET_SIZES", "estimate_compute", "split_sizes"]
 
@@ -73,20 +75,19 @@ def _run_cost(
     sizes: tuple[int, int, int],
     config: FinetuneConfig,
     total_steps: int,
-    extra_evals: int,
+    plan: dict[int, int],
     *,
     sustained_tflops: float,
     op_overhead_us: float,
 ) -> dict[str, float]:
-    """FLOPs and GPU seconds of one fine-tuning run of ``total_steps`` steps (the formula of
-    :func:`estimate_compute`)."""
-    n_train, n_val, n_test = sizes
-    n_val = min(n_val, config.max_val) if config.max_val else n_val
-    interval = config.interval(n_train)
-    evaluations = total_steps // interval + (total_steps % interval != 0) + extra_evals
+    """FLOPs and GPU seconds of one fine-tuning run of ``total_steps`` steps evaluating as
+    ``plan`` says (step -> validation images; the formula of :func:`estimate_compute`)."""
+    n_train, _, n_test = sizes
+    evaluations = len(plan)
     train_images = total_steps * n_train / config.steps_per_epoch(n_train)
-    eval_images = evaluations * n_val + n_test
-    eval_batches = evaluations * math.ceil(n_val / EVAL_BATCH) + math.ceil(n_test / EVAL_BATCH)
+    eval_images = sum(plan.values()) + n_test
+    eval_batches = sum(math.ceil(n / EVAL_BATCH) for n in plan.values())
+    eval_batches += math.ceil(n_test / EVAL_BATCH)
     train_flops = TRAIN_FACTOR * profile["flops"] * train_images
     eval_flops = profile["flops"] * eval_images
     rate, op_s = sustained_tflops * 1e12, op_overhead_us * 1e-6
@@ -120,9 +121,10 @@ def estimate_compute(
       operations of one forward pass, counted on the ``meta`` device (:func:`model_profile`: no
       weights; exact for the architecture; convolutions and matrix products only).
     - A run of ``S`` steps trains on ``S * n_train / steps_per_epoch`` images at ``3 F`` each
-      (forward + backward ~ 3 forward passes), evaluates the ``n_val`` validation images (at most
-      ``max_val``) every ``eval_every`` steps (default 8 times per epoch) and the test split once
-      at the end, at ``F`` each.
+      (forward + backward ~ 3 forward passes), evaluates validation images at the steps and in
+      the numbers of its evaluation plan (:func:`ncap.training.schedule.eval_plan`: by default 4
+      times within the budget, on at most ``val_share`` x the budget's training images) and the
+      test split once at the end, at ``F`` each.
     - Its time is, for training and for evaluation separately, the larger of the FLOP-bound time
       (FLOPs / ``sustained_tflops``) and the launch-bound time (``op_overhead_us`` per operation:
       ``3 K`` per training step, ``K`` per evaluation batch of 512). At 32 pixels and batch 64 the
@@ -202,14 +204,20 @@ def estimate_compute(
                 "ops": profile["ops"],
             }
             kw = {"sustained_tflops": sustained_tflops, "op_overhead_us": op_overhead_us}
-            budget = _run_cost(profile, sizes, config, budget_steps, 0, **kw)
+            plan = eval_plan(config, n_train, sizes[1], total=budget_steps)
+            budget = _run_cost(profile, sizes, config, budget_steps, plan, **kw)
             _add(row["budget"], budget)
             row["budget"] |= {k: budget[k] for k in ("steps", "evaluations")}
             row["per_model"][model] = {"budget_gpu_hours": budget["gpu_hours"]}
             if full_steps is not None:
-                interval = config.interval(n_train)
-                extra = int(budget_steps % interval != 0 and budget_steps < full_steps)
-                full = _run_cost(profile, sizes, config, full_steps, extra, **kw)
+                run_config = replace(  # as ncap.ranking.candidate lays out the full run
+                    config, epochs=recipe.full_epochs, steps=None,
+                    eval_anchor=config.anchor_steps(n_train),
+                )  # fmt: skip
+                plan = eval_plan(
+                    run_config, n_train, sizes[1], total=full_steps, extra=(budget_steps,)
+                )
+                full = _run_cost(profile, sizes, config, full_steps, plan, **kw)
                 _add(row["full"], full)
                 row["full"] |= {k: full[k] for k in ("steps", "evaluations")}
                 row["per_model"][model]["full_gpu_hours"] = full["gpu_hours"]

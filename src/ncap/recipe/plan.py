@@ -90,8 +90,12 @@ def describe_plan(recipe: Recipe, *, estimate: dict[str, Any] | None = None) -> 
             else "; no full run (final accuracies are not measured)"
         ),
         f"  fine-tuning: batch {config.batch_size}, lr {config.lr:g}, {config.optimizer}, "
-        f"seed {config.seed}, evaluation every "
-        + (f"{config.eval_every} steps" if config.eval_every else "1/8 epoch")
+        f"seed {config.seed}, evaluation "
+        + (
+            f"every {config.eval_every} steps"
+            if config.eval_every
+            else "at 1/8, 1/4, 1/2 and the end of the budget"
+        )
         + f", probe {list(config.probe_hidden)} {config.probe_activation}",
         "  predictor: "
         + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(recipe.predictor).items()),

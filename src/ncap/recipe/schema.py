@@ -13,7 +13,8 @@ The file::
     [run]                                  # all optional; FinetuneConfig's defaults otherwise
     budget_epochs = 5                      # the early budget (FinetuneConfig.epochs)
     steps = 40                             # or the budget in steps (overrides budget_epochs)
-    eval_every = 10                        # steps between evaluations (default 8 per epoch)
+    eval_every = 10                        # steps between evaluations (default: at 1/8, 1/4,
+                                           # 1/2 and the end of the budget)
     full_epochs = 50                       # also train this long to measure the truth; omit to skip
     batch_size = 64
     lr = 1e-3
@@ -22,6 +23,8 @@ The file::
     probe_hidden = [128, 64, 32]
     probe_activation = "relu"
     max_val = 5000                         # evaluate on at most this many validation images
+    val_share = 0.125                      # validation images: at most this x the budget's
+                                           # training images (0: all); see training/schedule.py
 
     [predictor]                            # optional; ncap.predict.capacitance.PredictorSettings fields
     features = "quadratic"

@@ -53,9 +53,11 @@ class StepProgress(Callback):
 
 
 class CapacitanceRecorder(Callback):
-    """Evaluates every ``interval`` steps (and at ``extra`` steps and the last one): reads the
-    probe's beta_eff of the interval, the mean training loss and the validation loss/accuracy into
-    ``trajectory.points``, then resets the probe's statistics for the next interval."""
+    """Evaluates at the steps of ``plan`` (``step -> validation images``,
+    :func:`ncap.training.schedule.eval_plan`): reads the probe's beta_eff of the interval, the
+    mean training loss and the validation loss/accuracy on the first that many validation images
+    into ``trajectory.points``, then resets the probe's statistics for the next interval.
+    ``record_images`` adds the number of validation images to each point (``val_images``)."""
 
     def __init__(
         self,
@@ -65,15 +67,15 @@ class CapacitanceRecorder(Callback):
         probe: NeuralCapacitanceProbe,
         validation: tuple[torch.Tensor, torch.Tensor],
         device: torch.device,
-        interval: int,
-        extra: Sequence[int] = (),
+        plan: dict[int, int],
         evaluate: Callable[..., tuple[float, float]],
         read_beta: Callable[[NeuralCapacitanceProbe], dict[str, float | None]],
         listeners: Sequence[Callback] = (),
+        record_images: bool = False,
     ) -> None:
         self.trajectory, self.model, self.probe = trajectory, model, probe
         self.validation, self.device = validation, device
-        self.interval, self.extra = interval, set(extra)
+        self.plan, self.record_images = dict(plan), record_images
         self.evaluate, self.read_beta, self.listeners = evaluate, read_beta, listeners
         self.loss_sum, self.loss_count = 0.0, 0
         self.start = time.perf_counter()
@@ -82,8 +84,10 @@ class CapacitanceRecorder(Callback):
         self.loss_sum += loss * batch_size
         self.loss_count += batch_size
         traj = self.trajectory
-        if step % self.interval == 0 or step == traj.total_steps or step in self.extra:
-            val_loss, val_acc = self.evaluate(self.model, *self.validation, device=self.device)
+        if step in self.plan:
+            n = self.plan[step]
+            x_val, y_val = self.validation
+            val_loss, val_acc = self.evaluate(self.model, x_val[:n], y_val[:n], device=self.device)
             point: TrajectoryPoint = {
                 "step": step,
                 "epoch": step / traj.steps_per_epoch,
@@ -93,6 +97,8 @@ class CapacitanceRecorder(Callback):
                 "val_accuracy": val_acc,
                 "wall_time": time.perf_counter() - self.start,
             }
+            if self.record_images:
+                point["val_images"] = min(n, len(y_val))
             traj.points.append(point)
             self.probe.reset_statistics()
             self.loss_sum, self.loss_count = 0.0, 0

@@ -9,10 +9,15 @@ from typing import Any
 from ncap.capacitance.variants import VARIANTS, check_variants
 from ncap.exceptions import ConfigError
 
-__all__ = ["OPTIMIZERS", "FinetuneConfig", "setting"]
+__all__ = ["CHEAP_VARIANTS", "OPTIMIZERS", "FinetuneConfig", "setting"]
 
 OPTIMIZERS = ("adam", "sgd", "adamw")
-_ADDED_LATER = ("fixed_batch",)  # ncap 0.2: left out of to_dict() when unset
+# tracked per step by default: the variants whose bookkeeping is cheap (abs-mean materialises an
+# n_in x n_mid x n_out tensor per layer pair per batch: --variants or --fixed-batch asks for it)
+CHEAP_VARIANTS = ("signed", "mean-abs")
+# fields added after ncap 0.2: left out of to_dict() when unset (None), so the settings of runs
+# written before them (and of the benchmark plans, which pin them to None) compare equal
+_ADDED_LATER = ("fixed_batch", "val_share", "eval_anchor")
 
 
 def setting(
@@ -23,12 +28,14 @@ def setting(
     recipe: str | None = "",
     choices: tuple[str, ...] | None = None,
     metavar: str | None = None,
+    flag: bool = True,
 ) -> Any:
     """A field of :class:`FinetuneConfig` with what the command line and the recipe need to know.
 
     ``kind`` is the value's type: ``int``, ``float``, ``str``, ``ints`` (a tuple of integers) or
     ``names`` (a tuple of strings); a ``None`` default makes it optional. ``recipe`` is its key in a
-    recipe's ``[run]`` table ("" = the field's name, None = not in ``[run]``).
+    recipe's ``[run]`` table ("" = the field's name, None = not in ``[run]``); ``flag=False``
+    keeps it off the command line.
     """
     return field(
         default=default,
@@ -38,6 +45,7 @@ def setting(
             "recipe": recipe,
             "choices": choices,
             "metavar": metavar,
+            "flag": flag,
         },
     )
 
@@ -61,7 +69,8 @@ class FinetuneConfig:
     )
     eval_every: int | None = setting(
         None,
-        "evaluate every STEPS training steps (default: 8 times per epoch)",
+        "evaluate every STEPS training steps (default: at 1/8, 1/4, 1/2 and the end of the "
+        "budget, then at every doubling of it and at the end of the run)",
         kind="int",
         metavar="STEPS",
     )
@@ -78,8 +87,9 @@ class FinetuneConfig:
     )
     probe_activation: str = setting("relu", "activation of the frozen probe", kind="str")
     variants: tuple[str, ...] = setting(
-        VARIANTS,
-        "beta_eff variants the probe records",
+        CHEAP_VARIANTS,
+        "beta_eff variants the probe records per step (abs-mean costs a large tensor per batch: "
+        "add it here, or measure it with --fixed-batch)",
         kind="names",
         choices=VARIANTS,
         metavar="V1,V2,...",
@@ -95,6 +105,23 @@ class FinetuneConfig:
     seed: int = setting(0, "seed of data order, split and probe", kind="int")
     max_val: int | None = setting(
         None, "evaluate on at most this many validation images (default: all)", kind="int"
+    )
+    val_share: float | None = setting(
+        0.125,
+        "cap the validation images of the budget's last evaluation (and of the run's last one) at "
+        "SHARE x the images the budget trains on (batch x steps), the other evaluations use a "
+        "fixed 1/8 of those (so evaluating costs under a tenth of the training); 0: every "
+        "evaluation on all validation images (up to --max-val)",
+        kind="float",
+        metavar="SHARE",
+    )
+    eval_anchor: int | None = setting(
+        None,
+        "the step the evaluation schedule and --val-share are laid out for (default: the "
+        "budget's last step; a longer run that must repeat a shorter budget's points sets it)",
+        kind="int",
+        recipe=None,
+        flag=False,
     )
     input_size: int | None = setting(
         None,
@@ -117,6 +144,16 @@ class FinetuneConfig:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of {OPTIMIZERS}.")
         if self.eval_every is not None and self.eval_every < 1:
             raise ConfigError(f"eval_every must be >= 1 step, got {self.eval_every}.")
+        if self.val_share is not None and not (
+            self.val_share >= 0 and math.isfinite(self.val_share)
+        ):
+            raise ConfigError(
+                f"val_share must be a non-negative number (0: no cap), got {self.val_share!r}."
+            )
+        if self.val_share == 0:  # 0 and None both mean no cap: one stored form
+            object.__setattr__(self, "val_share", None)
+        if self.eval_anchor is not None and self.eval_anchor < 1:
+            raise ConfigError(f"eval_anchor must be >= 1 step, got {self.eval_anchor}.")
         if self.fixed_batch is not None and self.fixed_batch < 1:
             raise ConfigError(f"fixed_batch must be >= 1 image, got {self.fixed_batch}.")
         if self.input_size is not None and self.input_size < 1:
@@ -134,10 +171,15 @@ class FinetuneConfig:
             return self.steps
         return max(1, int(round(self.epochs * self.steps_per_epoch(n_train))))
 
-    def interval(self, n_train: int) -> int:
-        if self.eval_every is not None:
-            return self.eval_every
-        return max(1, round(self.steps_per_epoch(n_train) / 8))
+    def interval(self, n_train: int) -> int | None:
+        """The fixed evaluation interval (``eval_every``); None under the default schedule
+        (:mod:`ncap.training.schedule`)."""
+        return self.eval_every
+
+    def anchor_steps(self, n_train: int) -> int:
+        """The step the evaluation schedule is laid out for: ``eval_anchor``, else the budget's
+        last step."""
+        return self.eval_anchor if self.eval_anchor is not None else self.total_steps(n_train)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready settings; fields added later are left out at their default (None), so the

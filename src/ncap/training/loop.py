@@ -2,9 +2,10 @@
 
 The loop is plain PyTorch: shuffled mini-batches (seeded), an input adapter that gives the backbone
 its own input convention (:mod:`ncap.data.inputs`), the probe on top of the backbone's features, softmax
-cross-entropy, an optimiser over the backbone only. Every ``eval_every`` steps it reads the probe's
-beta_eff for the interval since the last evaluation (all tracked variants), the mean training loss of
-the interval and the validation loss and accuracy, then starts a new interval.
+cross-entropy, an optimiser over the backbone only. At the evaluation steps
+(:mod:`ncap.training.schedule`) it reads the probe's beta_eff for the interval since the last
+evaluation (all tracked variants), the mean training loss of the interval and the validation loss
+and accuracy, then starts a new interval.
 
 Batches come from a ``DataLoader`` over the in-memory tensors (pinned memory and worker processes
 on CUDA); the order of the samples depends only on the seed, so every device sees the same batches.
@@ -39,6 +40,7 @@ from ncap.training.checkpoint import (
 from ncap.training.config import FinetuneConfig
 from ncap.training.divergence import DivergenceGuard
 from ncap.training.runtime import Runtime, autocast, precision_context
+from ncap.training.schedule import eval_plan
 
 __all__ = ["evaluate", "finetune", "make_optimizer", "train_steps"]
 
@@ -336,8 +338,9 @@ def finetune(
         (``on_step_end``) and after every evaluation (``on_evaluate``, with the recorded point,
         e.g. :class:`ncap.training.fixed_batch.FixedBatchBetaEff` adds beta_eff on a fixed batch).
     extra_eval_steps : sequence of int
-        Steps to evaluate at besides every ``eval_every`` steps and the last one (a longer run
-        uses this to evaluate where a shorter budget ends, so its prefix equals the short run).
+        Steps to evaluate at (on the full validation images) besides the config's schedule and
+        the last step (:mod:`ncap.training.schedule`; a longer run uses this to evaluate where a
+        shorter budget ends, so its prefix equals the short run).
     evaluate_test : bool
         Also evaluate the test split (when the dataset has one) at the end of the run (of this
         call, when it stops early).
@@ -393,8 +396,6 @@ def finetune(
             weight_decay=config.weight_decay,
         )
         x_val, y_val = dataset.x_val, dataset.y_val
-        if config.max_val is not None:
-            x_val, y_val = x_val[: config.max_val], y_val[: config.max_val]
         n = len(dataset.y_train)
         traj = Trajectory(
             steps_per_epoch=config.steps_per_epoch(n),
@@ -432,11 +433,11 @@ def finetune(
             probe=probe,
             validation=(x_val, y_val),
             device=device,
-            interval=config.interval(n),
-            extra=extra_eval_steps,
+            plan=eval_plan(config, n, len(y_val), total=traj.total_steps, extra=extra_eval_steps),
             evaluate=evaluate,
             read_beta=_read_beta,
             listeners=[guard, *callbacks],
+            record_images=config.val_share is not None,
         )
         fixed = [v for v in VARIANTS if v not in config.variants]
         if config.fixed_batch is not None and fixed:  # the costly variants at evaluations only
