@@ -1,4 +1,4 @@
-"""What ncap's bookkeeping costs under a given FinetuneConfig: two ratios per model.
+"""What ncap's bookkeeping costs under a given FinetuneConfig: three ratios per model.
 
 1. step ratio: a training step (forward, backward, optimiser step; batch of the config) with the
    probe's per-step beta_eff bookkeeping on (the config's ``variants``) / the same step with it off.
@@ -7,6 +7,8 @@
 2. evaluation share: in a fine-tuning run of the config (what ``ncap rank`` runs per candidate),
    seconds spent evaluating (validation loss/accuracy, beta_eff read-out, the fixed-batch
    measurement) / seconds spent in training steps.
+3. LogME share: the recommended score's LogME pass (once per candidate, before fine-tuning, on at
+   most 1024 training images) / the same training seconds.
 
 Models: two of the built-in zoo (their cached pretrained weights, or pretrained on first use) and
 timm's resnet10t (random weights, 1 channel) at 32 px. Settings (:func:`settings`): ``default`` is
@@ -37,6 +39,7 @@ from ncap.capacitance.probe import NeuralCapacitanceProbe
 from ncap.capacitance.variants import VARIANTS
 from ncap.data.registry import load_dataset
 from ncap.models.registry import create_backbone
+from ncap.ranking.training_free import training_free_scores
 from ncap.training.config import FinetuneConfig
 from ncap.training.fixed_batch import FixedBatchBetaEff
 from ncap.training.runtime import Runtime
@@ -158,7 +161,17 @@ def eval_share(name, size, data, config, device: torch.device) -> dict:
         loop.evaluate, loop._read_beta = original, original_read
         FixedBatchBetaEff.on_evaluate = original_fixed
     train = traj.seconds - spent["eval"]
-    return {"share": spent["eval"] / train, "evaluations": spent["n"], "seconds": traj.seconds}
+    # the recommended score's LogME, once per candidate before fine-tuning (ncap.ranking)
+    free = training_free_scores(
+        create_backbone(name), data, dataclasses.replace(config, input_size=size),
+        Runtime(device=str(device), amp=False),
+    )  # fmt: skip
+    return {
+        "share": spent["eval"] / train,
+        "evaluations": spent["n"],
+        "seconds": traj.seconds,
+        "logme_share": free["logme_seconds"] / train,
+    }
 
 
 def main() -> None:
@@ -187,7 +200,7 @@ def main() -> None:
     print(f"{data.summary()['name']}: {len(data.y_train)} train / {len(data.y_val)} val images, "
           f"{torch.get_num_threads()} thread(s), {device}")  # fmt: skip
     print(f"{'model':24s} {'settings':11s} {'step ratio (range)':>24s} {'eval / train':>13s} "
-          f"{'evaluations':>11s}")  # fmt: skip
+          f"{'evaluations':>11s} {'LogME / train':>13s}")  # fmt: skip
     for name, size in models:
         for setting in names:
             config = configs[setting]
@@ -195,8 +208,8 @@ def main() -> None:
             e = eval_share(name, size, data, config, device)
             out["results"].append({"model": name, "input_size": size, "settings": setting} | s | e)
             print(f"{name:24s} {setting:11s} {s['ratio']:>9.3f} ({s['ratio_range'][0]:.2f}-"
-                  f"{s['ratio_range'][1]:.2f}) {100 * e['share']:>12.1f}% {e['evaluations']:>11d}",
-                  flush=True)  # fmt: skip
+                  f"{s['ratio_range'][1]:.2f}) {100 * e['share']:>12.1f}% {e['evaluations']:>11d} "
+                  f"{100 * e['logme_share']:>12.1f}%", flush=True)  # fmt: skip
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(out, fh, indent=2)

@@ -83,9 +83,9 @@ def test_stop_and_continue_equals_a_straight_run_bit_for_bit(data, tmp_path, con
         assert torch.equal(a, b), k
     assert [p["step"] for p in traj.points] == steps
     assert traj.points[-1]["wall_time"] > 0
-    if config.val_share is not None:  # 1/8 x 32 x 4 = 16 images at the anchor and the stops
+    if config.val_share is not None:  # the anchor and the stops on all 60 (floor 256), else 8
         full = {4, *stops}
-        assert [p["val_images"] for p in traj.points] == [16 if s in full else 2 for s in steps]
+        assert [p["val_images"] for p in traj.points] == [60 if s in full else 8 for s in steps]
     else:
         assert all("val_images" not in p for p in traj.points)
 

@@ -48,7 +48,7 @@ def test_the_ratios_come_from_the_runs(digits):
         config = configs[name]
         e = overhead.eval_share("test-overhead:mlp", None, digits, config, torch.device("cpu"))
         assert e["evaluations"] == len(eval_plan(config, 320, 60)) == evaluations
-        assert 0 < e["share"] and 0 < e["seconds"]
+        assert 0 < e["share"] and 0 < e["seconds"] and 0 < e["logme_share"]
         s = overhead.step_ratio("test-overhead:mlp", None, digits, config, 3, torch.device("cpu"))
         low, high = s["ratio_range"]
         assert low <= s["ratio"] <= high and s["step_ms_on"] > 0 and s["step_ms_off"] > 0

@@ -27,6 +27,8 @@ def test_default_plan_is_dense_early_and_full_at_the_budgets_end():
     # a validation split smaller than the cap: the last point sees all of it
     assert eval_plan(config, 3000, 200) == {6: 25, 12: 25, 24: 25, 47: 200}
     assert eval_plan(dataclasses.replace(config, max_val=100), 3000, 1000)[47] == 100
+    # a short budget on a small set: the cap (1/8 x 64 x 8 = 64) is raised to MIN_FULL = 256
+    assert eval_plan(config, 512, 450) == {1: 32, 2: 32, 4: 32, 8: 256}
     # val_share 0 (stored as None): every point on every validation image, as ncap 0.2 did
     flat = dataclasses.replace(config, val_share=0)
     assert flat.val_share is None and "val_share" not in flat.to_dict()
@@ -83,20 +85,21 @@ class _Reevaluate(Callback):
         self.model = model
 
     def on_evaluate(self, point):
-        self.seen.append({n: evaluate(self.model, self.x[:n], self.y[:n])[1] for n in (5, 40, 60)})
+        self.seen.append({n: evaluate(self.model, self.x[:n], self.y[:n])[1] for n in (8, 60)})
 
 
 def test_a_default_run_records_the_cheap_variants_and_full_validation_last(digits):
     assert FinetuneConfig().variants == CHEAP_VARIANTS == ("signed", "mean-abs")
-    # 320 / 16 = 20 steps; cap 1/8 x 16 x 20 = 40 of the 60 validation images, subsets of 5
+    # 320 / 16 = 20 steps; cap 1/8 x 16 x 20 = 40 images, raised to the floor of 256 (here all
+    # 60 validation images) at the end; subsets of 60 / 8 -> 8
     config = FinetuneConfig(batch_size=16, probe_hidden=(16, 12, 8))
     check = _Reevaluate(digits.x_val, digits.y_val)
     traj = finetune(_mlp(), 24, digits, config, callbacks=[check])
     assert [p["step"] for p in traj.points] == [3, 5, 10, 20]
-    assert [p["val_images"] for p in traj.points] == [5, 5, 5, 40]
+    assert [p["val_images"] for p in traj.points] == [8, 8, 8, 60]
     assert all(set(p["beta_eff"]) == {"signed", "mean-abs"} for p in traj.points)
     assert [p["val_accuracy"] for p in traj.points] == [
-        s[n] for s, n in zip(check.seen, [5, 5, 5, 40])
+        s[n] for s, n in zip(check.seen, [8, 8, 8, 60])
     ]
     # val_share 0: every point on all 60 images, and no val_images field (ncap 0.2's points)
     flat = finetune(_mlp(), 24, digits, dataclasses.replace(config, val_share=0))

@@ -197,10 +197,17 @@ def test_a_non_finite_logme_is_left_out_with_the_reason(monkeypatch):
         def forward(self, x):
             return x.flatten(1)[:, :4].float()
 
-    data = load_dataset("digits", n_train=64, n_val=32)
+    from ncap.predict.logme import logme
+    from ncap.training.features import backbone_features
+
+    data = load_dataset("digits", n_train=1100, n_val=32)
     backbone = Backbone("lin", Linear(), 4)
     out = training_free.training_free_scores(backbone, data, FinetuneConfig())
-    assert np.isfinite(out["logme"]) and out["logme_seconds"] > 0
+    # a ranking's LogME reads the first 1024 training images (bench-v2's largest split)
+    feats = backbone_features(backbone.module, None, data, FinetuneConfig(), max_images=1024)
+    assert feats.shape == (1024, 4) and training_free.LOGME_IMAGES == 1024
+    expected = logme(feats.double().numpy(), data.y_train[:1024].numpy())
+    assert out["logme"] == expected and out["logme_seconds"] > 0
     monkeypatch.setattr(training_free, "logme", lambda f, y: float("nan"))
     messages: list[str] = []
     out = training_free.training_free_scores(backbone, data, FinetuneConfig(),

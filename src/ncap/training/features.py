@@ -20,10 +20,12 @@ def backbone_features(
     *,
     batch: int = 512,
     device: torch.device | str = "cpu",
+    max_images: int | None = None,
 ) -> torch.Tensor:
     """The features (float32, on the CPU, one row per training image) of ``module`` behind the
     input adapter the fine-tuning would use (:func:`ncap.training.loop.model_front`), in eval
-    mode and without gradients. The module's mode is restored afterwards. A backbone that cannot
+    mode and without gradients (of the first ``max_images`` training images when given: the split
+    is a seeded random one, so they are a random subset). The module's mode is restored afterwards. A backbone that cannot
     take the inputs or returns no (batch, features) tensor fails as its fine-tuning would
     (:class:`~ncap.exceptions.CandidateError`)."""
     spec = model_input_spec(input_spec, dataset, config)
@@ -31,7 +33,7 @@ def backbone_features(
     _check_inputs(front, None, dataset, torch.device(device))
     was_training = module.training
     front.eval()
-    x = dataset.x_train
+    x = dataset.x_train if max_images is None else dataset.x_train[:max_images]
     try:
         with torch.no_grad():
             return torch.cat(

@@ -15,8 +15,8 @@ Where (``FinetuneConfig.eval_every``):
   inside a longer run, the rungs of successive halving, the benchmark's dense part).
 
 On how many images (``FinetuneConfig.val_share``): the *full* evaluations (the anchor, the run's
-last step, the extra steps) use at most ``ceil(val_share * batch_size * A)`` validation images (and
-at most ``max_val``), every other point a fixed 1/``SUBSET_DIVISOR`` of those. An evaluation
+last step, the extra steps) use at most ``ceil(val_share * batch_size * A)`` validation images, but
+at least :data:`MIN_FULL` (256, or the whole split; never more than ``max_val``), every other point a fixed 1/``SUBSET_DIVISOR`` of those. An evaluation
 image costs about a third of a training image (a forward pass against forward and backward), so
 at the default share of 1/8 the default plan evaluates ``1/8 * (1 + 3/8)`` of the budget's
 training images, about 7% of its training time (``benchmarks/overhead.py``). With ``val_share`` None every point uses all
@@ -34,10 +34,20 @@ from collections.abc import Iterable
 
 from ncap.training.config import FinetuneConfig
 
-__all__ = ["DEFAULT_FRACTIONS", "SUBSET_DIVISOR", "eval_plan", "eval_steps", "val_images"]
+__all__ = [
+    "DEFAULT_FRACTIONS",
+    "MIN_FULL",
+    "SUBSET_DIVISOR",
+    "eval_plan",
+    "eval_steps",
+    "val_images",
+]
 
 DEFAULT_FRACTIONS = (8, 4, 2)  # the default schedule's points before the anchor: A/8, A/4, A/2
 SUBSET_DIVISOR = 8  # points other than the full evaluations use 1/8 of their images
+# a full evaluation uses at least this many images (or the whole split): the last observed
+# accuracy is the recommended score's main feature, and bench-v2 measured it on 450-500 images
+MIN_FULL = 256
 
 
 def eval_steps(
@@ -65,7 +75,7 @@ def val_images(config: FinetuneConfig, n_train: int, n_val: int) -> tuple[int, i
     if config.val_share is None:
         return full, full
     cap = math.ceil(config.val_share * config.batch_size * config.anchor_steps(n_train))
-    full = max(1, min(full, cap))
+    full = max(1, min(full, max(cap, MIN_FULL)))
     return full, max(1, math.ceil(full / SUBSET_DIVISOR))
 
 
