@@ -112,8 +112,8 @@ def test_nas_smoke_build_and_evaluate(tmp_path, monkeypatch):
 
 def test_rank_default_is_the_benchmark_choice():
     """`ncap rank`'s predictor default is the nc/interval form over the cheap variants (the ones
-    tracked per step by default) with the best selection-half S of the bench-v2 study, averaged
-    over its early and late bins."""
+    tracked per step by default) with the logit link (its prediction is an accuracy in (0, 1)),
+    with the best selection-half S of the bench-v2 study, averaged over its early and late bins."""
     from ncap.predict.capacitance import PredictorSettings
     from ncap.predict.scores import nc_name
     from ncap.training.config import FinetuneConfig
@@ -127,6 +127,7 @@ def test_rank_default_is_the_benchmark_choice():
         name
         for name in s["early"]
         if name.startswith("nc/interval/") and name.split("/")[2] in cheap
+        and name.endswith("/logit")
     ]
     mean = {n: (s["early"][n] + s["late"][n]) / 2 for n in forms if s["late"].get(n) is not None}
     chosen = max(mean, key=mean.get)

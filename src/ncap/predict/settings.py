@@ -39,10 +39,12 @@ class PredictorSettings:
 
     The defaults read a variant that ``ncap rank`` tracks by default (signed or mean-abs:
     ``FinetuneConfig.variants``; abs-mean is costly per step). Among the
-    ``nc/interval/{signed,mean-abs}/...`` forms they are the one with the best selection-half
-    ``S`` of the pre-registered bench-v2 study, averaged over its early and late bins
-    (benchmarks/results/bench-v2-study/selection.json: nc/interval/signed/quadratic/b0/identity,
-    S = +0.193 early, +0.321 late, mean +0.257; a test checks them against that file).
+    ``nc/interval/{signed,mean-abs}/.../logit`` forms (the logit link keeps the predicted accuracy
+    inside (0, 1); the identity link's can leave it, e.g. below 0 on a 3-step run) they are the
+    one with the best selection-half ``S`` of the pre-registered bench-v2 study, averaged over its
+    early and late bins (benchmarks/results/bench-v2-study/selection.json:
+    nc/interval/signed/quadratic/b0/logit, mean S +0.250, against +0.257 for the best identity
+    form; a test checks them against that file).
 
     A frozen, JSON-ready record of the estimator's ``get_params()`` (stored as a run's
     ``settings["predictor"]``); :meth:`make` gives the estimator, and the validation is the
@@ -52,7 +54,7 @@ class PredictorSettings:
     variant: str = "signed"
     features: str = "quadratic"
     burn_in: int = 0
-    link: str = "identity"
+    link: str = "logit"
     min_points: int = 3
     measurement: str = "interval"
 
