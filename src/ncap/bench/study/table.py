@@ -11,15 +11,16 @@ import math
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from ncap.bench.evaluate import _budget_step, baseline_context, final_accuracy, unpack_results
+from ncap.exceptions import ConfigError
 from ncap.predict.scores import RunScore, run_score, score_names
 
-__all__ = ["ScoreTable", "build_table", "logit", "run_features"]
+__all__ = ["ScoreTable", "build_table", "logit", "names_needed", "run_features"]
 
 LOGIT_EPS = 1e-3
 
@@ -55,6 +56,25 @@ class ScoreTable:
     link_sd: dict[tuple[str, float, str, int], np.ndarray] = field(default_factory=dict)
     feature: dict[tuple[str, float, str, int], np.ndarray] = field(default_factory=dict)
     reasons: dict[tuple[str, float], dict[str, int]] = field(default_factory=dict)
+
+    def subset(self, rows: Sequence[int] | np.ndarray) -> ScoreTable:
+        """The same table restricted to the models ``rows`` (indices into ``models``, in that
+        order; a repeated index is a repeated model, as in a bootstrap draw)."""
+        idx = np.asarray(rows, dtype=np.intp)
+
+        def take(store: dict) -> dict:
+            return {k: v[idx] for k, v in store.items()}
+
+        return replace(
+            self,
+            models=[self.models[i] for i in idx],
+            value=take(self.value),
+            predicted=take(self.predicted),
+            sd=take(self.sd),
+            link_mean=take(self.link_mean),
+            link_sd=take(self.link_sd),
+            feature=take(self.feature),
+        )
 
 
 def run_features(
@@ -108,6 +128,21 @@ def _score_run_job(job) -> dict[float, tuple[dict[str, RunScore], dict[str, floa
     return out
 
 
+def names_needed(cands: Sequence[Any], measurements: Sequence[str]) -> list[str]:
+    """The per-run scores a table must hold for ``cands`` (study candidates): their own names,
+    their rank-average components, their fitted models' ``dyn/`` features, and the scores the
+    base features read (last-observed, tse-e1, the pre-study default per measurement)."""
+    from ncap.bench.study.candidates import current_default
+
+    names = ["last-observed", "tse-e1", *(current_default(m) for m in measurements)]
+    for c in cands:
+        if c.kind == "run":
+            names.append(c.name)
+        names += list(c.components)
+        names += [f for f in c.features if f.startswith("dyn/")]
+    return list(dict.fromkeys(names))
+
+
 def measurements_of(results: dict[str, Any]) -> tuple[str, ...]:
     """``("interval", "fixed")`` when the runs carry the fixed-batch measurement, else interval."""
     first = results["runs"][0]["points"][0]
@@ -121,11 +156,25 @@ def build_table(
     budgets: Sequence[float],
     workers: int | None = None,
     progress=None,
+    names: Sequence[str] | None = None,
 ) -> ScoreTable:
-    """Score the runs of ``seeds`` (every model and target) at every budget."""
+    """Score the runs of ``seeds`` (every model and target) at every budget.
+
+    ``names``: the per-run scores to compute (default: every one of :func:`score_names`); they
+    must include those the base features read (:func:`names_needed` gives a sufficient list).
+    """
     all_seeds, total_epochs, models, targets, runs = unpack_results(results)
     measurements = measurements_of(results)
-    names = score_names(measurements)
+    if names is None:
+        names = score_names(measurements)
+    else:
+        names = list(dict.fromkeys(names))
+        missing = [n for n in names_needed([], measurements) if n not in names]
+        if missing:
+            raise ConfigError(
+                f"the score table needs {missing} for the fitted models' base features; add them "
+                "to names (ncap.bench.study.table.names_needed lists what candidates need)."
+            )
     table = ScoreTable(
         targets=targets,
         models=models,
