@@ -189,6 +189,17 @@ def test_refit_or_fixed_in_the_bootstrap(results, sim):
     assert rows[lo]["replicates"] == rows_fixed[lo]["replicates"]  # same draws
     assert fixed["cell_methods"]["bootstrap"].startswith("fixed per cell")
     assert rows[key]["compute"] == rows_fixed[key]["compute"]
+    # the report half (seed 1's cells): its own difference from last-observed halving
+    half = rows[key]["diff_last_observed_report_half"]
+    assert half["value"] == pytest.approx(
+        rows[key]["regret_report_half"]["value"] - rows[lo]["regret_report_half"]["value"]
+    )
+    cells = [d for d in sim["decisions"] if d["setting"] == SETTING.name and d["seed"] == 1]
+    mean = {
+        m: np.mean([d["regret"] for d in cells if d["method"] == m]) for m in ("fit/base", lo[0])
+    }
+    assert half["value"] == pytest.approx(mean["fit/base"] - mean[lo[0]])
+    assert rows[lo]["diff_last_observed_report_half"]["ci95"] == [0.0, 0.0]
 
 
 def test_table_names_subset_and_clear_errors(results, scorer):
