@@ -29,6 +29,15 @@ Simulation protocol on a benchmark (:func:`simulate_results`)
   the report half (seeds after the first, on which nothing was chosen) is given separately.
 - **Scores** are those of :func:`ncap.bench.evaluate.score_run` at each rung's budget (only the
   points with ``step <= budget * T * steps_per_epoch``), computed once per (run, budget, method).
+- **Cell-level scores** (``fit/...``, ``ravg/...``: the pre-registered study's fitted models and
+  rank averages, :mod:`ncap.bench.simulate_cells`) are those of
+  :func:`ncap.bench.study.combine.cell_scores` on the study's score table built at the rung
+  budgets: a fitted model (e.g. ``fit/base``) is trained, for cell (target ``t``, seed ``s``) at
+  budget ``r_k``, on the runs of seed ``s`` of the *other* targets at ``r_k`` (leave one target
+  out), with the other seed's final accuracy as truth, and predicts the final accuracy of the runs
+  of ``t``; it never reads a run of ``t``'s other seed. A rank average ranks among all the cell's
+  candidates at ``r_k``, as in the study (a live run would only have the survivors: this uses the
+  dropped candidates' trajectories beyond their last rung, so its rows read more than a live run).
 - **Regret** of a cell: ``max over models of truth - truth(pick)``, in accuracy points.
 - **Baselines.** "train-all": every candidate trained to ``T``, the pick is the best last observed
   validation accuracy at ``T`` (compute 100%); and halving driven by the last observed accuracy
@@ -38,7 +47,11 @@ Simulation protocol on a benchmark (:func:`simulate_results`)
   target, seed, method and setting (models are the sampled unit, and a model good on one target
   tends to be good on the others). The halving is re-run on the drawn candidates (ties by position
   in the draw) and regrets averaged over cells; intervals are 95% percentile intervals, and a
-  method's difference from last-observed halving is taken replicate by replicate.
+  method's difference from last-observed halving is taken replicate by replicate. The cell-level
+  scores are **refitted in every replicate** on the drawn models (a model drawn twice is two
+  training rows of every other target too; rank averages re-ranked among the drawn candidates),
+  so the intervals include the fitted model's variation with the model zoo; ``refit=False``
+  fixes them per cell (fitted once on all models) and only resamples candidates.
 """
 
 from __future__ import annotations
@@ -65,6 +78,8 @@ from ncap.bench.evaluate import (
     nc_name,
     unpack_results,
 )
+from ncap.bench.simulate_cells import CellScorer, is_cell_method
+from ncap.ranking import halving_core as core
 
 __all__ = [
     "DEFAULT_METHODS",
@@ -176,20 +191,14 @@ class HalvingResult:
 
 
 def halving_budgets(min_budget: float, eta: float, max_budget: float = FULL) -> tuple[float, ...]:
-    """``min_budget * eta**k`` for k = 0, 1, ..., capped at ``max_budget`` (its last element)."""
+    """``min_budget * eta**k`` for k = 0, 1, ..., capped at ``max_budget`` (its last element):
+    :func:`ncap.ranking.halving_core.halving_budgets` in fractions of T, rounded to 10 digits."""
     if not 0.0 < min_budget <= max_budget <= FULL:
         raise ValueError(
             f"need 0 < min_budget <= max_budget <= 1 (fractions of T); got {min_budget}, "
             f"{max_budget}."
         )
-    if eta <= 1:
-        raise ValueError(f"eta must be > 1; got {eta}.")
-    out: list[float] = []
-    budget = float(min_budget)
-    while budget < max_budget * (1.0 - 1e-9):
-        out.append(_key(budget))
-        budget *= eta
-    return (*out, _key(max_budget))
+    return tuple(_key(b) for b in core.halving_budgets(min_budget, eta, max_budget))
 
 
 def _check(n: int, budgets: Sequence[float], eta: float) -> tuple[float, ...]:
@@ -217,7 +226,7 @@ def halving_schedule(n: int, budgets: Sequence[float], eta: float) -> list[tuple
     for k, budget in enumerate(budgets):
         if alive <= 1:
             break
-        kept = 1 if k == len(budgets) - 1 else math.ceil(alive / eta)
+        kept = core.kept_count(alive, eta, last=k == len(budgets) - 1)
         schedule.append((budget, alive, kept))
         alive = kept
     return schedule
@@ -234,11 +243,10 @@ def _as_scores(values: Any, n: int) -> np.ndarray:
 
 
 def rank_candidates(scores: np.ndarray, candidates: Sequence[int]) -> list[int]:
-    """``candidates`` best first: by score (higher first), failures last, ties by lower index."""
-    return sorted(
-        candidates,
-        key=lambda c: (1, 0.0, c) if np.isnan(scores[c]) else (0, -float(scores[c]), c),
-    )
+    """``candidates`` best first by :func:`ncap.ranking.halving_core.rank`: higher score first,
+    failures (NaN) last, ties by lower index (the candidates are named in index order)."""
+    values = {c: None if np.isnan(scores[c]) else float(scores[c]) for c in candidates}
+    return list(core.rank(values, sorted(candidates)))
 
 
 def successive_halving(
@@ -306,7 +314,8 @@ def successive_halving(
 def halving_batch(
     rows: Sequence[np.ndarray], schedule: Sequence[tuple[float, int, int]]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Many halving runs at once, with the rules of :func:`successive_halving`.
+    """Many halving runs at once, with the rules of :func:`successive_halving` (those of
+    :mod:`ncap.ranking.halving_core`, vectorised: a test checks that they agree).
 
     ``rows[k]`` has shape (B, n): the scores of the n candidates of each of B problems at rung k
     (NaN = failed). Returns the picks (B,) and the budget each candidate was trained to (B, n).
@@ -433,6 +442,8 @@ def simulate_results(
     workers: int | None = None,
     scores: Mapping[str, Any] | None = None,
     keep_replicates: bool = False,
+    sigma: Mapping[str, float] | None = None,
+    refit: bool = True,
 ) -> dict[str, Any]:
     """Replay successive halving driven by each method on a benchmark's trajectories.
 
@@ -444,6 +455,11 @@ def simulate_results(
 
     ``last-observed`` is always simulated (it is the reference). ``workers=1`` scores in-process.
     ``keep_replicates`` adds each row's bootstrap replicates of the mean regret and compute.
+
+    Methods named ``fit/...`` or ``ravg/...`` are the study's cell-level candidates
+    (:mod:`ncap.bench.simulate_cells`): ``sigma`` orients the raw dynamics components of rank
+    averages (the study's selection.json ``sigma``); ``refit`` refits them on the drawn models in
+    every bootstrap replicate (default), else their scores are fixed per cell and only resampled.
     """
     start = time.perf_counter()
     seeds, total_epochs, models, targets, runs = unpack_results(results)
@@ -456,7 +472,9 @@ def simulate_results(
             f"at least two seeds (missing: {missing[:5]}{'...' if len(missing) > 5 else ''})."
         )
     methods = [REFERENCE] + [m for m in dict.fromkeys(methods) if m != REFERENCE]
-    unknown = set(methods) - known_methods(results["training_free"][targets[0]][models[0]])
+    cell_methods = [m for m in methods if is_cell_method(m)]
+    run_methods = [m for m in methods if not is_cell_method(m)]
+    unknown = set(run_methods) - known_methods(results["training_free"][targets[0]][models[0]])
     if unknown:
         raise ValueError(f"unknown method(s): {sorted(unknown)}")
     settings = list(dict.fromkeys(settings))
@@ -465,9 +483,8 @@ def simulate_results(
     train_all = [(FULL, n, 1)]  # every candidate trained to T, the best by last-observed at T
 
     # ---- scores: each (run, budget, method) once
-    wanted_budgets = {
-        m: sorted({b for sch in schedules.values() for b, _, _ in sch}) for m in methods
-    }
+    rung_budgets = sorted({b for sch in schedules.values() for b, _, _ in sch})
+    wanted_budgets = {m: rung_budgets for m in run_methods}
     wanted_budgets[REFERENCE] = sorted(set(wanted_budgets[REFERENCE]) | {FULL})
     table: dict[str, dict[str, dict[str, Any]]] = {
         k: {b: dict(v) for b, v in per.items()} for k, per in (scores or {}).items()
@@ -502,7 +519,13 @@ def simulate_results(
                     {m: list(v) for m, v in vals.items()}
                 )
 
+    scorer = None
+    if cell_methods:
+        scorer = CellScorer.build(results, cell_methods, rung_budgets, sigma=sigma, workers=workers)
+
     def score_array(t: str, s: int, method: str, budget: float) -> np.ndarray:
+        if scorer is not None and method in scorer.cands:
+            return scorer.point(method, t, s, budget)
         vals = [table[run_key(t, m, s)][str(budget)][method][0] for m in models]
         return np.array([np.nan if v is None else v for v in vals], dtype=np.float64)
 
@@ -516,8 +539,8 @@ def simulate_results(
         (t, s): np.array([float(runs[(t, m, s)]["seconds"]) for m in models]) for t, s in cells
     }
     failures: dict[str, int] = {}
-    for method, budgets in wanted_budgets.items():
-        for b in budgets:
+    for method in methods:
+        for b in wanted_budgets.get(method, rung_budgets):
             count = sum(int(np.isnan(score_array(t, s, method, b)).sum()) for t, s in cells)
             if count:
                 failures[f"{method}@{b:g}"] = count
@@ -564,6 +587,18 @@ def simulate_results(
     # ---- paired bootstrap over models
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n, size=(replicates, n))
+    refitted = (
+        scorer.boot(cell_methods, cells, rung_budgets, draws)
+        if scorer is not None and refit
+        else {}
+    )
+
+    def drawn(t: str, s: int, method: str, budget: float) -> np.ndarray:
+        """(replicates, n): the scores of each replicate's drawn candidates."""
+        if (method, t, s, budget) in refitted:
+            return refitted[(method, t, s, budget)]
+        return score_array(t, s, method, budget)[draws]
+
     boot: dict[tuple[str, str], dict[str, np.ndarray]] = {}
     memo: dict[tuple[str, tuple], dict[str, np.ndarray]] = {}
     rows_b = np.arange(replicates)
@@ -574,7 +609,7 @@ def simulate_results(
                 k: np.empty((replicates, len(cells))) for k in ("regret", "compute", "compute_time")
             }
             for j, (t, s) in enumerate(cells):
-                rows = [score_array(t, s, method, b)[draws] for b, _, _ in sched]
+                rows = [drawn(t, s, method, b) for b, _, _ in sched]
                 picks, trained = halving_batch(rows, sched)
                 tr = truth[(t, s)][draws]
                 sec = seconds[(t, s)][draws]
@@ -603,13 +638,15 @@ def simulate_results(
             ("last_observed", (REFERENCE, key[1])),
             ("train_all", (REFERENCE, TRAIN_ALL)),
         ):
-            if ref in point and ref != key:
-                row[f"diff_{ref_name}"] = _summary(
-                    p["regret"].mean() - point[ref]["regret"].mean(),
-                    b["regret"].mean(axis=1) - boot[ref]["regret"].mean(axis=1),
-                )
-            elif ref == key:
-                row[f"diff_{ref_name}"] = _summary(0.0, np.zeros(replicates))
+            for suffix, cols in (("", slice(None)), ("_report_half", report_cols)):
+                if ref in point and ref != key:
+                    row[f"diff_{ref_name}{suffix}"] = _summary(
+                        p["regret"][cols].mean() - point[ref]["regret"][cols].mean(),
+                        b["regret"][:, cols].mean(axis=1)
+                        - boot[ref]["regret"][:, cols].mean(axis=1),
+                    )
+                elif ref == key:
+                    row[f"diff_{ref_name}{suffix}"] = _summary(0.0, np.zeros(replicates))
         if keep_replicates:
             row["replicates"] = {k: b[k].mean(axis=1).tolist() for k in b}
         return row
@@ -639,6 +676,20 @@ def simulate_results(
             "total_epochs": total_epochs,
         },
         "methods": methods,
+        "cell_methods": {
+            "methods": cell_methods,
+            "how": "the study's cell_scores (ncap.bench.study.combine): fitted models trained "
+            "on the other targets' runs of the scored seed at the rung budget, truth = the "
+            "other seed's final accuracy; rank averages among the cell's candidates",
+            "bootstrap": (
+                "refit (and re-ranked) on the drawn models in every replicate"
+                if refit
+                else "fixed per cell (fitted once on all models), resampled"
+            ),
+            "refit": refit,
+            "table_budgets": rung_budgets if cell_methods else [],
+            "sigma": dict(sigma or {}),
+        },
         "training_free": [m for m in methods if m in TRAINING_FREE],
         "settings": setting_info,
         "train_all": {"name": TRAIN_ALL, "score": REFERENCE, "budget": FULL},
@@ -688,8 +739,24 @@ def render_markdown(sim: Mapping[str, Any]) -> str:
         f"percentile, paired bootstrap over models ({boot['replicates']} replicates, seed "
         f"{boot['seed']}, one draw of models shared by every target, seed, method and setting). "
         "**Δ LO**: regret minus that of halving driven by the last observed accuracy with the same "
-        "setting (what ASHA / Hyperband do), replicate by replicate; negative is better.",
+        "setting (what ASHA / Hyperband do), replicate by replicate; negative is better. "
+        "**Report half**: the cells of the seeds after the first, on which nothing was chosen "
+        "(the study's report half): the headline.",
         "",
+    ]
+    cell = sim.get("cell_methods") or {}
+    if cell.get("methods"):
+        lines += [
+            "**Cell-level scores** ("
+            + ", ".join(f"`{m}`" for m in cell["methods"])
+            + "): the study's `cell_scores` at each rung budget; a fitted model is trained on the "
+            "other targets' runs of the scored seed at that budget (leave one target out), truth "
+            "= the other seed's final accuracy. In the bootstrap: " + cell["bootstrap"] + ".",
+            "",
+        ]
+    if sim.get("command"):
+        lines += ["Reproduce: `" + sim["command"] + "`", ""]
+    lines += [
         "## Settings",
         "",
         "| setting | rung budgets (% of T) | candidates per rung | compute |",
@@ -703,8 +770,8 @@ def render_markdown(sim: Mapping[str, Any]) -> str:
         "",
         "## Regret and compute",
         "",
-        "| setting | method | compute % | time % [95% CI] | regret, points [95% CI] | Δ LO [95% CI] | report half: regret [95% CI] |",
-        "|---|---|---|---|---|---|---|",
+        "| setting | method | compute % | time % [95% CI] | regret, points [95% CI] | Δ LO [95% CI] | report half: regret [95% CI] | report half: Δ LO [95% CI] |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     rows = sim["rows"]
     for row in rows:
@@ -715,12 +782,13 @@ def render_markdown(sim: Mapping[str, Any]) -> str:
             f"| {row['setting']} | `{row['method']}` | {100 * row['compute']['value']:.1f} | "
             f"{100 * t['value']:.1f} [{100 * t['ci95'][0]:.1f}, {100 * t['ci95'][1]:.1f}] | "
             f"{_ci(row['regret'])} | {_ci(row['diff_last_observed'], signed=True)} | "
-            f"{_ci(row['regret_report_half'])} |"
+            f"{_ci(row['regret_report_half'])} | "
+            f"{_ci(row['diff_last_observed_report_half'], signed=True)} |"
         )
     base = next(r for r in rows if r["setting"] == TRAIN_ALL)
     lines += [
         f"| train everything to T | `{base['method']}` at T | 100.0 | 100.0 | "
-        f"{_ci(base['regret'])} | – | {_ci(base['regret_report_half'])} |",
+        f"{_ci(base['regret'])} | – | {_ci(base['regret_report_half'])} | – |",
         "",
         "Training-free scores (" + ", ".join(f"`{m}`" for m in sim["training_free"]) + ") do not "
         "change with the budget: halving driven by them picks their favourite, which costs only "

@@ -459,10 +459,23 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--methods",
         default=None,
-        help="comma-separated scores to drive the halving (default: the cheap ones; add learning-curve explicitly)",
+        help="comma-separated scores to drive the halving (default: the cheap ones; add learning-curve explicitly); the study's cell-level scores fit/... and ravg/... (e.g. fit/base) are accepted too",
     )
     simulate.add_argument(
         "--replicates", type=int, default=1000, help="bootstrap replicates (default: %(default)s)"
+    )
+    simulate.add_argument(
+        "--workers", type=int, default=None, help="processes scoring the runs (default: all cores)"
+    )
+    simulate.add_argument(
+        "--study-selection",
+        default=None,
+        help="the study's selection.json: its frozen orientations of the raw dynamics, needed by rank averages (ravg/...) with a dyn/ component",
+    )
+    simulate.add_argument(
+        "--fixed-fit",
+        action="store_true",
+        help="fit the study's cell-level scores (fit/..., ravg/...) once per cell instead of on every bootstrap replicate's drawn models",
     )
     refresh = bench_sub.add_parser(
         "refresh-free",

@@ -184,8 +184,26 @@ def _bench(args) -> int:
                 f"results file {results_path} does not exist; run `ncap bench build` first."
             )
         methods = [m for m in (args.methods or "").split(",") if m] or DEFAULT_METHODS
-        sim = simulate_results(load(results_path), methods=methods, replicates=args.replicates)
+        sigma = None
+        if args.study_selection:
+            selection = Path(args.study_selection)
+            if not selection.exists():
+                raise MissingFile(
+                    f"study selection {selection} does not exist; run `ncap bench evaluate "
+                    "--protocol study --stage selection` first."
+                )
+            sigma = json.loads(selection.read_text())["sigma"]
+        sim = simulate_results(
+            load(results_path), methods=methods, replicates=args.replicates,
+            workers=args.workers, sigma=sigma, refit=not args.fixed_fit,
+        )  # fmt: skip
         out = args.out or results_path.with_name(results_path.stem + "-simulation")
+        sim["command"] = " ".join(
+            ["ncap bench simulate", str(args.results), "--methods", ",".join(sim["methods"]),
+             "--replicates", str(args.replicates), "--out", str(out)]
+            + (["--study-selection", str(args.study_selection)] if args.study_selection else [])
+            + (["--fixed-fit"] if args.fixed_fit else [])
+        )  # fmt: skip
         files = write_simulation(sim, out)
         print(files["markdown"].read_text())
         for key, path in files.items():

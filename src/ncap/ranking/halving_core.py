@@ -5,8 +5,11 @@ Rung budgets ``r_k = min_budget * eta**k`` for k = 0, 1, ... below ``max_budget`
 at that budget; the top ``ceil(len / eta)`` continue (one at the last rung), and the run ends at
 the first rung that keeps one candidate. Higher scores are better; a candidate without a score
 (None, NaN, inf) ranks below every scored one, and a failed candidate never continues. Ties go to
-the candidate named first. These are the conventions of ``ncap bench simulate``
-(:mod:`ncap.bench.simulate`), so a real run takes the decisions the simulation replays.
+the candidate named first. ``ncap bench simulate`` (:mod:`ncap.bench.simulate`) replays these
+rules (:func:`rank`, :func:`kept_count`, :func:`halving_budgets`) on recorded trajectories, so a
+real run takes the decisions the simulation replays, with one caveat on exact ties: the simulation
+names the survivors in candidate order at every rung, the live run (:mod:`ncap.ranking.halving`)
+in the previous rung's ranking.
 
 >>> halving_budgets(0.25, 2, 1.0)
 (0.25, 0.5, 1.0)
@@ -17,12 +20,12 @@ RungDecision(ranked=('b', 'd', 'a', 'c'), kept=('b', 'd'), dropped=('a', 'c'))
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Hashable, Mapping, Sequence
 from typing import NamedTuple
 
 from ncap.exceptions import ConfigError
 
-__all__ = ["RungDecision", "decide", "halving_budgets", "rung_steps"]
+__all__ = ["RungDecision", "decide", "halving_budgets", "kept_count", "rank", "rung_steps"]
 
 
 def halving_budgets(min_budget: float, eta: float, max_budget: float) -> tuple[float, ...]:
@@ -58,6 +61,28 @@ class RungDecision(NamedTuple):
     dropped: tuple[str, ...]
 
 
+def kept_count(scored: int, eta: float, last: bool) -> int:
+    """How many of ``scored`` candidates continue: ``ceil(scored / eta)``, or one at the last rung."""
+    return 1 if last else math.ceil(scored / eta)
+
+
+def rank(
+    scores: Mapping[Hashable, float | None],
+    order: Sequence[Hashable],
+    failed: Collection[Hashable] = (),
+) -> tuple[Hashable, ...]:
+    """``order`` best first: higher score first; a candidate without a finite score, or ``failed``,
+    after every scored one; ties (failures included) to the candidate named first in ``order``."""
+    position = {name: i for i, name in enumerate(order)}
+
+    def key(name: Hashable):
+        value = scores.get(name)
+        ok = value is not None and math.isfinite(value) and name not in failed
+        return (0, -float(value), position[name]) if ok else (1, 0.0, position[name])
+
+    return tuple(sorted(order, key=key))
+
+
 def decide(
     scores: Mapping[str, float | None],
     order: Sequence[str],
@@ -68,13 +93,7 @@ def decide(
 ) -> RungDecision:
     """Rank the candidates of a rung (``order``: names, first named wins ties) and keep the top
     ``ceil(n / eta)`` (one when ``last``); ``failed`` ones are dropped whatever the count."""
-
-    def key(name: str):
-        value = scores.get(name)
-        ok = value is not None and math.isfinite(value) and name not in failed
-        return (0, -float(value), order.index(name)) if ok else (1, 0.0, order.index(name))
-
-    ranked = tuple(sorted(order, key=key))
-    n_kept = 1 if last else math.ceil(len(ranked) / eta)
+    ranked = rank(scores, order, failed)
+    n_kept = kept_count(len(ranked), eta, last)
     kept = tuple(n for n in ranked[:n_kept] if n not in failed)
     return RungDecision(ranked, kept, tuple(n for n in ranked if n not in kept))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,7 @@ from ncap.bench.evaluate import _budget_step, baseline_context, final_accuracy, 
 from ncap.predict.features import base_features, logit
 from ncap.predict.scores import RunScore, run_score, score_names
 
-__all__ = ["ScoreTable", "build_table", "logit", "run_features"]
+__all__ = ["ScoreTable", "build_table", "logit", "names_needed", "run_features"]
 
 
 @dataclass
@@ -47,6 +47,25 @@ class ScoreTable:
     link_sd: dict[tuple[str, float, str, int], np.ndarray] = field(default_factory=dict)
     feature: dict[tuple[str, float, str, int], np.ndarray] = field(default_factory=dict)
     reasons: dict[tuple[str, float], dict[str, int]] = field(default_factory=dict)
+
+    def subset(self, rows: Sequence[int] | np.ndarray) -> ScoreTable:
+        """The same table restricted to the models ``rows`` (indices into ``models``, in that
+        order; a repeated index is a repeated model, as in a bootstrap draw)."""
+        idx = np.asarray(rows, dtype=np.intp)
+
+        def take(store: dict) -> dict:
+            return {k: v[idx] for k, v in store.items()}
+
+        return replace(
+            self,
+            models=[self.models[i] for i in idx],
+            value=take(self.value),
+            predicted=take(self.predicted),
+            sd=take(self.sd),
+            link_mean=take(self.link_mean),
+            link_sd=take(self.link_sd),
+            feature=take(self.feature),
+        )
 
 
 def run_features(
@@ -85,6 +104,21 @@ def _score_run_job(job) -> dict[float, tuple[dict[str, RunScore], dict[str, floa
         scores = {n: run_score(n, points, max_step, context) for n in names}
         out[f] = (scores, run_features(points, max_step, free, scores, measurements))
     return out
+
+
+def names_needed(cands: Sequence[Any], measurements: Sequence[str]) -> list[str]:
+    """The per-run scores a table must hold for ``cands`` (study candidates): their own names,
+    their rank-average components, their fitted models' ``dyn/`` features, and the scores the
+    base features read (last-observed, tse-e1, the pre-study default per measurement)."""
+    from ncap.bench.study.candidates import current_default
+
+    names = ["last-observed", "tse-e1", *(current_default(m) for m in measurements)]
+    for c in cands:
+        if c.kind == "run":
+            names.append(c.name)
+        names += list(c.components)
+        names += [f for f in c.features if f.startswith("dyn/")]
+    return list(dict.fromkeys(names))
 
 
 def measurements_of(results: dict[str, Any]) -> tuple[str, ...]:
