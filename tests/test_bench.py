@@ -126,7 +126,8 @@ def test_rank_default_is_the_benchmark_choice():
     forms = [
         name
         for name in s["early"]
-        if name.startswith("nc/interval/") and name.split("/")[2] in cheap
+        if name.startswith("nc/interval/")
+        and name.split("/")[2] in cheap
         and name.endswith("/logit")
     ]
     mean = {n: (s["early"][n] + s["late"][n]) / 2 for n in forms if s["late"].get(n) is not None}

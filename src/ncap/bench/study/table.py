@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ncap.bench.evaluate import _budget_step, baseline_context, final_accuracy, unpack_results
+from ncap.exceptions import ConfigError
 from ncap.predict.features import base_features, logit
 from ncap.predict.scores import RunScore, run_score, score_names
 
@@ -140,7 +141,13 @@ def build_table(
     or only ``names`` (the base features need ``last-observed`` and ``tse-e1``)."""
     all_seeds, total_epochs, models, targets, runs = unpack_results(results)
     measurements = measurements_of(results)
-    names = list(names) if names is not None else score_names(measurements)
+    names = list(dict.fromkeys(names)) if names is not None else score_names(measurements)
+    missing = [n for n in ("last-observed", "tse-e1") if n not in names]
+    if missing:
+        raise ConfigError(
+            f"the score table needs {missing} for the fitted models' base features; add them to "
+            "names (ncap.bench.study.table.names_needed lists what candidates need)."
+        )
     table = ScoreTable(
         targets=targets,
         models=models,
