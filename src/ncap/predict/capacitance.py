@@ -11,6 +11,7 @@ from sklearn.linear_model import BayesianRidge
 
 from ncap.capacitance.variants import check_variants
 from ncap.exceptions import ConfigError
+from ncap.predict.features import LOGIT_EPS  # accuracies are clipped to [eps, 1 - eps]
 from ncap.predict.settings import (
     FEATURE_MAPS,
     LINKS,
@@ -27,8 +28,6 @@ __all__ = [
     "PredictorSettings",
     "predict_from_points",
 ]
-
-LOGIT_EPS = 1e-3  # accuracies are clipped to [eps, 1 - eps] before the logit
 
 
 class CapacitancePredictor(BaseEstimator):

@@ -97,12 +97,12 @@ def fitted_gain(name: str, features: Sequence[str], fraction: float | None) -> S
 
 @lru_cache(maxsize=64)
 def _fit(name: str, features: tuple[str, ...], budget: float) -> ShippedFit:
+    if not features:
+        raise ConfigError(f"{name} needs at least one feature; none was given.")
     spec = _fitted_file()["fits"][name]
     rows = spec["budgets"][str(budget)]
     columns = [spec["features"].index(f) for f in features]
-    x = np.array(rows["x"], dtype=np.float64)[:, columns] if features else None
-    if x is None:
-        raise ConfigError(f"{name} needs at least one feature; none was given.")
+    x = np.array(rows["x"], dtype=np.float64)[:, columns]
     y = np.array(rows["gain"], dtype=np.float64)
     model = FittedGain.fit(x, y, features)
     ok = np.isfinite(x).all(axis=1) & np.isfinite(y)

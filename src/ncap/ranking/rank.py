@@ -246,21 +246,15 @@ def _rank_locked(
             executor=executor,
             model_options=model_options or {},
         )
-    if full_epochs is not None and (
-        full_epochs * config.steps_per_epoch(n_seen) < config.total_steps(n_seen)
-    ):
-        raise ConfigError(
-            f"full_epochs ({full_epochs}) must cover the budget ({config.total_steps(n_seen)} "
-            "steps)."
-        )
     budget_steps = config.total_steps(n_seen)
     spe = config.steps_per_epoch(n_seen)
+    for epochs, flag in ((full_epochs, "--full-epochs"), (target_epochs, "--target-epochs")):
+        if epochs is not None and epochs * spe < budget_steps:
+            raise ConfigError(
+                f"the full budget T ({epochs:g} epochs, {flag}) must cover the early budget "
+                f"({budget_steps} steps = {budget_steps / spe:.3g} epochs)."
+            )
     reference = target_epochs if target_epochs is not None else full_epochs  # T
-    if reference is not None and reference * spe < budget_steps:
-        raise ConfigError(
-            f"the full budget T ({reference:g} epochs, --target-epochs) must cover the early "
-            f"budget ({budget_steps} steps = {budget_steps / spe:.3g} epochs)."
-        )
     fraction = budget_fraction(budget_steps, spe, reference)
     score_spec, score_note = resolve_score(score, fraction)  # a bad name fails before training
     for component in score_spec.components:  # a score that ranks by an extrapolation
