@@ -136,3 +136,33 @@ def test_beta_eff_vanishes_at_convergence():
     assert loss.item() < 1e-4
     for v in VARIANTS:
         assert history[v][-1] < 0.01 * max(history[v]), (v, history[v][-1], max(history[v]))
+
+
+def test_queued_batches_survive_training_steps_and_match_float64_core():
+    """The statistics queue each batch's tensors (no copy) and add QUEUE_BATCHES at a time in
+    float32: after 21 optimiser steps of a real backbone (two full chunks and a partial one,
+    read at the end), every variant agrees with the float64 closed form on the union of the
+    features the backbone produced."""
+    from ncap.capacitance.statistics import QUEUE_BATCHES
+
+    torch.manual_seed(0)
+    backbone = nn.Sequential(nn.Linear(10, 24), nn.ReLU(), nn.Linear(24, 24))
+    probe = NeuralCapacitanceProbe(24, 3, hidden=(20, 12), seed=0, lr=1e-2, variants=VARIANTS)
+    optimizer = torch.optim.Adam(backbone.parameters(), lr=1e-2)
+    seen_x, seen_y = [], []
+    steps = 2 * QUEUE_BATCHES + 5
+    for _ in range(steps):
+        x, y = torch.randn(16, 10), torch.randint(0, 3, (16,))
+        optimizer.zero_grad()
+        features = backbone(x)
+        seen_x.append(features.detach().clone().double())
+        seen_y.append(y)
+        nn.functional.cross_entropy(probe(features), y).backward()
+        optimizer.step()
+    assert probe.n_samples == 16 * steps
+    weights, biases = probe_weights(probe)
+    for variant in VARIANTS:
+        expected = probe_beta_eff(
+            weights, biases, torch.cat(seen_x), torch.cat(seen_y), lr=1e-2, variant=variant
+        )
+        assert probe.beta_eff(variant) == pytest.approx(expected, rel=1e-5), variant

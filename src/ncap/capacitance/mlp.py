@@ -24,6 +24,7 @@ __all__ = [
     "ACTIVATIONS",
     "BlockPass",
     "activation_and_derivative",
+    "derivative_from_output",
     "as_tensor",
     "check_block",
     "mlp_forward_backward",
@@ -44,6 +45,21 @@ def activation_and_derivative(
     if activation == "tanh":
         h = torch.tanh(z)
         return h, 1.0 - h * h
+    raise ValueError(f"unknown activation {activation!r}; choose one of {ACTIVATIONS}.")
+
+
+def derivative_from_output(h: torch.Tensor, activation: str) -> torch.Tensor:
+    """``act'(z)`` from ``h = act(z)`` alone: ``1[h > 0]`` for ReLU (0 at 0, as in autograd),
+    ``1 - h^2`` for tanh; the same values as :func:`activation_and_derivative`'s.
+
+    >>> z = torch.tensor([-1.0, 0.0, 2.0])
+    >>> derivative_from_output(torch.relu(z), "relu")
+    tensor([0., 0., 1.])
+    """
+    if activation == "relu":
+        return torch.sign(h)  # h >= 0: exactly 0 or 1
+    if activation == "tanh":
+        return 1.0 - h * h
     raise ValueError(f"unknown activation {activation!r}; choose one of {ACTIVATIONS}.")
 
 

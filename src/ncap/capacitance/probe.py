@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-from ncap.capacitance.mlp import ACTIVATIONS, activation_and_derivative
+from ncap.capacitance.mlp import ACTIVATIONS, derivative_from_output
 from ncap.capacitance.statistics import EdgeStatistics
 from ncap.capacitance.variants import VARIANTS, check_variants
 
@@ -98,7 +98,10 @@ class NeuralCapacitanceProbe(nn.Module):
             self.requires_grad_(False)
         self.recording = True
         self.statistics = EdgeStatistics(
-            sizes, variants=variants, max_abs_mean_entries=max_abs_mean_entries
+            sizes,
+            variants=variants,
+            max_abs_mean_entries=max_abs_mean_entries,
+            nonnegative_inner=activation == "relu",
         )
 
     @property
@@ -137,31 +140,27 @@ class NeuralCapacitanceProbe(nn.Module):
                 h = torch.relu(z) if self.activation == "relu" else torch.tanh(z)
                 hs.append(h)
         if record and all(z.requires_grad for z in zs[1:]):
-            with torch.no_grad():
-                ds = [activation_and_derivative(z, self.activation)[1] for z in zs[:-1]]
-            self._attach_error_hooks(hs, ds, zs)
+            self._attach_error_hooks(hs, zs)
         return zs[-1]
 
-    def _attach_error_hooks(
-        self, hs: list[torch.Tensor], ds: list[torch.Tensor], zs: list[torch.Tensor]
-    ) -> None:
+    def _attach_error_hooks(self, hs: list[torch.Tensor], zs: list[torch.Tensor]) -> None:
+        """Read the per-sample errors ``e = d loss_b / d z`` of layers 1.. as backward passes them,
+        and add the batch to the statistics once the last of them (layer 1's) has arrived."""
         batch = zs[0].shape[0]
         scale = float(batch) if self.loss_reduction == "mean" else 1.0
-        n_layers = len(zs)
-        errors: list[torch.Tensor | None] = [None] * n_layers
-        pending = {"count": n_layers - 1}
+        errors: list[torch.Tensor | None] = [None] * len(zs)
         hs = [h.detach() for h in hs]
 
         def make_hook(a: int):
             def hook(grad: torch.Tensor) -> None:
-                errors[a] = grad.detach() * scale
-                pending["count"] -= 1
-                if pending["count"] == 0:
-                    self.statistics.update(hs, ds, errors)
+                errors[a] = grad
+                if a == 1:  # autograd reaches the first layer last
+                    ds = [derivative_from_output(h, self.activation) for h in hs[1:]]
+                    self.statistics.update(hs, ds, errors, error_scale=scale)
 
             return hook
 
-        for a in range(1, n_layers):
+        for a in range(1, len(zs)):
             zs[a].register_hook(make_hook(a))
 
     # -- beta_eff --------------------------------------------------------------------------------

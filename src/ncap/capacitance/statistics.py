@@ -33,7 +33,10 @@ weights are the means over all accumulated samples.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
+from dataclasses import dataclass
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -43,6 +46,10 @@ from ncap.capacitance.mlp import mlp_forward_backward
 from ncap.capacitance.variants import VARIANTS, check_variants
 
 __all__ = ["VARIANTS", "EdgeStatistics", "probe_beta_eff", "check_variants"]
+
+# batches EdgeStatistics.update queues and adds as one chunk (each small operation of the
+# bookkeeping costs about as much as a training step's on a small model's CPU step)
+QUEUE_BATCHES = 8
 
 
 class EdgeStatistics:
@@ -59,6 +66,9 @@ class EdgeStatistics:
         Accumulator dtype (float64 by default: sums over many samples cancel in the signed variant).
     max_abs_mean_entries : int
         Refuse to track ``"abs-mean"`` when its tensors would hold more entries than this.
+    nonnegative_inner : bool
+        Promise that the inner activations ``h^a`` (``a >= 1``) and the derivatives ``d`` are
+        ``>= 0`` (a ReLU block), so mean-abs reuses them instead of taking their absolute values.
 
     Attributes
     ----------
@@ -74,7 +84,9 @@ class EdgeStatistics:
         dtype: torch.dtype = torch.float64,
         device: torch.device | str | None = None,
         max_abs_mean_entries: int = 50_000_000,
+        nonnegative_inner: bool = False,
     ) -> None:
+        self.nonnegative_inner = bool(nonnegative_inner)
         self.sizes = tuple(int(n) for n in sizes)
         if len(self.sizes) < 4:
             raise ValueError(
@@ -102,84 +114,152 @@ class EdgeStatistics:
         """Forget every accumulated sample."""
         n = self.sizes
         n_layers = len(n) - 1
-        zeros = lambda *shape: torch.zeros(shape, dtype=self.dtype, device=self.device)  # noqa: E731
         self.n_samples = 0
-        self._down: dict[str, list[torch.Tensor | None]] = {}
-        self._up: dict[str, list[torch.Tensor | None]] = {}
-        self._den: dict[str, torch.Tensor] = {}
-        for v in ("signed", "mean-abs"):
-            if v in self.variants:
-                # s_down for weight layers a = 0..L-2, s_up for a = 1..L-1; only 1..L-2 enter the
-                # numerator, so the others are left as None.
-                self._down[v] = [
-                    zeros(n[a + 1], n[a]) if 0 < a < n_layers - 1 else None for a in range(n_layers)
-                ]
-                self._up[v] = [
-                    zeros(n[a + 1], n[a]) if 0 < a < n_layers - 1 else None for a in range(n_layers)
-                ]
-                self._den[v] = zeros()
+        # the cheap variants' sums: one row per tracked variant, in this order
+        self._cheap = tuple(v for v in ("signed", "mean-abs") if v in self.variants)
+        self._den, self._down, self._up = self._zero_sums(self.dtype)
+        self._queue: list[_Batch] = []
         if "abs-mean" in self.variants:
-            self._pair = [zeros(n[a], n[a + 1], n[a + 2]) for a in range(n_layers - 1)]
+            self._pair = [
+                torch.zeros(n[a], n[a + 1], n[a + 2], dtype=self.dtype, device=self.device)
+                for a in range(n_layers - 1)
+            ]
         return self
 
+    def _zero_sums(self, dtype: torch.dtype):
+        """Zero sums of the cheap variants: the denominators (one per variant) and, per weight
+        layer, s_down and s_up (``variants x n_{a+1} x n_a``; only the inner layers 1..L-2 enter
+        the numerator, the others are None)."""
+        n, n_layers, k = self.sizes, len(self.sizes) - 1, len(self._cheap)
+        zeros = lambda *shape: torch.zeros(shape, dtype=dtype, device=self.device)  # noqa: E731
+        inner = lambda a: zeros(k, n[a + 1], n[a]) if k and 0 < a < n_layers - 1 else None  # noqa: E731
+        return zeros(k), [inner(a) for a in range(n_layers)], [inner(a) for a in range(n_layers)]
+
+    def _flush(self) -> None:
+        """Add the queued batches to the sums, as one chunk of samples."""
+        queue, self._queue = self._queue, []
+        if not queue:
+            return
+        n_layers = len(self.sizes) - 1
+        if len(queue) == 1:
+            hs, ds, es = queue[0].hs, queue[0].ds, queue[0].es
+        else:
+            join = lambda parts: torch.cat(parts, dim=0)  # noqa: E731
+            hs = [join([q.hs[a] for q in queue]) for a in range(n_layers)]
+            ds = [join([q.ds[a] for q in queue]) for a in range(n_layers - 1)]
+            es = [None] + [join([q.es[a] for q in queue]) for a in range(1, n_layers)]
+        scale = queue[0].scale
+        with torch.no_grad():
+            if self._cheap:
+                self._add_cheap(hs, ds, es, scale)
+            if "abs-mean" in self.variants:
+                samples = hs[0].shape[0]
+                for a in range(n_layers - 1):
+                    de = (ds[a][:, :, None] * es[a + 1][:, None, :]).reshape(samples, -1)
+                    self._pair[a].add_((hs[a].T @ de).reshape(self._pair[a].shape), alpha=scale)
+
     def update(
-        self, hs: Sequence[torch.Tensor], ds: Sequence[torch.Tensor], es: Sequence[torch.Tensor]
+        self,
+        hs: Sequence[torch.Tensor],
+        ds: Sequence[torch.Tensor],
+        es: Sequence[torch.Tensor],
+        *,
+        error_scale: float = 1.0,
     ) -> EdgeStatistics:
         """Add one batch of per-sample quantities (0-based lists as in :mod:`ncap.capacitance.mlp`).
 
         ``hs[a]`` is the input of weight layer ``a`` (``B x n_a``), ``ds[a]`` the activation
-        derivative at its output (``B x n_{a+1}``, for ``a < L-1``) and ``es[a]`` the per-sample
-        error at its pre-activation (``B x n_{a+1}``; only ``a >= 1`` is used).
+        derivative at its output (``B x n_{a+1}``, for ``a < L-1``; booleans read as 0/1) and
+        ``es[a]`` the per-sample error at its pre-activation (``B x n_{a+1}``; only ``a >= 1`` is
+        used), multiplied by ``error_scale`` (with a mean-reduced loss, the gradients' ``e`` times
+        the batch size).
+
+        The batch is queued (the tensors are kept, not copied: do not modify them in place) and
+        up to ``QUEUE_BATCHES`` batches are added as one chunk, or fewer when anything reads the
+        sums: a few large operations cost less than many small ones. A chunk's sums are
+        computed in the inputs' floating dtype and added to the accumulators (``dtype``), so what
+        cancels over an interval of training cancels in float64.
         """
+        if not error_scale > 0:
+            raise ValueError(f"error_scale must be positive, got {error_scale!r}.")
         n_layers = len(self.sizes) - 1
         if hs[0].device != self.device:
             self.to(hs[0].device)
-        cast = lambda t: t.detach().to(device=self.device, dtype=self.dtype)  # noqa: E731
-        hs = [cast(h) for h in hs[:n_layers]]
-        ds = [cast(d) for d in ds[: n_layers - 1]]
-        es = [None] + [cast(e) for e in es[1:n_layers]]
-        batch = hs[0].shape[0]
-        for v in ("signed", "mean-abs"):
-            if v not in self.variants:
-                continue
-            f = torch.abs if v == "mean-abs" else (lambda t: t)
-            h_tot = [f(h).sum(dim=1) for h in hs]  # H^a_b = sum_m h^a_{b,m}
-            d_tot = [f(d).sum(dim=1) for d in ds]
-            e_tot = [None] + [f(e).sum(dim=1) for e in es[1:]]  # E^{a+1}_b
-            for a in range(n_layers - 1):
-                # denominator: sum_{i,j,k} of h_i d_j e_k for the pair (a, a+1), per sample
-                self._den[v] += (h_tot[a] * d_tot[a] * e_tot[a + 1]).sum()
-                if a > 0:
-                    # s_down(a)[j, i] = sum_b h^a_{b,i} d^{a+1}_{b,j} E^{a+2}_b
-                    self._down[v][a] += (f(ds[a]) * e_tot[a + 1][:, None]).T @ f(hs[a])
-                    # s_up(a)[j, i] = sum_b H^{a-1}_b d^a_{b,i} e^{a+1}_{b,j}
-                    self._up[v][a] += f(es[a]).T @ (f(ds[a - 1]) * h_tot[a - 1][:, None])
-        if "abs-mean" in self.variants:
-            for a in range(n_layers - 1):
-                de = (ds[a][:, :, None] * es[a + 1][:, None, :]).reshape(batch, -1)
-                self._pair[a] += (hs[a].T @ de).reshape(self._pair[a].shape)
-        self.n_samples += batch
+        dtype = hs[0].dtype if hs[0].is_floating_point() else self.dtype
+        as_float = lambda t: t.detach().to(dtype)  # noqa: E731 - no copy when it already is
+        batch = _Batch(
+            [as_float(h) for h in hs[:n_layers]],
+            [as_float(d) for d in ds[: n_layers - 1]],
+            [None] + [as_float(e) for e in es[1:n_layers]],
+            float(error_scale),
+        )
+        if self._queue and (self._queue[0].scale, self._queue[0].dtype) != (batch.scale, dtype):
+            self._flush()  # a chunk shares one scale and one dtype
+        self._queue.append(batch)
+        self.n_samples += batch.hs[0].shape[0]
+        if len(self._queue) >= QUEUE_BATCHES:
+            self._flush()
         return self
+
+    def _add_cheap(
+        self,
+        hs: list[torch.Tensor],
+        ds: list[torch.Tensor],
+        es: list[torch.Tensor | None],
+        scale: float,
+    ) -> None:
+        """Add one batch to the cheap variants' sums: every layer and tracked variant at once, on
+        the layers' activations, derivatives and errors concatenated along the neurons."""
+        n, n_layers, k = self.sizes, len(self.sizes) - 1, len(self._cheap)
+
+        def by_variant(layers, nonnegative: bool) -> tuple[torch.Tensor, torch.Tensor]:
+            """The concatenated layers per tracked variant (t for signed, |t| for mean-abs;
+            ``variants x B x sum n``) and their per-sample totals by layer (``variants x B x
+            layers``)."""
+            rows = torch.cat(layers, dim=1)
+            widths = tuple(t.shape[1] for t in layers)
+            if nonnegative or self._cheap == ("signed",):  # one row, or |t| = t: shared
+                totals = _layer_totals(rows, widths)
+                return rows.expand(k, *rows.shape), totals.expand(k, *totals.shape)
+            rows = torch.stack([rows if v == "signed" else rows.abs() for v in self._cheap])
+            return rows, _layer_totals(rows, widths)
+
+        h, h_tot = by_variant(hs, False)  # layers 0..L-1: h^a, H^a_b = sum_m h^a_{b,m}
+        d, d_tot = by_variant(ds, self.nonnegative_inner)  # layers 0..L-2: d^{a+1}
+        e, e_tot = by_variant(es[1:], False)  # layers 1..L-1: e^{a+1}, E^{a+1}_b (column a-1)
+        h_of, d_of, e_of = _blocks(n[:n_layers]), _blocks(n[1:n_layers]), _blocks(n[2:])
+        den, down, up = self._den, self._down, self._up
+        # denominator: sum over the pairs (a, a+1) and samples of sum_{i,j,k} h_i d_j e_k
+        den.add_((h_tot[:, :, : n_layers - 1] * d_tot * e_tot).sum(dim=(1, 2)), alpha=scale)
+        for a in range(1, n_layers - 1):
+            # s_down(a)[j, i] = sum_b h^a_{b,i} d^{a+1}_{b,j} E^{a+2}_b
+            lhs = (d_of(d, a) * e_tot[:, :, a, None]).transpose(1, 2)
+            down[a].add_(torch.bmm(lhs, h_of(h, a)), alpha=scale)
+            # s_up(a)[j, i] = sum_b H^{a-1}_b d^a_{b,i} e^{a+1}_{b,j}
+            rhs = d_of(d, a - 1) * h_tot[:, :, a - 1, None]
+            up[a].add_(torch.bmm(e_of(e, a - 1).transpose(1, 2), rhs), alpha=scale)
 
     def to(self, device: torch.device | str) -> EdgeStatistics:
         """Move the accumulators to ``device`` (done automatically by :meth:`update`)."""
+        self._flush()
         self.device = torch.device(device)
         move = lambda t: None if t is None else t.to(self.device)  # noqa: E731
-        for v in self._den:
-            self._den[v] = move(self._den[v])
-            self._down[v] = [move(t) for t in self._down[v]]
-            self._up[v] = [move(t) for t in self._up[v]]
+        self._den = move(self._den)
+        self._down = [move(t) for t in self._down]
+        self._up = [move(t) for t in self._up]
         if "abs-mean" in self.variants:
             self._pair = [move(t) for t in self._pair]
         return self
 
     def state_dict(self) -> dict[str, Any]:
         """The accumulated sums (tensors, lists and ints only: ``torch.load(weights_only=True)``)."""
+        self._flush()
         state: dict[str, Any] = {"n_samples": self.n_samples, "variants": list(self.variants)}
-        for v in self._den:
-            state[f"{v}/den"] = self._den[v]
-            state[f"{v}/down"] = list(self._down[v])
-            state[f"{v}/up"] = list(self._up[v])
+        pick = lambda t, k: None if t is None else t[k].clone()  # noqa: E731
+        for k, v in enumerate(self._cheap):
+            state[f"{v}/den"] = self._den[k].clone()
+            state[f"{v}/down"] = [pick(t, k) for t in self._down]
+            state[f"{v}/up"] = [pick(t, k) for t in self._up]
         if "abs-mean" in self.variants:
             state["abs-mean/pair"] = list(self._pair)
         return state
@@ -191,12 +271,15 @@ class EdgeStatistics:
                 f"statistics of variants {tuple(state['variants'])} cannot be loaded into an "
                 f"accumulator of variants {self.variants}."
             )
-        copy = lambda t: None if t is None else t.to(device=self.device, dtype=self.dtype)  # noqa: E731
+        copy = lambda t: t.to(device=self.device, dtype=self.dtype)  # noqa: E731
+        self._queue = []
         self.n_samples = int(state["n_samples"])
-        for v in self._den:
-            self._den[v] = copy(state[f"{v}/den"])
-            self._down[v] = [copy(t) for t in state[f"{v}/down"]]
-            self._up[v] = [copy(t) for t in state[f"{v}/up"]]
+        if self._cheap:
+            self._den = torch.stack([copy(state[f"{v}/den"]) for v in self._cheap])
+            for key, sums in (("down", self._down), ("up", self._up)):
+                for a, t in enumerate(sums):
+                    if t is not None:
+                        sums[a] = torch.stack([copy(state[f"{v}/{key}"][a]) for v in self._cheap])
         if "abs-mean" in self.variants:
             self._pair = [copy(t) for t in state["abs-mean/pair"]]
         return self
@@ -205,12 +288,13 @@ class EdgeStatistics:
         """Add another accumulator's sums into this one (same sizes and variants)."""
         if other.sizes != self.sizes or other.variants != self.variants:
             raise ValueError("can only merge EdgeStatistics with the same sizes and variants.")
-        for v in self._den:
-            self._den[v] += other._den[v].to(self._den[v])
-            for mine, theirs in ((self._down[v], other._down[v]), (self._up[v], other._up[v])):
-                for a, t in enumerate(theirs):
-                    if t is not None:
-                        mine[a] += t.to(mine[a])
+        self._flush()
+        other._flush()
+        self._den += other._den.to(self._den)
+        for mine, theirs in ((self._down, other._down), (self._up, other._up)):
+            for a, t in enumerate(theirs):
+                if t is not None:
+                    mine[a] += t.to(mine[a])
         if "abs-mean" in self.variants:
             for a, t in enumerate(other._pair):
                 self._pair[a] += t.to(self._pair[a])
@@ -228,6 +312,7 @@ class EdgeStatistics:
                 "no samples accumulated: beta_eff needs at least one training step (a forward "
                 "and a backward pass through the probe) since the last reset."
             )
+        self._flush()
         n_layers = len(self.sizes) - 1
         if variant == "abs-mean":
             abs_pair = [t.abs() for t in self._pair]
@@ -240,11 +325,9 @@ class EdgeStatistics:
             den = sum(t.sum() for t in abs_pair)
             scale = lr / self.n_samples
         else:
-            num = sum(
-                (self._up[variant][a] * self._down[variant][a]).sum()
-                for a in range(1, n_layers - 1)
-            )
-            den = self._den[variant]
+            k = self._cheap.index(variant)
+            num = sum((self._up[a][k] * self._down[a][k]).sum() for a in range(1, n_layers - 1))
+            den = self._den[k]
             scale = (-lr if variant == "signed" else lr) / self.n_samples
         return float(num) * scale * scale, float(den) * scale
 
@@ -258,6 +341,40 @@ class EdgeStatistics:
                 "errors vanished, or the probe's activations are all zero)."
             )
         return num / den
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """One queued batch of :meth:`EdgeStatistics.update` (``dtype``: of its tensors)."""
+
+    hs: list[torch.Tensor]
+    ds: list[torch.Tensor]
+    es: list[torch.Tensor | None]
+    scale: float
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.hs[0].dtype
+
+
+def _blocks(widths: Sequence[int]):
+    """``block(rows, a)``: the columns of layer ``a`` in rows of layers of these widths
+    concatenated along the last dimension."""
+    ends = [0, *itertools.accumulate(widths)]
+    return lambda rows, a: rows[..., ends[a] : ends[a + 1]]
+
+
+@functools.lru_cache(maxsize=64)
+def _indicator(widths: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    layer = torch.repeat_interleave(torch.arange(len(widths)), torch.tensor(widths))
+    return torch.nn.functional.one_hot(layer, len(widths)).T.to(dtype=dtype, device=device)
+
+
+def _layer_totals(rows: torch.Tensor, widths: tuple[int, ...]) -> torch.Tensor:
+    """Sums of rows (``... x B x sum widths``) of concatenated layers, layer by layer
+    (``... x B x layers``), as one product with a 0/1 matrix (``layers x sum widths``)."""
+    indicator = _indicator(widths, rows.dtype, rows.device)
+    return (indicator @ rows.transpose(-1, -2)).transpose(-1, -2)
 
 
 def _check_lr(lr: float) -> None:
