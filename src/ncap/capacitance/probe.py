@@ -98,10 +98,7 @@ class NeuralCapacitanceProbe(nn.Module):
             self.requires_grad_(False)
         self.recording = True
         self.statistics = EdgeStatistics(
-            sizes,
-            variants=variants,
-            max_abs_mean_entries=max_abs_mean_entries,
-            nonnegative_inner=activation == "relu",
+            sizes, variants=variants, max_abs_mean_entries=max_abs_mean_entries
         )
 
     @property

@@ -36,8 +36,8 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from dataclasses import dataclass
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -66,9 +66,6 @@ class EdgeStatistics:
         Accumulator dtype (float64 by default: sums over many samples cancel in the signed variant).
     max_abs_mean_entries : int
         Refuse to track ``"abs-mean"`` when its tensors would hold more entries than this.
-    nonnegative_inner : bool
-        Promise that the inner activations ``h^a`` (``a >= 1``) and the derivatives ``d`` are
-        ``>= 0`` (a ReLU block), so mean-abs reuses them instead of taking their absolute values.
 
     Attributes
     ----------
@@ -84,9 +81,7 @@ class EdgeStatistics:
         dtype: torch.dtype = torch.float64,
         device: torch.device | str | None = None,
         max_abs_mean_entries: int = 50_000_000,
-        nonnegative_inner: bool = False,
     ) -> None:
-        self.nonnegative_inner = bool(nonnegative_inner)
         self.sizes = tuple(int(n) for n in sizes)
         if len(self.sizes) < 4:
             raise ValueError(
@@ -117,7 +112,7 @@ class EdgeStatistics:
         self.n_samples = 0
         # the cheap variants' sums: one row per tracked variant, in this order
         self._cheap = tuple(v for v in ("signed", "mean-abs") if v in self.variants)
-        self._den, self._down, self._up = self._zero_sums(self.dtype)
+        self._den, self._down, self._up = self._zero_sums()
         self._queue: list[_Batch] = []
         if "abs-mean" in self.variants:
             self._pair = [
@@ -126,12 +121,12 @@ class EdgeStatistics:
             ]
         return self
 
-    def _zero_sums(self, dtype: torch.dtype):
+    def _zero_sums(self):
         """Zero sums of the cheap variants: the denominators (one per variant) and, per weight
         layer, s_down and s_up (``variants x n_{a+1} x n_a``; only the inner layers 1..L-2 enter
         the numerator, the others are None)."""
         n, n_layers, k = self.sizes, len(self.sizes) - 1, len(self._cheap)
-        zeros = lambda *shape: torch.zeros(shape, dtype=dtype, device=self.device)  # noqa: E731
+        zeros = lambda *shape: torch.zeros(shape, dtype=self.dtype, device=self.device)  # noqa: E731
         inner = lambda a: zeros(k, n[a + 1], n[a]) if k and 0 < a < n_layers - 1 else None  # noqa: E731
         return zeros(k), [inner(a) for a in range(n_layers)], [inner(a) for a in range(n_layers)]
 
@@ -208,25 +203,25 @@ class EdgeStatistics:
         es: list[torch.Tensor | None],
         scale: float,
     ) -> None:
-        """Add one batch to the cheap variants' sums: every layer and tracked variant at once, on
-        the layers' activations, derivatives and errors concatenated along the neurons."""
+        """Add a chunk of samples to the cheap variants' sums: every layer and tracked variant at
+        once, on the layers' activations, derivatives and errors concatenated along the neurons."""
         n, n_layers, k = self.sizes, len(self.sizes) - 1, len(self._cheap)
 
-        def by_variant(layers, nonnegative: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        def by_variant(layers) -> tuple[torch.Tensor, torch.Tensor]:
             """The concatenated layers per tracked variant (t for signed, |t| for mean-abs;
             ``variants x B x sum n``) and their per-sample totals by layer (``variants x B x
             layers``)."""
             rows = torch.cat(layers, dim=1)
             widths = tuple(t.shape[1] for t in layers)
-            if nonnegative or self._cheap == ("signed",):  # one row, or |t| = t: shared
+            if self._cheap == ("signed",):
                 totals = _layer_totals(rows, widths)
                 return rows.expand(k, *rows.shape), totals.expand(k, *totals.shape)
             rows = torch.stack([rows if v == "signed" else rows.abs() for v in self._cheap])
             return rows, _layer_totals(rows, widths)
 
-        h, h_tot = by_variant(hs, False)  # layers 0..L-1: h^a, H^a_b = sum_m h^a_{b,m}
-        d, d_tot = by_variant(ds, self.nonnegative_inner)  # layers 0..L-2: d^{a+1}
-        e, e_tot = by_variant(es[1:], False)  # layers 1..L-1: e^{a+1}, E^{a+1}_b (column a-1)
+        h, h_tot = by_variant(hs)  # layers 0..L-1: h^a, H^a_b = sum_m h^a_{b,m}
+        d, d_tot = by_variant(ds)  # layers 0..L-2: d^{a+1}
+        e, e_tot = by_variant(es[1:])  # layers 1..L-1: e^{a+1}, E^{a+1}_b (column a-1)
         h_of, d_of, e_of = _blocks(n[:n_layers]), _blocks(n[1:n_layers]), _blocks(n[2:])
         den, down, up = self._den, self._down, self._up
         # denominator: sum over the pairs (a, a+1) and samples of sum_{i,j,k} h_i d_j e_k
