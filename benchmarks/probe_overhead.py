@@ -1,7 +1,9 @@
 """How much does beta_eff bookkeeping cost? Two measurements, each as ratios taken in one run.
 
 1. A fine-tuning step (forward, backward, optimiser step) of a backbone under a frozen
-   512-256-128-64-10 probe on a batch of 64, with the probe's statistics off and on, per variant.
+   512-256-128-64-10 probe on a batch of 64, with the probe's statistics off and on, per variant
+   (mean step time of blocks of ``QUEUE_BATCHES`` steps: the probe adds its queued batches once
+   per block).
    Reported for a small CNN backbone on 32x32x3 inputs (a realistic step) and for the probe alone on
    trainable features (the worst case: nothing else to amortise the bookkeeping).
 2. beta_eff of one batch by the closed forms vs by the explicit line graph, at growing probe sizes,
@@ -23,6 +25,7 @@ import torch
 from torch import nn
 
 from ncap import VARIANTS, NeuralCapacitanceProbe, beta_eff, line_graph, probe_beta_eff
+from ncap.capacitance.statistics import QUEUE_BATCHES
 
 PROBE_HIDDEN = (256, 128, 64)
 FEATURES, CLASSES, BATCH = 512, 10, 64
@@ -79,7 +82,10 @@ def step_overhead(kind: str, repeats: int) -> dict:
     samples = {name: [] for name in probes}
     for _ in range(repeats):  # interleave settings so drift hits all alike
         for name, probe in probes.items():
-            samples[name] += time_steps(backbone, probe, x, y, optimizer, 1)
+            # a block of QUEUE_BATCHES steps: the probe queues batches and adds them as one chunk
+            probe.statistics.flush()
+            block = time_steps(backbone, probe, x, y, optimizer, QUEUE_BATCHES)
+            samples[name].append(sum(block) / QUEUE_BATCHES)
     base = statistics.median(samples["off"])
     return {
         "backbone": kind,

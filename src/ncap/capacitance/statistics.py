@@ -130,28 +130,36 @@ class EdgeStatistics:
         inner = lambda a: zeros(k, n[a + 1], n[a]) if k and 0 < a < n_layers - 1 else None  # noqa: E731
         return zeros(k), [inner(a) for a in range(n_layers)], [inner(a) for a in range(n_layers)]
 
-    def _flush(self) -> None:
-        """Add the queued batches to the sums, as one chunk of samples."""
+    def flush(self) -> None:
+        """Add the queued batches to the sums now (anything that reads the sums does this)."""
         queue, self._queue = self._queue, []
         if not queue:
             return
-        n_layers = len(self.sizes) - 1
-        if len(queue) == 1:
-            hs, ds, es = queue[0].hs, queue[0].ds, queue[0].es
-        else:
-            join = lambda parts: torch.cat(parts, dim=0)  # noqa: E731
-            hs = [join([q.hs[a] for q in queue]) for a in range(n_layers)]
-            ds = [join([q.ds[a] for q in queue]) for a in range(n_layers - 1)]
-            es = [None] + [join([q.es[a] for q in queue]) for a in range(1, n_layers)]
         scale = queue[0].scale
         with torch.no_grad():
-            if self._cheap:
+            if self._cheap:  # the queued batches as one chunk of samples
+                n_layers = len(self.sizes) - 1
+                join = lambda parts: parts[0] if len(parts) == 1 else torch.cat(parts)  # noqa: E731
+                hs = [join([q.hs[a] for q in queue]) for a in range(n_layers)]
+                ds = [join([q.ds[a] for q in queue]) for a in range(n_layers - 1)]
+                es = [None] + [join([q.es[a] for q in queue]) for a in range(1, n_layers)]
                 self._add_cheap(hs, ds, es, scale)
-            if "abs-mean" in self.variants:
-                samples = hs[0].shape[0]
-                for a in range(n_layers - 1):
-                    de = (ds[a][:, :, None] * es[a + 1][:, None, :]).reshape(samples, -1)
-                    self._pair[a].add_((hs[a].T @ de).reshape(self._pair[a].shape), alpha=scale)
+            if "abs-mean" in self.variants:  # batch by batch: its B x n_{a+1} n_{a+2} products
+                for q in queue:  # are large, and its cost is in the flops, not the op count
+                    self._add_abs_mean(q.hs, q.ds, q.es, scale)
+
+    def _add_abs_mean(
+        self,
+        hs: list[torch.Tensor],
+        ds: list[torch.Tensor],
+        es: list[torch.Tensor | None],
+        scale: float,
+    ) -> None:
+        """Add one batch to the abs-mean sums ``T[a][i, j, k] = sum_b h_i d_j e_k``."""
+        samples = hs[0].shape[0]
+        for a in range(len(self.sizes) - 2):
+            de = (ds[a][:, :, None] * es[a + 1][:, None, :]).reshape(samples, -1)
+            self._pair[a].add_((hs[a].T @ de).reshape(self._pair[a].shape), alpha=scale)
 
     def update(
         self,
@@ -189,11 +197,11 @@ class EdgeStatistics:
             float(error_scale),
         )
         if self._queue and (self._queue[0].scale, self._queue[0].dtype) != (batch.scale, dtype):
-            self._flush()  # a chunk shares one scale and one dtype
+            self.flush()  # a chunk shares one scale and one dtype
         self._queue.append(batch)
         self.n_samples += batch.hs[0].shape[0]
         if len(self._queue) >= QUEUE_BATCHES:
-            self._flush()
+            self.flush()
         return self
 
     def _add_cheap(
@@ -236,7 +244,7 @@ class EdgeStatistics:
 
     def to(self, device: torch.device | str) -> EdgeStatistics:
         """Move the accumulators to ``device`` (done automatically by :meth:`update`)."""
-        self._flush()
+        self.flush()
         self.device = torch.device(device)
         move = lambda t: None if t is None else t.to(self.device)  # noqa: E731
         self._den = move(self._den)
@@ -248,7 +256,7 @@ class EdgeStatistics:
 
     def state_dict(self) -> dict[str, Any]:
         """The accumulated sums (tensors, lists and ints only: ``torch.load(weights_only=True)``)."""
-        self._flush()
+        self.flush()
         state: dict[str, Any] = {"n_samples": self.n_samples, "variants": list(self.variants)}
         pick = lambda t, k: None if t is None else t[k].clone()  # noqa: E731
         for k, v in enumerate(self._cheap):
@@ -283,8 +291,8 @@ class EdgeStatistics:
         """Add another accumulator's sums into this one (same sizes and variants)."""
         if other.sizes != self.sizes or other.variants != self.variants:
             raise ValueError("can only merge EdgeStatistics with the same sizes and variants.")
-        self._flush()
-        other._flush()
+        self.flush()
+        other.flush()
         self._den += other._den.to(self._den)
         for mine, theirs in ((self._down, other._down), (self._up, other._up)):
             for a, t in enumerate(theirs):
@@ -307,7 +315,7 @@ class EdgeStatistics:
                 "no samples accumulated: beta_eff needs at least one training step (a forward "
                 "and a backward pass through the probe) since the last reset."
             )
-        self._flush()
+        self.flush()
         n_layers = len(self.sizes) - 1
         if variant == "abs-mean":
             abs_pair = [t.abs() for t in self._pair]
