@@ -33,8 +33,6 @@ weights are the means over all accumulated samples.
 
 from __future__ import annotations
 
-import functools
-import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -47,9 +45,10 @@ from ncap.capacitance.variants import VARIANTS, check_variants
 
 __all__ = ["VARIANTS", "EdgeStatistics", "probe_beta_eff", "check_variants"]
 
-# batches EdgeStatistics.update queues and adds as one chunk (each small operation of the
-# bookkeeping costs about as much as a training step's on a small model's CPU step)
-QUEUE_BATCHES = 8
+# batches EdgeStatistics.update queues and adds as one chunk: the bookkeeping is some hundred small
+# operations, which cost a small model's CPU step more than their arithmetic does (16 batches of 64
+# through lenet's 128-128-64-32 probe hold about 3 MB)
+QUEUE_BATCHES = 16
 
 
 class EdgeStatistics:
@@ -211,36 +210,25 @@ class EdgeStatistics:
         es: list[torch.Tensor | None],
         scale: float,
     ) -> None:
-        """Add a chunk of samples to the cheap variants' sums: every layer and tracked variant at
-        once, on the layers' activations, derivatives and errors concatenated along the neurons."""
-        n, n_layers, k = self.sizes, len(self.sizes) - 1, len(self._cheap)
-
-        def by_variant(layers) -> tuple[torch.Tensor, torch.Tensor]:
-            """The concatenated layers per tracked variant (t for signed, |t| for mean-abs;
-            ``variants x B x sum n``) and their per-sample totals by layer (``variants x B x
-            layers``)."""
-            rows = torch.cat(layers, dim=1)
-            widths = tuple(t.shape[1] for t in layers)
-            if self._cheap == ("signed",):
-                totals = _layer_totals(rows, widths)
-                return rows.expand(k, *rows.shape), totals.expand(k, *totals.shape)
-            rows = torch.stack([rows if v == "signed" else rows.abs() for v in self._cheap])
-            return rows, _layer_totals(rows, widths)
-
-        h, h_tot = by_variant(hs)  # layers 0..L-1: h^a, H^a_b = sum_m h^a_{b,m}
-        d, d_tot = by_variant(ds)  # layers 0..L-2: d^{a+1}
-        e, e_tot = by_variant(es[1:])  # layers 1..L-1: e^{a+1}, E^{a+1}_b (column a-1)
-        h_of, d_of, e_of = _blocks(n[:n_layers]), _blocks(n[1:n_layers]), _blocks(n[2:])
-        den, down, up = self._den, self._down, self._up
-        # denominator: sum over the pairs (a, a+1) and samples of sum_{i,j,k} h_i d_j e_k
-        den.add_((h_tot[:, :, : n_layers - 1] * d_tot * e_tot).sum(dim=(1, 2)), alpha=scale)
-        for a in range(1, n_layers - 1):
-            # s_down(a)[j, i] = sum_b h^a_{b,i} d^{a+1}_{b,j} E^{a+2}_b
-            lhs = (d_of(d, a) * e_tot[:, :, a, None]).transpose(1, 2)
-            down[a].add_(torch.bmm(lhs, h_of(h, a)), alpha=scale)
-            # s_up(a)[j, i] = sum_b H^{a-1}_b d^a_{b,i} e^{a+1}_{b,j}
-            rhs = d_of(d, a - 1) * h_tot[:, :, a - 1, None]
-            up[a].add_(torch.bmm(e_of(e, a - 1).transpose(1, 2), rhs), alpha=scale)
+        """Add a chunk of samples to the cheap variants' sums (``hs``... as in :meth:`update`)."""
+        n_layers = len(self.sizes) - 1
+        for k, variant in enumerate(self._cheap):
+            if variant == "mean-abs":
+                hs, ds = [h.abs() for h in hs], [d.abs() for d in ds]
+                es = [None] + [e.abs() for e in es[1:]]
+            h_tot = [h.sum(dim=1) for h in hs]  # H^a_b = sum_m h^a_{b,m}
+            e_tot = [None] + [e.sum(dim=1) for e in es[1:]]  # E^{a+1}_b
+            d_tot = [d.sum(dim=1) for d in ds]
+            # denominator: sum over the pairs (a, a+1) and samples of sum_{i,j,k} h_i d_j e_k
+            den = torch.stack(h_tot[:-1]) * torch.stack(d_tot) * torch.stack(e_tot[1:])
+            self._den[k].add_(den.sum(), alpha=scale)
+            for a in range(1, n_layers - 1):
+                # s_down(a)[j, i] = sum_b h^a_{b,i} d^{a+1}_{b,j} E^{a+2}_b
+                down = (ds[a] * e_tot[a + 1][:, None]).T @ hs[a]
+                self._down[a][k].add_(down, alpha=scale)
+                # s_up(a)[j, i] = sum_b H^{a-1}_b d^a_{b,i} e^{a+1}_{b,j}
+                up = es[a].T @ (ds[a - 1] * h_tot[a - 1][:, None])
+                self._up[a][k].add_(up, alpha=scale)
 
     def to(self, device: torch.device | str) -> EdgeStatistics:
         """Move the accumulators to ``device`` (done automatically by :meth:`update`)."""
@@ -358,26 +346,6 @@ class _Batch:
     @property
     def dtype(self) -> torch.dtype:
         return self.hs[0].dtype
-
-
-def _blocks(widths: Sequence[int]):
-    """``block(rows, a)``: the columns of layer ``a`` in rows of layers of these widths
-    concatenated along the last dimension."""
-    ends = [0, *itertools.accumulate(widths)]
-    return lambda rows, a: rows[..., ends[a] : ends[a + 1]]
-
-
-@functools.lru_cache(maxsize=64)
-def _indicator(widths: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    layer = torch.repeat_interleave(torch.arange(len(widths)), torch.tensor(widths))
-    return torch.nn.functional.one_hot(layer, len(widths)).T.to(dtype=dtype, device=device)
-
-
-def _layer_totals(rows: torch.Tensor, widths: tuple[int, ...]) -> torch.Tensor:
-    """Sums of rows (``... x B x sum widths``) of concatenated layers, layer by layer
-    (``... x B x layers``), as one product with a 0/1 matrix (``layers x sum widths``)."""
-    indicator = _indicator(widths, rows.dtype, rows.device)
-    return (indicator @ rows.transpose(-1, -2)).transpose(-1, -2)
 
 
 def _check_lr(lr: float) -> None:
