@@ -147,7 +147,7 @@ def test_queued_batches_survive_training_steps_and_match_float64_core():
 
     torch.manual_seed(0)
     backbone = nn.Sequential(nn.Linear(10, 24), nn.ReLU(), nn.Linear(24, 24))
-    probe = NeuralCapacitanceProbe(24, 3, hidden=(20, 12), seed=0, lr=1e-2, variants=VARIANTS)
+    probe = NeuralCapacitanceProbe(24, 3, hidden=(20, 16, 12), seed=0, lr=1e-2, variants=VARIANTS)
     optimizer = torch.optim.Adam(backbone.parameters(), lr=1e-2)
     seen_x, seen_y = [], []
     steps = 2 * QUEUE_BATCHES + 5
