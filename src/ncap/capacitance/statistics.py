@@ -28,7 +28,9 @@ mean-abs), so every ``s`` matrix is a single ``(n_l x B) @ (B x n_{l-1})`` produ
 
 :class:`EdgeStatistics` accumulates the *sums over samples* of these quantities, so statistics of
 many batches (an evaluation interval of training) add up exactly to those of their union; the arc
-weights are the means over all accumulated samples.
+weights are the means over all accumulated samples. It queues batches and adds ``QUEUE_BATCHES`` of
+them at a time (or fewer, when anything reads the sums), their products computed in the batches'
+dtype and added to the float64 sums.
 """
 
 from __future__ import annotations
@@ -69,7 +71,8 @@ class EdgeStatistics:
     Attributes
     ----------
     n_samples : int
-        Number of samples accumulated since construction or the last :meth:`reset`.
+        Number of samples accumulated (queued ones included) since construction or the last
+        :meth:`reset`.
     """
 
     def __init__(
