@@ -95,6 +95,8 @@ def test_checkpoint_loads_with_weights_only_and_refuses_other_settings(data, tmp
     _run(data, stop_at=4, checkpoint_to=ckpt)
     state = torch.load(ckpt, weights_only=True)
     assert state["step"] == 4 and len(state["points"]) == 1
+    # the divergence guard's starting loss travels too: a continued run compares with the same
+    assert state["guard"]["step"] == 4 and state["guard"]["reference"] >= 2.302
     other = FinetuneConfig(epochs=2, eval_every=3, batch_size=32, probe_hidden=(16, 12, 8), lr=0.01)
     with pytest.raises(ConfigError, match="other settings"):
         finetune(_backbone(), 24, data, other, resume_from=ckpt)
@@ -118,3 +120,15 @@ def test_probe_batch_measures_the_untracked_variant_at_evaluations_and_the_fit_r
     # the same measurement as the fixed-batch callback of bench-v2 (same images, same weights)
     full = _run(data, callbacks=[FixedBatchBetaEff(*fixed_probe_batch(data, 30))])[0]
     assert [p["beta_eff_fixed"]["abs-mean"] for p in full.points] == beta
+
+
+def test_fixed_batch_runs_keep_the_divergence_guard_on_evaluations(data, monkeypatch):
+    """--fixed-batch adds a callback to the evaluation listeners; the guard must stay among them."""
+    import ncap.training.loop as loop
+    from ncap.exceptions import CandidateError
+
+    monkeypatch.setattr(loop, "evaluate", lambda *args, **kwargs: (float("inf"), 0.5))
+    config = FinetuneConfig(epochs=1, eval_every=3, batch_size=32, probe_hidden=(16, 12, 8),
+                            variants=("signed",), fixed_batch=30)  # fmt: skip
+    with pytest.raises(CandidateError, match="the validation loss is inf"):
+        finetune(_backbone(), 24, data, config)

@@ -200,6 +200,21 @@ def test_divergence_guard_cases():
         guard.on_evaluate(_point(9, math.inf))
 
 
+def test_divergence_guard_state_survives_a_checkpoint():
+    """A continued run compares with the first run's starting loss, not its own first step's."""
+    from ncap.training.divergence import DivergenceGuard
+
+    first = DivergenceGuard(10, lr=0.1)
+    first.on_step_end(1, 5.0, 64)  # starting loss 5.0, above chance (ln 10): the reference
+    continued = DivergenceGuard(10, lr=0.1)
+    continued.load_state_dict(first.state_dict())
+    continued.on_step_end(2, 400.0, 64)  # 80 x the starting loss: not diverged
+    fresh = DivergenceGuard(10, lr=0.1)
+    fresh.on_step_end(2, 1.0, 64)  # reference: chance, ln 10
+    with pytest.raises(CandidateError, match="over 100 x its starting value 2.3"):
+        fresh.on_step_end(3, 400.0, 64)
+
+
 def test_recorded_benchmark_runs_never_trip_the_guard():
     """No false positives: every fine-tuning run of bench-v1 passes the divergence guard."""
     from ncap.training.divergence import DivergenceGuard

@@ -58,6 +58,15 @@ class DivergenceGuard(Callback):
         if why is not None:
             self._fail(why, step)
 
+    def state_dict(self) -> dict[str, float | int | None]:
+        """The starting loss the later ones are compared with (a continued run keeps it)."""
+        return {"reference": self.reference, "step": self.step}
+
+    def load_state_dict(self, state: dict[str, float | int | None]) -> None:
+        reference = state.get("reference")
+        self.reference = None if reference is None else float(reference)
+        self.step = int(state.get("step") or 0)
+
     def on_evaluate(self, point: TrajectoryPoint) -> None:
         # only a non-finite validation loss: early in training, a network with batch norm can
         # have a huge one in eval mode (running statistics not settled yet) and still be fine

@@ -445,7 +445,7 @@ def finetune(
 
             x_fixed, y_fixed = fixed_probe_batch(dataset, config.fixed_batch, seed=config.seed)
             callbacks = [*callbacks, FixedBatchBetaEff(x_fixed, y_fixed, variants=fixed)]
-            recorder.listeners = callbacks
+            recorder.listeners = [guard, *callbacks]
         progress = [StepProgress(on_step, traj.total_steps)] if on_step is not None else []
         for callback in callbacks:
             callback.on_train_start(model)
@@ -455,6 +455,8 @@ def finetune(
             optimizer.load_state_dict(state["optimizer"])
             probe.statistics.load_state_dict(state["statistics"])
             recorder.load_state_dict(state["recorder"])
+            if "guard" in state:  # (checkpoints of ncap 0.3 did not keep it)
+                guard.load_state_dict(state["guard"])
             for callback, callback_state in zip(callbacks, state["callbacks"], strict=True):
                 callback.load_state_dict(callback_state)
             traj.points = list(state["points"])
@@ -490,6 +492,7 @@ def finetune(
                     "optimizer": optimizer.state_dict(),
                     "statistics": probe.statistics.state_dict(),
                     "recorder": recorder.state_dict(),
+                    "guard": guard.state_dict(),
                     "callbacks": [callback.state_dict() for callback in callbacks],
                     "points": traj.points,
                     "rng": rng_state(device),
