@@ -166,3 +166,34 @@ def test_queued_batches_survive_training_steps_and_match_float64_core():
             weights, biases, torch.cat(seen_x), torch.cat(seen_y), lr=1e-2, variant=variant
         )
         assert probe.beta_eff(variant) == pytest.approx(expected, rel=1e-5), variant
+
+
+def test_statistics_state_keeps_the_queue_so_a_continued_run_is_bit_for_bit(tmp_path):
+    """state_dict() mid-chunk (no flush): saved with torch.save, loaded with weights_only=True
+    into a fresh accumulator, the rest of the batches give exactly the uninterrupted sums."""
+    from ncap.capacitance.statistics import QUEUE_BATCHES
+
+    g = torch.Generator().manual_seed(0)
+    batches = []
+    for _ in range(QUEUE_BATCHES + 5):
+        x = torch.randn(16, 7, generator=g)
+        batches.append((x, torch.randint(0, 3, (16,), generator=g)))
+
+    def probe():
+        args = {"in_features": 7, "num_classes": 3, "hidden": (6, 5, 4), "seed": 1, "lr": 0.01}
+        return NeuralCapacitanceProbe(**args, variants=VARIANTS)
+
+    straight, first = probe(), probe()
+    for x, y in batches:
+        step(straight, x, y)
+    cut = QUEUE_BATCHES + 2  # one chunk added, two batches queued
+    for x, y in batches[:cut]:
+        step(first, x, y)
+    assert len(first.statistics._queue) == 2
+    torch.save(first.statistics.state_dict(), tmp_path / "s.pt")
+    continued = probe()
+    continued.statistics.load_state_dict(torch.load(tmp_path / "s.pt", weights_only=True))
+    assert continued.n_samples == 16 * cut
+    for x, y in batches[cut:]:
+        step(continued, x, y)
+    assert continued.beta_eff() == straight.beta_eff()

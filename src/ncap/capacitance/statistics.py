@@ -190,7 +190,8 @@ class EdgeStatistics:
         n_layers = len(self.sizes) - 1
         if hs[0].device != self.device:
             self.to(hs[0].device)
-        dtype = hs[0].dtype if hs[0].is_floating_point() else self.dtype
+        # float32 or float64 as given; half precision (autocast) computed in float32
+        dtype = hs[0].dtype if hs[0].dtype in (torch.float32, torch.float64) else torch.float32
         as_float = lambda t: t.detach().to(dtype)  # noqa: E731 - no copy when it already is
         batch = _Batch(
             [as_float(h) for h in hs[:n_layers]],
@@ -246,9 +247,11 @@ class EdgeStatistics:
         return self
 
     def state_dict(self) -> dict[str, Any]:
-        """The accumulated sums (tensors, lists and ints only: ``torch.load(weights_only=True)``)."""
-        self.flush()
+        """The accumulated sums and the queued batches (tensors, lists, floats and ints only:
+        ``torch.load(weights_only=True)``). The queue is kept as it is, so a run continued from
+        this state adds its chunks where an uninterrupted run would."""
         state: dict[str, Any] = {"n_samples": self.n_samples, "variants": list(self.variants)}
+        state["queue"] = [[list(q.hs), list(q.ds), list(q.es), q.scale] for q in self._queue]
         pick = lambda t, k: None if t is None else t[k].clone()  # noqa: E731
         for k, v in enumerate(self._cheap):
             state[f"{v}/den"] = self._den[k].clone()
@@ -266,7 +269,11 @@ class EdgeStatistics:
                 f"accumulator of variants {self.variants}."
             )
         copy = lambda t: t.to(device=self.device, dtype=self.dtype)  # noqa: E731
-        self._queue = []
+        move = lambda ts: [None if t is None else t.to(self.device) for t in ts]  # noqa: E731
+        self._queue = [  # (states of ncap before the queue have none)
+            _Batch(move(hs), move(ds), move(es), float(scale))
+            for hs, ds, es, scale in state.get("queue", [])
+        ]
         self.n_samples = int(state["n_samples"])
         if self._cheap:
             self._den = torch.stack([copy(state[f"{v}/den"]) for v in self._cheap])
