@@ -96,6 +96,8 @@ input_size = 32
         ("input_size = 32", "input_size = 32.5", "datasets[0].input_size", "an integer"),
         ("budget_epochs = 1", 'optimizer = "adma"', "run", "optimizer"),
         ("budget_epochs = 1", "budget_epochs = 2\nfull_epochs = 1", "run.full_epochs", "raise"),
+        ("budget_epochs = 1", "budget_epochs = 2\ntarget_epochs = 1", "run.target_epochs", "raise"),
+        ("budget_epochs = 1", "target_epochs = -3", "run.target_epochs", "positive"),
         ("[run]", "[runn]", "runn", "'run'"),
     ],
 )
@@ -112,7 +114,11 @@ def test_missing_datasets_and_defaults(tmp_path):
     with pytest.raises(ValueError, match=r": datasets: missing"):
         load_recipe(write(tmp_path, 'models = ["tv:resnet18"]\n'))
     recipe = load_recipe(write(tmp_path, GOOD, "mini.toml"))
-    assert recipe.name == "mini" and recipe.full_epochs is None
+    assert recipe.name == "mini" and recipe.full_epochs is None and recipe.target_epochs is None
+    with_target = load_recipe(
+        write(tmp_path, GOOD.replace("budget_epochs = 1", "target_epochs = 40"))
+    )
+    assert with_target.target_epochs == 40.0 and with_target.to_dict()["run"]["target_epochs"] == 40
     assert recipe.config == FinetuneConfig(epochs=1)
     assert recipe.predictor.features == "quadratic"  # ncap's default PredictorSettings
 
@@ -245,6 +251,7 @@ steps = 4
 eval_every = 1
 batch_size = 4
 full_epochs = 1
+target_epochs = 20
 
 [predictor]
 features = "linear"
@@ -288,6 +295,7 @@ def test_run_recipe_end_to_end(tmp_path):
         assert [p["step"] for p in c["trajectory"]][:4] == [1, 2, 3, 4]
     assert data["settings"]["finetune"]["input_size"] == 32
     assert data["settings"]["predictor"]["features"] == "linear"
+    assert data["settings"]["score"]["target_epochs"] == 20  # T from the recipe, not full_epochs
     summary = json.loads((out / "recipe.json").read_text())
     assert summary["recipe"]["models"] == list(recipe.models)
     row = summary["datasets"]["shapes"]

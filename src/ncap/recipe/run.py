@@ -147,6 +147,7 @@ def run_recipe(
             config=dataclasses.replace(recipe.config, input_size=entry.input_size),
             predictor=recipe.predictor,
             full_epochs=recipe.full_epochs,
+            target_epochs=recipe.target_epochs,
             resume=resume,
             overwrite=overwrite,
             progress=progress,

@@ -16,6 +16,8 @@ The file::
     eval_every = 10                        # steps between evaluations (default: at 1/8, 1/4,
                                            # 1/2 and the end of the budget)
     full_epochs = 50                       # also train this long to measure the truth; omit to skip
+    target_epochs = 50                     # the full budget T the ranking predicts for and costs
+                                           # against, without training to it (default: full_epochs)
     batch_size = 64
     lr = 1e-3
     optimizer = "adam"                     # adam, adamw or sgd (momentum, weight_decay apply)
@@ -75,7 +77,10 @@ RUN_KEYS: dict[str, tuple[str, tuple[type, ...], str]] = {
     (f.metadata["recipe"] or f.name): (f.name, *_KINDS[f.metadata["kind"]])
     for f in dataclasses.fields(FinetuneConfig)
     if f.metadata["recipe"] is not None
-} | {"full_epochs": ("", _NUM, "a number")}  # not a FinetuneConfig field: Recipe.full_epochs
+} | {  # not FinetuneConfig fields: Recipe.full_epochs, Recipe.target_epochs
+    "full_epochs": ("", _NUM, "a number"),
+    "target_epochs": ("", _NUM, "a number"),
+}
 PREDICTOR_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "variant": (_STR, "a string"),
     "features": (_STR, "a string"),
@@ -138,6 +143,9 @@ class Recipe:
         ``input_size`` is left None here and set per dataset by :func:`run_recipe`.
     full_epochs : float or None
         Fine-tune this long as well to measure the final accuracy (the truth); None skips it.
+    target_epochs : float or None
+        The full budget T (``rank(target_epochs=)``): what the ranking predicts for and compares
+        its cost with, nothing trained to it; None: ``full_epochs``.
     predictor : PredictorSettings
     path : Path or None
         The file the recipe was read from.
@@ -148,6 +156,7 @@ class Recipe:
     datasets: tuple[RecipeDataset, ...]
     config: FinetuneConfig = FinetuneConfig()
     full_epochs: float | None = None
+    target_epochs: float | None = None
     predictor: PredictorSettings = PredictorSettings()
     path: Path | None = None
 
@@ -167,7 +176,8 @@ class Recipe:
             "path": None if self.path is None else str(self.path),
             "models": list(self.models),
             "datasets": [d.to_dict() for d in self.datasets],
-            "run": self.config.to_dict() | {"full_epochs": self.full_epochs},
+            "run": self.config.to_dict()
+            | {"full_epochs": self.full_epochs, "target_epochs": self.target_epochs},
             "predictor": dataclasses.asdict(self.predictor),
         }
 
@@ -203,7 +213,7 @@ def _table(path: Path, data: dict[str, Any], key: str) -> dict[str, Any]:
     return value
 
 
-def _load_run(path: Path, run: dict[str, Any]) -> tuple[FinetuneConfig, float | None]:
+def _load_run(path: Path, run: dict[str, Any]) -> tuple[FinetuneConfig, float | None, float | None]:
     _check_keys(path, "run.", run, list(RUN_KEYS))
     kwargs: dict[str, Any] = {}
     for key, value in run.items():
@@ -233,24 +243,27 @@ def _load_run(path: Path, run: dict[str, Any]) -> tuple[FinetuneConfig, float | 
         config = FinetuneConfig(**kwargs)
     except ValueError as err:
         raise _fail(path, "run", str(err).rstrip("."), "fix that setting in [run]") from None
-    full_epochs = run.get("full_epochs")
-    if full_epochs is not None:
-        if not (full_epochs > 0 and math.isfinite(full_epochs)):
-            raise _fail(
-                path,
-                "run.full_epochs",
-                f"must be a positive number, got {full_epochs!r}",
-                "give the length of the full run in epochs, or delete the line to skip it",
-            )
-        if config.steps is None and full_epochs < config.epochs:
-            raise _fail(
-                path,
-                "run.full_epochs",
-                f"{full_epochs} is shorter than the budget ({config.epochs} epochs)",
-                "the full run must cover the budget; raise full_epochs or lower budget_epochs",
-            )
-        full_epochs = float(full_epochs)
-    return config, full_epochs
+    budgets: dict[str, float | None] = {}
+    for key, what in (("full_epochs", "the full run"), ("target_epochs", "the full budget T")):
+        epochs = run.get(key)
+        if epochs is not None:
+            if not (epochs > 0 and math.isfinite(epochs)):
+                raise _fail(
+                    path,
+                    f"run.{key}",
+                    f"must be a positive number, got {epochs!r}",
+                    f"give the length of {what} in epochs, or delete the line",
+                )
+            if config.steps is None and epochs < config.epochs:
+                raise _fail(
+                    path,
+                    f"run.{key}",
+                    f"{epochs} is shorter than the budget ({config.epochs} epochs)",
+                    f"{what} must cover the budget; raise {key} or lower budget_epochs",
+                )
+            epochs = float(epochs)
+        budgets[key] = epochs
+    return config, budgets["full_epochs"], budgets["target_epochs"]
 
 
 def _load_predictor(path: Path, table: dict[str, Any]) -> PredictorSettings:
@@ -381,7 +394,7 @@ def load_recipe(path: str | Path) -> Recipe:
             f"duplicate dataset(s) {', '.join(duplicates)}",
             "list each dataset once (image folders need distinct folder names)",
         )
-    config, full_epochs = _load_run(path, _table(path, data, "run"))
+    config, full_epochs, target_epochs = _load_run(path, _table(path, data, "run"))
     predictor = _load_predictor(path, _table(path, data, "predictor"))
     return Recipe(
         name=name,
@@ -389,6 +402,7 @@ def load_recipe(path: str | Path) -> Recipe:
         datasets=entries,
         config=config,
         full_epochs=full_epochs,
+        target_epochs=target_epochs,
         predictor=predictor,
         path=path.resolve(),
     )
