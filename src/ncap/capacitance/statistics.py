@@ -137,31 +137,28 @@ class EdgeStatistics:
         queue, self._queue = self._queue, []
         if not queue:
             return
-        scale = queue[0].scale
         with torch.no_grad():
             if self._cheap:  # the queued batches as one chunk of samples
                 n_layers = len(self.sizes) - 1
                 join = lambda parts: parts[0] if len(parts) == 1 else torch.cat(parts)  # noqa: E731
-                hs = [join([q.hs[a] for q in queue]) for a in range(n_layers)]
-                ds = [join([q.ds[a] for q in queue]) for a in range(n_layers - 1)]
-                es = [None] + [join([q.es[a] for q in queue]) for a in range(1, n_layers)]
-                self._add_cheap(hs, ds, es, scale)
+                chunk = _Batch(
+                    [join([q.hs[a] for q in queue]) for a in range(n_layers)],
+                    [join([q.ds[a] for q in queue]) for a in range(n_layers - 1)],
+                    [None] + [join([q.es[a] for q in queue]) for a in range(1, n_layers)],
+                    queue[0].scale,
+                )
+                self._add_cheap(chunk)
             if "abs-mean" in self.variants:  # batch by batch: its B x n_{a+1} n_{a+2} products
-                for q in queue:  # are large, and its cost is in the flops, not the op count
-                    self._add_abs_mean(q.hs, q.ds, q.es, scale)
+                for batch in queue:  # are large, and its cost is in the flops, not the op count
+                    self._add_abs_mean(batch)
 
-    def _add_abs_mean(
-        self,
-        hs: list[torch.Tensor],
-        ds: list[torch.Tensor],
-        es: list[torch.Tensor | None],
-        scale: float,
-    ) -> None:
+    def _add_abs_mean(self, batch: _Batch) -> None:
         """Add one batch to the abs-mean sums ``T[a][i, j, k] = sum_b h_i d_j e_k``."""
+        hs, ds, es = batch.hs, batch.ds, batch.es
         samples = hs[0].shape[0]
         for a in range(len(self.sizes) - 2):
             de = (ds[a][:, :, None] * es[a + 1][:, None, :]).reshape(samples, -1)
-            self._pair[a].add_((hs[a].T @ de).reshape(self._pair[a].shape), alpha=scale)
+            self._pair[a].add_((hs[a].T @ de).reshape(self._pair[a].shape), alpha=batch.scale)
 
     def update(
         self,
@@ -207,14 +204,9 @@ class EdgeStatistics:
             self.flush()
         return self
 
-    def _add_cheap(
-        self,
-        hs: list[torch.Tensor],
-        ds: list[torch.Tensor],
-        es: list[torch.Tensor | None],
-        scale: float,
-    ) -> None:
-        """Add a chunk of samples to the cheap variants' sums (``hs``... as in :meth:`update`)."""
+    def _add_cheap(self, chunk: _Batch) -> None:
+        """Add a chunk of samples to the cheap variants' sums."""
+        hs, ds, es, scale = chunk.hs, chunk.ds, chunk.es, chunk.scale
         n_layers = len(self.sizes) - 1
         for k, variant in enumerate(self._cheap):
             if variant == "mean-abs":
@@ -346,7 +338,8 @@ class EdgeStatistics:
 
 @dataclass(frozen=True)
 class _Batch:
-    """One queued batch of :meth:`EdgeStatistics.update` (``dtype``: of its tensors)."""
+    """One batch of :meth:`EdgeStatistics.update` (``dtype``: of its tensors), or a chunk of
+    queued batches joined along the samples."""
 
     hs: list[torch.Tensor]
     ds: list[torch.Tensor]
