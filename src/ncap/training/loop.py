@@ -426,6 +426,12 @@ def finetune(
             workers=runtime.num_workers(device),
             start=first,
         )
+        fixed = [v for v in VARIANTS if v not in config.variants]
+        if config.fixed_batch is not None and fixed:  # the costly variants at evaluations only
+            from ncap.training.fixed_batch import FixedBatchBetaEff, fixed_probe_batch
+
+            x_fixed, y_fixed = fixed_probe_batch(dataset, config.fixed_batch, seed=config.seed)
+            callbacks = [*callbacks, FixedBatchBetaEff(x_fixed, y_fixed, variants=fixed)]
         guard = DivergenceGuard(dataset.num_classes, lr=config.lr)
         recorder = CapacitanceRecorder(
             traj,
@@ -439,13 +445,6 @@ def finetune(
             listeners=[guard, *callbacks],
             record_images=config.val_share is not None,
         )
-        fixed = [v for v in VARIANTS if v not in config.variants]
-        if config.fixed_batch is not None and fixed:  # the costly variants at evaluations only
-            from ncap.training.fixed_batch import FixedBatchBetaEff, fixed_probe_batch
-
-            x_fixed, y_fixed = fixed_probe_batch(dataset, config.fixed_batch, seed=config.seed)
-            callbacks = [*callbacks, FixedBatchBetaEff(x_fixed, y_fixed, variants=fixed)]
-            recorder.listeners = [guard, *callbacks]
         progress = [StepProgress(on_step, traj.total_steps)] if on_step is not None else []
         for callback in callbacks:
             callback.on_train_start(model)
