@@ -39,23 +39,29 @@ def train(config):
         tune.report({"val_acc": acc, "train_loss": sum(losses) / len(losses), "parameters": size})
 
 
-def main(samples: int = 8, epochs: int = 10, quiet: bool = False):
+def main(samples: int = 8, epochs: int = 10, quiet: bool = False, storage: str | None = None):
+    """Run ``samples`` trials; Tune's files go to ``storage`` (default: a temporary folder)."""
+    import tempfile
+
     import ray
 
+    storage = storage or tempfile.mkdtemp(prefix="ncap-tune-")
+
     if not ray.is_initialized():
-        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+        # a new local instance, even when another Ray cluster runs on this machine
+        ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
     stopper = NcapStopper(
         "val_acc", max_t=epochs, loss_metric="train_loss", parameters_metric="parameters"
     )
     tuner = tune.Tuner(
         tune.with_resources(train, {"cpu": 1}),
         param_space={
-            "width": tune.grid_search([4, 64][: max(1, samples // 4)] or [4]),
+            "width": tune.choice([4, 16, 64]),
             "lr": tune.loguniform(1e-4, 1e-1),
             "epochs": epochs,
         },
-        tune_config=tune.TuneConfig(num_samples=max(1, samples // 2), metric="val_acc", mode="max"),
-        run_config=tune.RunConfig(stop=stopper, verbose=0),
+        tune_config=tune.TuneConfig(num_samples=samples, metric="val_acc", mode="max"),
+        run_config=tune.RunConfig(stop=stopper, verbose=0, storage_path=storage),
     )
     results = tuner.fit()
     if not quiet:
