@@ -421,13 +421,13 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--out",
         default=None,
-        help="results file (default: benchmarks/results/bench-v1.json for the full plan, bench-v2.json for v2, nas-v1.json for nas, bench-PLAN.json otherwise)",
+        help="results file (default: benchmarks/results/bench-v1.json for the full plan, bench-v2.json for v2, bench-v3.json for v3, nas-v1.json for nas, bench-PLAN.json otherwise)",
     )
     build.add_argument(
         "--plan",
-        choices=("full", "v2", "smoke", "v2-smoke", "nas", "nas-smoke"),
+        choices=("full", "v2", "v3", "smoke", "v2-smoke", "v3-smoke", "nas", "nas-smoke"),
         default="full",
-        help="full (bench-v1): 14 pretrained models x 3 targets x 2 seeds; v2: 40 pretrained models x 9 targets x 2 seeds with fixed-batch beta_eff; nas: 60 NAS-Bench-201 architectures from scratch x 2 seeds; *-smoke: tiny versions for CI (default: %(default)s)",
+        help="full (bench-v1): 14 pretrained models x 3 targets x 2 seeds; v2: 40 pretrained models x 9 targets x 2 seeds with fixed-batch beta_eff; v3: v2's runs (reused from bench-v2.json.parts next to the output) plus 56 models of 12 families on 15 targets of 5 dataset families (docs/benchmark.md); nas: 60 NAS-Bench-201 architectures from scratch x 2 seeds; *-smoke: tiny versions for CI (default: %(default)s)",
     )
     build.add_argument(
         "--device",

@@ -192,7 +192,7 @@ def to_grey(dataset: ImageDataset) -> ImageDataset:
     std = torch.tensor(dataset.std, dtype=torch.float64).view(1, -1, 1, 1)
     weights = torch.tensor(LUMA, dtype=torch.float64).view(1, 3, 1, 1)
     uint8 = dataset.x_train.dtype == torch.uint8
-    out_mean, out_std = (UINT8 if uint8 else (dataset.mean[:1], dataset.std[:1]))
+    out_mean, out_std = UINT8 if uint8 else (dataset.mean[:1], dataset.std[:1])
 
     def convert(x: torch.Tensor | None) -> torch.Tensor | None:
         if x is None:
