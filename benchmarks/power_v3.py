@@ -303,7 +303,9 @@ class Projection:
     (``se_true``, targets and models drawn anew), and the smallest true difference the two-way
     interval excludes 0 for with 80% power (``mde80``), also at a Holm-adjusted 5% over three
     budgets (``mde80_holm3``); ``power``: the chance the interval excludes 0 for a true
-    difference of each of :data:`EFFECTS`."""
+    difference of each of :data:`EFFECTS`; ``shares``: the parts of the two-way variance from the
+    model effect shared by every target, from each target's own model noise, and from the
+    targets' true spread."""
 
     models: int
     targets: int
@@ -313,6 +315,7 @@ class Projection:
     mde80: float
     mde80_holm3: float
     power: dict[str, float]
+    shares: dict[str, float]
 
 
 def project(comp: Components, models: int, targets: int, between_factor: float = 1.0) -> Projection:
@@ -332,7 +335,10 @@ def project(comp: Components, models: int, targets: int, between_factor: float =
     t = targets
     boot_model = ((2 * t - 1) * vd + (t - 1) ** 2 * vo) / t**2
     boot_target = (t - 1) / t**2 * (between + vd - vo)
-    se_boot = math.sqrt(max(boot_model + boot_target, 0.0))
+    total = boot_model + boot_target
+    se_boot = math.sqrt(max(total, 0.0))
+    shared = (t - 1) ** 2 * vo / t**2
+    spread = (t - 1) / t**2 * between
     se_true = math.sqrt(max((vd + (t - 1) * vo) / t + between / t, 0.0))
     return Projection(
         models=models,
@@ -343,6 +349,11 @@ def project(comp: Components, models: int, targets: int, between_factor: float =
         mde80=Z95 * se_boot + Z80 * se_true,
         mde80_holm3=Z95_HOLM3 * se_boot + Z80 * se_true,
         power={f"{e:g}": float(norm.cdf((e - Z95 * se_boot) / se_true)) for e in EFFECTS},
+        shares={
+            "shared model effect": shared / total,
+            "per-target model noise": (total - shared - spread) / total,
+            "targets' true spread": spread / total,
+        },
     )
 
 
@@ -583,11 +594,13 @@ def render(out: Mapping[str, Any], command: str) -> str:
         "the estimate (new models and targets); MDE80: the smallest true difference whose "
         "two-way 95% interval excludes 0 with 80% power (1.96 se_boot + 0.84 se_true); Holm x3: "
         "the same at a family-wise 5% over three budgets (2.39 se_boot + 0.84 se_true); "
-        "P(0.05), P(0.10): power for a true difference of +0.05, +0.10.",
+        "P(0.05), P(0.10): power for a true difference of +0.05, +0.10; shares: the two-way "
+        "variance's parts from the model effect shared by the targets / each target's own model "
+        "noise / the targets' true spread.",
         "",
         "| left out | half | difference | design | models x targets | se_boot | half-width | "
-        "se_true | MDE80 | MDE80 Holm x3 | P(0.05) | P(0.10) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "se_true | MDE80 | MDE80 Holm x3 | P(0.05) | P(0.10) | shares |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for scheme, halves in out["projection"].items():
         for half, rows in halves.items():
@@ -597,7 +610,9 @@ def render(out: Mapping[str, Any], command: str) -> str:
                         f"| {scheme} | {half} | {key} | {label} | {p['models']} x "
                         f"{p['targets']} | {p['se_two_way']:.3f} | ±{p['half_width']:.3f} | "
                         f"{p['se_true']:.3f} | {p['mde80']:.3f} | {p['mde80_holm3']:.3f} | "
-                        f"{p['power']['0.05']:.2f} | {p['power']['0.1']:.2f} |"
+                        f"{p['power']['0.05']:.2f} | {p['power']['0.1']:.2f} | "
+                        + " / ".join(f"{100 * v:.0f}%" for v in p["shares"].values())
+                        + " |"
                     )
     lines += [
         "",

@@ -46,6 +46,7 @@ def test_the_projection_reproduces_the_two_way_bootstrap_and_scales_down():
     bigger = power.project(comp, 80, 30)
     assert bigger.half_width < here.half_width and bigger.mde80 < here.mde80
     assert bigger.power["0.1"] > here.power["0.1"]
+    assert sum(here.shares.values()) == pytest.approx(1.0) and min(here.shares.values()) >= 0
     # half the models, measured on a subset, against the projection of the full components
     sub = power.measure(x_a[:, :20], x_b[:, :20], y[:, :20], 2000, seed=4)
     assert power.project(comp, 20, 8).se_two_way == pytest.approx(np.std(sub.two_way_boot), rel=0.3)
