@@ -51,6 +51,7 @@ PLANNED = {"models": 56, "targets": 15}
 GRID_MODELS = (40, 56, 80, 120, 160)
 GRID_TARGETS = (9, 15, 20, 30, 60)
 SUBSAMPLE_SEED = 22
+SIMULATION_SEED = 26
 Z95, Z80 = float(norm.ppf(0.975)), float(norm.ppf(0.8))
 Z95_HOLM3 = float(norm.ppf(1 - 0.05 / 6))  # two-sided 5% over 3 tests (Holm's first step)
 EFFECTS = (0.05, 0.10)  # true differences whose power is reported
@@ -412,12 +413,109 @@ def subsample_check(
     return out
 
 
+@dataclass(frozen=True)
+class World:
+    """A synthetic population in which to check the projection itself (not its transfer to
+    bench-v3). Model ``m`` has a quality ``q_m``; on target ``t`` the truth is ``q_m + u_tm``
+    plus seed noise. LO sees ``q_m + u_tm`` plus a bias per model shared by every target (some
+    models start slowly everywhere) and its own noise. The fitted score removes a share of that
+    bias (``fit_correction``, varying by target: the fit helps more on some targets than on
+    others) and adds its own noise."""
+
+    interaction: float = 0.3
+    seed_noise: float = 0.3
+    lo_noise: float = 0.3
+    lo_model_bias: float = 1.0
+    fit_correction: float = 0.9
+    fit_correction_spread: float = 0.5  # sd of the correction across targets
+    fit_noise: float = 0.5
+
+    def draw(self, models: int, targets: int, rng: np.random.Generator):
+        q = rng.normal(size=models)[None, :]
+        common = q + self.interaction * rng.normal(size=(targets, models))
+        y = common + self.seed_noise * rng.normal(size=(targets, models))
+        bias = self.lo_model_bias * rng.normal(size=(1, models))
+        x_b = common + bias + self.lo_noise * rng.normal(size=(targets, models))
+        kept = (
+            1.0 - self.fit_correction - self.fit_correction_spread * rng.normal(size=(targets, 1))
+        )
+        x_a = common + kept * bias + self.fit_noise * rng.normal(size=(targets, models))
+        return x_a, x_b, y
+
+
+WORLDS = {  # a large shared model effect; a large spread across targets
+    "shared models": World(),
+    "spread targets": World(fit_correction_spread=1.0),
+}
+
+
+def simulation_check(
+    world: World,
+    small: tuple[int, int],
+    large: tuple[int, int],
+    *,
+    studies: int,
+    pilots: int,
+    replicates: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Draw ``studies`` studies of size ``large`` (fresh models and targets each): the sd of their
+    estimates (the true ``se_true``), their mean two-way bootstrap sd, and the share whose two-way
+    interval excludes 0 (the power at the world's true difference, the mean estimate). Against it,
+    the projection from ``pilots`` studies of size ``small`` (as bench-v2 -> bench-v3)."""
+    rng = np.random.default_rng(seed)
+    estimates, boot_sd, excludes = [], [], []
+    for _ in range(studies):
+        d = measure(*world.draw(*large, rng), replicates, int(rng.integers(2**31)))
+        estimates.append(d.point)
+        boot_sd.append(float(np.std(d.two_way_boot)))
+        lo, hi = d.interval()
+        excludes.append(lo > 0 or hi < 0)
+    delta = float(np.mean(estimates))
+    proj = []
+    for _ in range(pilots):
+        d = measure(*world.draw(*small, rng), replicates, int(rng.integers(2**31)))
+        proj.append(project(components(d), *large))
+    se_true = float(np.std(estimates, ddof=1))
+    se_boot = math.sqrt(float(np.mean(np.square(boot_sd))))
+
+    def spread(values: list[float]) -> dict[str, float]:
+        return {"mean": float(np.mean(values)), "min": float(np.min(values)),
+                "max": float(np.max(values))}  # fmt: skip
+
+    return {
+        "world": asdict(world),
+        "small": list(small),
+        "large": list(large),
+        "studies": studies,
+        "pilots": pilots,
+        "true_delta": delta,
+        "measured": {
+            "se_true": se_true,
+            "se_two_way": se_boot,
+            "power": float(np.mean(excludes)),
+        },
+        "projected_from_small": {
+            "se_true": spread([p.se_true for p in proj]),
+            "se_two_way": spread([p.se_two_way for p in proj]),
+            "power_at_true_delta": spread(
+                [float(norm.cdf((delta - Z95 * p.se_two_way) / p.se_true)) for p in proj]
+            ),
+        },
+    }
+
+
 # ---------------------------------------------------------------------------------------------
 # the run
 
 
 def analyse(
-    results: dict[str, Any], *, replicates: int, repeats: int, check: bool = True
+    results: dict[str, Any],
+    *,
+    replicates: int,
+    repeats: int,
+    simulations: int = 400,
+    check: bool = True,
 ) -> dict[str, Any]:
     """Part (a) for every scheme and both halves, part (b) for :data:`PROJECTED`."""
     start = time.perf_counter()
@@ -499,6 +597,13 @@ def analyse(
                             *arrays, sizes, repeats=repeats, replicates=replicates,
                             seed=SUBSAMPLE_SEED,
                         )  # fmt: skip
+    out["simulation_check"] = {
+        name: simulation_check(
+            world, (n_m, len(table.targets)), (PLANNED["models"], PLANNED["targets"]),
+            studies=simulations, pilots=20, replicates=500, seed=SIMULATION_SEED,
+        )
+        for name, world in WORLDS.items()
+    }  # fmt: skip
     if check:
         out["reproduces"] = _reproduction(out)
     out["seconds"] = time.perf_counter() - start
@@ -637,6 +742,32 @@ def render(out: Mapping[str, Any], command: str) -> str:
                     f"| {r['full_two_way_sd_measured']:.4f} | "
                     f"{r['full_two_way_sd_projected_from_subsets']:.4f} [{lo:.4f}, {hi:.4f}] |"
                 )
+    lines += [
+        "",
+        "## Check of the projection in synthetic worlds (benchmarks/power_v3.py: World)",
+        "",
+        "Studies of the planned size drawn afresh (new models and targets each): the sd of their "
+        "estimates (se_true), their two-way bootstrap sd (se_boot, root mean square) and the share "
+        "whose two-way 95% interval excludes 0 (power at the world's true difference, the mean "
+        "estimate); against the projection from pilot studies of bench-v2's size (mean [range] "
+        "over pilots).",
+        "",
+        "| world | true Δ | studies | se_true measured | projected | se_boot measured | "
+        "projected | power measured | projected |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in out["simulation_check"].items():
+        m, p = r["measured"], r["projected_from_small"]
+
+        def mr(d: Mapping[str, float], fmt: str = ".4f") -> str:
+            return f"{d['mean']:{fmt}} [{d['min']:{fmt}}, {d['max']:{fmt}}]"
+
+        lines.append(
+            f"| {name} ({r['small'][0]} x {r['small'][1]} -> {r['large'][0]} x "
+            f"{r['large'][1]}) | {r['true_delta']:+.3f} | {r['studies']} | {m['se_true']:.4f} | "
+            f"{mr(p['se_true'])} | {m['se_two_way']:.4f} | {mr(p['se_two_way'])} | "
+            f"{m['power']:.2f} | {mr(p['power_at_true_delta'], '.2f')} |"
+        )
     lines += ["", "## Two-way 95% half-width by design (report half)", ""]
     for scheme, halves in out["grid"].items():
         for key, grid in halves.get("report", {}).items():

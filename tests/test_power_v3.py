@@ -97,3 +97,14 @@ def test_strict_cross_fitting_trains_on_other_dataset_and_model_families_only():
     after = _scores(table, plan, families)
     assert np.allclose(after[:2], before[:2])
     assert not np.allclose(after[2:], before[2:])  # g and h are scored by fits that used them
+
+
+def test_the_projection_from_small_pilots_predicts_larger_studies_in_a_synthetic_world():
+    r = power.simulation_check(
+        power.World(), (20, 5), (30, 8), studies=60, pilots=8, replicates=300, seed=5
+    )
+    assert r["true_delta"] > 0.05  # the world's fit beats its LO
+    measured, projected = r["measured"], r["projected_from_small"]
+    assert projected["se_true"]["mean"] == pytest.approx(measured["se_true"], rel=0.3)
+    assert projected["se_two_way"]["mean"] == pytest.approx(measured["se_two_way"], rel=0.3)
+    assert measured["se_two_way"] >= measured["se_true"] * 0.9  # the two-way bootstrap is wide
