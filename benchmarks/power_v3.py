@@ -3,16 +3,17 @@
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/power_v3.py \\
         benchmarks/results/bench-v2.json --out benchmarks/results/bench-v3-power
 
-(a) **Strict cross-fitting on bench-v2.** A fitted score for target ``t`` (dataset group ``F``) and
-model ``m`` (model family ``G``) is trained only on the runs of targets outside ``F`` and models
-outside ``G`` (the study code's leave-family-out fit, :func:`ncap.bench.study.halves`, on a table
-that holds only ``t`` and the other groups' targets). Two fitted scores: ``fit/base`` (the shipped
+(a) **Strict cross-fitting on bench-v2.** A fitted score for target ``t`` (dataset family ``F``)
+and model ``m`` (model family ``G``) is trained only on the runs of targets outside ``F`` and
+models outside ``G`` (the study code's leave-family-out fit, ``ncap.bench.study.halves``, on a
+table that holds only ``t`` and the other families' targets); a second view leaves out the finer
+dataset group (:func:`dataset_group`) instead of the family. Two fitted scores: ``fit/base`` (the shipped
 features) and a portable four-feature fit (LO, its slope, TSE-E1, LogME). Their Kendall tau minus
 the last observed accuracy's (LO), per budget, with the study's model bootstrap (the same draws,
 ``default_rng(14)``) and its two-way bootstrap (targets too, ``default_rng(15)``). The fits are
 not refitted per replicate (as in the study). The looser "leave the dataset group and the scored
-model out" and the study's own leave-one-target-out are computed too; the latter must reproduce
-``bench-v2-study/report.json`` (a check printed in the output).
+model out" and the study's own leave-one-target-out are computed too: they must reproduce issue
+22's figures and ``bench-v2-study/report.json`` (checks printed in the output).
 
 (b) **How the two-way interval scales.** From the per-target model-bootstrap replicates, the
 variance components of the mean Kendall difference ``D`` over targets: ``v_diag`` (a target's own
@@ -22,7 +23,11 @@ noise explains). Under the usual ``1/n`` scaling of a U-statistic's variance in 
 models, they give the two-way bootstrap's variance and the true sampling variance of ``D`` for any
 numbers of models and targets (:func:`project`). The projection is checked against the two-way
 bootstrap actually run on random subsets of bench-v2's models and targets, and extrapolated from
-half-size subsets to the full 40 x 9 (the same extrapolation ratio as 40 x 9 -> 56 x 15).
+half-size subsets to the full 40 x 9 (about the ratio of 40 x 9 -> 56 x 15). It is checked again in
+two synthetic worlds (:class:`World`): studies of the planned size drawn afresh, against the
+projection from pilot studies of bench-v2's size.
+
+Everything is seeded: two runs write the same ``power.json`` but for ``seconds``.
 """
 
 from __future__ import annotations
