@@ -5,19 +5,31 @@ the error, the message, and that finished work is intact (file hashes before and
 fault tests assert that ``--resume`` after the fault equals an uninterrupted run.
 """
 
+import errno
 import hashlib
+import json
 import os
+import random
 import re
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 
-from ncap.exceptions import StorageError
+import ncap.ranking.executors
+import ncap.storage
+from ncap.exceptions import ConfigError, OutputExists, StorageError
+from ncap.ranking.rank import rank
 from ncap.storage import LOCK_NAME, directory_lock
 
 
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): _sha(p) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 # 1. the lock never writes through a link ---------------------------------------------------------
@@ -89,3 +101,230 @@ def test_a_plain_lock_is_reused_and_records_the_pid(tmp_path):
         assert lock.read_text() == f"{os.getpid()}\n"
     with directory_lock(out) as lock:  # the stale file of an earlier run is taken over
         assert lock.read_text() == f"{os.getpid()}\n"
+
+
+# 2. halving under faults: --resume after a full disk, a kill or a Ctrl-C equals no fault ---------
+HV_MODELS = textwrap.dedent(
+    """
+    from torch import nn
+
+    def make(width):
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, width), nn.ReLU()), width
+
+    def a():
+        return make(16)
+
+    def b():
+        return make(24)
+
+    def c():
+        return make(32)
+
+    def d():
+        return make(40)
+    """
+)
+HV_NAMES = [f"py:hv_models:{x}" for x in "abcd"]
+TIMES = {"cost_seconds", "full_seconds", "wall_time", "seconds", "logme_seconds"}
+
+
+def _strip(value):
+    """Everything but wall-clock times."""
+    if isinstance(value, dict):
+        return {k: _strip(v) for k, v in value.items() if k not in TIMES}
+    if isinstance(value, list):
+        return [_strip(v) for v in value]
+    return value
+
+
+def _outcome(out: Path) -> dict:
+    """What a halving run decided and recorded: ranking, rungs, winner, candidates (no times)."""
+    data = json.loads((out / "results.json").read_text())
+    return {
+        "ranking": data["ranking"],
+        "winner": data["ranking"][0],
+        "rungs": data["rungs"],
+        "candidates": _strip(data["candidates"]),
+        "state": json.loads((out / "rungs.json").read_text())["rungs"],
+    }
+
+
+@pytest.fixture(scope="module")
+def hv(tmp_path_factory):
+    """The models, the data, the settings, and the uninterrupted run's outcome (computed once)."""
+    folder = tmp_path_factory.mktemp("hv_user")
+    (folder / "hv_models.py").write_text(HV_MODELS)
+    sys.path.insert(0, str(folder))
+    sys.modules.pop("hv_models", None)
+    from ncap.data.registry import load_dataset
+    from ncap.ranking.halving import HalvingSettings
+    from ncap.training.config import FinetuneConfig
+
+    # 128 images / 64 = 2 steps per epoch: rungs at 2, 4, 8 steps; the default (recommended)
+    # score, so LogME is part of every decision
+    kwargs = {
+        "config": FinetuneConfig(epochs=4.0, eval_every=1, batch_size=64, probe_hidden=(16, 12, 8)),
+        "strategy": "halving",
+        "halving": HalvingSettings(eta=2, min_budget=1.0),
+        "target_epochs": 40.0,
+    }
+    data = load_dataset("digits", n_train=128, n_val=64)
+    ref = tmp_path_factory.mktemp("hv_ref")
+    rank(HV_NAMES, data, out_dir=ref, **kwargs)
+    yield {"data": data, "kwargs": kwargs, "reference": _outcome(ref), "ref_dir": ref}
+    sys.path.remove(str(folder))
+
+
+def _halving(hv, out: Path, **extra):
+    logs: list[str] = []
+    rank(HV_NAMES, hv["data"], out_dir=out, log=logs.append, **hv["kwargs"], **extra)
+    return logs
+
+
+def _replace_faulting_at(monkeypatch, n: int, fault):
+    """``os.replace`` (every atomic write) raises ``fault`` at its ``n``-th call."""
+    real = os.replace
+    calls = [0]
+
+    def replace(src, dst):
+        calls[0] += 1
+        if calls[0] == n:
+            Path(src).unlink()
+            raise fault
+        return real(src, dst)
+
+    monkeypatch.setattr(ncap.storage.os, "replace", replace)
+    return real
+
+
+def _count_writes(hv, tmp_path, monkeypatch) -> int:
+    real = os.replace
+    calls = [0]
+    monkeypatch.setattr(ncap.storage.os, "replace", lambda s, d: calls.__setitem__(0, calls[0] + 1) or real(s, d))  # fmt: skip
+    _halving(hv, tmp_path / "count")
+    monkeypatch.setattr(ncap.storage.os, "replace", real)
+    return calls[0]
+
+
+def _full_disk_then_resume(hv, tmp_path, monkeypatch, points):
+    for n in points:
+        out = tmp_path / f"full{n}"
+        real = _replace_faulting_at(
+            monkeypatch, n, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        )
+        with pytest.raises(
+            StorageError, match="No space left on device.*free some space, then rerun with --resume"
+        ):
+            _halving(hv, out)
+        monkeypatch.setattr(ncap.storage.os, "replace", real)
+        kept = _hashes(out / "rungs") if (out / "rungs").exists() else {}
+        for path in (out / "rungs").rglob("*.json"):  # no record blames a candidate for the disk
+            assert json.loads(path.read_text())["record"]["status"] == "ok", path
+        assert not [p for p in out.rglob("*.tmp")]
+        if kept:
+            with pytest.raises(OutputExists, match="--resume"):
+                _halving(hv, out)
+        _halving(hv, out, resume=True)
+        assert _outcome(out) == hv["reference"], n
+        after = _hashes(out / "rungs")
+        assert {k: after[k] for k in kept} == kept  # finished rung records reused, not rewritten
+
+
+def test_halving_full_disk_or_ctrl_c_then_resume_equals_the_uninterrupted_run(
+    hv, tmp_path, monkeypatch
+):
+    """ENOSPC while rung 0's records are written: the run stops with the fix (no candidate is
+    marked failed), finished files are untouched; and a Ctrl-C in mid-rung; --resume after
+    either equals the uninterrupted run."""
+    _full_disk_then_resume(hv, tmp_path, monkeypatch, [6])
+    _ctrl_c_then_resume(hv, tmp_path, monkeypatch, [11], [])
+
+
+@pytest.mark.slow
+def test_halving_faults_at_every_kind_of_write_and_many_steps(hv, tmp_path, monkeypatch):
+    """ENOSPC at the first checkpoint, a record, rungs.json, rung 1 and results.json; Ctrl-C at
+    random steps and inside two file writes."""
+    total = _count_writes(hv, tmp_path, monkeypatch)
+    assert total > 12
+    _full_disk_then_resume(hv, tmp_path, monkeypatch, [1, 4, 9, 11, total - 3, total])
+    rng = random.Random(23)
+    steps = [rng.randrange(1, 20) for _ in range(4)]  # of the 2 x 4 + 2 x 2 + 2 steps of the run
+    _ctrl_c_then_resume(hv, tmp_path, monkeypatch, steps, [3, 10])
+
+
+def _interrupting(original, kill_at: int):
+    """``run_candidate`` that raises KeyboardInterrupt at the run's ``kill_at``-th step."""
+    seen = [0]
+
+    def interrupted(name, *args, on_step=None, **kw):
+        def step(k, n):
+            seen[0] += 1
+            if seen[0] == kill_at:
+                raise KeyboardInterrupt
+            on_step(k, n)
+
+        return original(name, *args, on_step=step, **kw)
+
+    return interrupted
+
+
+def _ctrl_c_then_resume(hv, tmp_path, monkeypatch, steps, writes):
+    original = ncap.ranking.executors.run_candidate
+    for kill_at in steps:
+        out = tmp_path / f"step{kill_at}"
+        monkeypatch.setattr(
+            ncap.ranking.executors, "run_candidate", _interrupting(original, kill_at)
+        )
+        with pytest.raises(KeyboardInterrupt):
+            _halving(hv, out)
+        monkeypatch.setattr(ncap.ranking.executors, "run_candidate", original)
+        _halving(hv, out, resume=True)
+        assert _outcome(out) == hv["reference"], kill_at
+    for n in writes:  # Ctrl-C while a file is being written
+        out = tmp_path / f"write{n}"
+        real = _replace_faulting_at(monkeypatch, n, KeyboardInterrupt())
+        with pytest.raises(KeyboardInterrupt):
+            _halving(hv, out)
+        monkeypatch.setattr(ncap.storage.os, "replace", real)
+        _halving(hv, out, resume=True)
+        assert _outcome(out) == hv["reference"], n
+
+
+def test_damaged_halving_state_is_named_and_recomputed(hv, tmp_path, monkeypatch):
+    """Rung records that are ``[]``, truncated or another candidate's, a checkpoint of another
+    candidate, a damaged rungs.json: each is named, redone from the same inputs, and the resumed
+    run equals the uninterrupted one (LogME included)."""
+    from ncap.ranking.halving_state import rung_file
+    from ncap.ranking.segment import checkpoint_path
+
+    out = tmp_path / "damaged"
+    # stop at the first write of rung 1 (a checkpoint): rung 0 is complete on disk
+    n_rung0 = len(HV_NAMES) * 2 + 1  # 4 checkpoints, 4 records, rungs.json
+    real = _replace_faulting_at(monkeypatch, n_rung0 + 1, OSError(errno.ENOSPC, "No space"))
+    with pytest.raises(StorageError):
+        _halving(hv, out)
+    monkeypatch.setattr(ncap.storage.os, "replace", real)
+    a, b, c, d = (rung_file(out, 0, name) for name in HV_NAMES)
+    a.write_text("[]")
+    b.write_bytes(b.read_bytes()[:100])
+    c.write_bytes(d.read_bytes())  # c's file holds d's record
+    survivors = hv["reference"]["rungs"][0]["kept"]
+    ckpts = [checkpoint_path(out / "checkpoints", name) for name in survivors]
+    ckpts[0].write_bytes(ckpts[1].read_bytes())  # a survivor's checkpoint is the other's
+    (out / "rungs.json").write_text("[]")
+    logs = _halving(hv, out, resume=True)
+    text = "\n".join(logs)
+    assert f"{a} is malformed (expected a JSON object, found list)" in text
+    assert f"{b} is malformed (it is not valid JSON" in text
+    assert (
+        f"{c} is malformed (it holds the record of {HV_NAMES[3]!r}, not of {HV_NAMES[2]!r})" in text
+    )
+    assert f"{out / 'rungs.json'} is malformed" in text and "rebuilt from the rung records" in text
+    assert f"checkpoint {ckpts[0]} belongs to {survivors[1]!r}, not to {survivors[0]!r}" in text
+    assert _outcome(out) == hv["reference"]
+    # a record of other settings stops the resume, naming the file
+    data = json.loads(d.read_text())
+    data["settings"]["seed"] = 99
+    d.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=re.escape(f"{d} was produced with different settings")):
+        _halving(hv, out, resume=True)

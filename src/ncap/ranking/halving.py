@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ncap.data.dataset import ImageDataset
-from ncap.exceptions import ConfigError
+from ncap.exceptions import ConfigError, OutputExists
 from ncap.predict.capacitance import PredictorSettings
 from ncap.ranking.cost import run_cost
 from ncap.ranking.executors import CandidateJob, Executor
@@ -156,7 +156,7 @@ def run_halving(
         if overwrite:
             _clear(out_dir)
         elif not resume:
-            raise FileExistsError(
+            raise OutputExists(
                 f"{out_dir} already holds a successive-halving run; pass resume=True (--resume) "
                 "to continue it, overwrite=True (--overwrite) to start over, or choose another "
                 "output directory."
