@@ -248,7 +248,7 @@ def test_halving_faults_at_every_kind_of_write_and_many_steps(hv, tmp_path, monk
     assert total > 12
     _full_disk_then_resume(hv, tmp_path, monkeypatch, [1, 4, 9, 11, total - 3, total])
     rng = random.Random(23)
-    steps = [rng.randrange(1, 20) for _ in range(4)]  # of the 2 x 4 + 2 x 2 + 2 steps of the run
+    steps = [rng.randrange(1, 13) for _ in range(4)]  # of the 4 x 2 + 2 x 2 steps of the run
     _ctrl_c_then_resume(hv, tmp_path, monkeypatch, steps, [3, 10])
 
 
@@ -328,3 +328,122 @@ def test_damaged_halving_state_is_named_and_recomputed(hv, tmp_path, monkeypatch
     d.write_text(json.dumps(data))
     with pytest.raises(ConfigError, match=re.escape(f"{d} was produced with different settings")):
         _halving(hv, out, resume=True)
+
+
+# 3. a candidate's own numbers or device fail that candidate, never the run -----------------------
+DEV_MODELS = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+    class Scaled(nn.Module):
+        def __init__(self, scale, device=None):
+            super().__init__()
+            self.lin = nn.Linear(784, 16)
+            self.scale, self.device = scale, device
+
+        def forward(self, x):
+            out = self.lin(x.flatten(1)) * self.scale
+            return out if self.device is None else out.to(self.device)
+
+    def ok():
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, 16), nn.ReLU()), 16
+
+    def huge():
+        return Scaled(1e30), 16
+
+    def big():
+        return Scaled(1e15), 16
+
+    def out_meta():
+        return Scaled(1.0, "meta"), 16
+
+    def params_meta():
+        with torch.device("meta"):
+            return nn.Sequential(nn.Flatten(), nn.Linear(784, 16)), 16
+    """
+)
+BASE = ["--data", "digits", "--n-train", "256", "--n-val", "128", "--steps", "4",
+        "--eval-every", "1", "--no-progress"]  # fmt: skip
+
+
+@pytest.fixture
+def dev_models(tmp_path, monkeypatch):
+    folder = tmp_path / "user"
+    folder.mkdir()
+    (folder / "dev_models.py").write_text(DEV_MODELS)
+    monkeypatch.syspath_prepend(str(folder))
+    sys.modules.pop("dev_models", None)
+    return folder
+
+
+def _cli(capsys, *args):
+    from ncap.cli.commands import main
+
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_overflowing_or_off_device_models_fail_their_candidate(dev_models, tmp_path, capsys):
+    bad = {
+        "py:dev_models:huge": "training diverged at step 1: the loss is 9.86e+29, over 10000 x "
+        "chance (2.3): the model's outputs overflow",
+        "py:dev_models:big": "training diverged at step 1: the loss is 9.86e+14, over 10000 x "
+        "chance (2.3): the model's outputs overflow",
+        "py:dev_models:out_meta": "the backbone returns its features on meta, not on the run's "
+        "device cpu; its forward must keep them on its input's device.",
+        "py:dev_models:params_meta": "the model cannot be moved to the run's device cpu "
+        "(NotImplementedError: Cannot copy out of meta tensor",
+    }
+    models = ",".join(["py:dev_models:ok", *bad])
+    out = tmp_path / "out"
+    # the default score computes LogME first: the off-device models fail there, not the run
+    code, _, err = _cli(capsys, "rank", "--models", models, *BASE, "--out", str(out))
+    assert code == 0
+    records = {c["name"]: c for c in json.loads((out / "results.json").read_text())["candidates"]}
+    assert records["py:dev_models:ok"]["status"] == "ok"
+    for name, reason in bad.items():
+        assert records[name]["status"] == "failed" and reason in records[name]["reason"], name
+        assert f"{name} failed: " in err
+    assert json.loads((out / "results.json").read_text())["ranking"] == ["py:dev_models:ok"]
+    # --resume reruns the failed ones (same failures), keeps the finished one's file
+    ok_file = next(
+        p for p in (out / "candidates").iterdir() if p.name.startswith("py_dev_models_ok")
+    )
+    before = _sha(ok_file)
+    code, _, err = _cli(capsys, "rank", "--models", models, *BASE, "--out", str(out), "--resume")
+    assert code == 0 and _sha(ok_file) == before
+    assert all(f"{name} failed: " in err for name in bad)
+
+
+def test_an_overflowing_candidate_fails_its_rung_under_halving(dev_models, tmp_path, capsys):
+    out = tmp_path / "h"
+    code, _, err = _cli(capsys, "rank", "--models", "py:dev_models:ok,py:dev_models:huge",
+                        *BASE[:6], "--epochs", "4", "--eval-every", "1", "--batch-size", "64",
+                        "--strategy", "halving", "--min-budget", "1", "--no-progress",
+                        "--out", str(out))  # fmt: skip
+    assert code == 0, err
+    data = json.loads((out / "results.json").read_text())
+    assert data["ranking"] == ["py:dev_models:ok"]
+    why = data["rungs"][0]["dropped"]["py:dev_models:huge"]
+    assert why.startswith("failed at rung 0: training diverged at step 1: the loss is 9.86e+29")
+
+
+def test_the_overflow_rule_and_its_numbers():
+    import math
+
+    from ncap.exceptions import CandidateError
+    from ncap.predict.recommended import predicted_interval
+    from ncap.training.divergence import OVERFLOW_FACTOR, DivergenceGuard
+
+    chance = math.log(10)
+    guard = DivergenceGuard(10, lr=0.1)
+    guard.on_step_end(1, OVERFLOW_FACTOR * chance * 0.99, 64)  # under the cap: a bad start only
+    with pytest.raises(CandidateError, match="at step 1: the loss is 7e\\+29, over 10000 x chance"):
+        DivergenceGuard(10, lr=0.1).on_step_end(1, 7e29, 64)
+    with pytest.raises(CandidateError, match="over 10000 x chance \\(0.693\\)"):
+        DivergenceGuard(2, lr=0.1).on_step_end(5, 1e5, 64)
+    # a huge link-space value maps to [0, 1] without an OverflowError
+    interval = predicted_interval("fit/base", "logit", -1e30, 1.0, 0.1)
+    assert interval["68"] == [0.0, 0.0] and interval["95"] == [0.0, 0.0]
