@@ -83,11 +83,11 @@ def labels(y: Any, what: str) -> torch.Tensor:
         )
     if array.size and array.min() < 0:
         raise ConfigError(
-            f"{what} holds the negative label {array.min()!r}; class indices start at 0 (map them "
+            f"{what} holds the negative label {array.min().item()}; class indices start at 0 (map them "
             "with np.unique(y, return_inverse=True))."
         )
     if array.size and array.max() > np.iinfo(np.int64).max:
-        raise ConfigError(f"{what} holds the label {array.max()!r}, beyond int64.")
+        raise ConfigError(f"{what} holds the label {array.max().item()}, beyond int64.")
     return torch.as_tensor(array.astype(np.int64))
 
 
