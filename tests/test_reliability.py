@@ -29,7 +29,12 @@ def _sha(path: Path) -> str:
 
 
 def _hashes(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): _sha(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+    """Every file's hash but the lock's (it holds the last holder's pid)."""
+    return {
+        str(p.relative_to(folder)): _sha(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != LOCK_NAME
+    }
 
 
 # 1. the lock never writes through a link ---------------------------------------------------------
@@ -447,3 +452,73 @@ def test_the_overflow_rule_and_its_numbers():
     # a huge link-space value maps to [0, 1] without an OverflowError
     interval = predicted_interval("fit/base", "logit", -1e30, 1.0, 0.1)
     assert interval["68"] == [0.0, 0.0] and interval["95"] == [0.0, 0.0]
+
+
+# 4. one rule for which flags apply where: an ignored flag is an error ---------------------------
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--eta", "3"], "--eta applies only with --strategy halving; add --strategy halving"),
+        (["--min-budget", "0.5"], "--min-budget applies only with --strategy halving"),
+        (["--rung-score", "last-observed"], "--rung-score applies only with --strategy halving"),
+        (["--keep-checkpoints"], "--keep-checkpoints applies only with --strategy halving"),
+        (["--strategy", "halving", "--score", "paper"],
+         "--score applies only with --strategy fixed; halving ranks each rung by --rung-score"),
+        (["--address", "auto"], "--address applies only with --executor ray"),
+        (["--cpus-per-candidate", "2"], "--cpus-per-candidate applies only with --executor ray"),
+        (["--burn-in", "9"], "--burn-in 9 leaves out every one of the 4 evaluation point(s) within "
+         "the budget of 4 step(s)"),
+        (["--max-val", "0"], "max_val must be >= 1 validation image"),
+    ],
+)  # fmt: skip
+def test_a_flag_that_would_do_nothing_is_an_error(dev_models, tmp_path, capsys, extra, message):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    before = _hashes(out)
+    code, _, err = _cli(capsys, "rank", "--models", "py:dev_models:ok", *BASE, "--out", str(out),
+                        *extra)  # fmt: skip
+    assert code == 2 and message in err, err
+    assert err.startswith("ncap: error: ") and err.count("\n") == 1
+    assert _hashes(out) == before and not (out / "candidates").exists()
+
+
+def test_an_empty_out_and_a_dry_run_with_output_flags_are_errors(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    recipe = Path(__file__).parents[1] / "recipes" / "paper.toml"
+    cases = [
+        (["rank", "--models", "mlp-s", "--data", "digits", "--out", ""], "--out is empty"),
+        (["recipe", str(recipe), "--out", " ", "--dry-run"], "--out is empty"),
+        (["recipe", str(recipe), "--out", "o", "--dry-run", "--resume"],
+         "--resume applies only when the recipe runs; a --dry-run writes nothing"),
+        (["recipe", str(recipe), "--out", "o", "--dry-run", "--models", "nope"],
+         "unknown models 'nope'; the recipe's models: tv:vgg16"),
+    ]  # fmt: skip
+    for args, message in cases:
+        code, _, err = _cli(capsys, *args)
+        assert code == 2 and message in err, (args, err)
+    assert list(tmp_path.iterdir()) == []  # nothing written in the current directory
+    # --models/--datasets apply to a dry run: its plan is of the part that would run
+    code, out, _ = _cli(capsys, "recipe", str(recipe), "--out", "o", "--dry-run", "--models",
+                        "tv:resnet18", "--datasets", "cifar10")  # fmt: skip
+    assert code == 0 and "models (1): tv:resnet18" in out and "datasets (1):" in out
+
+
+def test_resume_refuses_a_folder_of_the_other_strategy(dev_models, tmp_path, capsys):
+    fixed = tmp_path / "fixed"
+    assert _cli(capsys, "rank", "--models", "py:dev_models:ok", *BASE, "--out", str(fixed))[0] == 0
+    halving = ["--strategy", "halving", "--epochs", "2", "--min-budget", "1", "--batch-size", "64"]
+    before = _hashes(fixed)
+    code, _, err = _cli(capsys, "rank", "--models", "py:dev_models:ok", *BASE[:6], "--eval-every",
+                        "1", "--no-progress", *halving, "--out", str(fixed), "--resume")  # fmt: skip
+    assert code == 2 and f"{fixed} holds a run of --strategy fixed; --resume continues" in err
+    assert _hashes(fixed) == before
+    half = tmp_path / "halving"
+    code, _, err = _cli(capsys, "rank", "--models", "py:dev_models:ok", *BASE[:6], "--eval-every",
+                        "1", "--no-progress", *halving, "--out", str(half))  # fmt: skip
+    assert code == 0, err
+    before = _hashes(half)
+    code, _, err = _cli(capsys, "rank", "--models", "py:dev_models:ok", *BASE, "--out", str(half),
+                        "--resume")  # fmt: skip
+    assert code == 2 and f"{half} holds a run of --strategy halving; --resume continues" in err
+    assert _hashes(half) == before

@@ -34,6 +34,7 @@ from ncap.ranking.cost import run_cost
 from ncap.ranking.executors import CandidateJob, Executor
 from ncap.ranking.halving_core import decide, halving_budgets, rung_steps
 from ncap.ranking.halving_state import check_state, read_rung_record, rung_file
+from ncap.ranking.preflight import check_burn_in
 from ncap.ranking.rung_scores import (
     DEFAULT_RUNG_SCORE,
     check_rung_score,
@@ -138,6 +139,7 @@ def run_halving(
             f"evaluation point(s) but the {halving.score!r} score needs "
             f"{min_points(halving.score, predictor)}; raise --min-budget or set a small --eval-every."
         )
+    check_burn_in(run_config, predictor, n_train, extra=steps)
     reference = full_epochs if full_epochs is not None else budgets[-1]
     if reference < budgets[-1]:
         raise ConfigError(
