@@ -1,0 +1,92 @@
+"""Honest "can't tell": flagged candidates lose their interval, ties are said (issue 25)."""
+
+import json
+
+import pytest
+from torch import nn
+
+from ncap.cli import main
+from ncap.data.registry import load_dataset
+from ncap.models.backbone import Backbone
+from ncap.models.registry import register_source
+from ncap.predict.caveats import at_chance, candidate_flags, chance_margin, separation
+from ncap.ranking.halving import HalvingSettings
+from ncap.ranking.rank import rank
+from ncap.training.config import FinetuneConfig
+
+
+def _frozen(rest: str, **_) -> Backbone:
+    """A random linear feature map that never learns (lr 1e-9 in the tests): at chance."""
+    return Backbone(rest, nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 16)), num_features=16)
+
+
+register_source("test-chance", _frozen)
+
+
+def test_chance_margin_and_flags_on_records():
+    assert chance_margin(10, None) == pytest.approx(0.1)
+    assert chance_margin(10, 100) == pytest.approx(0.1 + 2 * 0.03)
+    assert at_chance(0.16, classes=10, images=100) and not at_chance(0.17, classes=10, images=100)
+    points = [{"step": 4, "val_accuracy": 0.5, "val_images": 100},
+              {"step": 8, "val_accuracy": 0.9, "val_images": 100}]  # fmt: skip
+    record = {"name": "a", "trajectory": points, "score": {"outside": ["logme"]}}
+    assert set(candidate_flags(record, classes=10, budget_steps=8)) == {"outside-fit"}
+    assert set(candidate_flags(record, classes=10, budget_steps=4)) == {"few-points",
+                                                                        "outside-fit"}  # fmt: skip
+    record["trajectory"] = [p | {"val_accuracy": 0.11} for p in points]
+    assert "at-chance" in candidate_flags(record, classes=10, budget_steps=8)
+
+
+def test_separation_names_overlapping_and_flagged_candidates():
+    def rec(name, low, high, flags=None):
+        return {"name": name, "prediction": {"95": None if flags else [low, high], "flags": flags}}
+
+    apart = separation([rec("a", 0.8, 0.9), rec("b", 0.6, 0.7)])
+    assert apart["separated"] and apart["tied"] == ["a"]
+    tied = separation([rec("a", 0.8, 0.9), rec("b", 0.7, 0.85), rec("c", 0.5, 0.6)])
+    assert not tied["separated"] and tied["tied"] == ["a", "b"]
+    assert "cannot be told apart" in tied["statement"]
+    flagged = separation([rec("a", 0, 0, ["at-chance"]), rec("b", 0.5, 0.6)])
+    assert flagged["tied"] == ["a", "b"] and "at-chance" in flagged["statement"]
+
+
+def test_one_step_ranking_flags_its_rows_and_gives_no_calibrated_interval(
+    tiny_zoo, tmp_path, capsys
+):
+    out = tmp_path / "one"
+    code = main(["rank", "--models", "lenet,mlp-s", "--data", "digits", "--steps", "1",
+                 "--out", str(out), "--no-progress"])  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    data = json.loads((out / "results.json").read_text())
+    for c in data["candidates"]:
+        assert "few-points" in c["flags"], c["flags"]
+        assert c["prediction"]["calibrated"] is False
+        assert c["prediction"]["95"] is None and c["prediction"]["68"] is None
+        assert "few-points" in printed and f"caveat: {c['name']}" in printed
+    assert "(no interval)" in printed
+    # nothing separates the two: the output says so, and the assumed T is in the title
+    assert data["settings"]["score"]["separation"]["separated"] is False
+    assert "cannot tell" in printed
+    assert data["settings"]["score"]["target_assumed"] is True
+    assert "ASSUMED (set --target-epochs)" in printed.replace("\n", " ")
+
+
+def test_halving_of_models_at_chance_says_it_cannot_separate_them(tmp_path):
+    digits = load_dataset("digits", n_train=256, n_val=128)
+    config = FinetuneConfig(epochs=2.0, eval_every=1, batch_size=64, lr=1e-9,
+                            probe_hidden=(16, 12, 8))  # fmt: skip
+    models = ["test-chance:a", "test-chance:b", "test-chance:c", "test-chance:d"]
+    result = rank(models, digits, out_dir=tmp_path / "h", config=config, strategy="halving",
+                  halving=HalvingSettings(eta=2, min_budget=0.5))  # fmt: skip
+    ok = [c for c in result.candidates if c["status"] == "ok"]
+    assert len(ok) == 4
+    for rung in result.rungs:
+        assert set(rung["intervals"]) == set(rung["ranked"])  # each cut records what it used
+        if rung["separation"] is not None:
+            assert rung["separation"]["separated"] is False
+    verdict = result.settings["score"]["separation"]
+    assert verdict["separated"] is False and "cannot" in verdict["statement"]
+    for c in ok:  # the final table shows the score that decided
+        assert c["score"]["value"] == c["halving"]["rungs"][-1]["score"]
+        assert "at-chance" in c["flags"]
