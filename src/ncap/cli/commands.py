@@ -318,8 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     True  # the demo is re-runnable; its cache is the zoo, not the results
                 )
             full_epochs = (args.full_epochs or full) if args.verify else args.full_epochs
-            if args.target_epochs is None:  # the demo knows its full budget
-                args.target_epochs = full_epochs or full
+            # T: --target-epochs, else the --verify budget, else assumed as rank() assumes it
+            # (the budget = 10% of T), and the table's title says which
             result = _run_rank(args, list(DEMO_MODELS), data, n_train, n_val, epochs, full_epochs)
             verify = args.verify or args.full_epochs is not None
         else:

@@ -6,7 +6,7 @@ is the one ``ncap rank --strategy halving`` uses unless told: ``recommended``, t
 bench-v2 study adopted (:mod:`ncap.predict.recommended`; ``fit/base``), as for a fixed budget.
 Any score ``ncap rank --score`` accepts works (:func:`score_rung`, via
 :func:`ncap.ranking.scoring.score_candidates` on the rung's records, so a fitted score sees the
-rung's budget as a share of ``--full-epochs``), plus:
+rung's budget as a share of ``--target-epochs``), plus:
 
 - ``last-observed``: the last observed validation accuracy (what ASHA / Hyperband rank by);
 - ``predicted``: the run's own extrapolation to beta_eff = 0
