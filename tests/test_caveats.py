@@ -77,8 +77,13 @@ def test_halving_of_models_at_chance_says_it_cannot_separate_them(tmp_path):
     config = FinetuneConfig(epochs=2.0, eval_every=1, batch_size=64, lr=1e-9,
                             probe_hidden=(16, 12, 8))  # fmt: skip
     models = ["test-chance:a", "test-chance:b", "test-chance:c", "test-chance:d"]
+    lines = []
     result = rank(models, digits, out_dir=tmp_path / "h", config=config, strategy="halving",
-                  halving=HalvingSettings(eta=2, min_budget=0.5))  # fmt: skip
+                  halving=HalvingSettings(eta=2, min_budget=0.5), progress=True,
+                  log=lines.append)  # fmt: skip
+    # progress counts candidate runs over the rungs (4, then 2): 6, not "5/4"
+    done = [line for line in lines if " done in " in line]
+    assert [line.split(":")[0] for line in done] == [f"candidate {k}/6" for k in range(1, 7)]
     ok = [c for c in result.candidates if c["status"] == "ok"]
     assert len(ok) == 4
     for rung in result.rungs:
@@ -90,3 +95,21 @@ def test_halving_of_models_at_chance_says_it_cannot_separate_them(tmp_path):
     for c in ok:  # the final table shows the score that decided
         assert c["score"]["value"] == c["halving"]["rungs"][-1]["score"]
         assert "at-chance" in c["flags"]
+
+
+def test_a_redirected_run_prints_progress_lines_and_writes_the_log_file(tiny_zoo, tmp_path,
+                                                                        capsys):  # fmt: skip
+    """stderr is not a terminal under pytest: per-candidate lines with elapsed time and an
+    estimate replace the bars, and --log-file gets them, time-stamped."""
+    log = tmp_path / "logs" / "run.log"
+    code = main(["rank", "--models", "lenet,mlp-s", "--data", "digits", "--steps", "8",
+                 "--eval-every", "2", "--out", str(tmp_path / "p"), "--log-file", str(log)])  # fmt: skip
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "[ncap] candidate 1/2: lenet started (0 s elapsed)" in err
+    assert "candidate 1/2: lenet done in" in err and "left for 1 more" in err
+    assert "candidate 2/2: mlp-s done in" in err
+    assert "lenet: step 2/8 (25%)" in err
+    text = log.read_text()
+    assert "candidate 2/2: mlp-s done in" in text
+    assert text.splitlines()[0][:2] == "20"  # a UTC time stamp

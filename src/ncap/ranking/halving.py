@@ -31,7 +31,7 @@ from ncap.predict.capacitance import PredictorSettings
 from ncap.predict.caveats import separation
 from ncap.ranking.cost import run_cost
 from ncap.ranking.executors import CandidateJob, Executor
-from ncap.ranking.halving_core import decide, halving_budgets, rung_steps
+from ncap.ranking.halving_core import decide, halving_budgets, kept_count, rung_steps
 from ncap.ranking.rung_scores import (
     DEFAULT_RUNG_SCORE,
     check_rung_score,
@@ -182,7 +182,13 @@ def run_halving(
     rungs: list[dict[str, Any]] = []
     evidence: dict[str, dict[str, Any]] = {}  # per candidate: what its last rung's score saw
     all_notes: list[str] = [assumed_note(target, None)] if assumed else []
-    with progress_bars(progress, len(models)) as bars:
+    planned, n = 0, len(models)  # candidate runs over all rungs, if nothing fails
+    for k in range(len(budgets)):
+        planned += n
+        n = kept_count(n, halving.eta, k == len(budgets) - 1)
+        if n <= 1:
+            break
+    with progress_bars(progress, planned, log=log) as bars:
         for k, (budget, stop) in enumerate(zip(budgets, steps, strict=True)):
             todo = [name for name in alive if not _rung_file(out_dir, k, name).exists()]
             job = CandidateJob(

@@ -283,7 +283,7 @@ def _rank_locked(
     # the settings as a candidate file stores them (tuples -> lists, non-finite -> null)
     stored_settings = json.loads(json.dumps(to_jsonable(settings)))
     records: dict[str, dict[str, Any]] = {}
-    with progress_bars(progress, len(models)) as bars:
+    with progress_bars(progress, len(models), log=log) as bars:
         todo = []
         for name in models:
             done = finished.get(name)
