@@ -90,6 +90,7 @@ def test_halving_of_models_at_chance_says_it_cannot_separate_them(tmp_path):
         assert set(rung["intervals"]) == set(rung["ranked"])  # each cut records what it used
         if rung["separation"] is not None:
             assert rung["separation"]["separated"] is False
+    assert result.files["rungs_plot"].exists() and "rungs.png" in result.files["report"].read_text()
     verdict = result.settings["score"]["separation"]
     assert verdict["separated"] is False and "cannot" in verdict["statement"]
     for c in ok:  # the final table shows the score that decided
@@ -113,3 +114,26 @@ def test_a_redirected_run_prints_progress_lines_and_writes_the_log_file(tiny_zoo
     text = log.read_text()
     assert "candidate 2/2: mlp-s done in" in text
     assert text.splitlines()[0][:2] == "20"  # a UTC time stamp
+
+
+def test_report_page_and_plots_of_a_ranking(tiny_zoo, tmp_path):
+    """report.md holds the table, the caveats, the cost and links every plot it was given;
+    the learning curves and fits (with the table's own prediction) are written."""
+    from PIL import Image
+
+    digits = load_dataset("digits", n_train=256, n_val=128)
+    config = FinetuneConfig(epochs=1.0, eval_every=1, batch_size=64, probe_hidden=(16, 12, 8))
+    result = rank(["lenet", "mlp-s"], digits, out_dir=tmp_path / "r", config=config,
+                  target_epochs=10.0)  # fmt: skip
+    page = (tmp_path / "r" / "report.md").read_text()
+    assert result.files["report"] == tmp_path / "r" / "report.md"
+    for c in result.candidates:
+        row = next(line for line in page.splitlines() if f"| {c['name']} |" in line)
+        assert f"{100 * c['prediction']['accuracy']:.1f}" in row
+    assert "predictions for T = 10 epochs;" in page  # given, not assumed
+    for key in ("learning_plot", "fit_plot", "beta_plot"):
+        path = result.files[key]
+        assert f"({path.name})" in page
+        with Image.open(path) as image:
+            assert image.size[0] > 300 and image.size[1] > 200
+    assert "## Cost" in page and "compute:" in page

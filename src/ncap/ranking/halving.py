@@ -43,7 +43,6 @@ from ncap.ranking.scoring import assumed_note, target_or_assumed
 from ncap.ranking.segment import RungJob, checkpoint_path
 from ncap.report import write_outputs
 from ncap.report.progress import progress_bars
-from ncap.report.rungs import plot_rungs
 from ncap.results import RankResult, slug
 from ncap.storage import atomic_write_json, to_jsonable
 from ncap.training.config import FinetuneConfig
@@ -348,8 +347,7 @@ def run_halving(
         order=ranking,
         rungs=rungs,
     )
-    result.files = write_outputs(result)
-    result.files["rungs_plot"] = plot_rungs(rungs, order, out_dir / "rungs.png")
+    result.files = write_outputs(result)  # (with rungs.png)
     return result
 
 
