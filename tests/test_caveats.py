@@ -7,6 +7,7 @@ from torch import nn
 
 from ncap.cli import main
 from ncap.data.registry import load_dataset
+from ncap.exceptions import ConfigError
 from ncap.models.backbone import Backbone
 from ncap.models.registry import register_source
 from ncap.predict.caveats import at_chance, candidate_flags, chance_margin, separation
@@ -137,3 +138,38 @@ def test_report_page_and_plots_of_a_ranking(tiny_zoo, tmp_path):
         with Image.open(path) as image:
             assert image.size[0] > 300 and image.size[1] > 200
     assert "## Cost" in page and "compute:" in page
+
+
+def _mlp(width: int = 16):
+    return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, width), nn.ReLU())
+
+
+def test_rank_takes_modules_and_factories_and_the_result_is_short_to_read(tiny_zoo, tmp_path):
+    import functools
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    digits = load_dataset("digits", n_train=256, n_val=128)
+    config = FinetuneConfig(epochs=1.0, eval_every=1, batch_size=64, probe_hidden=(16, 12, 8))
+    module = _mlp(8)
+    before = [p.detach().clone() for p in module.parameters()]
+    result = rank([module, functools.partial(_mlp, width=24), ("named", _mlp), "lenet"], digits,
+                  out_dir=tmp_path / "o", config=config)  # fmt: skip
+    names = [c["name"] for c in result.candidates]
+    assert names == ["obj:Sequential", "obj:_mlp(width=24)", "obj:named", "lenet"]
+    assert all(c["status"] == "ok" for c in result.candidates), [c["reason"] for c in
+                                                                  result.candidates]  # fmt: skip
+    assert all((a == b).all() for a, b in zip(before, module.parameters()))  # a copy was trained
+    assert result.best == result.ranking[0]
+    records = result.to_records()
+    assert [r["name"] for r in records] == result.ranking
+    assert records[0]["predicted_accuracy"] == next(
+        c["prediction"]["accuracy"] for c in result.candidates if c["name"] == result.best
+    )
+    frame = result.to_pandas()
+    assert list(frame.index) == result.ranking and frame.loc[result.best, "rank"] == 1
+    fig = result.plot()
+    assert fig.axes and fig.axes[0].images
+    with pytest.raises(ConfigError, match="Ray"):
+        rank([module], digits, out_dir=tmp_path / "ray", config=config, executor="ray")

@@ -22,6 +22,8 @@ from ncap._version import __version__
 from ncap.data.dataset import ImageDataset
 from ncap.data.registry import load_dataset
 from ncap.exceptions import ConfigError
+from ncap.models.objects import PREFIX as OBJECT_PREFIX
+from ncap.models.objects import candidate_names
 from ncap.predict.capacitance import PredictorSettings
 from ncap.predict.caveats import separation
 from ncap.predict.recommended import resolve_score
@@ -87,7 +89,7 @@ def _environment() -> dict[str, Any]:
 
 
 def rank(
-    models: Sequence[str],
+    models: Sequence[Any] | dict[str, Any],
     data: str | ImageDataset,
     *,
     out_dir: str | Path,
@@ -114,8 +116,10 @@ def rank(
 
     Parameters
     ----------
-    models : sequence of str
-        Candidate names from the registry (:func:`ncap.models.builtin.list_models`, or ``prefix:name``).
+    models : sequence of str, nn.Module or factory (or a mapping name -> object)
+        Candidate names from the registry (:func:`ncap.models.builtin.list_models`, or
+        ``prefix:name``), or Python objects: ``nn.Module``s, factories, ``functools.partial``s
+        of factories with arguments, ``(name, object)`` pairs (:mod:`ncap.models.objects`).
     data : str or ImageDataset
         A built-in dataset name, an image-folder path, or a loaded dataset.
     out_dir : path
@@ -164,6 +168,14 @@ def rank(
     """
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}.")
+    models = candidate_names(models)  # nn.Modules and factories -> obj:<name>
+    if getattr(executor, "name", executor) != "local" and any(
+        m.startswith(f"{OBJECT_PREFIX}:") for m in models
+    ):
+        raise ConfigError(
+            "candidates given as Python objects run in this process only; use executor='local', "
+            "or name them as py:<module>:<factory> for Ray."
+        )
     config = config or FinetuneConfig()
     predictor = predictor or PredictorSettings()
     runtime = runtime or Runtime()
