@@ -161,7 +161,8 @@ def _run_recipe(args) -> int:
 
 def _bench(args) -> int:
     if args.bench_command == "build":
-        from ncap.bench.build import build_benchmark, plan_for
+        from ncap.bench.build import build_benchmark
+        from ncap.bench.plans import plan_for
 
         models = [m for m in (args.models or "").split(",") if m]
         plan = plan_for("smoke" if args.smoke else args.plan, models=models or None)
