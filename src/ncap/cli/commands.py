@@ -320,6 +320,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{name}{note}")
             print("<path>  an image folder: one sub-folder of images per class")
             return 0
+        if args.command == "weights":
+            from ncap.cli.weights import run_weights
+
+            return run_weights(args)
         if args.command == "bench":
             return _bench(args)
         if args.command == "recipe":
