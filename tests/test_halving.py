@@ -230,7 +230,10 @@ def test_target_epochs_sets_the_budget_share_without_training_to_it(tiny_zoo, tm
     for c in result.candidates:
         assert c["trajectory"][-1]["step"] == 6 and c.get("final_accuracy") is None
         assert c["score"]["fit"]["budget_fraction"] == 0.05  # the 5% fit
-        assert c["prediction"]["by"] == "fit/base" and c["prediction"]["calibrated"]
+        assert c["prediction"]["by"] == "fit/base"
+        # calibrated unless flagged (ncap.predict.caveats: a tiny zoo's LogME is outside the fit)
+        assert c["prediction"]["calibrated"] is (not c["flags"]), c["flags"]
+    assert any(c["prediction"]["calibrated"] for c in result.candidates)
     assert result.cost["fraction_steps"] == pytest.approx(1 / 20)
     # the LogME feature is LogME of the pretrained backbone's features of the training images
     backbone = create_backbone("lenet")

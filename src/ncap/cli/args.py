@@ -123,7 +123,19 @@ def _add_training_args(p: argparse.ArgumentParser, *, epochs: float) -> None:
     g.add_argument(
         "--json", action="store_true", help="print the results JSON to stdout instead of the table"
     )
-    g.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    g.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress (bars on a terminal; plain lines with elapsed time and an estimate "
+        "when stderr is redirected)",
+    )
+    g.add_argument(
+        "--log-file",
+        default=None,
+        metavar="PATH",
+        help="also append the run's [ncap] lines (notes, failures; the progress lines when stderr is "
+        "not a terminal), time-stamped, to this file",
+    )
     _add_runtime_args(p)
 
 
@@ -339,6 +351,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--resume", action="store_true", help="reuse finished candidates in --out")
     g.add_argument("--overwrite", action="store_true", help="discard earlier results in --out")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    g.add_argument(
+        "--log-file",
+        default=None,
+        metavar="PATH",
+        help="also append the run's [ncap] lines (notes, failures; the progress lines when stderr is "
+        "not a terminal), time-stamped, to this file",
+    )
     _add_runtime_args(recipe)
 
     nas = sub.add_parser(

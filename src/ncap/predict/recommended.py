@@ -140,7 +140,7 @@ def resolve_score(name: str | None, budget_fraction: float | None) -> tuple[Scor
         if RECOMMENDED["early"] == RECOMMENDED["late"]:  # the bin does not matter
             return parse_score(RECOMMENDED["late"]), None
         return parse_score(RECOMMENDED["late"]), (
-            "the full budget T is unknown (pass --full-epochs): the recommended score for "
+            "the full budget T is unknown (pass --target-epochs): the recommended score for "
             "budgets of 10-20% of T is used"
         )
     bin_ = "early" if budget_fraction < EARLY_LATE_BOUNDARY else "late"
