@@ -27,6 +27,7 @@ __all__ = [
     "SIGMA",
     "ScoreSpec",
     "predicted_interval",
+    "recalibration_factor",
     "resolve_score",
 ]
 
@@ -153,6 +154,16 @@ def resolve_score(name: str | None, budget_fraction: float | None) -> tuple[Scor
     return parse_score(RECOMMENDED[bin_]), note
 
 
+def recalibration_factor(predictor: str, budget_fraction: float | None) -> dict[str, float] | None:
+    """The study's factors ``{"68": k, "95": k}`` for ``predictor`` at the budget nearest
+    ``budget_fraction`` (in log f); None when it has none or the budget is unknown."""
+    factors = RECALIBRATION.get(predictor)
+    if not factors or budget_fraction is None or not budget_fraction > 0:
+        return None
+    nearest = min(factors, key=lambda f: abs(math.log(f) - math.log(budget_fraction)))
+    return factors[nearest]
+
+
 def predicted_interval(
     predictor: str,
     link: str,
@@ -164,11 +175,7 @@ def predicted_interval(
     mapped back (sigmoid for the logit link, clipped to [0, 1] for identity), with the study's
     recalibration factor ``k`` of the nearest budget (in log f); ``k = 1`` and ``calibrated``
     False when the study has none for this predictor or the budget is unknown."""
-    factors = RECALIBRATION.get(predictor)
-    k = None
-    if factors and budget_fraction is not None and budget_fraction > 0:
-        nearest = min(factors, key=lambda f: abs(math.log(f) - math.log(budget_fraction)))
-        k = factors[nearest]
+    k = recalibration_factor(predictor, budget_fraction)
     out: dict[str, object] = {"calibrated": k is not None}
     for q, z in Z.items():
         half = (k[q] if k else 1.0) * z * link_sd

@@ -43,6 +43,7 @@ from ncap.ranking.scoring import (
     budget_fraction,
     score_candidates,
     target_or_assumed,
+    trust_of,
 )
 from ncap.ranking.store import candidate_path, load_finished, stale_files
 from ncap.report import write_outputs
@@ -349,6 +350,7 @@ def _rank_locked(
     add_predictions(ranked, predictor, fraction, classes=dataset.num_classes,
                     budget_steps=budget_steps)  # fmt: skip
     verdict = separation([records[name] for name in order if records[name]["status"] == "ok"])
+    trust = trust_of([records[name] for name in order if records[name]["status"] == "ok"], fraction)
     if score_note:
         notes.insert(0, score_note)
     if assumed:
@@ -369,6 +371,7 @@ def _rank_locked(
                 "target_assumed": assumed,
                 "notes": notes,
                 "separation": verdict,
+                "trust": trust,
             },
         },
         order=order,
