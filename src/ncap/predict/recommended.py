@@ -116,15 +116,16 @@ def parse_score(name: str) -> ScoreSpec:
 
 
 def _check_run_score(name: str, baselines) -> None:
-    from ncap.predict.scores import parse_nc
+    from ncap.predict.scores import PROXY_SCORES, parse_nc
 
     if name.startswith("nc/"):
         parse_nc(name)
         return
-    if name.startswith("dyn/") or name in baselines:
+    if name.startswith("dyn/") or name in baselines or name in PROXY_SCORES:
         return
     raise ConfigError(
         f"unknown score {name!r}; choose 'recommended', 'paper', one of {', '.join(baselines)}, "
+        f"a zero-cost proxy ({', '.join(PROXY_SCORES)}), "
         "nc/{measurement}/{variant}/{features}/b{burn_in}/{link}, "
         "dyn/{measurement}/{variant}/{feature} or ravg/a+b (docs/benchmark.md lists them)."
     )

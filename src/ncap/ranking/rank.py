@@ -27,7 +27,7 @@ from ncap.models.objects import candidate_names
 from ncap.predict.capacitance import PredictorSettings
 from ncap.predict.caveats import separation
 from ncap.predict.recommended import resolve_score
-from ncap.predict.scores import parse_nc, score_variant, untracked_reason
+from ncap.predict.scores import PROXY_SCORES, parse_nc, score_variant, untracked_reason
 from ncap.ranking.cost import run_cost, spent_steps
 from ncap.ranking.executors import CandidateJob, Executor, make_executor
 from ncap.ranking.halving import HalvingSettings, run_halving
@@ -244,6 +244,12 @@ def _rank_locked(
         else load_dataset(data, n_train=n_train, n_val=n_val, seed=config.seed, root=data_root)
     )
     n_seen = len(dataset.y_train)
+    if strategy == "halving" and (halving or HalvingSettings()).score in PROXY_SCORES:
+        raise ConfigError(
+            f"successive halving cannot cut by the zero-cost proxy "
+            f"{(halving or HalvingSettings()).score!r}: it does not change with training; rank "
+            "by it with the fixed strategy (it needs no training at all)."
+        )
     if strategy == "halving":
         return run_halving(
             models,
@@ -321,7 +327,9 @@ def _rank_locked(
                 continue
             todo.append(name)
         job = CandidateJob(dataset, config, predictor, full_epochs, runtime, model_options or {},
-                           logme="logme" in score_spec.components)  # fmt: skip
+                           logme="logme" in score_spec.components,
+                           proxies=tuple(c for c in score_spec.components
+                                         if c in PROXY_SCORES))  # fmt: skip
         for record in executor.run(
             todo, job, on_start=bars.candidate_start, on_step=bars.step, log=log
         ):

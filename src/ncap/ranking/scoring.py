@@ -100,6 +100,7 @@ def _context(record: dict[str, Any], steps_per_epoch: float, full_epochs: float 
         "parameters": backbone.get("parameters"),
         "source_accuracy": backbone.get("source_accuracy"),
         "logme": backbone.get("logme"),
+        "proxies": backbone.get("proxies"),
     }
 
 
