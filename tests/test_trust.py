@@ -135,7 +135,8 @@ def test_trust_of_a_ranking_uses_the_shipped_factor_and_the_flags():
     out = trust_of(ranked, 0.1)
     k = RECALIBRATION["fit/base"][0.1]["95"]
     exact = norm.cdf(0.2 / math.hypot(0.2 * k, 0.2 * k))
-    assert abs(out["p_best"] - exact) < 0.032 and out["calibrated"] is True
+    assert abs(out["p_best"] - exact) < 0.032
+    assert out["calibrated"] is False and "underconfident" in out["calibration"]  # the check
     assert set(out) >= {"p_best", "expected_regret", "warnings", "calibrated"}
     flagged = trust_of([_record("a", 1.0, 0.2, {"at-chance": "x"}), _record("b", 0.8, 0.2)], 0.1)
     assert flagged["calibrated"] is False and flagged["p_best"] == out["p_best"]
@@ -144,3 +145,20 @@ def test_trust_of_a_ranking_uses_the_shipped_factor_and_the_flags():
         0.1,
     )
     assert none["p_best"] is None and "last-observed" in none["reason"]
+
+
+def test_the_calibration_verdict_is_the_committed_check():
+    import json
+    from pathlib import Path
+
+    from ncap.predict.trust import CHECKED
+
+    path = Path(__file__).parents[1] / "benchmarks/results/bench-v2-trust/calibration.json"
+    committed = json.loads(path.read_text())
+    assert committed["score"] == "fit/base"
+    assert CHECKED["fit/base"]["calibrated"] == committed["calibrated"]
+    directions = {d for s in committed["own"].values() for d in s["direction"]}
+    assert directions == {CHECKED["fit/base"]["direction"]}
+    for s in committed["own"].values():  # the note's ranges hold the committed means
+        assert 0.44 <= s["mean_p_best"] < 0.455 and 0.495 <= s["observed_best"] < 0.535
+        assert 1.05 <= s["mean_realised_regret"] < 1.45 and 3.8 <= s["mean_expected_regret"] < 4.4

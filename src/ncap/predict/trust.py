@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "CHECKED",
     "DRAWS",
     "SEED",
     "Predictive",
@@ -48,6 +49,22 @@ SEED = 0
 COIN = "no better than a coin"
 APART = "cannot be told apart at this budget"
 Z68 = 0.994  # the table's 68% half-width in sds (ncap.predict.recommended.Z)
+
+# What the calibration check found, per score (benchmarks/trust_calibration.py ->
+# benchmarks/results/bench-v2-trust/calibration.json; tests/test_trust.py checks it): a score not
+# listed was never checked, and its statement is not called calibrated either.
+CHECKED: dict[str, dict[str, Any]] = {
+    "fit/base": {
+        "calibrated": False,
+        "direction": "under",
+        "note": (
+            "underconfident on bench-v2's report half (5% and 10% of T): the top pick was the best "
+            "more often than P(best) says (0.50-0.53 vs 0.44-0.45 on average) and the realised "
+            "regret was about a third of the expected (1.1-1.4 vs 3.8-4.4 points); read both as "
+            "conservative"
+        ),
+    }
+}
 
 
 @dataclass(frozen=True)

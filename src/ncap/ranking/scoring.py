@@ -294,10 +294,11 @@ def trust_of(ranked: Sequence[dict[str, Any]], budget_fraction: float | None) ->
     successful records, best first, after :func:`add_predictions`. Each candidate's predictive
     distribution is its ranking score's link-space mean and sd, the sd times the shipped 95%
     recalibration factor (the table's); a flagged candidate, or one without a factor, is not
-    calibrated. Candidates whose score gives no distribution (a failed score, or a score that
+    calibrated, nor is a statement whose score failed (or never had) the calibration check
+    (:data:`ncap.predict.trust.CHECKED`, whose note says how it errs: ``calibration``). Candidates whose score gives no distribution (a failed score, or a score that
     predicts no accuracy with an sd: ``last-observed``, rank averages) are left out; with fewer
     than two left there is no statement (``p_best`` None and a ``reason``)."""
-    from ncap.predict.trust import Predictive, trust_statement
+    from ncap.predict.trust import CHECKED, Predictive, trust_statement
 
     usable, left_out = [], []
     for r in ranked:
@@ -336,4 +337,10 @@ def trust_of(ranked: Sequence[dict[str, Any]], budget_fraction: float | None) ->
             ),
         }
     notes = [f"left out (no predictive distribution): {', '.join(left_out)}"] if left_out else []
-    return trust_statement(usable, notes=notes).to_dict()
+    out = trust_statement(usable, notes=notes).to_dict()
+    check = CHECKED.get(ranked[0]["score"]["name"])
+    out["calibrated"] = bool(out["calibrated"] and check and check["calibrated"])
+    out["calibration"] = (
+        check["note"] if check else "this score's trust statement was never checked for calibration"
+    )
+    return out

@@ -222,7 +222,7 @@ def trust_line(trust: dict[str, Any]) -> str:
         "accuracy points"
     )
     if not trust.get("calibrated"):
-        text += " (not calibrated)"
+        text += f" (not calibrated: {trust.get('calibration') or 'no calibration check'})"
     for warning in trust.get("warnings") or ():
         text += f"; WARNING: {warning}"
     return text
