@@ -177,12 +177,14 @@ def predicted_interval(
     recalibration factor ``k`` of the nearest budget (in log f); ``k = 1`` and ``calibrated``
     False when the study has none for this predictor or the budget is unknown."""
     k = recalibration_factor(predictor, budget_fraction)
+    from scipy.special import expit
+
     out: dict[str, object] = {"calibrated": k is not None}
     for q, z in Z.items():
         half = (k[q] if k else 1.0) * z * link_sd
         lo, hi = link_mean - half, link_mean + half
         if link == "logit":
-            lo, hi = 1 / (1 + math.exp(-lo)), 1 / (1 + math.exp(-hi))
+            lo, hi = float(expit(lo)), float(expit(hi))  # (no overflow at any value)
         else:
             lo, hi = min(max(lo, 0.0), 1.0), min(max(hi, 0.0), 1.0)
         out[q] = [lo, hi]

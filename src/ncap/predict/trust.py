@@ -91,7 +91,9 @@ class Predictive:
     def back(self, x: np.ndarray) -> np.ndarray:
         """Link space -> accuracy."""
         if self.link == "logit":
-            return 1.0 / (1.0 + np.exp(-x))
+            from scipy.special import expit
+
+            return expit(x)  # (no overflow at any value)
         return np.clip(x, 0.0, 1.0)
 
     def interval(self) -> tuple[float, float]:
