@@ -58,10 +58,9 @@ CHECKED: dict[str, dict[str, Any]] = {
         "calibrated": False,
         "direction": "under",
         "note": (
-            "underconfident on bench-v2's report half (5% and 10% of T): the top pick was the best "
-            "more often than P(best) says (0.50-0.53 vs 0.44-0.45 on average) and the realised "
-            "regret was about a third of the expected (1.1-1.4 vs 3.8-4.4 points); read both as "
-            "conservative"
+            "underconfident on bench-v2: the pick was the best more often than P(best) said and "
+            "the realised regret was about a third of the expected; read both as conservative "
+            "(docs/benchmark.md)"
         ),
     }
 }
