@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from ncap.cli.commands import main
+from ncap.data.idx import fashion_mnist_dir
 from ncap.models.nb201 import (
     EDGES,
     OPS,
@@ -172,3 +173,25 @@ def test_cli_nas_errors(tmp_path, capsys):
         == 2
     )
     assert "node groups" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(
+    fashion_mnist_dir() is None, reason="Fashion-MNIST (Debian package) not installed"
+)
+def test_the_proxies_ncap_nas_ranks_by_are_the_benchmarks():
+    """proxies_of on the NAS benchmark's data and architectures gives the recorded values (the
+    default was chosen on them)."""
+    from ncap.bench.plans import BenchPlan, load_target
+    from ncap.models.registry import create_backbone
+    from ncap.ranking.training_free import proxies_of
+
+    path = Path(__file__).parents[1] / "benchmarks" / "results" / "nas-v1.json"
+    results = json.loads(path.read_text())
+    plan = BenchPlan.from_dict(results["plan"])
+    (target,) = plan.targets
+    data = load_target(target)
+    for name in plan.models[:2]:
+        backbone = create_backbone(name, **plan.model_options(), seed=0)
+        got = proxies_of(backbone, data, FinetuneConfig(batch_size=plan.batch_size), ["fisher"])
+        recorded = results["training_free"][target.key][name]["proxies"]["fisher"]
+        assert got["proxies"]["fisher"] == pytest.approx(recorded, rel=1e-5)
