@@ -173,6 +173,12 @@ def test_cli_nas_errors(tmp_path, capsys):
         == 2
     )
     assert "node groups" in capsys.readouterr().err
+    args = ["nas", "--sample", "2", "--out", str(tmp_path / "s"), "--no-progress", "--data",
+            "digits", "--n-train", "64", "--n-val", "32"]  # fmt: skip
+    assert main([*args, "--score", "best-proxy"]) == 2  # refused before any training
+    err = capsys.readouterr().err
+    assert "unknown score 'best-proxy'" in err and "fisher" in err
+    assert not (tmp_path / "s" / "candidates").exists()
 
 
 @pytest.mark.skipif(
