@@ -365,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     nas = sub.add_parser(
         "nas",
         help="rank NAS-Bench-201 architectures trained from scratch",
-        description="Train each NAS-Bench-201-style architecture from scratch for the budget under the frozen probe and rank them by predicted final accuracy. Same outputs and --resume as `ncap rank`.",
+        description="Train each NAS-Bench-201-style architecture from scratch for the budget under the frozen probe and rank them (default: the zero-cost proxy fisher, chosen on ncap's NAS benchmark; --score). Same outputs and --resume as `ncap rank`.",
     )
     nas.add_argument(
         "--archs",
@@ -413,6 +413,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="cells per stage (NAS-Bench-201: 5; default: %(default)s)",
+    )
+    nas.add_argument(
+        "--score",
+        default=None,
+        metavar="NAME",
+        help="what architectures are ranked by. Default: fisher, the zero-cost proxy chosen on "
+        "ncap's NAS benchmark (docs/nas.md); 'paper' or any nc/... for the extrapolation to "
+        "beta_eff = 0; tse-e1, last-observed, another proxy (grad_norm, snip, ...)",
     )
     nas.add_argument("--out", required=True, help="output directory")
     nas.add_argument(

@@ -108,6 +108,7 @@ def _run_nas(args):
         progress=not args.no_progress and not args.json,
         log=_logger(args),
         target_epochs=args.target_epochs,
+        score=args.score,
         **execution_from_args(args),
     )
     if args.nats_path is not None:

@@ -27,7 +27,7 @@ from ncap.models.objects import candidate_names
 from ncap.predict.capacitance import PredictorSettings
 from ncap.predict.caveats import separation
 from ncap.predict.recommended import resolve_score
-from ncap.predict.scores import parse_nc, score_variant, untracked_reason
+from ncap.predict.scores import PROXY_SCORES, parse_nc, score_variant, untracked_reason
 from ncap.ranking.cost import run_cost, spent_steps
 from ncap.ranking.executors import CandidateJob, Executor, make_executor
 from ncap.ranking.halving import HalvingSettings, run_halving
@@ -45,6 +45,7 @@ from ncap.ranking.scoring import (
     budget_fraction,
     score_candidates,
     target_or_assumed,
+    trust_of,
 )
 from ncap.ranking.store import candidate_path, load_finished, stale_files
 from ncap.report import write_outputs
@@ -246,6 +247,12 @@ def _rank_locked(
         else load_dataset(data, n_train=n_train, n_val=n_val, seed=config.seed, root=data_root)
     )
     n_seen = len(dataset.y_train)
+    if strategy == "halving" and (halving or HalvingSettings()).score in PROXY_SCORES:
+        raise ConfigError(
+            f"successive halving cannot cut by the zero-cost proxy "
+            f"{(halving or HalvingSettings()).score!r}: it does not change with training; rank "
+            "by it with the fixed strategy (it needs no training at all)."
+        )
     if strategy == "halving":
         return run_halving(
             models,
@@ -324,7 +331,9 @@ def _rank_locked(
                 continue
             todo.append(name)
         job = CandidateJob(dataset, config, predictor, full_epochs, runtime, model_options or {},
-                           logme="logme" in score_spec.components)  # fmt: skip
+                           logme="logme" in score_spec.components,
+                           proxies=tuple(c for c in score_spec.components
+                                         if c in PROXY_SCORES))  # fmt: skip
         for record in executor.run(
             todo, job, on_start=bars.candidate_start, on_step=bars.step, log=log
         ):
@@ -353,6 +362,7 @@ def _rank_locked(
     add_predictions(ranked, predictor, fraction, classes=dataset.num_classes,
                     budget_steps=budget_steps)  # fmt: skip
     verdict = separation([records[name] for name in order if records[name]["status"] == "ok"])
+    trust = trust_of([records[name] for name in order if records[name]["status"] == "ok"], fraction)
     if score_note:
         notes.insert(0, score_note)
     if assumed:
@@ -373,6 +383,7 @@ def _rank_locked(
                 "target_assumed": assumed,
                 "notes": notes,
                 "separation": verdict,
+                "trust": trust,
             },
         },
         order=order,
