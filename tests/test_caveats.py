@@ -173,3 +173,13 @@ def test_rank_takes_modules_and_factories_and_the_result_is_short_to_read(tiny_z
     assert fig.axes and fig.axes[0].images
     with pytest.raises(ConfigError, match="Ray"):
         rank([module], digits, out_dir=tmp_path / "ray", config=config, executor="ray")
+
+
+@pytest.mark.parametrize("bad", [None, 0, 2.7, True, "4"])
+def test_a_factory_object_returning_a_bad_pair_is_refused_like_a_py_factory(bad):
+    from ncap.models.objects import candidate_names
+    from ncap.models.registry import create_backbone
+
+    (name,) = candidate_names([lambda: (nn.Linear(3, 4), bad)])
+    with pytest.raises(ConfigError, match="num_features must be a positive int"):
+        create_backbone(name)

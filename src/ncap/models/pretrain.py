@@ -73,9 +73,19 @@ def _cache_key(spec: ModelSpec, data: dict[str, Any]) -> str:
     return f"{spec.name}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
+def source_task(spec: ModelSpec, data: PretrainSpec | None = None) -> PretrainSpec:
+    """The data ``spec`` is pretrained on: ``data`` (default :func:`default_pretrain`), or the
+    model's own source (``spec.source``) at ``data``'s sizes and split seed."""
+    data = data or default_pretrain()
+    if spec.source is not None:
+        data = PretrainSpec(spec.source, data.n_train, data.n_val, data.seed)
+    return data
+
+
 def zoo_weights_path(name: str, data: PretrainSpec | None = None) -> Path:
     """Where the built-in model ``name``'s pretrained weights are cached (present or not)."""
-    key = _cache_key(model_spec(name), (data or default_pretrain()).to_dict())
+    spec = model_spec(name)
+    key = _cache_key(spec, source_task(spec, data).to_dict())
     return cache_dir() / "zoo" / f"{key}.pt"
 
 
@@ -114,10 +124,7 @@ def pretrain(
     images stored in another encoding than the zoo's (uint8 generated datasets) pass the input
     adapter first.
     """
-    data = data or default_pretrain()
-    if spec.source is not None:
-        data = PretrainSpec(spec.source, data.n_train, data.n_val, data.seed)
-    data = data.to_dict()
+    data = source_task(spec, data).to_dict()
     key = _cache_key(spec, data)
     folder = cache_dir() / "zoo"
     weights_path, record_path = folder / f"{key}.pt", folder / f"{key}.json"

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import operator
 import os
 import socket
 from collections.abc import Callable
@@ -49,7 +48,7 @@ from ncap.exceptions import (
     NcapError,
     PretrainedWeightsMissing,
 )
-from ncap.models.backbone import Backbone, parameter_count
+from ncap.models.backbone import Backbone, backbone_from_factory, parameter_count
 from ncap.models.checkpoints import (
     PACKAGED,
     load_packaged,
@@ -309,7 +308,7 @@ def torchvision_backbone(spec: str, *, log: Callable[[str], None] | None = None)
     if weights == "random" or entry is None:
         model = torchvision.models.get_model(name, weights=None, **kwargs)
         weights_info = "random"
-    elif packaged is not None:
+    elif packaged is not None and locate(packaged) is not None:
         model = torchvision.models.get_model(name, weights=None, **kwargs)
         record = load_packaged(packaged, model)  # torch.hub's cache, else the package; sha256
         weights_info = f"{type(entry).__name__}.{entry.name}"
@@ -455,25 +454,7 @@ def factory_backbone(spec: str, *, log: Callable[[str], None] | None = None) -> 
         raise
     except (Exception, SystemExit) as err:  # the user's own code: this candidate fails, not the run
         raise ModelCodeError(f"py:{target} raised {_first_line(err)}") from err
-    if isinstance(built, Backbone):
-        backbone = built
-    elif isinstance(built, tuple) and len(built) == 2 and isinstance(built[0], nn.Module):
-        try:
-            num_features = operator.index(built[1])
-        except TypeError:
-            num_features = 0
-        if isinstance(built[1], bool) or num_features < 1:
-            raise ConfigError(
-                f"py:{target} returned (module, {built[1]!r}); num_features must be a positive int."
-            )
-        backbone = Backbone(name="", module=built[0], num_features=num_features)
-    elif isinstance(built, nn.Module):
-        backbone = Backbone(name="", module=built, num_features=None)
-    else:
-        raise ConfigError(
-            f"py:{target} returned {type(built).__name__}; a factory must return an nn.Module, a "
-            "(module, num_features) pair or an ncap.models.Backbone."
-        )
+    backbone = backbone_from_factory(built, f"py:{target}")
     backbone.name = f"py:{spec}"
     backbone.info = {
         "family": "user",

@@ -239,6 +239,19 @@ def place(front: nn.Module, device: torch.device | str) -> nn.Module:
         ) from err
 
 
+def on_device(actual: torch.device, wanted: str | torch.device) -> bool:
+    """Whether a tensor on ``actual`` is on the run's device ``wanted``; ``"cuda"`` without an
+    index means whichever GPU is current, so ``cuda:0`` is on it.
+
+    >>> on_device(torch.device("cuda:0"), "cuda"), on_device(torch.device("cuda:1"), "cuda:0")
+    (True, False)
+    >>> on_device(torch.device("cpu"), "cuda")
+    False
+    """
+    wanted = torch.device(wanted)
+    return actual.type == wanted.type and (wanted.index is None or actual.index == wanted.index)
+
+
 def _check_inputs(
     front: nn.Module, num_features: int | None, dataset: ImageDataset, device: torch.device
 ) -> int:
@@ -262,7 +275,7 @@ def _check_inputs(
             f"the backbone returns a {type(out).__name__}, not a tensor; it must return one "
             "feature tensor (batch, num_features)."
         )
-    if out.device != torch.device(device):
+    if not on_device(out.device, device):
         raise CandidateError(
             f"the backbone returns its features on {out.device}, not on the run's device "
             f"{torch.device(device)}; its forward must keep them on its input's device."
