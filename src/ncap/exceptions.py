@@ -13,6 +13,7 @@ from __future__ import annotations
 
 __all__ = [
     "CandidateError",
+    "CheckpointError",
     "ConfigError",
     "DatasetMissing",
     "MissingDependency",
@@ -33,6 +34,11 @@ class NcapError(Exception):
 
 class ConfigError(NcapError, ValueError):
     """A setting, name or file content is invalid; the message says which and how to fix it."""
+
+
+class CheckpointError(ConfigError):
+    """A run's own checkpoint cannot continue it (unreadable, of other settings or another
+    candidate, or past the step asked for); deleting it and starting over is always safe."""
 
 
 class DatasetMissing(NcapError, FileNotFoundError):

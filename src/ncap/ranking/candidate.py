@@ -9,11 +9,11 @@ from typing import Any
 import torch
 
 from ncap.data.dataset import ImageDataset
-from ncap.exceptions import CandidateError, NcapError
+from ncap.exceptions import CandidateError, NcapError, StorageError
 from ncap.models.registry import create_backbone
 from ncap.predict.capacitance import PredictorSettings, predict_from_points
 from ncap.ranking.segment import RungJob, out_of_memory_reason, run_segment
-from ncap.ranking.training_free import training_free_scores
+from ncap.ranking.training_free import proxies_of, training_free_scores
 from ncap.results import CandidateRecord, failed_record
 from ncap.training.config import FinetuneConfig
 from ncap.training.loop import finetune
@@ -35,19 +35,23 @@ def run_candidate(
     log: Callable[[str], None] | None = None,
     rung: RungJob | None = None,
     logme: bool = False,
+    proxies: tuple[str, ...] = (),
 ) -> CandidateRecord:
     """Fine-tune one candidate and return its record (``status`` "failed" with a reason on error).
 
     The test split, when the dataset has one, is evaluated once at the end of the run and reported
     as ``test_accuracy`` (never used for the prediction). A candidate fails on an
     :class:`~ncap.exceptions.NcapError` (a bad setting, missing weights, a diverged run, an error
-    raised inside its own model code) and on running out of memory; any other exception is a bug
-    and propagates.
+    raised inside its own model code) and on running out of memory, except a
+    :class:`~ncap.exceptions.StorageError` (the run's disk), which stops the run; any other
+    exception is a bug and propagates.
 
     With ``rung`` (successive halving) only that rung's part of the run is trained, from and to
     the candidate's checkpoint (:func:`ncap.ranking.segment.run_segment`). With ``logme``, LogME of
     the pretrained backbone's features is computed first (``record["backbone"]["logme"]``; a
-    failure is recorded as ``logme_error`` and does not fail the candidate).
+    failure is recorded as ``logme_error`` and does not fail the candidate). With ``proxies``,
+    those zero-cost proxies of the untrained network are computed first, as the NAS benchmark
+    computes them (``record["backbone"]["proxies"]``, :func:`ncap.ranking.training_free.proxies_of`).
     """
     if rung is not None:
         return run_segment(
@@ -71,6 +75,8 @@ def run_candidate(
         record["backbone"] = {"num_features": backbone.num_features} | backbone.info
         if logme:
             record["backbone"] |= training_free_scores(backbone, dataset, config, runtime, log)
+        if proxies:
+            record["backbone"] |= proxies_of(backbone, dataset, config, proxies)
         n_train = len(dataset.y_train)
         budget_steps = config.total_steps(n_train)
         run_config = config
@@ -118,6 +124,8 @@ def run_candidate(
             record["fit"] = {"error": str(err)}
         record["steps"] = budget_steps  # spent on the ranking (cost_seconds: their time)
         record["status"] = "ok"
+    except StorageError:  # the run's own disk, no fault of the candidate: stop, --resume later
+        raise
     except NcapError as err:
         record["reason"] = str(err)
     except torch.OutOfMemoryError as err:
