@@ -173,3 +173,49 @@ def test_rank_takes_modules_and_factories_and_the_result_is_short_to_read(tiny_z
     assert fig.axes and fig.axes[0].images
     with pytest.raises(ConfigError, match="Ray"):
         rank([module], digits, out_dir=tmp_path / "ray", config=config, executor="ray")
+
+
+def test_the_budget_that_would_separate_two_candidates_is_the_shipped_fits_own():
+    """At 2.5% of T two close candidates overlap; the estimate is the first study budget whose
+    refitted model and recalibration give intervals apart around the same link means."""
+    from ncap.predict.capacitance import PredictorSettings
+    from ncap.predict.recommended import parse_score, predicted_interval
+    from ncap.predict.shipped import fitted_gain
+    from ncap.ranking.scoring import add_predictions, score_candidates, separation_note
+
+    def record(name, accs, logme):
+        points = [{"step": 2 * (i + 1), "epoch": 0.25 * (i + 1), "val_accuracy": a,
+                   "train_loss": 1.2 - a, "val_images": 1000} for i, a in enumerate(accs)]  # fmt: skip
+        return {"name": name, "status": "ok", "trajectory": points, "predicted_accuracy": None,
+                "fit": None, "backbone": {"parameters": 1e5, "num_features": 64, "logme": logme,
+                                          "source_accuracy": 0.9}}  # fmt: skip
+
+    records = [
+        record("a", [0.50, 0.60, 0.66, 0.72], -0.3),
+        record("b", [0.48, 0.58, 0.64, 0.69], -0.4),
+    ]
+    order = score_candidates(
+        records, parse_score("fit/base"), budget_steps=8, steps_per_epoch=8, full_epochs=40
+    )  # fmt: skip  (8 of 320 steps: 2.5% of T)
+    add_predictions(records, PredictorSettings(), 0.025, classes=10, budget_steps=8)
+    by_name = {r["name"]: r for r in records}
+    verdict = separation([by_name[n] for n in order])
+    assert not verdict["separated"]
+    separation_note(verdict, by_name, 40.0)
+    estimate = verdict["budget_to_separate"]
+    leader, other = (by_name[n]["score"] for n in order)
+    for fraction in (0.05, 0.1, 0.2):  # recompute: the first budget whose intervals are apart
+        fit = fitted_gain("fit/base", leader["fit"]["features"], fraction)
+        bounds = []
+        for s in (leader, other):
+            sd = fit.model.predict([[s["features"][f] for f in fit.model.features]])[1][0]
+            bounds.append(
+                predicted_interval("fit/base", "logit", s["link_mean"], sd, fraction)["95"]
+            )
+        if bounds[1][1] < bounds[0][0]:
+            assert estimate == {"budget_fraction": fraction, "epochs": fraction * 40.0}
+            assert f"{100 * fraction:g}% of T" in verdict["statement"]
+            break
+    else:
+        assert estimate == {"budget_fraction": None, "epochs": None}
+        assert "would still overlap" in verdict["statement"]

@@ -42,6 +42,7 @@ from ncap.ranking.scoring import (
     assumed_note,
     budget_fraction,
     score_candidates,
+    separation_note,
     target_or_assumed,
 )
 from ncap.ranking.store import candidate_path, load_finished, stale_files
@@ -349,6 +350,7 @@ def _rank_locked(
     add_predictions(ranked, predictor, fraction, classes=dataset.num_classes,
                     budget_steps=budget_steps)  # fmt: skip
     verdict = separation([records[name] for name in order if records[name]["status"] == "ok"])
+    separation_note(verdict, records, reference)
     if score_note:
         notes.insert(0, score_note)
     if assumed:
