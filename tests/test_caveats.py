@@ -219,3 +219,24 @@ def test_the_budget_that_would_separate_two_candidates_is_the_shipped_fits_own()
     else:
         assert estimate == {"budget_fraction": None, "epochs": None}
         assert "would still overlap" in verdict["statement"]
+
+
+def test_upscaling_is_said_and_max_input_size_caps_it(tiny_zoo, tmp_path, capsys):
+    from ncap.data.inputs import InputSpec
+    from ncap.report.tables import print_table
+
+    def big():  # a model that asks for 64 px inputs (as an ImageNet model asks for 224)
+        spec = InputSpec(channels=1, size=(64, 64), mean=(0.5,), std=(0.25,))
+        module = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(16, 16))
+        return Backbone("", module, 16, input_spec=spec)
+
+    digits = load_dataset("digits", n_train=256, n_val=128)  # 28 px
+    for cap, size in ((None, [64, 64]), (32, [32, 32])):
+        config = FinetuneConfig(epochs=1.0, eval_every=1, batch_size=64, probe_hidden=(16, 12, 8),
+                                max_input_size=cap)  # fmt: skip
+        result = rank([("big", big)], digits, out_dir=tmp_path / str(cap), config=config)
+        assert result.candidates[0]["runtime"]["input"]["size"] == size
+        print_table(result)
+        printed = " ".join(capsys.readouterr().out.split())
+        assert f"obj:big upscales the 28x28 px images to {size[0]}x{size[1]} px" in printed
+        assert "--max-input-size caps it" in printed
