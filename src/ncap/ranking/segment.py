@@ -12,11 +12,12 @@ from typing import Any
 import torch
 
 from ncap.data.dataset import ImageDataset
-from ncap.exceptions import NcapError
+from ncap.exceptions import CheckpointError, NcapError, StorageError
 from ncap.models.registry import create_backbone
 from ncap.predict.capacitance import PredictorSettings, predict_from_points
+from ncap.ranking.store import file_stem
 from ncap.ranking.training_free import training_free_scores
-from ncap.results import CandidateRecord, failed_record, slug
+from ncap.results import CandidateRecord, failed_record
 from ncap.training.config import FinetuneConfig
 from ncap.training.loop import finetune
 from ncap.training.runtime import Runtime
@@ -36,7 +37,7 @@ class RungJob:
 
 
 def checkpoint_path(checkpoint_dir: str | Path, name: str) -> Path:
-    return Path(checkpoint_dir) / f"{slug(name)}.pt"
+    return Path(checkpoint_dir) / f"{file_stem(name)}.pt"
 
 
 def run_segment(
@@ -59,22 +60,24 @@ def run_segment(
     reached) and ``segment_seconds`` (this part's fine-tuning and evaluation time; the whole wall time when it
     failed);
     ``status`` is "failed" with a reason on an :class:`~ncap.exceptions.NcapError` or when out of
-    memory, as for :func:`ncap.ranking.candidate.run_candidate`.
+    memory, as for :func:`ncap.ranking.candidate.run_candidate`; a
+    :class:`~ncap.exceptions.StorageError` (the checkpoint cannot be written: a full disk) stops
+    the run instead, since it is no fault of the candidate. A checkpoint that cannot continue the
+    candidate (:class:`~ncap.exceptions.CheckpointError`) is deleted and the candidate trained
+    from the start to the same step, which gives the same record (training is seeded).
     """
     record = failed_record(name)
     start = time.perf_counter()
     seconds = None
     ckpt = checkpoint_path(rung.checkpoint_dir, name)
-    try:
+
+    def build():
         with torch.random.fork_rng():  # the same initial weights in every process
             torch.manual_seed(config.seed)
-            backbone = create_backbone(name, log=log, **(model_options or {}))
-        record["backbone"] = {"num_features": backbone.num_features} | backbone.info
-        if logme and not ckpt.exists():  # (the pretrained weights: computed once, at the start)
-            record["backbone"] |= training_free_scores(backbone, dataset, config, runtime, log)
-        if rung.rung > 0 and not ckpt.exists() and log:
-            log(f"{name}: no checkpoint in {rung.checkpoint_dir}; training from the start")
-        traj = finetune(
+            return create_backbone(name, log=log, **(model_options or {}))
+
+    def train(backbone, resume: bool):
+        return finetune(
             backbone.module,
             backbone.num_features,
             dataset,
@@ -85,9 +88,25 @@ def run_segment(
             extra_eval_steps=rung.eval_steps,
             evaluate_test=True,
             stop_at=rung.stop_at,
-            resume_from=ckpt if ckpt.exists() else None,
+            resume_from=ckpt if resume else None,
             checkpoint_to=ckpt,
+            checkpoint_owner=name,
         )
+
+    try:
+        backbone = build()
+        record["backbone"] = {"num_features": backbone.num_features} | backbone.info
+        if logme and rung.rung == 0:  # the pretrained weights, whatever a redo finds on disk
+            record["backbone"] |= training_free_scores(backbone, dataset, config, runtime, log)
+        if rung.rung > 0 and not ckpt.exists() and log:
+            log(f"{name}: no checkpoint in {rung.checkpoint_dir}; training from the start")
+        try:
+            traj = train(backbone, ckpt.exists())
+        except CheckpointError as err:  # damaged, another candidate's, past this rung: recompute
+            if log:
+                log(f"{name}: {err} Training it from the start instead (same result).")
+            ckpt.unlink(missing_ok=True)
+            traj = train(build(), False)
         seconds = traj.seconds  # fine-tuning and evaluation, not building the backbone
         record["backbone"]["num_features"] = traj.num_features
         record["runtime"] = traj.runtime
@@ -104,6 +123,8 @@ def run_segment(
             except ValueError as err:  # too few points for the fit: no prediction, not a failure
                 record["fit"] = {"error": str(err)}
         record["status"] = "ok"
+    except StorageError:  # the run's own disk (a checkpoint not written): stop, --resume later
+        raise
     except NcapError as err:
         record["reason"] = str(err)
     except torch.OutOfMemoryError as err:
