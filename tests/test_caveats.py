@@ -49,6 +49,11 @@ def test_separation_names_overlapping_and_flagged_candidates():
     assert "cannot be told apart" in tied["statement"]
     flagged = separation([rec("a", 0, 0, ["at-chance"]), rec("b", 0.5, 0.6)])
     assert flagged["tied"] == ["a", "b"] and "at-chance" in flagged["statement"]
+    three = separation([rec("a", 0, 0, ["outside-fit"]), rec("b", 0.5, 0.9), rec("c", 0.4, 0.6)])
+    assert (
+        "among those with an interval, b leads and cannot be told apart from c"
+        in (three["statement"])
+    )
 
 
 def test_one_step_ranking_flags_its_rows_and_gives_no_calibrated_interval(

@@ -120,6 +120,18 @@ def separation(ranked: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             f"interval ({', '.join(((leader.get('prediction') or {}).get('flags')) or ['none'])}); "
             f"{len(tied)} candidates cannot be told apart"
         )
+        with_interval = [r for r in ranked if (r.get("prediction") or {}).get("95")]
+        if len(with_interval) >= 2:
+            inner = separation(with_interval)
+            statement += (
+                f"; among those with an interval, {with_interval[0]['name']} leads and "
+                + (
+                    "its 95% interval lies above the others'"
+                    if inner["separated"]
+                    else f"cannot be told apart from {', '.join(inner['tied'][1:6])}"
+                    + (" ..." if len(inner["tied"]) > 6 else "")
+                )
+            )
     else:
         statement = (
             f"{len(tied)} candidates cannot be told apart at this budget ({', '.join(tied[:6])}"
