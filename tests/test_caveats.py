@@ -71,6 +71,9 @@ def test_one_step_ranking_flags_its_rows_and_gives_no_calibrated_interval(
         assert c["prediction"]["95"] is None and c["prediction"]["68"] is None
         assert "few-points" in printed and f"caveat: {c['name']}" in printed
     assert "(no interval)" in printed
+    # lenet is at chance (12.1% on 256 images): it ranks after mlp-s whatever its score
+    lenet = next(c for c in data["candidates"] if c["name"] == "lenet")
+    assert "at-chance" in lenet["flags"] and data["ranking"] == ["mlp-s", "lenet"]
     # nothing separates the two: the output says so, and the assumed T is in the title
     assert data["settings"]["score"]["separation"]["separated"] is False
     assert "cannot tell" in printed

@@ -25,7 +25,7 @@ from ncap.exceptions import ConfigError
 from ncap.models.objects import PREFIX as OBJECT_PREFIX
 from ncap.models.objects import candidate_names
 from ncap.predict.capacitance import PredictorSettings
-from ncap.predict.caveats import separation
+from ncap.predict.caveats import demote_at_chance, separation
 from ncap.predict.recommended import resolve_score
 from ncap.predict.scores import parse_nc, score_variant, untracked_reason
 from ncap.ranking.cost import run_cost, spent_steps
@@ -353,6 +353,7 @@ def _rank_locked(
     ranked = [records[name] for name in models]
     add_predictions(ranked, predictor, fraction, classes=dataset.num_classes,
                     budget_steps=budget_steps)  # fmt: skip
+    order = demote_at_chance(order, records)
     verdict = separation([records[name] for name in order if records[name]["status"] == "ok"])
     separation_note(verdict, records, reference)
     if score_note:
