@@ -27,7 +27,7 @@ from ncap.models.objects import candidate_names
 from ncap.predict.capacitance import PredictorSettings
 from ncap.predict.caveats import demote_at_chance, separation
 from ncap.predict.recommended import resolve_score
-from ncap.predict.scores import parse_nc, score_variant, untracked_reason
+from ncap.predict.scores import PROXY_SCORES, parse_nc, score_variant, untracked_reason
 from ncap.ranking.cost import run_cost, spent_steps
 from ncap.ranking.executors import CandidateJob, Executor, make_executor
 from ncap.ranking.halving import HalvingSettings, run_halving
@@ -46,6 +46,7 @@ from ncap.ranking.scoring import (
     score_candidates,
     separation_note,
     target_or_assumed,
+    trust_of,
 )
 from ncap.ranking.store import candidate_path, load_finished, stale_files
 from ncap.report import write_outputs
@@ -247,6 +248,12 @@ def _rank_locked(
         else load_dataset(data, n_train=n_train, n_val=n_val, seed=config.seed, root=data_root)
     )
     n_seen = len(dataset.y_train)
+    if strategy == "halving" and (halving or HalvingSettings()).score in PROXY_SCORES:
+        raise ConfigError(
+            f"successive halving cannot cut by the zero-cost proxy "
+            f"{(halving or HalvingSettings()).score!r}: it does not change with training; rank "
+            "by it with the fixed strategy (it needs no training at all)."
+        )
     if strategy == "halving":
         return run_halving(
             models,
@@ -325,7 +332,9 @@ def _rank_locked(
                 continue
             todo.append(name)
         job = CandidateJob(dataset, config, predictor, full_epochs, runtime, model_options or {},
-                           logme="logme" in score_spec.components)  # fmt: skip
+                           logme="logme" in score_spec.components,
+                           proxies=tuple(c for c in score_spec.components
+                                         if c in PROXY_SCORES))  # fmt: skip
         for record in executor.run(
             todo, job, on_start=bars.candidate_start, on_step=bars.step, log=log
         ):
@@ -356,6 +365,7 @@ def _rank_locked(
     order = demote_at_chance(order, records)
     verdict = separation([records[name] for name in order if records[name]["status"] == "ok"])
     separation_note(verdict, records, reference)
+    trust = trust_of([records[name] for name in order if records[name]["status"] == "ok"], fraction)
     if score_note:
         notes.insert(0, score_note)
     if assumed:
@@ -376,6 +386,7 @@ def _rank_locked(
                 "target_assumed": assumed,
                 "notes": notes,
                 "separation": verdict,
+                "trust": trust,
             },
         },
         order=order,
