@@ -322,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         choices=(1, 3),
         default=None,
-        help="image folders: convert the images to grey (1) or RGB (3); the built-in zoo takes 28 px grey images (--channels 1 --image-size 28)",
+        help="image folders: store the images as grey (1) or RGB (3); without it each candidate converts the stored images itself (grey <-> RGB, its own size and normalisation)",
     )
     rank.add_argument(
         "--out",

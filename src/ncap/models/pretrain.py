@@ -25,7 +25,7 @@ from ncap.data.idx import fashion_mnist_dir
 from ncap.data.inputs import InputAdapter, is_identity
 from ncap.data.registry import load_dataset
 from ncap.models.backbone import Backbone, parameter_count
-from ncap.models.builtin import BUILTIN_INPUT, ModelSpec, list_models, model_spec
+from ncap.models.builtin import BUILTIN_INPUT, ModelSpec, fixed_size, list_models, model_spec
 from ncap.models.registry import register_source
 from ncap.storage import atomic_write_json, atomic_write_torch
 from ncap.training.callbacks import Callback
@@ -218,8 +218,10 @@ def zoo_backbone(
         k: record[k]
         for k in ("family", "source_accuracy", "parameters", "pretrain_seconds", "cached")
     } | {"source_dataset": record["data"]["dataset"]}
+    size = fixed_size(name)  # an MLP or a LeNet gets its pretraining size, whatever the data's
+    input_spec = BUILTIN_INPUT if size is None else BUILTIN_INPUT.with_size(size)
     return Backbone(
-        name=name, module=module, num_features=num_features, info=info, input_spec=BUILTIN_INPUT
+        name=name, module=module, num_features=num_features, info=info, input_spec=input_spec
     )
 
 

@@ -25,7 +25,7 @@ from ncap.exceptions import ConfigError
 from ncap.models.objects import PREFIX as OBJECT_PREFIX
 from ncap.models.objects import candidate_names
 from ncap.predict.capacitance import PredictorSettings
-from ncap.predict.caveats import separation
+from ncap.predict.caveats import demote_at_chance, separation
 from ncap.predict.recommended import resolve_score
 from ncap.predict.scores import PROXY_SCORES, parse_nc, score_variant, untracked_reason
 from ncap.ranking.cost import run_cost, spent_steps
@@ -44,6 +44,7 @@ from ncap.ranking.scoring import (
     assumed_note,
     budget_fraction,
     score_candidates,
+    separation_note,
     target_or_assumed,
     trust_of,
 )
@@ -361,7 +362,9 @@ def _rank_locked(
     ranked = [records[name] for name in models]
     add_predictions(ranked, predictor, fraction, classes=dataset.num_classes,
                     budget_steps=budget_steps)  # fmt: skip
+    order = demote_at_chance(order, records)
     verdict = separation([records[name] for name in order if records[name]["status"] == "ok"])
+    separation_note(verdict, records, reference)
     trust = trust_of([records[name] for name in order if records[name]["status"] == "ok"], fraction)
     if score_note:
         notes.insert(0, score_note)

@@ -34,7 +34,9 @@ __all__ = [
     "add_predictions",
     "assumed_note",
     "budget_fraction",
+    "budget_to_separate",
     "score_candidates",
+    "separation_note",
     "target_or_assumed",
     "trust_of",
 ]
@@ -287,6 +289,65 @@ def add_predictions(
         if link is not None and mean is not None and sd is not None and math.isfinite(sd):
             prediction |= predicted_interval(by, link, mean, sd, fraction)
         r["prediction"] = apply_flags(prediction, list(flags))
+
+
+def budget_to_separate(
+    leader: dict[str, Any], other: dict[str, Any], target_epochs: float | None
+) -> dict[str, Any] | None:
+    """The smallest study budget at which a fitted score's 95% intervals of two candidates would
+    no longer overlap, if their predicted accuracies stayed where they are now: each interval is
+    rebuilt from the shipped model fitted at that budget (its predictive sd for the candidate's
+    current features) and that budget's recalibration factor. None when the score is not a
+    fitted one or a candidate is flagged; ``{"budget_fraction": None}`` when not even the largest
+    study budget would separate them. An estimate, not a promise: more training also moves the
+    predictions."""
+    from ncap.predict.shipped import fit_budgets, fitted_gain
+
+    scores = [r.get("score") or {} for r in (leader, other)]
+    if any("fit" not in s or s.get("link_mean") is None for s in scores) or any(
+        r.get("flags") for r in (leader, other)
+    ):
+        return None
+    name, used = scores[0]["name"], scores[0]["fit"]["features"]
+    now = scores[0]["fit"]["budget_fraction"]
+    for fraction in (f for f in fit_budgets(name) if f > now):
+        fit = fitted_gain(name, used, fraction)
+        intervals = []
+        for s in scores:
+            x = np.array([[s["features"][f] for f in fit.model.features]])
+            sd = float(fit.model.predict(x)[1][0])
+            intervals.append(predicted_interval(name, "logit", s["link_mean"], sd, fraction)["95"])
+        if intervals[1][1] < intervals[0][0]:
+            epochs = None if target_epochs is None else fraction * target_epochs
+            return {"budget_fraction": fraction, "epochs": epochs}
+    return {"budget_fraction": None, "epochs": None}
+
+
+def separation_note(verdict: dict[str, Any], records: dict[str, dict[str, Any]],
+                    target_epochs: float | None) -> None:  # fmt: skip
+    """Add to a verdict that cannot tell the leader from the runner-up the budget that would
+    (:func:`budget_to_separate`), in ``verdict["budget_to_separate"]`` and its statement."""
+    tied = verdict.get("tied") or []
+    if verdict.get("separated") or len(tied) < 2:
+        return
+    estimate = budget_to_separate(records[tied[0]], records[tied[1]], target_epochs)
+    if estimate is None:
+        return
+    verdict["budget_to_separate"] = estimate
+    if estimate["budget_fraction"] is None:
+        verdict["statement"] += (
+            f"; even at the largest budget the score was fitted at (20% of T) {tied[0]} and "
+            f"{tied[1]} would still overlap, if their predictions stayed as they are"
+        )
+    else:
+        epochs = estimate["epochs"]
+        verdict["statement"] += (
+            f"; {tied[0]} and {tied[1]} would separate at about "
+            f"{100 * estimate['budget_fraction']:g}% of T"
+            + ("" if epochs is None else f" ({epochs:.3g} epochs)")
+            + " if their predictions stayed as they are (the shipped score's intervals at that "
+            "budget)"
+        )
 
 
 def trust_of(ranked: Sequence[dict[str, Any]], budget_fraction: float | None) -> dict[str, Any]:

@@ -169,7 +169,18 @@ def batch_loader(
 def model_input_spec(
     input_spec: InputSpec | None, dataset: ImageDataset, config: FinetuneConfig
 ) -> InputSpec | None:
-    """The spec the adapter targets: the model's, at ``config.input_size`` when that is set."""
+    """The spec the adapter targets: the model's, at ``config.input_size`` when that is set, each
+    side capped at ``config.max_input_size``."""
+    spec = _sized_spec(input_spec, dataset, config)
+    cap = config.max_input_size
+    if spec is not None and cap is not None and spec.size is not None and max(spec.size) > cap:
+        return spec.with_size((min(spec.size[0], cap), min(spec.size[1], cap)))
+    return spec
+
+
+def _sized_spec(
+    input_spec: InputSpec | None, dataset: ImageDataset, config: FinetuneConfig
+) -> InputSpec | None:
     if input_spec is not None and config.input_size is not None:
         return input_spec.with_size(config.input_size)
     if input_spec is None and config.input_size is not None:
