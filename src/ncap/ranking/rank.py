@@ -23,8 +23,8 @@ from ncap.data.dataset import ImageDataset
 from ncap.data.registry import load_dataset
 from ncap.exceptions import ConfigError
 from ncap.predict.capacitance import PredictorSettings
-from ncap.predict.recommended import resolve_score
-from ncap.predict.scores import parse_nc, score_variant, untracked_reason
+from ncap.predict.recommended import Score, resolve_score, run_parts
+from ncap.predict.scores import Extrapolation, untracked_reason
 from ncap.ranking.cost import run_cost, spent_steps
 from ncap.ranking.executors import CandidateJob, Executor, make_executor
 from ncap.ranking.halving import HalvingSettings, run_halving
@@ -172,22 +172,21 @@ def rank(
         )  # fmt: skip
 
 
-def _check_score_variants(components: Sequence[str], config: FinetuneConfig) -> None:
+def _check_score_variants(score: Score, config: FinetuneConfig) -> None:
     """Refuse, before training, a score that reads a beta_eff variant the runs will not record."""
-    for name in components:
-        source = score_variant(name)
-        if source is None:
+    for part in run_parts(score):
+        if part.reads is None:
             continue
-        measurement, variant = source
+        measurement, variant = part.reads
         if measurement == "fixed":
             recorded = config.fixed_batch is not None and variant not in config.variants
         else:
             recorded = variant in config.variants or (
-                name.startswith("nc/") and config.fixed_batch is not None
+                isinstance(part, Extrapolation) and config.fixed_batch is not None
             )
         if not recorded:
             raise ConfigError(
-                f"the score {name!r} cannot be computed: " + untracked_reason(*source)
+                f"the score {part.name!r} cannot be computed: " + untracked_reason(*part.reads)
             )
 
 
@@ -257,10 +256,10 @@ def _rank_locked(
     reference = target_epochs if target_epochs is not None else full_epochs  # T
     fraction = budget_fraction(budget_steps, spe, reference)
     score_spec, score_note = resolve_score(score, fraction)  # a bad name fails before training
-    for component in score_spec.components:  # a score that ranks by an extrapolation
-        if component.startswith("nc/"):
-            check_budget(config, parse_nc(component), n_seen)
-    _check_score_variants(score_spec.components, config)
+    for part in run_parts(score_spec):  # a score that ranks by an extrapolation
+        if isinstance(part, Extrapolation):
+            check_budget(config, part.settings, n_seen)
+    _check_score_variants(score_spec, config)
     settings = _settings(dataset, config, predictor, full_epochs) | (extra_settings or {})
     unfit = builtin_fit_problems(models, dataset, input_size=config.input_size)
     if len(unfit) == len(models):
@@ -301,7 +300,7 @@ def _rank_locked(
                 continue
             todo.append(name)
         job = CandidateJob(dataset, config, predictor, full_epochs, runtime, model_options or {},
-                           logme="logme" in score_spec.components)  # fmt: skip
+                           logme="logme" in score_spec.training_free)  # fmt: skip
         for record in executor.run(
             todo, job, on_start=bars.candidate_start, on_step=bars.step, log=log
         ):
