@@ -28,11 +28,10 @@ from ncap.bench.schema import load_results_file
 from ncap.data.dataset import ImageDataset
 from ncap.exceptions import ConfigError
 from ncap.models.builtin import model_spec
-from ncap.models.registry import create_backbone
+from ncap.ranking.runner import TrainingJob, build_backbone, train_candidate
 from ncap.ranking.training_free import logme_of
 from ncap.storage import atomic_write_json
 from ncap.training.fixed_batch import FixedBatchBetaEff, fixed_probe_batch
-from ncap.training.loop import finetune
 from ncap.training.runtime import Runtime
 
 __all__ = ["BENCH_FORMAT", "build_benchmark", "merge", "refresh_training_free"]
@@ -56,7 +55,7 @@ class _Build:
 
 def _training_free(name: str, dataset: ImageDataset, plan: BenchPlan) -> dict[str, Any]:
     """Scores of the model before any fine-tuning: LogME (zoo) or the zero-cost proxies (NAS)."""
-    backbone = create_backbone(name, **plan.model_options())
+    backbone = build_backbone(name, None, plan.model_options())  # unseeded, as the plans were built
     start = time.perf_counter()
     out = backbone.info | {"num_features": backbone.num_features}
     if plan.kind == "nas":
@@ -182,23 +181,21 @@ def _run_jobs(
         if not free_path.exists():
             atomic_write_json(_training_free(model, dataset, plan), free_path)
         t0 = time.perf_counter()
-        backbone = create_backbone(model, **plan.model_options())
         n_train = len(dataset.y_train)
         config = plan.config(n_train, seed)
         callbacks = []
         if plan.probe_batch:  # the same seeded images for every run of the target
             x_fixed, y_fixed = fixed_probe_batch(dataset, plan.probe_batch, seed=0)
             callbacks.append(FixedBatchBetaEff(x_fixed, y_fixed, variants=config.variants))
-        traj = finetune(
-            backbone.module,
-            backbone.num_features,
-            dataset,
-            config,
-            input_spec=backbone.input_spec,
+        job = TrainingJob(
+            init_seed=None,  # the plans' runs were built so: a resumed build stays valid
+            model_options=plan.model_options(),
             runtime=runtime,
             extra_eval_steps=plan.extra_eval_steps(n_train),
             callbacks=callbacks,
+            failures=(),  # a failing run stops the build
         )
+        traj = train_candidate(model, dataset, config, job).trajectory
         run = {
             "target": target.key,
             "model": model,
