@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from ncap.predict.capacitance import PredictorSettings
+from ncap.predict.capacitance import PredictorSettings, estimator
 from ncap.results import trajectory_arrays
 from ncap.storage import atomic_write_bytes
 
@@ -86,7 +86,9 @@ def plot_fits(
             label="burn-in",
         )
         grid = np.linspace(min(0.0, min(beta[used])), max(0.0, max(beta[used])), 100)
-        curve = predictor.make().fit(beta, acc).predict(grid)  # the fit predict_from_points made
+        curve = (
+            estimator(predictor).fit(beta, acc).predict(grid)
+        )  # the fit predict_from_points made
         ax.plot(grid, curve, c="tab:orange", label="fit")
         ax.errorbar(
             [0.0], [c["predicted_accuracy"]], yerr=[c["predicted_std"]], fmt="*", ms=11,
