@@ -56,6 +56,7 @@ _LAZY = {
     "run_ranking": "ncap.ranking.rank",
     "RunSpec": "ncap.ranking.spec",
     "parse_score": "ncap.predict.recommended",
+    "HalvingSettings": "ncap.ranking.halving",
     "run_candidate": "ncap.ranking.candidate",
     "search": "ncap.nas.search",
     "load_recipe": "ncap.recipe.schema",

@@ -7,6 +7,7 @@ import dataclasses
 from typing import Any
 
 from ncap.capacitance.variants import VARIANTS
+from ncap.cli.weights import add_weights_parser
 from ncap.predict.settings import FEATURE_MAPS, LINKS, PredictorSettings
 from ncap.training.config import FinetuneConfig
 
@@ -123,7 +124,19 @@ def _add_training_args(p: argparse.ArgumentParser, *, epochs: float) -> None:
     g.add_argument(
         "--json", action="store_true", help="print the results JSON to stdout instead of the table"
     )
-    g.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    g.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress (bars on a terminal; plain lines with elapsed time and an estimate "
+        "when stderr is redirected)",
+    )
+    g.add_argument(
+        "--log-file",
+        default=None,
+        metavar="PATH",
+        help="also append the run's [ncap] lines (notes, failures; the progress lines when stderr is "
+        "not a terminal), time-stamped, to this file",
+    )
     _add_runtime_args(p)
 
 
@@ -211,7 +224,8 @@ def _add_strategy_args(p: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="fixed: what candidates are ranked by. Default: 'recommended', the score the "
         "pre-registered study on bench-v2 adopted (fit/base: a model fitted on the benchmark "
-        "that predicts the final accuracy from the early curve, LogME and size; "
+        "that predicts the final accuracy from the last observed accuracy, its early slope, the "
+        "training loss, LogME, size and source accuracy; it reads no beta_eff; "
         "docs/benchmark.md); 'paper': the paper's extrapolation to beta_eff = 0; or any score by "
         "name, e.g. last-observed, nc/interval/abs-mean/quadratic/b0/logit, ravg/lo+params",
     )
@@ -264,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     rank = sub.add_parser(
         "rank",
         help="rank candidate models on a dataset",
-        description="Fine-tune each candidate briefly under a frozen random probe, predict its final accuracy from beta_eff and rank.",
+        description="Fine-tune each candidate briefly under a frozen random probe, predict its final accuracy and rank. By default the prediction is the recommended score (fit/base: the early learning curve, LogME and size, no beta_eff); --score paper extrapolates beta_eff to 0 as the paper does. beta_eff is recorded either way.",
     )
     rank.add_argument(
         "--models", required=True, help="comma-separated candidate names (see `ncap zoo`)"
@@ -339,6 +353,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--resume", action="store_true", help="reuse finished candidates in --out")
     g.add_argument("--overwrite", action="store_true", help="discard earlier results in --out")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    g.add_argument(
+        "--log-file",
+        default=None,
+        metavar="PATH",
+        help="also append the run's [ncap] lines (notes, failures; the progress lines when stderr is "
+        "not a terminal), time-stamped, to this file",
+    )
     _add_runtime_args(recipe)
 
     nas = sub.add_parser(
@@ -534,6 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=None, help="scoring processes (default: all cores)"
     )
 
+    add_weights_parser(sub)
     sub.add_parser("zoo", help="list the built-in candidate models")
     sub.add_parser("datasets", help="list the built-in datasets")
     return parser

@@ -14,6 +14,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,7 +30,14 @@ from ncap.storage import atomic_write_json, atomic_write_torch
 from ncap.training.callbacks import Callback
 from ncap.training.loop import train_steps
 
-__all__ = ["PRETRAIN_DATA", "PRETRAIN_FALLBACK", "PretrainSpec", "default_pretrain", "pretrain"]
+__all__ = [
+    "PRETRAIN_DATA",
+    "PRETRAIN_FALLBACK",
+    "PretrainSpec",
+    "default_pretrain",
+    "pretrain",
+    "zoo_weights_path",
+]
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,12 @@ def default_pretrain() -> PretrainSpec:
 def _cache_key(spec: ModelSpec, data: dict[str, Any]) -> str:
     blob = json.dumps({"recipe": spec.recipe(), "data": data, "v": 1}, sort_keys=True)
     return f"{spec.name}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+def zoo_weights_path(name: str, data: PretrainSpec | None = None) -> Path:
+    """Where the built-in model ``name``'s pretrained weights are cached (present or not)."""
+    key = _cache_key(model_spec(name), (data or default_pretrain()).to_dict())
+    return cache_dir() / "zoo" / f"{key}.pt"
 
 
 @functools.lru_cache(maxsize=2)

@@ -202,7 +202,7 @@ def resolve_score(name: str | None, budget_fraction: float | None) -> tuple[Scor
         if RECOMMENDED["early"] == RECOMMENDED["late"]:  # the bin does not matter
             return parse_score(RECOMMENDED["late"]), None
         return parse_score(RECOMMENDED["late"]), (
-            "the full budget T is unknown (pass --full-epochs): the recommended score for "
+            "the full budget T is unknown (pass --target-epochs): the recommended score for "
             "budgets of 10-20% of T is used"
         )
     bin_ = "early" if budget_fraction < EARLY_LATE_BOUNDARY else "late"
@@ -231,12 +231,14 @@ def predicted_interval(
     if factors and budget_fraction is not None and budget_fraction > 0:
         nearest = min(factors, key=lambda f: abs(math.log(f) - math.log(budget_fraction)))
         k = factors[nearest]
+    from scipy.special import expit
+
     out: dict[str, object] = {"calibrated": k is not None}
     for q, z in Z.items():
         half = (k[q] if k else 1.0) * z * link_sd
         lo, hi = link_mean - half, link_mean + half
         if link == "logit":
-            lo, hi = 1 / (1 + math.exp(-lo)), 1 / (1 + math.exp(-hi))
+            lo, hi = float(expit(lo)), float(expit(hi))  # (no overflow at any value)
         else:
             lo, hi = min(max(lo, 0.0), 1.0), min(max(hi, 0.0), 1.0)
         out[q] = [lo, hi]

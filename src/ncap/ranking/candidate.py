@@ -37,8 +37,9 @@ def run_candidate(
     The test split, when the dataset has one, is evaluated once at the end of the run and reported
     as ``test_accuracy`` (never used for the prediction). A candidate fails on an
     :class:`~ncap.exceptions.NcapError` (a bad setting, missing weights, a diverged run, an error
-    raised inside its own model code) and on running out of memory; any other exception is a bug
-    and propagates.
+    raised inside its own model code) and on running out of memory, except a
+    :class:`~ncap.exceptions.StorageError` (the run's disk), which stops the run; any other
+    exception is a bug and propagates.
 
     With ``rung`` (successive halving) only that rung's part of the run is trained, from and to
     the candidate's checkpoint (:func:`ncap.ranking.segment.run_segment`). With ``logme``, LogME of

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ncap.data.dataset import ImageDataset
-from ncap.exceptions import ConfigError, MissingDependency
+from ncap.exceptions import ConfigError, MissingDependency, StorageError
 from ncap.predict.capacitance import PredictorSettings
 from ncap.ranking.candidate import run_candidate
 from ncap.ranking.segment import RungJob
@@ -205,6 +205,9 @@ class RayExecutor:
                         try:
                             record = ray.get(ref)
                         except ray.exceptions.RayError as err:
+                            cause = getattr(err, "cause", None)
+                            if isinstance(cause, StorageError):  # the run's disk: stop the run
+                                raise StorageError(str(cause)) from err
                             text = str(err).strip().splitlines()
                             record = failed_record(
                                 name, f"the Ray task failed: {text[-1] if text else err}"

@@ -27,7 +27,9 @@ __all__ = [
     "OUTPUT_FILES",
     "builtin_fit_problems",
     "check_budget",
+    "check_burn_in",
     "check_output_dir",
+    "check_strategy",
     "clear_outputs",
     "existing_outputs",
 ]
@@ -57,6 +59,10 @@ def check_output_dir(out_dir: str | os.PathLike, *, resume: bool, overwrite: boo
     - earlier results (candidate files, results.json/.csv, the plots) are never replaced without
       ``resume`` or ``overwrite``.
     """
+    if not str(out_dir).strip():  # (Path("") is the current directory)
+        raise ConfigError(
+            "the output directory is empty (--out ''); name a folder, e.g. --out runs/first."
+        )
     out_dir = Path(out_dir)
     if resume and overwrite:
         raise ConfigError(
@@ -90,6 +96,37 @@ def check_output_dir(out_dir: str | os.PathLike, *, resume: bool, overwrite: boo
             "output directory."
         )
     return out_dir
+
+
+def check_strategy(out_dir: Path, strategy: str, *, resume: bool) -> None:
+    """``--resume`` continues only a run of the same strategy: a fixed run's candidate files and a
+    halving run's rung records are different state, and neither strategy may replace the other's
+    results under --resume."""
+    out_dir = Path(out_dir)
+    halving = (out_dir / "rungs.json").exists() or (out_dir / "rungs").is_dir()
+    fixed = (out_dir / "candidates").is_dir() and any((out_dir / "candidates").glob("*.json"))
+    other = "halving" if halving and strategy == "fixed" else None
+    other = "fixed" if fixed and strategy == "halving" else other
+    if resume and other is not None:
+        raise ConfigError(
+            f"{out_dir} holds a run of --strategy {other}; --resume continues only a run of the "
+            f"same strategy: pass --strategy {other}, or choose another output directory."
+        )
+
+
+def check_burn_in(
+    config: FinetuneConfig, predictor: PredictorSettings, n_train: int, extra: Sequence[int] = ()
+) -> None:
+    """Raise when ``--burn-in`` leaves out every evaluation point of the budget (the
+    extrapolation of every candidate would be silently empty); ``extra``: further evaluation
+    steps (a halving run's rungs)."""
+    points = len(eval_steps(config, n_train, extra=extra))
+    if predictor.burn_in >= points:
+        raise ConfigError(
+            f"--burn-in {predictor.burn_in} leaves out every one of the {points} evaluation "
+            f"point(s) within the budget of {config.total_steps(n_train)} step(s); lower "
+            "--burn-in or evaluate more often (--eval-every)."
+        )
 
 
 def clear_outputs(out_dir: Path) -> None:

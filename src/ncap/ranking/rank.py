@@ -16,10 +16,12 @@ from typing import Any
 
 from ncap.data.dataset import ImageDataset
 from ncap.exceptions import ConfigError
+from ncap.models.objects import PREFIX as OBJECT_PREFIX
+from ncap.models.objects import candidate_names
 from ncap.predict.capacitance import PredictorSettings
 from ncap.ranking.executors import Executor, make_executor
 from ncap.ranking.halving import HalvingSettings
-from ncap.ranking.preflight import check_output_dir
+from ncap.ranking.preflight import check_output_dir, check_strategy
 from ncap.ranking.spec import RunContext, RunSpec
 from ncap.ranking.strategies import STRATEGIES, Fixed, Strategy, make_strategy
 from ncap.results import RankResult
@@ -31,7 +33,7 @@ __all__ = ["STRATEGIES", "rank", "run_ranking"]
 
 
 def rank(
-    models: Sequence[str],
+    models: Sequence[Any] | dict[str, Any],
     data: str | ImageDataset,
     *,
     out_dir: str | Path,
@@ -58,8 +60,10 @@ def rank(
 
     Parameters
     ----------
-    models : sequence of str
-        Candidate names from the registry (:func:`ncap.models.builtin.list_models`, or ``prefix:name``).
+    models : sequence of str, nn.Module or factory (or a mapping name -> object)
+        Candidate names from the registry (:func:`ncap.models.builtin.list_models`, or
+        ``prefix:name``), or Python objects: ``nn.Module``s, factories, ``functools.partial``s
+        of factories with arguments, ``(name, object)`` pairs (:mod:`ncap.models.objects`).
     data : str or ImageDataset
         A built-in dataset name, an image-folder path, or a loaded dataset.
     out_dir : path
@@ -107,7 +111,16 @@ def rank(
         compares with training every candidate to T. Nothing is trained beyond the budget for it.
     """
     chosen = make_strategy(strategy, halving)  # the cheap checks before the data is loaded
+    models = candidate_names(models)  # nn.Modules and factories -> obj:<name>
+    if getattr(executor, "name", executor) != "local" and any(
+        m.startswith(f"{OBJECT_PREFIX}:") for m in models
+    ):
+        raise ConfigError(
+            "candidates given as Python objects run in this process only; use executor='local', "
+            "or name them as py:<module>:<factory> for Ray."
+        )
     check_output_dir(out_dir, resume=resume, overwrite=overwrite)
+    check_strategy(out_dir, strategy, resume=resume)
     spec = RunSpec.load(
         models,
         data,

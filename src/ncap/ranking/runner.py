@@ -14,12 +14,13 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from ncap.data.dataset import ImageDataset
-from ncap.exceptions import NcapError
+from ncap.exceptions import CheckpointError, NcapError, StorageError
 from ncap.models.backbone import Backbone
 from ncap.models.registry import create_backbone
 from ncap.predict.capacitance import PredictorSettings, predict_from_points
@@ -66,6 +67,7 @@ class TrainingJob:
     stop_at: int | None = None
     resume_from: str | os.PathLike | None = None
     checkpoint_to: str | os.PathLike | None = None
+    checkpoint_owner: str | None = None
     failures: tuple[type[BaseException], ...] = CANDIDATE_FAILURES
 
 
@@ -117,26 +119,42 @@ def train_candidate(
         backbone = {"num_features": model.num_features} | model.info
         if job.logme:
             backbone |= training_free_scores(model, dataset, config, job.runtime, log)
-        traj = finetune(
-            model.module,
-            model.num_features,
-            dataset,
-            config,
-            input_spec=model.input_spec,
-            runtime=job.runtime,
-            on_step=on_step,
-            extra_eval_steps=job.extra_eval_steps,
-            evaluate_test=job.evaluate_test,
-            callbacks=job.callbacks,
-            stop_at=job.stop_at,
-            resume_from=job.resume_from,
-            checkpoint_to=job.checkpoint_to,
-        )
+        try:
+            traj = _finetune(model, dataset, config, job, on_step, resume=True)
+        except CheckpointError as err:  # damaged, another candidate's, past this rung: recompute
+            if job.checkpoint_to is None:
+                raise
+            if log:
+                log(f"{name}: {err} Training it from the start instead (same result).")
+            Path(job.checkpoint_to).unlink(missing_ok=True)
+            model = build_backbone(name, job.init_seed, job.model_options, log)
+            traj = _finetune(model, dataset, config, job, on_step, resume=False)
+    except StorageError:  # the run's own disk, no fault of the candidate: stop, --resume later
+        raise
     except job.failures as err:
         reason = out_of_memory_reason(err) if isinstance(err, torch.OutOfMemoryError) else str(err)
         return TrainedCandidate(name, backbone, None, reason, time.perf_counter() - start)
     backbone["num_features"] = traj.num_features
     return TrainedCandidate(name, backbone, traj, None, time.perf_counter() - start)
+
+
+def _finetune(model: Backbone, dataset, config, job: TrainingJob, on_step, *, resume: bool):
+    return finetune(
+        model.module,
+        model.num_features,
+        dataset,
+        config,
+        input_spec=model.input_spec,
+        runtime=job.runtime,
+        on_step=on_step,
+        extra_eval_steps=job.extra_eval_steps,
+        evaluate_test=job.evaluate_test,
+        callbacks=job.callbacks,
+        stop_at=job.stop_at,
+        resume_from=job.resume_from if resume else None,
+        checkpoint_to=job.checkpoint_to,
+        checkpoint_owner=job.checkpoint_owner,
+    )
 
 
 def candidate_record(

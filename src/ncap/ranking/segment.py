@@ -11,7 +11,8 @@ from typing import Any
 from ncap.data.dataset import ImageDataset
 from ncap.predict.capacitance import PredictorSettings
 from ncap.ranking.runner import TrainingJob, candidate_record, train_candidate
-from ncap.results import CandidateRecord, slug
+from ncap.ranking.store import file_stem
+from ncap.results import CandidateRecord
 from ncap.training.config import FinetuneConfig
 from ncap.training.runtime import Runtime
 
@@ -30,7 +31,7 @@ class RungJob:
 
 
 def checkpoint_path(checkpoint_dir: str | Path, name: str) -> Path:
-    return Path(checkpoint_dir) / f"{slug(name)}.pt"
+    return Path(checkpoint_dir) / f"{file_stem(name)}.pt"
 
 
 def run_segment(
@@ -53,7 +54,12 @@ def run_segment(
     reached) and ``segment_seconds`` (this part's fine-tuning and evaluation time; the whole wall time when it
     failed);
     ``status`` is "failed" with a reason on an :class:`~ncap.exceptions.NcapError` or when out of
-    memory, as for :func:`ncap.ranking.candidate.run_candidate`.
+    memory, as for :func:`ncap.ranking.candidate.run_candidate`; a
+    :class:`~ncap.exceptions.StorageError` (the checkpoint cannot be written: a full disk) stops
+    the run instead, since it is no fault of the candidate. A checkpoint that cannot continue the
+    candidate (:class:`~ncap.exceptions.CheckpointError`) is deleted and the candidate trained
+    from the start to the same step, which gives the same record (training is seeded;
+    :func:`ncap.ranking.runner.train_candidate` does it).
     """
     ckpt = checkpoint_path(rung.checkpoint_dir, name)
     resume = ckpt.exists()
@@ -63,12 +69,13 @@ def run_segment(
         init_seed=config.seed,
         model_options=model_options or {},
         runtime=runtime,
-        logme=logme and not resume,  # (the pretrained weights: computed once, at the start)
+        logme=logme and rung.rung == 0,  # the pretrained weights, whatever a redo finds on disk
         extra_eval_steps=rung.eval_steps,
         evaluate_test=True,
         stop_at=rung.stop_at,
         resume_from=ckpt if resume else None,
         checkpoint_to=ckpt,
+        checkpoint_owner=name,
     )
     run = train_candidate(name, dataset, config, job, on_step=on_step, log=log)
     record = candidate_record(run, predictor, budget_steps=None)

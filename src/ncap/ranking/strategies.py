@@ -22,13 +22,20 @@ import torch
 
 from ncap._version import __version__
 from ncap.exceptions import ConfigError
+from ncap.predict.caveats import separation
 from ncap.predict.recommended import Score, resolve_score, run_parts
 from ncap.predict.scores import Extrapolation, untracked_reason
 from ncap.ranking.cost import run_cost, spent_steps
 from ncap.ranking.executors import CandidateJob
 from ncap.ranking.halving import HalvingSettings, run_halving
-from ncap.ranking.preflight import builtin_fit_problems, check_budget, clear_outputs
-from ncap.ranking.scoring import add_predictions, budget_fraction, score_candidates
+from ncap.ranking.preflight import builtin_fit_problems, check_budget, check_burn_in, clear_outputs
+from ncap.ranking.scoring import (
+    add_predictions,
+    assumed_note,
+    budget_fraction,
+    score_candidates,
+    target_or_assumed,
+)
 from ncap.ranking.spec import RunContext, RunSpec
 from ncap.ranking.store import candidate_path, load_finished, stale_files
 from ncap.report import write_outputs
@@ -129,7 +136,8 @@ class Fixed:
 
 def _run_fixed(spec: RunSpec, ctx: RunContext) -> RankResult:
     config, models, log, out_dir = spec.config, spec.models, ctx.log, ctx.out_dir
-    n_seen = len(spec.dataset.y_train)
+    dataset, predictor = spec.dataset, spec.predictor
+    n_seen = len(dataset.y_train)
     budget_steps = config.total_steps(n_seen)
     spe = config.steps_per_epoch(n_seen)
     for epochs, flag in (
@@ -141,15 +149,18 @@ def _run_fixed(spec: RunSpec, ctx: RunContext) -> RankResult:
                 f"the full budget T ({epochs:g} epochs, {flag}) must cover the early budget "
                 f"({budget_steps} steps = {budget_steps / spe:.3g} epochs)."
             )
-    reference = spec.reference_epochs  # T
+    reference, assumed = target_or_assumed(
+        spec.target_epochs, spec.full_epochs, budget_steps / spe
+    )  # T
     fraction = budget_fraction(budget_steps, spe, reference)
     score_spec, score_note = resolve_score(spec.score, fraction)  # a bad name fails before training
     for part in run_parts(score_spec):  # a score that ranks by an extrapolation
         if isinstance(part, Extrapolation):
             check_budget(config, part.settings, n_seen)
     _check_score_variants(score_spec, config)
+    check_burn_in(config, predictor, n_seen)
     settings = spec.settings()
-    unfit = builtin_fit_problems(models, spec.dataset, input_size=config.input_size)
+    unfit = builtin_fit_problems(models, dataset, input_size=config.input_size)
     if len(unfit) == len(models):
         raise ConfigError("no candidate can take this dataset: " + " ".join(unfit.values()))
     if ctx.overwrite:
@@ -163,7 +174,7 @@ def _run_fixed(spec: RunSpec, ctx: RunContext) -> RankResult:
     # the settings as a candidate file stores them (tuples -> lists, non-finite -> null)
     stored_settings = json.loads(json.dumps(to_jsonable(settings)))
     records: dict[str, dict[str, Any]] = {}
-    with progress_bars(ctx.progress, len(models)) as bars:
+    with progress_bars(ctx.progress, len(models), log=log) as bars:
         todo = []
         for name in models:
             done = finished.get(name)
@@ -187,7 +198,7 @@ def _run_fixed(spec: RunSpec, ctx: RunContext) -> RankResult:
                     log(f"{name} failed: {unfit[name]}")
                 continue
             todo.append(name)
-        job = CandidateJob(spec.dataset, config, spec.predictor, spec.full_epochs, ctx.runtime,
+        job = CandidateJob(dataset, config, predictor, spec.full_epochs, ctx.runtime,
                            spec.model_options, logme="logme" in score_spec.training_free)  # fmt: skip
         for record in ctx.executor.run(
             todo, job, on_start=bars.candidate_start, on_step=bars.step, log=log
@@ -213,9 +224,14 @@ def _run_fixed(spec: RunSpec, ctx: RunContext) -> RankResult:
         full_epochs=reference,
         notes=notes,
     )
-    add_predictions([records[name] for name in models], spec.predictor, fraction)
+    ranked = [records[name] for name in models]
+    add_predictions(ranked, predictor, fraction, classes=dataset.num_classes,
+                    budget_steps=budget_steps)  # fmt: skip
+    verdict = separation([records[name] for name in order if records[name]["status"] == "ok"])
     if score_note:
         notes.insert(0, score_note)
+    if assumed:
+        notes.insert(0, assumed_note(reference, fraction))
     for note in notes if log else ():
         log(f"note: {note}")
     result = RankResult(
@@ -229,15 +245,17 @@ def _run_fixed(spec: RunSpec, ctx: RunContext) -> RankResult:
                 "requested": spec.score or "recommended",
                 "budget_fraction": fraction,
                 "target_epochs": reference,
+                "target_assumed": assumed,
                 "notes": notes,
+                "separation": verdict,
             },
         },
         order=order,
         out_dir=out_dir,
-        cost=run_cost(
+        cost=run_cost(  # (an assumed T makes no cost figure: it would only restate it)
             spent,
-            full_steps=None if reference is None else round(reference * spe),
-            full_epochs=reference,
+            full_steps=None if assumed else round(reference * spe),
+            full_epochs=None if assumed else reference,
         ),
     )
     result.files = write_outputs(result)

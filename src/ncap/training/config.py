@@ -156,6 +156,11 @@ class FinetuneConfig:
             raise ConfigError(f"eval_anchor must be >= 1 step, got {self.eval_anchor}.")
         if self.fixed_batch is not None and self.fixed_batch < 1:
             raise ConfigError(f"fixed_batch must be >= 1 image, got {self.fixed_batch}.")
+        if self.max_val is not None and self.max_val < 1:
+            raise ConfigError(
+                f"max_val must be >= 1 validation image (leave it out to evaluate on all), got "
+                f"{self.max_val}."
+            )
         if self.input_size is not None and self.input_size < 1:
             raise ConfigError(f"input_size must be >= 1 pixel, got {self.input_size}.")
         try:

@@ -27,7 +27,7 @@ from ncap.capacitance.probe import NeuralCapacitanceProbe
 from ncap.capacitance.variants import VARIANTS
 from ncap.data.dataset import ImageDataset
 from ncap.data.inputs import InputAdapter, InputSpec, check_channels, is_identity
-from ncap.exceptions import CandidateError, ConfigError, ModelCodeError, NcapError
+from ncap.exceptions import CandidateError, CheckpointError, ConfigError, ModelCodeError, NcapError
 from ncap.results import Trajectory
 from ncap.training.callbacks import Callback, CapacitanceRecorder, StepProgress
 from ncap.training.checkpoint import (
@@ -200,6 +200,20 @@ class _ToFloat(nn.Module):
         return x.float()
 
 
+def place(front: nn.Module, device: torch.device | str) -> nn.Module:
+    """``front`` on the run's device; a model that cannot be moved there (parameters on the meta
+    device, a ``to`` that raises) is the candidate's failure (:class:`CandidateError`)."""
+    try:
+        return front.to(device)
+    except (RuntimeError, TypeError, ValueError) as err:  # (NotImplementedError: a RuntimeError)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CandidateError(
+            f"the model cannot be moved to the run's device {device} ({type(err).__name__}: "
+            f"{first}); build it with real weights on the CPU (not on the meta device), ncap "
+            "moves it."
+        ) from err
+
+
 def _check_inputs(
     front: nn.Module, num_features: int | None, dataset: ImageDataset, device: torch.device
 ) -> int:
@@ -222,6 +236,11 @@ def _check_inputs(
         raise CandidateError(
             f"the backbone returns a {type(out).__name__}, not a tensor; it must return one "
             "feature tensor (batch, num_features)."
+        )
+    if out.device != torch.device(device):
+        raise CandidateError(
+            f"the backbone returns its features on {out.device}, not on the run's device "
+            f"{torch.device(device)}; its forward must keep them on its input's device."
         )
     if out.ndim == 2 and out.shape[0] != 2:
         raise CandidateError(
@@ -289,6 +308,7 @@ def finetune(
     stop_at: int | None = None,
     resume_from: str | os.PathLike | None = None,
     checkpoint_to: str | os.PathLike | None = None,
+    checkpoint_owner: str | None = None,
 ) -> Trajectory:
     """Fine-tune ``module`` under a frozen random probe; return the recorded trajectory.
 
@@ -328,9 +348,15 @@ def finetune(
         the new ones, and equal those of an uninterrupted run bit for bit (wall times aside).
     checkpoint_to : path, optional
         Write a checkpoint at the step where this call stops.
+    checkpoint_owner : str, optional
+        Who the checkpoints belong to (a candidate's name): written into ``checkpoint_to`` and
+        checked against ``resume_from``'s.
 
     Raises
     ------
+    CheckpointError
+        When ``resume_from`` cannot continue this run (unreadable, other settings, another owner,
+        past ``stop_at``, or state that does not fit the model); nothing is trained then.
     CandidateError
         For a run that diverges (:mod:`ncap.training.divergence`: a NaN/inf loss or beta_eff, a
         loss far above its start), inputs the backbone cannot take (channels, size), or a
@@ -340,7 +366,7 @@ def finetune(
     device = runtime.torch_device()
     precision = runtime.precision(device)
     spec = model_input_spec(input_spec, dataset, config)
-    front = model_front(dataset, module, spec).to(device)
+    front = place(model_front(dataset, module, spec), device)
     with precision_context(device, precision):
         num_features = _check_inputs(front, num_features, dataset, device)
         torch.manual_seed(config.seed)
@@ -386,11 +412,13 @@ def finetune(
         state = None
         if resume_from is not None:
             state = load_checkpoint(resume_from)
-            check_compatible(state, config.to_dict(), traj.total_steps, resume_from)
+            check_compatible(
+                state, config.to_dict(), traj.total_steps, resume_from, owner=checkpoint_owner
+            )
         first = 0 if state is None else int(state["step"])
         last = traj.total_steps if stop_at is None else min(stop_at, traj.total_steps)
         if last < first:
-            raise ConfigError(
+            raise CheckpointError(
                 f"cannot stop at step {stop_at}: the checkpoint {resume_from} is at step {first}."
             )
         loader = batch_loader(
@@ -423,15 +451,22 @@ def finetune(
             callback.on_train_start(model)
         traj.first_step = first
         if state is not None:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            probe.statistics.load_state_dict(state["statistics"])
-            recorder.load_state_dict(state["recorder"])
-            if "guard" in state:  # (checkpoints of ncap 0.3 did not keep it)
-                guard.load_state_dict(state["guard"])
-            for callback, callback_state in zip(callbacks, state["callbacks"], strict=True):
-                callback.load_state_dict(callback_state)
-            traj.points = list(state["points"])
+            try:
+                model.load_state_dict(state["model"])
+                optimizer.load_state_dict(state["optimizer"])
+                probe.statistics.load_state_dict(state["statistics"])
+                recorder.load_state_dict(state["recorder"])
+                if "guard" in state:  # (checkpoints of ncap 0.3 did not keep it)
+                    guard.load_state_dict(state["guard"])
+                for callback, callback_state in zip(callbacks, state["callbacks"], strict=True):
+                    callback.load_state_dict(callback_state)
+                traj.points = list(state["points"])
+            except (KeyError, ValueError, TypeError, RuntimeError) as err:  # another model's
+                first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
+                raise CheckpointError(
+                    f"checkpoint {resume_from} does not fit this model ({type(err).__name__}: "
+                    f"{first_line}); delete it to start the candidate over."
+                ) from err
         start = recorder.start if state is None else time.perf_counter()
         model.train()
         batches = iter(loader)  # (creating the iterator draws from the global generator)
@@ -468,7 +503,8 @@ def finetune(
                     "callbacks": [callback.state_dict() for callback in callbacks],
                     "points": traj.points,
                     "rng": rng_state(device),
-                },
+                }
+                | ({} if checkpoint_owner is None else {"owner": checkpoint_owner}),
                 checkpoint_to,
             )
         if evaluate_test and dataset.x_test is not None:
