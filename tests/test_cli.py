@@ -24,6 +24,10 @@ def test_rank_prints_table_and_writes_outputs(tiny_zoo, tmp_path, capsys):
     assert main([*RANK_ARGS, "--out", str(tmp_path), "--resume", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert sorted(data["ranking"]) == ["lenet", "mlp-s"]
+    trust = data["settings"]["score"]["trust"]  # the trust statement under the table and in JSON
+    assert set(trust) >= {"p_best", "expected_regret", "warnings", "calibrated"}
+    assert trust["p_best"] is None or 0.0 <= trust["p_best"] <= 1.0
+    assert "trust:" in out
 
 
 def test_full_epochs_prints_kendall_tau(tiny_zoo, tmp_path, capsys):

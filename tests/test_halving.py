@@ -216,6 +216,10 @@ def test_the_default_rung_score_is_the_recommended_one(tiny_zoo, tmp_path, digit
                          full_epochs=40.0)  # fmt: skip
         assert r["scores"] == {rec["name"]: rec["score"]["value"] for rec in records}
     assert result.cost["full_epochs"] == 40.0 and result.cost["fraction"] < 0.2
+    # the trust statement of the last rung that compared candidates, its pick that rung's leader
+    trust = data["settings"]["score"]["trust"]
+    last = [r for r in rungs if len(r["ranked"]) > 1][-1]
+    assert trust["pick"] == last["ranked"][0] and 0.0 <= trust["p_best"] <= 1.0
     with pytest.raises(ConfigError, match="unknown rung score 'best'"):
         HalvingSettings(score="best")
 

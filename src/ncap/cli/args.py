@@ -365,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     nas = sub.add_parser(
         "nas",
         help="rank NAS-Bench-201 architectures trained from scratch",
-        description="Train each NAS-Bench-201-style architecture from scratch for the budget under the frozen probe and rank them by predicted final accuracy. Same outputs and --resume as `ncap rank`.",
+        description="Train each NAS-Bench-201-style architecture from scratch for the budget under the frozen probe and rank them (default: the zero-cost proxy fisher, chosen on ncap's NAS benchmark; --score). Same outputs and --resume as `ncap rank`.",
     )
     nas.add_argument(
         "--archs",
@@ -414,6 +414,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="cells per stage (NAS-Bench-201: 5; default: %(default)s)",
     )
+    nas.add_argument(
+        "--score",
+        default=None,
+        metavar="NAME",
+        help="what architectures are ranked by. Default: fisher, the zero-cost proxy chosen on "
+        "ncap's NAS benchmark (docs/nas.md); 'paper' or any nc/... for the extrapolation to "
+        "beta_eff = 0; tse-e1, last-observed, another proxy (grad_norm, snip, ...)",
+    )
     nas.add_argument("--out", required=True, help="output directory")
     nas.add_argument(
         "--nats-path",
@@ -442,13 +450,13 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--out",
         default=None,
-        help="results file (default: benchmarks/results/bench-v1.json for the full plan, bench-v2.json for v2, nas-v1.json for nas, bench-PLAN.json otherwise)",
+        help="results file (default: benchmarks/results/bench-v1.json for the full plan, bench-v2.json for v2, bench-v3.json for v3, nas-v1.json for nas, bench-PLAN.json otherwise)",
     )
     build.add_argument(
         "--plan",
-        choices=("full", "v2", "smoke", "v2-smoke", "nas", "nas-smoke"),
+        choices=("full", "v2", "v3", "smoke", "v2-smoke", "v3-smoke", "nas", "nas-smoke"),
         default="full",
-        help="full (bench-v1): 14 pretrained models x 3 targets x 2 seeds; v2: 40 pretrained models x 9 targets x 2 seeds with fixed-batch beta_eff; nas: 60 NAS-Bench-201 architectures from scratch x 2 seeds; *-smoke: tiny versions for CI (default: %(default)s)",
+        help="full (bench-v1): 14 pretrained models x 3 targets x 2 seeds; v2: 40 pretrained models x 9 targets x 2 seeds with fixed-batch beta_eff; v3: v2's runs (reused from bench-v2.json.parts next to the output) plus 56 models of 12 families on 15 targets of 5 dataset families (docs/benchmark.md); nas: 60 NAS-Bench-201 architectures from scratch x 2 seeds; *-smoke: tiny versions for CI (default: %(default)s)",
     )
     build.add_argument(
         "--device",

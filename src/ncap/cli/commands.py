@@ -108,6 +108,7 @@ def _run_nas(args):
         progress=not args.no_progress and not args.json,
         log=_logger(args),
         target_epochs=args.target_epochs,
+        score=args.score,
         **execution_from_args(args),
     )
     if args.nats_path is not None:
@@ -179,7 +180,12 @@ def _bench(args) -> int:
             raise ConfigError(f"--shard must read K/N (e.g. 0/2), got {args.shard!r}.")
         from ncap.training.runtime import Runtime
 
-        default_out = {"full": "bench-v1.json", "v2": "bench-v2.json", "nas": "nas-v1.json"}
+        default_out = {
+            "full": "bench-v1.json",
+            "v2": "bench-v2.json",
+            "v3": "bench-v3.json",
+            "nas": "nas-v1.json",
+        }
         args.out = args.out or "benchmarks/results/" + default_out.get(
             plan.name, f"bench-{plan.name}.json"
         )

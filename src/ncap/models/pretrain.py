@@ -22,6 +22,7 @@ from torch import nn
 
 from ncap._paths import cache_dir
 from ncap.data.idx import fashion_mnist_dir
+from ncap.data.inputs import InputAdapter, is_identity
 from ncap.data.registry import load_dataset
 from ncap.models.backbone import Backbone, parameter_count
 from ncap.models.builtin import BUILTIN_INPUT, ModelSpec, list_models, model_spec
@@ -108,9 +109,15 @@ def pretrain(
 
     Deterministic for a given recipe; the state dict and a JSON record (source accuracy, time) are
     written to the cache atomically and read back with ``torch.load(..., weights_only=True)``.
-    ``data`` is the source task (default: :func:`default_pretrain`).
+    ``data`` is the source task (default: :func:`default_pretrain`); a model with its own source
+    (``spec.source``) is pretrained on that dataset at ``data``'s sizes and split seed. Source
+    images stored in another encoding than the zoo's (uint8 generated datasets) pass the input
+    adapter first.
     """
-    data = (data or default_pretrain()).to_dict()
+    data = data or default_pretrain()
+    if spec.source is not None:
+        data = PretrainSpec(spec.source, data.n_train, data.n_val, data.seed)
+    data = data.to_dict()
     key = _cache_key(spec, data)
     folder = cache_dir() / "zoo"
     weights_path, record_path = folder / f"{key}.pt", folder / f"{key}.json"
@@ -131,6 +138,9 @@ def pretrain(
     source = _source_dataset(data["dataset"], data["n_train"], data["n_val"], data["seed"])
     head = nn.Linear(num_features, source.num_classes)
     model = nn.Sequential(module, head)
+    if not is_identity(source.mean, source.std, source.channels, source.image_size, BUILTIN_INPUT):
+        adapter = InputAdapter(data_mean=source.mean, data_std=source.std, spec=BUILTIN_INPUT)
+        model = nn.Sequential(adapter, module, head)
     generator = torch.Generator().manual_seed(0)
     optimizer = torch.optim.Adam(model.parameters(), lr=spec.pretrain_lr)
     n = len(source.y_train)
@@ -200,7 +210,7 @@ def zoo_backbone(
     info = {
         k: record[k]
         for k in ("family", "source_accuracy", "parameters", "pretrain_seconds", "cached")
-    }
+    } | {"source_dataset": record["data"]["dataset"]}
     return Backbone(
         name=name, module=module, num_features=num_features, info=info, input_spec=BUILTIN_INPUT
     )

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from ncap.exceptions import ConfigError
-from ncap.predict.scores import BASELINE_SCORES, DynamicsFeature, RunScoreSpec
+from ncap.predict.scores import BASELINE_SCORES, PROXY_SCORES, DynamicsFeature, RunScoreSpec
 from ncap.predict.scores import parse_score as parse_run_score
 from ncap.predict.shipped import recommended_settings, shipped_fits
 
@@ -35,6 +35,7 @@ __all__ = [
     "parse_score",
     "predicted_interval",
     "run_parts",
+    "recalibration_factor",
     "resolve_score",
 ]
 
@@ -166,7 +167,8 @@ def _parse_run(name: str) -> RunScoreSpec:
             raise
         raise ConfigError(
             f"unknown score {name!r}; choose 'recommended', 'paper', one of "
-            f"{', '.join(BASELINE_SCORES)}, nc/{{measurement}}/{{variant}}/{{features}}/"
+            f"{', '.join(BASELINE_SCORES)}, a zero-cost proxy ({', '.join(PROXY_SCORES)}), "
+            "nc/{measurement}/{variant}/{features}/"
             "b{burn_in}/{link}, dyn/{measurement}/{variant}/{feature} or ravg/a+b "
             "(docs/benchmark.md lists them)."
         ) from err
@@ -215,6 +217,16 @@ def resolve_score(name: str | None, budget_fraction: float | None) -> tuple[Scor
     return parse_score(RECOMMENDED[bin_]), note
 
 
+def recalibration_factor(predictor: str, budget_fraction: float | None) -> dict[str, float] | None:
+    """The study's factors ``{"68": k, "95": k}`` for ``predictor`` at the budget nearest
+    ``budget_fraction`` (in log f); None when it has none or the budget is unknown."""
+    factors = RECALIBRATION.get(predictor)
+    if not factors or budget_fraction is None or not budget_fraction > 0:
+        return None
+    nearest = min(factors, key=lambda f: abs(math.log(f) - math.log(budget_fraction)))
+    return factors[nearest]
+
+
 def predicted_interval(
     predictor: str,
     link: str,
@@ -226,11 +238,7 @@ def predicted_interval(
     mapped back (sigmoid for the logit link, clipped to [0, 1] for identity), with the study's
     recalibration factor ``k`` of the nearest budget (in log f); ``k = 1`` and ``calibrated``
     False when the study has none for this predictor or the budget is unknown."""
-    factors = RECALIBRATION.get(predictor)
-    k = None
-    if factors and budget_fraction is not None and budget_fraction > 0:
-        nearest = min(factors, key=lambda f: abs(math.log(f) - math.log(budget_fraction)))
-        k = factors[nearest]
+    k = recalibration_factor(predictor, budget_fraction)
     from scipy.special import expit
 
     out: dict[str, object] = {"calibrated": k is not None}

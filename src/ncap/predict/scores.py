@@ -11,6 +11,8 @@ cannot score the run. Names:
 - ``last-observed``, ``learning-curve`` (both predict an accuracy), ``tse``, ``tse-e1``,
   ``param-count``, ``source-accuracy``, ``logme`` (:mod:`ncap.predict.baselines`; ``logme`` is read
   from the context);
+- a zero-cost proxy of the untrained network (:data:`PROXY_SCORES`, e.g. ``fisher``; read from
+  the context's ``proxies``);
 - ``dyn/{measurement}/{variant}/{feature}``: a raw feature of beta_eff's decay
   (:mod:`ncap.predict.dynamics`), oriented by ``sign`` (the caller's choice, +1 by default).
 
@@ -21,7 +23,7 @@ Each name is parsed once, at the door, by :func:`parse_score` into a small froze
 
 ``context`` keys: ``steps_per_epoch`` and ``target_epoch`` (the full budget in epochs) for the
 baselines, ``curve_starts`` (optional), and the training-free values ``parameters``,
-``source_accuracy``, ``logme``.
+``source_accuracy``, ``logme``, ``proxies``.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ __all__ = [
     "Baseline",
     "DynamicsFeature",
     "Extrapolation",
+    "PROXY_SCORES",
+    "Proxy",
     "RunScore",
     "RunScoreSpec",
     "parse_score",
@@ -63,6 +67,19 @@ BASELINE_SCORES = (
     "logme",
     "param-count",
     "source-accuracy",
+)
+# the zero-cost proxies of an untrained network (ncap.predict.proxies, plus flops), read from the
+# context's "proxies"; a test checks the names against ncap.predict.proxies.PROXIES
+PROXY_SCORES = (
+    "grad_norm",
+    "snip",
+    "grasp",
+    "fisher",
+    "fisher_channel",
+    "synflow",
+    "jacob_cov",
+    "naswot",
+    "flops",
 )
 PREDICTS_ACCURACY = frozenset({"last-observed", "learning-curve"})  # and every nc/ score
 _TRAINING_FREE = {
@@ -275,6 +292,7 @@ class Baseline:
         if self.name not in BASELINE_SCORES:
             raise ConfigError(
                 f"unknown score {self.name!r}; choose one of {', '.join(BASELINE_SCORES)}, "
+                f"a zero-cost proxy ({', '.join(PROXY_SCORES)}), "
                 "nc/{measurement}/{variant}/{features}/b{burn_in}/{link} or "
                 "dyn/{measurement}/{variant}/{feature}."
             )
@@ -320,7 +338,44 @@ class Baseline:
         return RunScore(value, predicted=value if self.predicts_accuracy else None)
 
 
-RunScoreSpec = Extrapolation | DynamicsFeature | Baseline
+@dataclass(frozen=True)
+class Proxy:
+    """A zero-cost proxy of the untrained network (:data:`PROXY_SCORES`), read from the context's
+    ``proxies``.
+
+    >>> parse_score("fisher").training_free
+    ('proxies',)
+    """
+
+    name: str
+    kind: ClassVar[str] = "run"
+    reads: ClassVar[None] = None
+    link: ClassVar[None] = None
+    sign: ClassVar[float] = 1.0
+    predicts_accuracy: ClassVar[bool] = False
+    training_free: ClassVar[tuple[str, ...]] = ("proxies",)
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        """What a ranking by this score lists as its components: itself."""
+        return (self.name,)
+
+    def score(
+        self,
+        points: Sequence[Mapping[str, Any]],
+        max_step: int,
+        context: Mapping[str, Any],
+        *,
+        sign: float = 1.0,
+    ) -> RunScore:
+        """The proxy's recorded value (``sign`` is accepted for a uniform call and ignored)."""
+        value = (context.get("proxies") or {}).get(self.name)
+        if value is None or not math.isfinite(float(value)):
+            return RunScore(None, f"the zero-cost proxy {self.name} is unknown for this run")
+        return RunScore(float(value))
+
+
+RunScoreSpec = Extrapolation | DynamicsFeature | Baseline | Proxy
 
 
 def try_parse_score(name: str, *, legacy: bool = False) -> RunScoreSpec | None:
@@ -374,6 +429,8 @@ def parse_score(name: str, *, legacy: bool = False) -> RunScoreSpec:
                 f"{DYNAMICS_VARIANTS} and feature in {DYNAMICS}."
             )
         return DynamicsFeature(*parts[1:])
+    if name in PROXY_SCORES:
+        return Proxy(name)
     return Baseline(name)
 
 

@@ -31,6 +31,7 @@ def run_candidate(
     log: Callable[[str], None] | None = None,
     rung: RungJob | None = None,
     logme: bool = False,
+    proxies: tuple[str, ...] = (),
 ) -> CandidateRecord:
     """Fine-tune one candidate and return its record (``status`` "failed" with a reason on error).
 
@@ -78,6 +79,7 @@ def run_candidate(
         model_options=model_options or {},
         runtime=runtime,
         logme=logme,
+        proxies=proxies,
         extra_eval_steps=(budget_steps,),
         evaluate_test=True,
     )

@@ -43,7 +43,7 @@ from ncap.ranking.rung_scores import (
     needs_logme,
     score_rung,
 )
-from ncap.ranking.scoring import assumed_note, target_or_assumed
+from ncap.ranking.scoring import assumed_note, target_or_assumed, trust_of
 from ncap.ranking.segment import RungJob, checkpoint_path
 from ncap.report import write_outputs
 from ncap.report.progress import progress_bars
@@ -337,6 +337,10 @@ def run_halving(
             f"at the last rung that compared candidates (rung {final['rung']}, "
             f"{final['budget_epochs']:g} epochs): {verdict['statement']}"
         )
+    trust = trust_of(  # the statement of the last rung that compared candidates
+        [{"name": n} | evidence[n] for n in final["ranked"] if n in evidence],
+        final["budget_epochs"] / target if target else None,
+    )
     result = RankResult(
         candidates=records,
         settings=settings
@@ -349,6 +353,7 @@ def run_halving(
                 "target_assumed": assumed,
                 "notes": all_notes,
                 "separation": verdict,
+                "trust": trust,
             }
         },
         out_dir=out_dir,

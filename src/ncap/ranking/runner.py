@@ -24,7 +24,7 @@ from ncap.exceptions import CheckpointError, NcapError, StorageError
 from ncap.models.backbone import Backbone
 from ncap.models.registry import create_backbone
 from ncap.predict.capacitance import PredictorSettings, predict_from_points
-from ncap.ranking.training_free import training_free_scores
+from ncap.ranking.training_free import proxies_of, training_free_scores
 from ncap.results import CandidateRecord, Trajectory, failed_record
 from ncap.training.callbacks import Callback
 from ncap.training.config import FinetuneConfig
@@ -61,6 +61,8 @@ class TrainingJob:
     model_options: dict[str, Any] = field(default_factory=dict)
     runtime: Runtime | None = None
     logme: bool = False
+    proxies: tuple[str, ...] = ()  # zero-cost proxies of the untrained network, computed first
+    backbone: Backbone | None = None  # built by the caller (None: built here)
     extra_eval_steps: Sequence[int] = ()
     evaluate_test: bool = False
     callbacks: Sequence[Callback] = ()
@@ -115,10 +117,12 @@ def train_candidate(
     start = time.perf_counter()
     backbone: dict[str, Any] | None = None
     try:
-        model = build_backbone(name, job.init_seed, job.model_options, log)
+        model = job.backbone or build_backbone(name, job.init_seed, job.model_options, log)
         backbone = {"num_features": model.num_features} | model.info
         if job.logme:
             backbone |= training_free_scores(model, dataset, config, job.runtime, log)
+        if job.proxies:
+            backbone |= proxies_of(model, dataset, config, job.proxies)
         try:
             traj = _finetune(model, dataset, config, job, on_step, resume=True)
         except CheckpointError as err:  # damaged, another candidate's, past this rung: recompute

@@ -25,7 +25,14 @@ import numpy as np
 
 from ncap.predict.caveats import apply_flags, candidate_flags
 from ncap.predict.features import base_features, sigmoid
-from ncap.predict.recommended import Fitted, RankAverage, Score, predicted_interval, run_parts
+from ncap.predict.recommended import (
+    Fitted,
+    RankAverage,
+    Score,
+    predicted_interval,
+    recalibration_factor,
+    run_parts,
+)
 from ncap.predict.scores import Baseline, nc_name
 from ncap.predict.settings import PredictorSettings
 
@@ -36,6 +43,7 @@ __all__ = [
     "budget_fraction",
     "score_candidates",
     "target_or_assumed",
+    "trust_of",
 ]
 
 # set on the records of a ranking (results.json), not in candidates/*.json: a rank average depends
@@ -102,6 +110,7 @@ def _context(record: dict[str, Any], steps_per_epoch: float, full_epochs: float 
         "parameters": backbone.get("parameters"),
         "source_accuracy": backbone.get("source_accuracy"),
         "logme": backbone.get("logme"),
+        "proxies": backbone.get("proxies"),
     }
 
 
@@ -290,3 +299,60 @@ def add_predictions(
         if link is not None and mean is not None and sd is not None and math.isfinite(sd):
             prediction |= predicted_interval(by, link, mean, sd, fraction)
         r["prediction"] = apply_flags(prediction, list(flags))
+
+
+def trust_of(ranked: Sequence[dict[str, Any]], budget_fraction: float | None) -> dict[str, Any]:
+    """The trust statement (:mod:`ncap.predict.trust`) of a ranking's top pick: ``ranked`` are the
+    successful records, best first, after :func:`add_predictions`. Each candidate's predictive
+    distribution is its ranking score's link-space mean and sd, the sd times the shipped 95%
+    recalibration factor (the table's); a flagged candidate, or one without a factor, is not
+    calibrated, nor is a statement whose score failed (or never had) the calibration check
+    (:data:`ncap.predict.trust.CHECKED`, whose note says how it errs: ``calibration``). Candidates whose score gives no distribution (a failed score, or a score that
+    predicts no accuracy with an sd: ``last-observed``, rank averages) are left out; with fewer
+    than two left there is no statement (``p_best`` None and a ``reason``)."""
+    from ncap.predict.trust import CHECKED, Predictive, trust_statement
+
+    usable, left_out = [], []
+    for r in ranked:
+        score, prediction = r.get("score") or {}, r.get("prediction") or {}
+        mean, sd, link = score.get("link_mean"), score.get("link_sd"), score.get("link")
+        if link is None or mean is None or sd is None or not math.isfinite(sd):
+            left_out.append(r["name"])
+            continue
+        fraction = budget_fraction
+        if "fit" in score:
+            fraction = score["fit"]["budget_fraction"]
+        k = recalibration_factor(score["name"], fraction)
+        interval = prediction.get("68")
+        usable.append(
+            Predictive(
+                r["name"],
+                link,
+                float(mean),
+                float(sd) * (k["95"] if k else 1.0),
+                calibrated=k is not None and not r.get("flags"),
+                interval68=tuple(interval) if interval else None,
+            )
+        )
+    if len(usable) < 2 or ranked[0]["name"] != usable[0].name:
+        name = (ranked[0].get("score") or {}).get("name") if ranked else None
+        return {
+            "p_best": None,
+            "expected_regret": None,
+            "warnings": [],
+            "calibrated": False,
+            "reason": (
+                f"the score {name} gives no predictive distribution for "
+                f"{', '.join(left_out[:5])}{' ...' if len(left_out) > 5 else ''}"
+                if left_out
+                else "fewer than two candidates"
+            ),
+        }
+    notes = [f"left out (no predictive distribution): {', '.join(left_out)}"] if left_out else []
+    out = trust_statement(usable, notes=notes).to_dict()
+    check = CHECKED.get(ranked[0]["score"]["name"])
+    out["calibrated"] = bool(out["calibrated"] and check and check["calibrated"])
+    out["calibration"] = (
+        check["note"] if check else "this score's trust statement was never checked for calibration"
+    )
+    return out

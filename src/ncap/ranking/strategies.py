@@ -24,7 +24,7 @@ from ncap._version import __version__
 from ncap.exceptions import ConfigError
 from ncap.predict.caveats import separation
 from ncap.predict.recommended import Score, resolve_score, run_parts
-from ncap.predict.scores import Extrapolation, untracked_reason
+from ncap.predict.scores import PROXY_SCORES, Extrapolation, Proxy, untracked_reason
 from ncap.ranking.cost import run_cost, spent_steps
 from ncap.ranking.executors import CandidateJob
 from ncap.ranking.halving import HalvingSettings, run_halving
@@ -35,6 +35,7 @@ from ncap.ranking.scoring import (
     budget_fraction,
     score_candidates,
     target_or_assumed,
+    trust_of,
 )
 from ncap.ranking.spec import RunContext, RunSpec
 from ncap.ranking.store import candidate_path, load_finished, stale_files
@@ -61,7 +62,16 @@ def make_strategy(name: str, halving: HalvingSettings | None = None) -> Strategy
     """The strategy called ``name`` ("fixed" or "halving", with ``halving``'s settings)."""
     if name not in STRATEGIES:
         raise ConfigError(f"unknown strategy {name!r}; choose one of {STRATEGIES}.")
-    return Halving(halving or HalvingSettings()) if name == "halving" else Fixed()
+    if name == "fixed":
+        return Fixed()
+    halving = halving or HalvingSettings()
+    if halving.score in PROXY_SCORES:
+        raise ConfigError(
+            f"successive halving cannot cut by the zero-cost proxy {halving.score!r}: it does not "
+            "change with training; rank by it with the fixed strategy (it needs no training at "
+            "all)."
+        )
+    return Halving(halving)
 
 
 def environment() -> dict[str, Any]:
@@ -199,7 +209,9 @@ def _run_fixed(spec: RunSpec, ctx: RunContext) -> RankResult:
                 continue
             todo.append(name)
         job = CandidateJob(dataset, config, predictor, spec.full_epochs, ctx.runtime,
-                           spec.model_options, logme="logme" in score_spec.training_free)  # fmt: skip
+                           spec.model_options, logme="logme" in score_spec.training_free,
+                           proxies=tuple(p.name for p in run_parts(score_spec)
+                                         if isinstance(p, Proxy)))  # fmt: skip
         for record in ctx.executor.run(
             todo, job, on_start=bars.candidate_start, on_step=bars.step, log=log
         ):
@@ -227,6 +239,7 @@ def _run_fixed(spec: RunSpec, ctx: RunContext) -> RankResult:
     ranked = [records[name] for name in models]
     add_predictions(ranked, predictor, fraction, classes=dataset.num_classes,
                     budget_steps=budget_steps)  # fmt: skip
+    trust = trust_of([records[name] for name in order if records[name]["status"] == "ok"], fraction)
     verdict = separation([records[name] for name in order if records[name]["status"] == "ok"])
     if score_note:
         notes.insert(0, score_note)
@@ -248,6 +261,7 @@ def _run_fixed(spec: RunSpec, ctx: RunContext) -> RankResult:
                 "target_assumed": assumed,
                 "notes": notes,
                 "separation": verdict,
+                "trust": trust,
             },
         },
         order=order,

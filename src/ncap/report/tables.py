@@ -19,6 +19,7 @@ __all__ = [
     "cost_footer",
     "print_table",
     "results_csv",
+    "trust_line",
     "verification",
 ]
 
@@ -202,10 +203,29 @@ def caveat_lines(result) -> list[str]:
     verdict = (result.settings.get("score") or {}).get("separation") or {}
     if verdict.get("statement"):
         lines.append(("" if verdict.get("separated") else "cannot tell: ") + verdict["statement"])
+    trust = (result.settings.get("score") or {}).get("trust") or {}
+    if trust.get("p_best") is not None:
+        lines.append(trust_line(trust))
+    elif trust.get("reason"):
+        lines.append(f"trust: no statement ({trust['reason']})")
     for rung in result.rungs or ():
         if rung.get("separation") and not rung["separation"].get("separated"):
             lines.append(f"rung {rung['rung']}: {rung['separation']['statement']}")
     return lines
+
+
+def trust_line(trust: dict[str, Any]) -> str:
+    """The trust statement of ``results.json`` (``settings.score.trust``) as one line."""
+    text = (
+        f"trust: P(the top pick {trust['pick']} is the best of {trust['candidates']}) = "
+        f"{trust['p_best']:.2f}; expected regret of taking it {trust['expected_regret']:.2f} "
+        "accuracy points"
+    )
+    if not trust.get("calibrated"):
+        text += f" (not calibrated: {trust.get('calibration') or 'no calibration check'})"
+    for warning in trust.get("warnings") or ():
+        text += f"; WARNING: {warning}"
+    return text
 
 
 def _score_name(settings: dict[str, Any]) -> str:
