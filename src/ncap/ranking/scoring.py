@@ -1,7 +1,7 @@
 """Rank a run's finished candidates by a score (:mod:`ncap.predict.recommended`) and attach each
 candidate's predicted final accuracy with its interval.
 
-Three kinds of score (:class:`~ncap.predict.recommended.ScoreSpec`):
+Three kinds of score (:func:`ncap.predict.recommended.parse_score`):
 
 - a per-run score (``last-observed``, ``nc/...``, ``dyn/...``, ...): each candidate on its own;
 - a rank average (``ravg/...``): the mean of the components' normalised ranks
@@ -25,8 +25,15 @@ import numpy as np
 
 from ncap.predict.caveats import apply_flags, candidate_flags
 from ncap.predict.features import base_features, sigmoid
-from ncap.predict.recommended import ScoreSpec, predicted_interval, recalibration_factor
-from ncap.predict.scores import nc_name, run_score
+from ncap.predict.recommended import (
+    Fitted,
+    RankAverage,
+    Score,
+    predicted_interval,
+    recalibration_factor,
+    run_parts,
+)
+from ncap.predict.scores import Baseline, nc_name
 from ncap.predict.settings import PredictorSettings
 
 __all__ = [
@@ -54,6 +61,9 @@ _WHY_MISSING = {
     "log2_features": "no feature width",
     "lo": "no evaluation point within the budget",
 }
+
+
+_LAST_OBSERVED, _TSE_E1 = Baseline("last-observed"), Baseline("tse-e1")
 
 
 def budget_fraction(
@@ -106,22 +116,24 @@ def _context(record: dict[str, Any], steps_per_epoch: float, full_epochs: float 
     }
 
 
-def _per_run(ok, spec: ScoreSpec, budget_steps, steps_per_epoch, full_epochs):
-    values = np.full((len(spec.components), len(ok)), np.nan)
+def _per_run(ok, spec: Score, budget_steps, steps_per_epoch, full_epochs):
+    parts = run_parts(spec)
+    average = isinstance(spec, RankAverage)
+    values = np.full((len(parts), len(ok)), np.nan)
     reasons: list[list[str]] = [[] for _ in ok]
     extra: list[dict[str, Any]] = [{} for _ in ok]
     for i, r in enumerate(ok):
         context = _context(r, steps_per_epoch, full_epochs)
-        for j, (name, sign) in enumerate(zip(spec.components, spec.signs)):
-            sc = run_score(name, r["trajectory"], budget_steps, context, sign=sign)
+        for j, part in enumerate(parts):
+            sc = part.score(r["trajectory"], budget_steps, context)
             if sc.value is None:
-                reasons[i].append(f"{name}: {sc.reason}")
+                reasons[i].append(f"{part.name}: {sc.reason}")
                 continue
             values[j, i] = sc.value
-            if not spec.is_rank_average and sc.predicted is not None:
+            if not average and sc.predicted is not None:
                 extra[i] = {"predicted": sc.predicted, "link": sc.link,
                             "link_mean": sc.link_mean, "link_sd": sc.link_sd}  # fmt: skip
-    if spec.is_rank_average:
+    if average:
         from scipy.stats import rankdata
 
         n = max(len(ok) - 1, 1)
@@ -136,15 +148,15 @@ def _per_run(ok, spec: ScoreSpec, budget_steps, steps_per_epoch, full_epochs):
     return combined, reasons, extra, []
 
 
-def _fitted(ok, spec: ScoreSpec, budget_steps, steps_per_epoch, full_epochs):
+def _fitted(ok, spec: Fitted, budget_steps, steps_per_epoch, full_epochs):
     from ncap.predict.shipped import fitted_gain
 
     rows = []
     for r in ok:
         context = _context(r, steps_per_epoch, full_epochs)
         traj = r["trajectory"]
-        lo = run_score("last-observed", traj, budget_steps, context).value
-        tse = run_score("tse-e1", traj, budget_steps, context).value
+        lo = _LAST_OBSERVED.score(traj, budget_steps, context).value
+        tse = _TSE_E1.score(traj, budget_steps, context).value
         free = (r.get("backbone") or {}) | {"parameters": context["parameters"]}
         rows.append(base_features(traj, budget_steps, free, last_observed=lo, tse_e1=tse))
     notes = []
@@ -213,7 +225,7 @@ def _fitted(ok, spec: ScoreSpec, budget_steps, steps_per_epoch, full_epochs):
 
 def score_candidates(
     records: Sequence[dict[str, Any]],
-    spec: ScoreSpec,
+    spec: Score,
     *,
     budget_steps: int,
     steps_per_epoch: float,
@@ -227,7 +239,7 @@ def score_candidates(
     Remarks on the ranking as a whole (features left out, extrapolation) are appended to
     ``notes``."""
     ok = [r for r in records if r["status"] == "ok"]
-    scorer = _fitted if spec.is_fitted else _per_run
+    scorer = _fitted if isinstance(spec, Fitted) else _per_run
     combined, reasons, extra, remarks = scorer(ok, spec, budget_steps, steps_per_epoch, full_epochs)
     if notes is not None:
         notes.extend(remarks)

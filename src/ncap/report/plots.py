@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from ncap.predict.capacitance import PredictorSettings
+from ncap.predict.capacitance import PredictorSettings, estimator
 from ncap.results import trajectory_arrays
 from ncap.storage import atomic_write_bytes
 
@@ -156,7 +156,7 @@ def plot_fits(
         used = beta[predictor.burn_in :]
         if c.get("predicted_accuracy") is not None and used:
             grid = np.linspace(min(0.0, min(used)), max(0.0, max(used)), 100)
-            curve = predictor.make().fit(beta, acc).predict(grid)  # predict_from_points' fit
+            curve = estimator(predictor).fit(beta, acc).predict(grid)  # predict_from_points' fit
             ax.plot(grid, curve, c="tab:orange", lw=1, label="extrapolation fit")
             ax.errorbar(
                 [0.0], [c["predicted_accuracy"]], yerr=[c["predicted_std"] or 0.0], fmt="*",

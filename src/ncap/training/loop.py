@@ -39,7 +39,9 @@ from ncap.training.checkpoint import (
 )
 from ncap.training.config import FinetuneConfig
 from ncap.training.divergence import DivergenceGuard
-from ncap.training.runtime import Runtime, autocast, precision_context
+from ncap.training.fixed_batch import FixedBatchBetaEff, fixed_probe_batch
+from ncap.training.probed import ProbedClassifier
+from ncap.training.runtime import Runtime, precision_context
 from ncap.training.schedule import eval_plan
 
 __all__ = ["evaluate", "finetune", "make_optimizer", "train_steps"]
@@ -78,33 +80,6 @@ def evaluate(
         correct += int((logits.argmax(1) == yb).sum())
     model.train(was_training)
     return loss_sum / len(y), correct / len(y)
-
-
-class ProbedClassifier(nn.Module):
-    """``probe(backbone(adapter(x)))``: the backbone under autocast when asked, the probe in float32."""
-
-    def __init__(
-        self,
-        front: nn.Module,
-        probe: NeuralCapacitanceProbe,
-        *,
-        device: torch.device,
-        precision: str,
-    ) -> None:
-        super().__init__()
-        self.front = front
-        self.probe = probe
-        self.device_type = device
-        self.precision = precision
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The backbone's features of ``x`` (float32), the probe's input."""
-        with autocast(self.device_type, self.precision):
-            features = self.front(x)
-        return features.float()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.probe(self.features(x))
 
 
 class _Batches(torch.utils.data.Dataset):
@@ -480,8 +455,6 @@ def finetune(
         )
         fixed = [v for v in VARIANTS if v not in config.variants]
         if config.fixed_batch is not None and fixed:  # the costly variants at evaluations only
-            from ncap.training.fixed_batch import FixedBatchBetaEff, fixed_probe_batch
-
             x_fixed, y_fixed = fixed_probe_batch(dataset, config.fixed_batch, seed=config.seed)
             callbacks = [*callbacks, FixedBatchBetaEff(x_fixed, y_fixed, variants=fixed)]
         guard = DivergenceGuard(dataset.num_classes, lr=config.lr)
