@@ -137,7 +137,7 @@ def test_dataset_from_arrays_layouts_and_split():
         (np.full((4, 5, 5), 2.0, dtype=np.float32), np.zeros(4), r"outside \[0, 1\]"),
         (np.zeros((4, 5, 5), dtype=np.int32), np.zeros(4), "uint8 .* or float"),
         (np.zeros((4, 5, 5), dtype=np.uint8), np.zeros(3), "4 images but y_train 3"),
-        (np.zeros((4, 5, 5), dtype=np.uint8), np.zeros(4), "cannot hold out 4 of 4"),
+        (np.zeros((4, 5, 5), dtype=np.uint8), np.arange(4) % 2, "cannot hold out 4 of 4"),
     ],
 )
 def test_dataset_from_arrays_errors(x, y, message):

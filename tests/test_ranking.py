@@ -8,6 +8,7 @@ from torch import nn
 
 import ncap.ranking.candidate
 import ncap.ranking.executors
+import ncap.ranking.runner
 from ncap.capacitance.variants import VARIANTS
 from ncap.data.registry import load_dataset
 from ncap.models.backbone import Backbone
@@ -58,6 +59,10 @@ def test_rank_end_to_end_on_digits(tiny_zoo, tmp_path, digits):
     assert set(data) >= {"candidates", "ranking", "settings"}
     scores = {c["name"]: c["score"]["value"] for c in data["candidates"]}  # the ranking score's
     assert data["ranking"] == sorted(scores, key=lambda n: -scores[n])
+    # without target_epochs the Python API assumes T as the command line does, and records it
+    assert data["settings"]["score"]["target_epochs"] == pytest.approx(10.0)
+    assert data["settings"]["score"]["target_assumed"] is True
+    assert data["settings"]["score"]["budget_fraction"] == pytest.approx(0.1)
     for c in data["candidates"]:
         assert CANDIDATE_KEYS <= set(c)
         assert len(c["trajectory"]) == 6  # 384 images / 64 = 6 steps, evaluated every step
@@ -149,21 +154,21 @@ def test_resume_skips_finished_and_refuses_to_clobber(tiny_zoo, tmp_path, digits
 
 
 def test_interrupt_keeps_finished_candidates(tiny_zoo, tmp_path, digits, monkeypatch):
-    original = ncap.ranking.candidate.finetune
+    original = ncap.ranking.runner.finetune
 
     def interrupt_second(module, *args, **kwargs):
         if isinstance(module[-1], nn.Tanh):  # lenet ends in Tanh: interrupt it mid-way
             raise KeyboardInterrupt
         return original(module, *args, **kwargs)
 
-    monkeypatch.setattr(ncap.ranking.candidate, "finetune", interrupt_second)
+    monkeypatch.setattr(ncap.ranking.runner, "finetune", interrupt_second)
     with pytest.raises(KeyboardInterrupt):
         rank(["mlp-s", "lenet"], digits, out_dir=tmp_path, config=SMALL)
     saved = json.loads((tmp_path / "candidates" / "mlp-s.json").read_text())
     assert saved["record"]["status"] == "ok"
     assert not (tmp_path / "candidates" / "lenet.json").exists()
     assert not list((tmp_path / "candidates").glob(".*tmp"))  # no half-written files
-    monkeypatch.setattr(ncap.ranking.candidate, "finetune", original)
+    monkeypatch.setattr(ncap.ranking.runner, "finetune", original)
     result = rank(["mlp-s", "lenet"], digits, out_dir=tmp_path, config=SMALL, resume=True)
     assert [c["status"] for c in result.candidates] == ["ok", "ok"]
 
@@ -305,6 +310,6 @@ def test_errors_in_model_code_fail_the_candidate_but_ncap_bugs_propagate(
     def broken(*args, **kwargs):
         raise KeyError("a bug inside ncap")
 
-    monkeypatch.setattr(ncap.ranking.candidate, "predict_from_points", broken)
+    monkeypatch.setattr(ncap.ranking.runner, "predict_from_points", broken)
     with pytest.raises(KeyError, match="a bug inside ncap"):  # not a "failed candidate" row
         rank(["mlp-s"], digits, out_dir=tmp_path / "b", config=SMALL)

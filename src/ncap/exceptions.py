@@ -13,6 +13,7 @@ from __future__ import annotations
 
 __all__ = [
     "CandidateError",
+    "CheckpointError",
     "ConfigError",
     "DatasetMissing",
     "MissingDependency",
@@ -23,6 +24,7 @@ __all__ = [
     "PretrainedWeightsMissing",
     "RunDirectoryBusy",
     "StorageError",
+    "WeightsMismatch",
 ]
 
 
@@ -32,6 +34,11 @@ class NcapError(Exception):
 
 class ConfigError(NcapError, ValueError):
     """A setting, name or file content is invalid; the message says which and how to fix it."""
+
+
+class CheckpointError(ConfigError):
+    """A run's own checkpoint cannot continue it (unreadable, of other settings or another
+    candidate, or past the step asked for); deleting it and starting over is always safe."""
 
 
 class DatasetMissing(NcapError, FileNotFoundError):
@@ -68,3 +75,7 @@ class RunDirectoryBusy(NcapError, RuntimeError):
 
 class OutputExists(NcapError, FileExistsError):
     """The output directory holds earlier results and neither resume nor overwrite was asked for."""
+
+
+class WeightsMismatch(NcapError, ValueError):
+    """A weights file is not the checkpoint it should be (its sha256 differs); the message names it."""

@@ -134,13 +134,46 @@ def read_json(path: str | os.PathLike, what: str = "file") -> Any:
 LOCK_NAME = ".ncap.lock"
 
 
+def _open_lock(lock: Path) -> int:
+    """Open ``lock`` for reading and writing, refusing anything but a plain file of its own.
+
+    The lock is truncated and written, so a symbolic link, a hard link (a second name of another
+    file), a FIFO or a device planted at its name would have another file overwritten or the run
+    hang: ``O_NOFOLLOW`` refuses a link at the last component, ``O_NONBLOCK`` keeps a FIFO from
+    blocking, and ``fstat`` of the opened file checks what was opened (no race with ``lstat``).
+    """
+    import stat
+
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    fix = f"remove {lock} (ncap creates it anew) or choose another output directory."
+    try:
+        fd = os.open(lock, flags, 0o666)
+    except OSError as err:
+        if err.errno == errno.ELOOP or lock.is_symlink():
+            raise StorageError(
+                f"the lock file {lock} is a symbolic link, which ncap never writes through; {fix}"
+            ) from None
+        raise
+    info = os.fstat(fd)
+    problem = None
+    if not stat.S_ISREG(info.st_mode):
+        problem = "is not a regular file"
+    elif info.st_nlink != 1:
+        problem = f"has {info.st_nlink} hard links (it would overwrite another file)"
+    if problem is not None:
+        os.close(fd)
+        raise StorageError(f"the lock file {lock} {problem}; {fix}")
+    return fd
+
+
 @contextlib.contextmanager
 def directory_lock(folder: str | os.PathLike) -> Iterator[Path]:
     """Hold an exclusive lock on ``folder`` (created if needed) while the block runs.
 
     The lock is an advisory ``flock`` on ``folder/.ncap.lock``: the operating system releases it
     when the process ends, however it ends (kill -9 included), so a stale lock never blocks a
-    rerun. A second holder gets :class:`~ncap.exceptions.RunDirectoryBusy` at once.
+    rerun. A second holder gets :class:`~ncap.exceptions.RunDirectoryBusy` at once. A lock path
+    that is a link or not a plain file is refused (:func:`_open_lock`) and left untouched.
     """
     import fcntl
 
@@ -148,7 +181,9 @@ def directory_lock(folder: str | os.PathLike) -> Iterator[Path]:
     lock = folder / LOCK_NAME
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = _open_lock(lock)
+    except StorageError:
+        raise
     except OSError as err:
         raise StorageError(
             f"cannot write to the output directory {folder}: {_os_problem(err)}"

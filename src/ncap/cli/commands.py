@@ -13,10 +13,33 @@ from ncap.cli.args import (
     settings_from_args,
     strategy_from_args,
 )
+from ncap.cli.flags import check_flags
 from ncap.exceptions import ConfigError, MissingFile, NcapError
 
 
-def _run_rank(args, models: list[str], data: str, n_train, n_val, epochs: float, full_epochs):
+def _logger(args):
+    """``[ncap] ...`` lines on stderr, also appended with a UTC time stamp to ``--log-file``
+    (progress reaches them as plain lines when stderr is not a terminal, ncap.report.progress)."""
+    path = getattr(args, "log_file", None)
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).touch()  # an unwritable path fails now, before any training
+
+    def log(msg: str) -> None:
+        print(f"[ncap] {msg}", file=sys.stderr, flush=True)
+        if path is not None:
+            import datetime
+
+            stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write(f"{stamp} {msg}\n")
+
+    return log
+
+
+def _run_rank(
+    args, models: list[str], data: str, n_train, n_val, epochs: float, full_epochs, n_test=None
+):
     from ncap.data.registry import load_dataset
     from ncap.ranking.preflight import check_output_dir
     from ncap.ranking.rank import rank
@@ -34,6 +57,10 @@ def _run_rank(args, models: list[str], data: str, n_train, n_val, epochs: float,
         download=not getattr(args, "no_download", False),
         channels=getattr(args, "channels", None),
     )
+    if n_test is not None:
+        from ncap.ranking.demo import keep_test
+
+        dataset = keep_test(dataset, n_test, config.seed)
     return rank(
         **execution,
         models=models,
@@ -45,7 +72,7 @@ def _run_rank(args, models: list[str], data: str, n_train, n_val, epochs: float,
         resume=args.resume,
         overwrite=bool(args.overwrite),
         progress=not args.no_progress and not args.json,
-        log=lambda msg: print(f"[ncap] {msg}", file=sys.stderr),
+        log=_logger(args),
         target_epochs=getattr(args, "target_epochs", None),
         **(strategy_from_args(args) if hasattr(args, "strategy") else {}),
     )
@@ -85,8 +112,9 @@ def _run_nas(args):
         resume=args.resume,
         overwrite=bool(args.overwrite),
         progress=not args.no_progress and not args.json,
-        log=lambda msg: print(f"[ncap] {msg}", file=sys.stderr),
+        log=_logger(args),
         target_epochs=args.target_epochs,
+        score=args.score,
         **execution_from_args(args),
     )
     if args.nats_path is not None:
@@ -106,19 +134,22 @@ def _run_nas(args):
 
 def _run_recipe(args) -> int:
     from ncap.recipe import check_models, describe_plan, load_recipe, run_recipe
+    from ncap.recipe.run import select
+
+    def subset(text):
+        return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
 
     recipe = load_recipe(args.path)
-    problems = check_models(recipe)
-    print(describe_plan(recipe))
+    # what would run: the plan, the check and the estimate of --models/--datasets' part
+    part = select(recipe, datasets=subset(args.datasets), models=subset(args.models))
+    problems = check_models(part)
+    print(describe_plan(part))
     if problems:
         for problem in problems:
             print(f"ncap: error: {problem}", file=sys.stderr)
         return 2
     if args.dry_run:
         return 0
-
-    def subset(text):
-        return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
 
     results = run_recipe(
         recipe,
@@ -130,7 +161,7 @@ def _run_recipe(args) -> int:
         resume=args.resume,
         overwrite=args.overwrite,
         progress=not args.no_progress,
-        log=lambda msg: print(f"[ncap] {msg}", file=sys.stderr),
+        log=_logger(args),
         **execution_from_args(args),
     )
     for result in results.values():
@@ -141,7 +172,8 @@ def _run_recipe(args) -> int:
 
 def _bench(args) -> int:
     if args.bench_command == "build":
-        from ncap.bench.build import build_benchmark, plan_for
+        from ncap.bench.build import build_benchmark
+        from ncap.bench.plans import plan_for
 
         models = [m for m in (args.models or "").split(",") if m]
         plan = plan_for("smoke" if args.smoke else args.plan, models=models or None)
@@ -154,7 +186,12 @@ def _bench(args) -> int:
             raise ConfigError(f"--shard must read K/N (e.g. 0/2), got {args.shard!r}.")
         from ncap.training.runtime import Runtime
 
-        default_out = {"full": "bench-v1.json", "v2": "bench-v2.json", "nas": "nas-v1.json"}
+        default_out = {
+            "full": "bench-v1.json",
+            "v2": "bench-v2.json",
+            "v3": "bench-v3.json",
+            "nas": "nas-v1.json",
+        }
         args.out = args.out or "benchmarks/results/" + default_out.get(
             plan.name, f"bench-{plan.name}.json"
         )
@@ -276,6 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        check_flags(parser, args)
         if args.command == "zoo":
             from ncap.models.builtin import describe_models
 
@@ -294,6 +332,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{name}{note}")
             print("<path>  an image folder: one sub-folder of images per class")
             return 0
+        if args.command == "weights":
+            from ncap.cli.weights import run_weights
+
+            return run_weights(args)
         if args.command == "bench":
             return _bench(args)
         if args.command == "recipe":
@@ -301,6 +343,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "nas":
             result = _run_nas(args)
             verify = args.full_epochs is not None
+        elif args.command == "demo" and args.imagenet:
+            from ncap.cli.demo_imagenet import run_imagenet_demo
+
+            return run_imagenet_demo(args, _run_rank, _print_table)
         elif args.command == "demo":
             from ncap.models.builtin import DEMO_MODELS
             from ncap.ranking.demo import demo_task
@@ -318,8 +364,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     True  # the demo is re-runnable; its cache is the zoo, not the results
                 )
             full_epochs = (args.full_epochs or full) if args.verify else args.full_epochs
-            if args.target_epochs is None:  # the demo knows its full budget
-                args.target_epochs = full_epochs or full
+            # T: --target-epochs, else the --verify budget, else assumed as rank() assumes it
+            # (the budget = 10% of T), and the table's title says which
             result = _run_rank(args, list(DEMO_MODELS), data, n_train, n_val, epochs, full_epochs)
             verify = args.verify or args.full_epochs is not None
         else:

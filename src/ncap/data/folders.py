@@ -11,58 +11,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from ncap.data import validation
 from ncap.data.dataset import UINT8, ImageDataset, default_n_val, hold_out
 from ncap.exceptions import ConfigError, DatasetMissing
 
 __all__ = ["IMAGE_SUFFIXES", "dataset_from_arrays", "load_image_folder"]
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-
-
-def _as_nchw_uint8_or_unit(x: Any, what: str) -> tuple[torch.Tensor, tuple, tuple]:
-    """Images as an ``(N, C, H, W)`` tensor and their encoding (uint8 or floats in [0, 1])."""
-    x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
-    if x.ndim == 3:
-        x = x.unsqueeze(1)
-    elif x.ndim == 4 and x.shape[1] not in (1, 3) and x.shape[-1] in (1, 3):
-        x = x.permute(0, 3, 1, 2)
-    if x.ndim != 4 or x.shape[1] not in (1, 3):
-        raise ConfigError(
-            f"{what} must be images shaped (N, H, W), (N, C, H, W) or (N, H, W, C) with C = 1 "
-            f"or 3, got shape {tuple(x.shape)}."
-        )
-    if x.dtype == torch.uint8:
-        return x.contiguous(), (0.0,) * x.shape[1], (1.0 / 255.0,) * x.shape[1]
-    if not torch.is_floating_point(x):
-        raise ConfigError(f"{what} must be uint8 (0-255) or float (0-1) pixels, got {x.dtype}.")
-    x = x.float().contiguous()
-    if not bool(torch.isfinite(x).all()) or float(x.min()) < 0 or float(x.max()) > 1:
-        raise ConfigError(
-            f"{what} holds float pixels outside [0, 1] (or NaN/inf); pass uint8 images, or floats "
-            "scaled to [0, 1] (ncap applies each model's own normalisation)."
-        )
-    return x, (0.0,) * x.shape[1], (1.0,) * x.shape[1]
-
-
-def _labels(y: Any, what: str) -> torch.Tensor:
-    """Integer class labels as int64; floats only when they are whole numbers; else ConfigError."""
-    array = np.asarray(y.cpu() if isinstance(y, torch.Tensor) else y)
-    if array.ndim != 1:
-        raise ConfigError(f"{what} must be a 1-d array of class indices, got shape {array.shape}.")
-    if array.dtype.kind in "iu":
-        return torch.as_tensor(array.astype(np.int64))
-    if array.dtype.kind == "f" and np.isfinite(array).all() and (array == np.round(array)).all():
-        return torch.as_tensor(array.astype(np.int64))
-    if array.dtype.kind == "b":
-        raise ConfigError(f"{what} holds booleans; give integer class indices (0, 1, ...).")
-    example = next(
-        (v for v in array.ravel() if not (isinstance(v, float) and v.is_integer())), None
-    )
-    raise ConfigError(
-        f"{what} must hold integer class indices (0 .. num_classes-1), got {array.dtype} values "
-        f"such as {example!r}; map class names to indices first (e.g. np.unique(y, "
-        "return_inverse=True))."
-    )
 
 
 def dataset_from_arrays(
@@ -83,29 +38,36 @@ def dataset_from_arrays(
     Images are uint8 (0-255) or floats in [0, 1], shaped ``(N, H, W)``, ``(N, C, H, W)`` or
     ``(N, H, W, C)``. Without ``x_val``, ``n_val`` images (default :func:`default_n_val`) are held
     out of the training data by a seeded permutation. ``x_test``/``y_test`` are kept apart and
-    reported separately.
+    reported separately. Every array and label set is checked first (:mod:`ncap.data.validation`:
+    one label per image, labels ``0 .. K-1``, validation and test classes among the training ones).
     """
-    x, mean, std = _as_nchw_uint8_or_unit(x_train, "x_train")
-    y = _labels(y_train, "y_train")
-    if len(x) != len(y):
-        raise ConfigError(f"x_train has {len(x)} images but y_train {len(y)} labels.")
+    x, mean, std = validation.images(x_train, "x_train")
+    y = validation.labels(y_train, "y_train")
+    validation.paired(x, y, "x_train", "y_train")
+    xv = yv = xt = yt = None
+    if x_val is not None:
+        xv, mean_v, std_v = validation.images(x_val, "x_val")
+        yv = validation.labels(y_val, "y_val")
+        validation.paired(xv, yv, "x_val", "y_val")
+        if (mean_v, std_v) != (mean, std):
+            raise ConfigError("x_val must have the same dtype and channels as x_train.")
+    elif y_val is not None:
+        raise ConfigError("y_val is given without x_val; give both, or neither (n_val holds out).")
+    if x_test is not None:
+        xt, mean_t, std_t = validation.images(x_test, "x_test")
+        yt = validation.labels(y_test, "y_test")
+        validation.paired(xt, yt, "x_test", "y_test")
+        if (mean_t, std_t) != (mean, std):
+            raise ConfigError("x_test must have the same dtype and channels as x_train.")
+    elif y_test is not None:
+        raise ConfigError("y_test is given without x_test; give both, or neither.")
+    # the label sets, on the user's arrays (before any hold-out): checked once, here
+    num_classes = validation.class_count(y, [("y_val", yv), ("y_test", yt)], classes)
     info: dict[str, Any] = {"source": "arrays"}
     if x_val is None:
         n_val = default_n_val(len(y)) if n_val is None else n_val
         x, y, xv, yv, record = hold_out(x, y, n_val=n_val, seed=seed)
         info |= record
-    else:
-        xv, mean_v, std_v = _as_nchw_uint8_or_unit(x_val, "x_val")
-        yv = _labels(y_val, "y_val")
-        if (mean_v, std_v) != (mean, std):
-            raise ConfigError("x_val must have the same dtype and channels as x_train.")
-    xt = yt = None
-    if x_test is not None:
-        xt, mean_t, std_t = _as_nchw_uint8_or_unit(x_test, "x_test")
-        yt = _labels(y_test, "y_test")
-        if (mean_t, std_t) != (mean, std):
-            raise ConfigError("x_test must have the same dtype and channels as x_train.")
-    num_classes = int(max(int(y.max()), int(yv.max())) + 1) if classes is None else len(classes)
     dataset = ImageDataset(
         name=name,
         x_train=x,
@@ -231,8 +193,10 @@ def load_image_folder(
         images = np.empty((len(files), size[1], size[0], channels), dtype=np.uint8)
         for k, (f, _) in enumerate(files):
             with _opened(f) as img:
-                try:
-                    img = img.convert(mode)  # (decodes the pixels: a truncated file fails here)
+                try:  # (decodes the pixels: a truncated file fails here); 16-bit grey scaled
+                    img = validation.to_8bit(img, mode, f)
+                except ConfigError:
+                    raise
                 except (OSError, ValueError) as err:
                     raise ConfigError(
                         f"image file {f} cannot be read ({err}); repair or remove it."

@@ -7,6 +7,7 @@ True
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -21,6 +22,8 @@ from ncap.models.registry import list_sources
 
 __all__ = [
     "BUILTIN_INPUT",
+    "BUILTIN_SIZE",
+    "fixed_size",
     "DEMO_MODELS",
     "ModelSpec",
     "describe_models",
@@ -45,9 +48,12 @@ class ModelSpec:
     description: str
     pretrain_epochs: float = 2.0
     pretrain_lr: float = 1e-3
+    # the dataset this model is pretrained on, at the source task's sizes (None: the source task)
+    source: str | None = None
 
     def recipe(self) -> dict[str, Any]:
-        return {"name": self.name, "epochs": self.pretrain_epochs, "lr": self.pretrain_lr}
+        recipe = {"name": self.name, "epochs": self.pretrain_epochs, "lr": self.pretrain_lr}
+        return recipe | ({"source": self.source} if self.source else {})
 
 
 _MODELS: dict[str, ModelSpec] = {}
@@ -64,6 +70,25 @@ def register_model(spec: ModelSpec) -> ModelSpec:
 def list_models() -> list[str]:
     """Names of the built-in architectures."""
     return sorted(_MODELS)
+
+
+BUILTIN_SIZE = 28  # the zoo is pretrained on 28 x 28 grey images
+
+
+@functools.cache
+def fixed_size(name: str) -> int | None:
+    """:data:`BUILTIN_SIZE` for a built-in architecture that takes only its pretraining size (an
+    MLP, a LeNet, a 28-px ViT: found by running the untrained architecture on a 32-px image), None
+    for one that takes any size. Such a model's input is resized to it, whatever the data's size."""
+    with torch.random.fork_rng():
+        module, _ = model_spec(name).build()
+    module.eval()
+    try:
+        with torch.no_grad():
+            module(torch.zeros(1, 1, BUILTIN_SIZE + 4, BUILTIN_SIZE + 4))
+    except (RuntimeError, ValueError, AssertionError):
+        return BUILTIN_SIZE
+    return None
 
 
 def model_spec(name: str) -> ModelSpec:
@@ -190,6 +215,17 @@ def timm_model(name: str, **kwargs: Any) -> tuple[nn.Module, int]:
     with torch.no_grad():
         num_features = int(module(torch.zeros(2, 1, 28, 28)).shape[1])
     return module.train(), num_features
+
+
+def torchvision_mobilenet_v2() -> tuple[nn.Module, int]:
+    """torchvision's MobileNetV2 without classifier, its first convolution taking one channel."""
+    import torchvision
+
+    module = torchvision.models.mobilenet_v2()
+    first = module.features[0][0]
+    module.features[0][0] = nn.Conv2d(1, first.out_channels, 3, stride=2, padding=1, bias=False)
+    module.classifier = nn.Identity()
+    return module, 1280
 
 
 def _register_builtins() -> None:
@@ -370,6 +406,25 @@ def _register_builtins() -> None:
             "timm test_mambaout pretrained for 5 epochs",
             5.0,
         ),
+        # bench-v3: the architectures of four ImageNet checkpoints (tv:mobilenet_v2,
+        # timm:tf_efficientnet_lite0-2), pretrained by the zoo on the source task (1 channel)
+        (
+            "mobilenet-v2",
+            "mobilenet-v2",
+            torchvision_mobilenet_v2,
+            "torchvision mobilenet_v2, 1 channel",
+            2.0,
+        ),
+        *(
+            (
+                f"effnet-lite{k}",
+                "efficientnet-lite",
+                lambda k=k: timm_model(f"tf_efficientnet_lite{k}"),
+                f"timm tf_efficientnet_lite{k}, 1 channel",
+                2.0,
+            )
+            for k in (0, 1, 2)
+        ),
     ]
     for name, family, build, description, epochs in entries:
         register_model(
@@ -381,7 +436,27 @@ def _register_builtins() -> None:
                 pretrain_epochs=epochs,
             )
         )
+    # bench-v3: eight architectures pretrained on a second source task, rendered letters K-T
+    for base in SECOND_SOURCE_MODELS:
+        spec = _MODELS[base]
+        register_model(
+            ModelSpec(
+                name=f"{base}-{SECOND_SOURCE_SUFFIX}",
+                family=spec.family,
+                build=spec.build,
+                description=f"{spec.description}; pretrained on {SECOND_SOURCE}",
+                pretrain_epochs=spec.pretrain_epochs,
+                pretrain_lr=spec.pretrain_lr,
+                source=SECOND_SOURCE,
+            )
+        )
 
+
+SECOND_SOURCE = "glyphs-letters-k-t"
+SECOND_SOURCE_SUFFIX = "glyphs"
+SECOND_SOURCE_MODELS = (
+    "mlp-s", "lenet", "cnn-s", "vgg-xs", "resnet-xs", "mobilenet-s", "timm-effnet", "timm-vit-p7",
+)  # fmt: skip
 
 DEMO_MODELS = ("mlp-s", "lenet", "cnn-s", "vgg-s", "resnet-s", "mobilenet-s")
 

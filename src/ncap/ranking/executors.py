@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ncap.data.dataset import ImageDataset
-from ncap.exceptions import ConfigError, MissingDependency
+from ncap.exceptions import ConfigError, MissingDependency, StorageError
 from ncap.predict.capacitance import PredictorSettings
 from ncap.ranking.candidate import run_candidate
 from ncap.ranking.segment import RungJob
@@ -45,6 +45,7 @@ class CandidateJob:
     model_options: dict[str, Any] = field(default_factory=dict)  # of every create_backbone call
     rung: RungJob | None = None  # successive halving: train only to this rung, via checkpoints
     logme: bool = False  # compute LogME of the pretrained backbone first (the score reads it)
+    proxies: tuple[str, ...] = ()  # zero-cost proxies of the untrained network (the score reads)
 
 
 class Executor(Protocol):
@@ -83,6 +84,7 @@ class LocalExecutor:
                 log=log,
                 rung=job.rung,
                 logme=job.logme,
+                proxies=job.proxies,
             )
 
     def describe(self) -> dict[str, Any]:
@@ -90,7 +92,16 @@ class LocalExecutor:
 
 
 def _remote_candidate(
-    name, dataset, config, predictor, full_epochs, runtime, model_options, rung=None, logme=False
+    name,
+    dataset,
+    config,
+    predictor,
+    full_epochs,
+    runtime,
+    model_options,
+    rung=None,
+    logme=False,
+    proxies=(),
 ):
     """The body of a Ray task: one candidate, its record returned to the driver."""
     return run_candidate(
@@ -103,6 +114,7 @@ def _remote_candidate(
         model_options=model_options,
         rung=rung,
         logme=logme,
+        proxies=proxies,
     )
 
 
@@ -194,6 +206,7 @@ class RayExecutor:
                     job.model_options,
                     job.rung,
                     job.logme,
+                    job.proxies,
                 )
                 pending[ref] = name
             try:
@@ -205,6 +218,9 @@ class RayExecutor:
                         try:
                             record = ray.get(ref)
                         except ray.exceptions.RayError as err:
+                            cause = getattr(err, "cause", None)
+                            if isinstance(cause, StorageError):  # the run's disk: stop the run
+                                raise StorageError(str(cause)) from err
                             text = str(err).strip().splitlines()
                             record = failed_record(
                                 name, f"the Ray task failed: {text[-1] if text else err}"

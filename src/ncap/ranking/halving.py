@@ -8,11 +8,13 @@ run would have had. The decisions are :func:`ncap.ranking.halving_core.decide`'s
 Files in ``OUT``:
 
 - ``rungs/<k>/<candidate>.json``: a candidate's record at the end of rung ``k`` (every point so
-  far), written atomically after its checkpoint; ``resume`` never redoes one of these.
+  far), written atomically after its checkpoint; ``resume`` redoes only a missing, damaged or
+  failed one (:mod:`ncap.ranking.halving_state`), from the same inputs.
 - ``checkpoints/<candidate>.pt``: where a surviving candidate continues from (deleted once it is
   dropped or finished, unless ``keep_checkpoints``).
 - ``rungs.json``: the settings and every decided rung (who was scored, the scores, who continued,
-  who was dropped and why), rewritten atomically after each rung.
+  who was dropped and why), rewritten atomically after each rung (and rebuilt from the rung
+  records on resume).
 - ``results.json`` (with ``rungs`` and ``cost``), ``results.csv``, the plots and ``rungs.png``.
 """
 
@@ -26,11 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from ncap.data.dataset import ImageDataset
-from ncap.exceptions import ConfigError
+from ncap.exceptions import ConfigError, OutputExists
 from ncap.predict.capacitance import PredictorSettings
+from ncap.predict.caveats import separation
 from ncap.ranking.cost import run_cost
 from ncap.ranking.executors import CandidateJob, Executor
-from ncap.ranking.halving_core import decide, halving_budgets, rung_steps
+from ncap.ranking.halving_core import decide, halving_budgets, kept_count, rung_steps
+from ncap.ranking.halving_state import check_state, read_rung_record, rung_file
+from ncap.ranking.preflight import check_burn_in
 from ncap.ranking.rung_scores import (
     DEFAULT_RUNG_SCORE,
     check_rung_score,
@@ -38,11 +43,11 @@ from ncap.ranking.rung_scores import (
     needs_logme,
     score_rung,
 )
+from ncap.ranking.scoring import assumed_note, target_or_assumed, trust_of
 from ncap.ranking.segment import RungJob, checkpoint_path
 from ncap.report import write_outputs
 from ncap.report.progress import progress_bars
-from ncap.report.rungs import plot_rungs
-from ncap.results import RankResult, slug
+from ncap.results import RankResult
 from ncap.storage import atomic_write_json, to_jsonable
 from ncap.training.config import FinetuneConfig
 from ncap.training.runtime import Runtime
@@ -100,10 +105,6 @@ def plan_rungs(
     return run_config, budgets, steps
 
 
-def _rung_file(out_dir: Path, k: int, name: str) -> Path:
-    return out_dir / "rungs" / str(k) / f"{slug(name)}.json"
-
-
 def _clear(out_dir: Path) -> None:
     for folder in ("rungs", "checkpoints"):
         shutil.rmtree(out_dir / folder, ignore_errors=True)
@@ -139,6 +140,7 @@ def run_halving(
             f"evaluation point(s) but the {halving.score!r} score needs "
             f"{min_points(halving.score, predictor)}; raise --min-budget or set a small --eval-every."
         )
+    check_burn_in(run_config, predictor, n_train, extra=steps)
     reference = full_epochs if full_epochs is not None else budgets[-1]
     if reference < budgets[-1]:
         raise ConfigError(
@@ -157,16 +159,17 @@ def run_halving(
         if overwrite:
             _clear(out_dir)
         elif not resume:
-            raise FileExistsError(
+            raise OutputExists(
                 f"{out_dir} already holds a successive-halving run; pass resume=True (--resume) "
                 "to continue it, overwrite=True (--overwrite) to start over, or choose another "
                 "output directory."
             )
-        elif state_path.exists() and json.loads(state_path.read_text())["settings"] != stored:
-            raise ConfigError(
-                f"{state_path} was produced with different settings; resume only with the same "
-                "dataset, budgets, eta, score and predictor, or use --overwrite."
-            )
+        else:
+            problem = check_state(state_path, stored)
+            if problem is not None and log:
+                log(f"{state_path} is malformed ({problem}); it is rebuilt from the rung records")
+    # the rungs' scores read each budget as a share of T (assumed as for a fixed budget when unset)
+    target, assumed = target_or_assumed(full_epochs, None, budgets[-1])
     ckpt_dir = out_dir / "checkpoints"
     logme = needs_logme(halving.score)
     spe = run_config.steps_per_epoch(n_train)
@@ -176,9 +179,24 @@ def run_halving(
     seconds: dict[str, float] = {name: 0.0 for name in models}
     history: dict[str, list[dict[str, Any]]] = {name: [] for name in models}
     rungs: list[dict[str, Any]] = []
-    with progress_bars(progress, len(models)) as bars:
+    evidence: dict[str, dict[str, Any]] = {}  # per candidate: what its last rung's score saw
+    all_notes: list[str] = [assumed_note(target, None)] if assumed else []
+    planned, n = 0, len(models)  # candidate runs over all rungs, if nothing fails
+    for k in range(len(budgets)):
+        planned += n
+        n = kept_count(n, halving.eta, k == len(budgets) - 1)
+        if n <= 1:
+            break
+    with progress_bars(progress, planned, log=log) as bars:
         for k, (budget, stop) in enumerate(zip(budgets, steps, strict=True)):
-            todo = [name for name in alive if not _rung_file(out_dir, k, name).exists()]
+            todo = []  # a missing, damaged or failed record (of an earlier process) runs again
+            for name in alive:
+                path = rung_file(out_dir, k, name)
+                record, problem = read_rung_record(path, name, stored)
+                if problem is not None and log:
+                    log(f"{path} is malformed ({problem}); {name} runs rung {k} again")
+                if record is None or record["status"] != "ok":
+                    todo.append(name)
             job = CandidateJob(
                 dataset,
                 run_config,
@@ -195,14 +213,16 @@ def run_halving(
                 todo, job, on_start=bars.candidate_start, on_step=bars.step, log=log
             ):
                 atomic_write_json(
-                    {"settings": settings, "record": record}, _rung_file(out_dir, k, record["name"])
+                    {"settings": settings, "record": record}, rung_file(out_dir, k, record["name"])
                 )
                 bars.candidate_done(record["name"])
                 if log and record["status"] != "ok":
                     log(f"{record['name']} failed: {record['reason']}")
             failed: dict[str, str] = {}
             for name in alive:
-                record = json.loads(_rung_file(out_dir, k, name).read_text())["record"]
+                record, problem = read_rung_record(rung_file(out_dir, k, name), name, stored)
+                if record is None:  # (written by this process a moment ago)
+                    raise ConfigError(f"{rung_file(out_dir, k, name)} cannot be read: {problem}")
                 if name in latest:  # LogME was computed once, on the pretrained weights
                     earlier = latest[name].get("backbone") or {}
                     kept = {key: v for key, v in earlier.items() if key.startswith("logme")}
@@ -212,23 +232,44 @@ def run_halving(
                 if record["status"] != "ok":
                     failed[name] = record["reason"] or "failed"
             notes: list[str] = []
+            seen: dict[str, dict[str, Any]] = {}
             scores = score_rung(
                 halving.score,
                 [latest[name] for name in alive],
                 predictor,
                 budget_steps=stop,
                 steps_per_epoch=spe,
-                full_epochs=full_epochs,
+                full_epochs=target,
                 fraction_of_max=budget / budgets[-1],
                 notes=notes,
+                classes=dataset.num_classes,
+                evidence=seen,
             )
+            evidence |= seen
             for name in alive:
                 history[name].append({"rung": k, "budget_epochs": budget, "score": scores[name]})
-            if log and k == 0:
-                for note in notes:
+            if k == 0:
+                all_notes.extend(notes)
+                for note in notes if log else ():
                     log(f"note: {note}")
             last = k == len(budgets) - 1
-            decision = decide(scores, alive, eta=halving.eta, last=last, failed=failed)
+            # a candidate at chance has learnt nothing its score could read: it ranks below the
+            # others (among themselves by observed accuracy; failed ones last), whatever its
+            # score says
+            chance = [n for n in alive if "at-chance" in (seen.get(n) or {}).get("flags", {})]
+            observed = {n: latest[n].get("observed_accuracy") or 0.0 for n in chance}
+            order_k = (
+                [n for n in alive if n not in chance and n not in failed]
+                + sorted(chance, key=lambda n: -observed[n])
+                + [n for n in alive if n in failed]
+            )
+            decision = decide(
+                {n: None if n in chance else v for n, v in scores.items()},
+                order_k,
+                eta=halving.eta,
+                last=last,
+                failed=failed,
+            )
             reasons = {}
             for name in decision.dropped:
                 if name in failed:
@@ -236,9 +277,11 @@ def run_halving(
                 else:
                     pos = decision.ranked.index(name) + 1
                     value = "none" if scores[name] is None else f"{scores[name]:.4f}"
+                    flags = ", ".join((seen.get(name) or {}).get("flags") or {})
                     reasons[name] = (
-                        f"dropped at rung {k} ({budget:g} epochs): {halving.score} {value} ranked "
-                        f"{pos} of {len(decision.ranked)}; the top {len(decision.kept)} continued"
+                        f"dropped at rung {k} ({budget:g} epochs): {halving.score} {value}"
+                        f"{f' ({flags})' if flags else ''} ranked {pos} of "
+                        f"{len(decision.ranked)}; the top {len(decision.kept)} continued"
                     )
             rungs.append(
                 {
@@ -250,6 +293,12 @@ def run_halving(
                     "scores": {name: scores[name] for name in decision.ranked},
                     "kept": list(decision.kept),
                     "dropped": reasons,
+                    "intervals": {
+                        n: ((seen.get(n) or {}).get("prediction") or {}).get("95")
+                        for n in decision.ranked
+                    },
+                    "flags": {n: sorted((seen.get(n) or {}).get("flags") or {}) for n in seen},
+                    "separation": _cut(decision, seen),
                 }
             )
             atomic_write_json({"settings": settings, "rungs": rungs}, state_path)
@@ -269,23 +318,70 @@ def run_halving(
         record["seconds"] = record["cost_seconds"] = seconds[name]
         record["steps"] = int(record.get("steps") or 0)
         dropped = next((r for r in rungs if name in r["dropped"]), None)
+        record |= evidence.get(name, {})  # the score, prediction and flags that decided
         record["halving"] = {
             "rungs": history[name],
             "dropped_at_rung": None if dropped is None else dropped["rung"],
             "why": None if dropped is None else dropped["dropped"][name],
         }
         records.append(record)
+    decided = [r for r in rungs if len(r["ranked"]) > 1] or rungs
+    final = decided[-1]
+    verdict = separation([
+        {"name": n, "prediction": (evidence.get(n) or {}).get("prediction")}
+        for n in final["ranked"]
+        if n in evidence
+    ])  # fmt: skip
+    if verdict.get("statement"):
+        verdict["statement"] = (
+            f"at the last rung that compared candidates (rung {final['rung']}, "
+            f"{final['budget_epochs']:g} epochs): {verdict['statement']}"
+        )
+    trust = trust_of(  # the statement of the last rung that compared candidates
+        [{"name": n} | evidence[n] for n in final["ranked"] if n in evidence],
+        final["budget_epochs"] / target if target else None,
+    )
     result = RankResult(
         candidates=records,
-        settings=settings | environment,
+        settings=settings
+        | environment
+        | {
+            "score": {
+                "name": halving.score,
+                "requested": halving.score,
+                "target_epochs": target,
+                "target_assumed": assumed,
+                "notes": all_notes,
+                "separation": verdict,
+                "trust": trust,
+            }
+        },
         out_dir=out_dir,
         cost=run_cost(records, full_steps=round(reference * spe), full_epochs=reference),
         order=ranking,
         rungs=rungs,
     )
-    result.files = write_outputs(result)
-    result.files["rungs_plot"] = plot_rungs(rungs, order, out_dir / "rungs.png")
+    result.files = write_outputs(result)  # (with rungs.png)
     return result
+
+
+def _cut(decision, seen: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """Whether a rung's cut separated the last kept from the first dropped candidate (their 95%
+    intervals apart, neither flagged); None when nothing was cut."""
+    dropped = [n for n in decision.ranked if n in decision.dropped and n in seen]
+    kept = [n for n in decision.kept if n in seen]
+    if not dropped or not kept:
+        return None
+    pair = [{"name": n, "prediction": seen[n].get("prediction")} for n in (kept[-1], dropped[0])]
+    verdict = separation(pair)
+    if not verdict["separated"]:
+        verdict["statement"] = (
+            f"the cut between {kept[-1]} (kept) and {dropped[0]} (dropped) could not tell them "
+            "apart: " + ("their 95% intervals overlap" if all(
+                (p["prediction"] or {}).get("95") for p in pair
+            ) else "an interval is withheld (flagged) or missing")
+        )  # fmt: skip
+    return verdict
 
 
 def _final_order(rungs: list[dict[str, Any]], latest: dict[str, dict[str, Any]]) -> list[str]:

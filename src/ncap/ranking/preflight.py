@@ -17,7 +17,7 @@ import torch
 
 from ncap.data.dataset import ImageDataset
 from ncap.exceptions import ConfigError, OutputExists, StorageError
-from ncap.models.builtin import list_models, model_spec
+from ncap.models.builtin import BUILTIN_SIZE, fixed_size, list_models, model_spec
 from ncap.predict.settings import PredictorSettings
 from ncap.training.config import FinetuneConfig
 from ncap.training.schedule import eval_steps
@@ -27,14 +27,15 @@ __all__ = [
     "OUTPUT_FILES",
     "builtin_fit_problems",
     "check_budget",
+    "check_burn_in",
     "check_output_dir",
+    "check_strategy",
     "clear_outputs",
     "existing_outputs",
 ]
 
 # what a run writes besides candidates/*.json (report.write_outputs)
 OUTPUT_FILES = ("results.json", "results.csv", "beta_eff.png", "fits.png")
-BUILTIN_SIZE = 28  # the built-in zoo is pretrained on 28 x 28 grey images
 
 
 def existing_outputs(out_dir: Path) -> list[Path]:
@@ -57,6 +58,10 @@ def check_output_dir(out_dir: str | os.PathLike, *, resume: bool, overwrite: boo
     - earlier results (candidate files, results.json/.csv, the plots) are never replaced without
       ``resume`` or ``overwrite``.
     """
+    if not str(out_dir).strip():  # (Path("") is the current directory)
+        raise ConfigError(
+            "the output directory is empty (--out ''); name a folder, e.g. --out runs/first."
+        )
     out_dir = Path(out_dir)
     if resume and overwrite:
         raise ConfigError(
@@ -92,6 +97,37 @@ def check_output_dir(out_dir: str | os.PathLike, *, resume: bool, overwrite: boo
     return out_dir
 
 
+def check_strategy(out_dir: Path, strategy: str, *, resume: bool) -> None:
+    """``--resume`` continues only a run of the same strategy: a fixed run's candidate files and a
+    halving run's rung records are different state, and neither strategy may replace the other's
+    results under --resume."""
+    out_dir = Path(out_dir)
+    halving = (out_dir / "rungs.json").exists() or (out_dir / "rungs").is_dir()
+    fixed = (out_dir / "candidates").is_dir() and any((out_dir / "candidates").glob("*.json"))
+    other = "halving" if halving and strategy == "fixed" else None
+    other = "fixed" if fixed and strategy == "halving" else other
+    if resume and other is not None:
+        raise ConfigError(
+            f"{out_dir} holds a run of --strategy {other}; --resume continues only a run of the "
+            f"same strategy: pass --strategy {other}, or choose another output directory."
+        )
+
+
+def check_burn_in(
+    config: FinetuneConfig, predictor: PredictorSettings, n_train: int, extra: Sequence[int] = ()
+) -> None:
+    """Raise when ``--burn-in`` leaves out every evaluation point of the budget (the
+    extrapolation of every candidate would be silently empty); ``extra``: further evaluation
+    steps (a halving run's rungs)."""
+    points = len(eval_steps(config, n_train, extra=extra))
+    if predictor.burn_in >= points:
+        raise ConfigError(
+            f"--burn-in {predictor.burn_in} leaves out every one of the {points} evaluation "
+            f"point(s) within the budget of {config.total_steps(n_train)} step(s); lower "
+            "--burn-in or evaluate more often (--eval-every)."
+        )
+
+
 def clear_outputs(out_dir: Path) -> None:
     """``--overwrite``: remove the earlier run's candidate files and report files (nothing else)."""
     for path in existing_outputs(out_dir):
@@ -104,25 +140,33 @@ def builtin_fit_problems(
 ) -> dict[str, str]:
     """Why each built-in zoo model cannot take ``dataset`` (the others are not listed).
 
-    The built-in zoo takes 1-channel images; its MLPs and LeNets take 28 x 28 pixels only. The
-    check builds each architecture (no pretraining) and runs it on two blank images of the size it
-    would get, so a mismatch is found before the zoo is pretrained.
+    The built-in zoo takes grey images (RGB ones are converted per batch); its MLPs and LeNets are
+    fed their pretraining size (:func:`ncap.models.builtin.fixed_size`: the images are resized),
+    unless ``input_size`` forces another. The check builds each architecture (no pretraining) and
+    runs it on two blank images of the size it would get, so a mismatch is found before the zoo is
+    pretrained.
     """
     builtin = set(list_models())
     problems: dict[str, str] = {}
-    size = (input_size, input_size) if input_size else dataset.image_size
     fix = (
-        f"the built-in models take {BUILTIN_SIZE} px grey images: convert the data with "
-        f"--channels 1 --image-size {BUILTIN_SIZE} (ncap rank), or pick timm:/tv: models"
+        f"the built-in MLPs and LeNets take {BUILTIN_SIZE} px images: leave --input-size unset "
+        "(the images are then resized for them), or pick other models"
     )
     for name in models:
         if name not in builtin:
             continue
-        if dataset.channels != 1:
+        if dataset.channels not in (1, 3):
             problems[name] = (
-                f"channel mismatch: {name} takes 1-channel images, the data has {dataset.channels}; {fix}."
+                f"channel mismatch: {name} takes grey (or RGB, converted) images, the data has "
+                f"{dataset.channels} channels; convert the data with --channels 1."
             )
             continue
+        fixed = fixed_size(name)
+        size = (
+            (input_size, input_size)
+            if input_size
+            else ((fixed, fixed) if fixed else dataset.image_size)
+        )
         with torch.random.fork_rng():
             module, _ = model_spec(name).build()
         module.eval()

@@ -1,7 +1,7 @@
 """Rank a run's finished candidates by a score (:mod:`ncap.predict.recommended`) and attach each
 candidate's predicted final accuracy with its interval.
 
-Three kinds of score (:class:`~ncap.predict.recommended.ScoreSpec`):
+Three kinds of score (:func:`ncap.predict.recommended.parse_score`):
 
 - a per-run score (``last-observed``, ``nc/...``, ``dyn/...``, ...): each candidate on its own;
 - a rank average (``ravg/...``): the mean of the components' normalised ranks
@@ -23,16 +23,34 @@ from typing import Any
 
 import numpy as np
 
+from ncap.predict.caveats import apply_flags, candidate_flags
 from ncap.predict.features import base_features, sigmoid
-from ncap.predict.recommended import ScoreSpec, predicted_interval
-from ncap.predict.scores import nc_name, run_score
+from ncap.predict.recommended import (
+    Fitted,
+    RankAverage,
+    Score,
+    predicted_interval,
+    recalibration_factor,
+    run_parts,
+)
+from ncap.predict.scores import Baseline, nc_name
 from ncap.predict.settings import PredictorSettings
 
-__all__ = ["RANKING_FIELDS", "add_predictions", "budget_fraction", "score_candidates"]
+__all__ = [
+    "RANKING_FIELDS",
+    "add_predictions",
+    "assumed_note",
+    "budget_fraction",
+    "budget_to_separate",
+    "score_candidates",
+    "separation_note",
+    "target_or_assumed",
+    "trust_of",
+]
 
 # set on the records of a ranking (results.json), not in candidates/*.json: a rank average depends
 # on the other candidates, and the interval on the budget's share of the full budget
-RANKING_FIELDS = ("score", "prediction")
+RANKING_FIELDS = ("score", "prediction", "flags")
 
 _WHY_MISSING = {
     "logit_source": "no source accuracy (only ncap's own zoo records one)",
@@ -45,6 +63,9 @@ _WHY_MISSING = {
 }
 
 
+_LAST_OBSERVED, _TSE_E1 = Baseline("last-observed"), Baseline("tse-e1")
+
+
 def budget_fraction(
     budget_steps: int, steps_per_epoch: float, full_epochs: float | None
 ) -> float | None:
@@ -52,6 +73,34 @@ def budget_fraction(
     if full_epochs is None or not full_epochs > 0:
         return None
     return budget_steps / (full_epochs * steps_per_epoch)
+
+
+def target_or_assumed(
+    target_epochs: float | None, full_epochs: float | None, budget_epochs: float
+) -> tuple[float, bool]:
+    """The full budget T the prediction is for, and whether it is assumed: ``target_epochs``,
+    else ``full_epochs``, else the budget / :data:`~ncap.predict.shipped.UNKNOWN_BUDGET` (the
+    budget taken as 10% of T, the share the recommended score then uses). One rule for the
+    command line, the demo and the Python API.
+
+    >>> target_or_assumed(None, None, 1.0), target_or_assumed(20.0, None, 1.0)
+    ((10.0, True), (20.0, False))
+    """
+    from ncap.predict.shipped import UNKNOWN_BUDGET
+
+    for epochs in (target_epochs, full_epochs):
+        if epochs is not None:
+            return float(epochs), False
+    return budget_epochs / UNKNOWN_BUDGET, True
+
+
+def assumed_note(target_epochs: float, fraction: float | None) -> str:
+    """The note that says T was assumed, and which flag sets it."""
+    share = "" if fraction is None else f" (the budget = {100 * fraction:.3g}% of T)"
+    return (
+        f"T = {target_epochs:.3g} epochs is assumed{share}: predictions are for a model trained "
+        "to T; pass --target-epochs (target_epochs=) with the epochs you would really train"
+    )
 
 
 def _context(record: dict[str, Any], steps_per_epoch: float, full_epochs: float | None):
@@ -63,25 +112,28 @@ def _context(record: dict[str, Any], steps_per_epoch: float, full_epochs: float 
         "parameters": backbone.get("parameters"),
         "source_accuracy": backbone.get("source_accuracy"),
         "logme": backbone.get("logme"),
+        "proxies": backbone.get("proxies"),
     }
 
 
-def _per_run(ok, spec: ScoreSpec, budget_steps, steps_per_epoch, full_epochs):
-    values = np.full((len(spec.components), len(ok)), np.nan)
+def _per_run(ok, spec: Score, budget_steps, steps_per_epoch, full_epochs):
+    parts = run_parts(spec)
+    average = isinstance(spec, RankAverage)
+    values = np.full((len(parts), len(ok)), np.nan)
     reasons: list[list[str]] = [[] for _ in ok]
     extra: list[dict[str, Any]] = [{} for _ in ok]
     for i, r in enumerate(ok):
         context = _context(r, steps_per_epoch, full_epochs)
-        for j, (name, sign) in enumerate(zip(spec.components, spec.signs)):
-            sc = run_score(name, r["trajectory"], budget_steps, context, sign=sign)
+        for j, part in enumerate(parts):
+            sc = part.score(r["trajectory"], budget_steps, context)
             if sc.value is None:
-                reasons[i].append(f"{name}: {sc.reason}")
+                reasons[i].append(f"{part.name}: {sc.reason}")
                 continue
             values[j, i] = sc.value
-            if not spec.is_rank_average and sc.predicted is not None:
+            if not average and sc.predicted is not None:
                 extra[i] = {"predicted": sc.predicted, "link": sc.link,
                             "link_mean": sc.link_mean, "link_sd": sc.link_sd}  # fmt: skip
-    if spec.is_rank_average:
+    if average:
         from scipy.stats import rankdata
 
         n = max(len(ok) - 1, 1)
@@ -96,15 +148,15 @@ def _per_run(ok, spec: ScoreSpec, budget_steps, steps_per_epoch, full_epochs):
     return combined, reasons, extra, []
 
 
-def _fitted(ok, spec: ScoreSpec, budget_steps, steps_per_epoch, full_epochs):
+def _fitted(ok, spec: Fitted, budget_steps, steps_per_epoch, full_epochs):
     from ncap.predict.shipped import fitted_gain
 
     rows = []
     for r in ok:
         context = _context(r, steps_per_epoch, full_epochs)
         traj = r["trajectory"]
-        lo = run_score("last-observed", traj, budget_steps, context).value
-        tse = run_score("tse-e1", traj, budget_steps, context).value
+        lo = _LAST_OBSERVED.score(traj, budget_steps, context).value
+        tse = _TSE_E1.score(traj, budget_steps, context).value
         free = (r.get("backbone") or {}) | {"parameters": context["parameters"]}
         rows.append(base_features(traj, budget_steps, free, last_observed=lo, tse_e1=tse))
     notes = []
@@ -138,16 +190,19 @@ def _fitted(ok, spec: ScoreSpec, budget_steps, steps_per_epoch, full_epochs):
             reasons[i].append(f"{spec.name}: undefined feature(s) {', '.join(bad)}")
             continue
         feats = {f: rows[i][f] for f in fit.model.features}
+        beyond = []
         for f, v in feats.items():
             low, high = fit.ranges[f]
             if not low <= v <= high:
                 outside.setdefault(f, []).append(r["name"])
+                beyond.append(f)
         extra[i] = {
             "predicted": float(combined[i]),
             "link": "logit",
             "link_mean": float(link_mean[i]),
             "link_sd": float(sd[i]),
             "features": feats,
+            "outside": beyond,
             "fit": {
                 "budget_fraction": fit.budget,
                 "features": list(fit.model.features),
@@ -162,7 +217,7 @@ def _fitted(ok, spec: ScoreSpec, budget_steps, steps_per_epoch, full_epochs):
         )
     if fraction is None:
         notes.append(
-            f"{spec.name}: the full budget is unknown (pass --full-epochs); the model fitted at "
+            f"{spec.name}: the full budget is unknown (pass --target-epochs); the model fitted at "
             f"{100 * fit.budget:g}% of the full budget is used"
         )
     return combined, reasons, extra, notes
@@ -170,7 +225,7 @@ def _fitted(ok, spec: ScoreSpec, budget_steps, steps_per_epoch, full_epochs):
 
 def score_candidates(
     records: Sequence[dict[str, Any]],
-    spec: ScoreSpec,
+    spec: Score,
     *,
     budget_steps: int,
     steps_per_epoch: float,
@@ -184,7 +239,7 @@ def score_candidates(
     Remarks on the ranking as a whole (features left out, extrapolation) are appended to
     ``notes``."""
     ok = [r for r in records if r["status"] == "ok"]
-    scorer = _fitted if spec.is_fitted else _per_run
+    scorer = _fitted if isinstance(spec, Fitted) else _per_run
     combined, reasons, extra, remarks = scorer(ok, spec, budget_steps, steps_per_epoch, full_epochs)
     if notes is not None:
         notes.extend(remarks)
@@ -211,11 +266,18 @@ def add_predictions(
     records: Sequence[dict[str, Any]],
     predictor: PredictorSettings,
     budget_fraction: float | None,
+    *,
+    classes: int | None = None,
+    budget_steps: int | None = None,
 ) -> None:
     """``record["prediction"]``: each successful record's predicted final accuracy, from the
     ranking score when it predicts one (``by``: its name), else from the run's own extrapolation
     to beta_eff = 0 (``by``: the predictor's name), with its 68% and 95% intervals (recalibrated
-    on the study's selection half where factors exist; ``calibrated`` says whether)."""
+    on the study's selection half where factors exist; ``calibrated`` says whether).
+
+    A candidate at chance, with too few points or outside the score's fitted range
+    (:mod:`ncap.predict.caveats`; ``classes`` is the task's class count) keeps its point value
+    but not its interval, and its ``flags`` (also set without a prediction) name why."""
     extrapolation = nc_name(predictor)
     for r in records:
         if r["status"] != "ok":
@@ -231,9 +293,127 @@ def add_predictions(
             fit = r.get("fit") or {}
             by, accuracy = extrapolation, r.get("predicted_accuracy")
             link, mean, sd = fit.get("link"), fit.get("link_mean"), fit.get("link_std")
+        flags = candidate_flags(r, classes=classes, budget_steps=budget_steps)
+        r["flags"] = flags
         if accuracy is None:
             continue
         prediction: dict[str, Any] = {"by": by, "accuracy": accuracy}
         if link is not None and mean is not None and sd is not None and math.isfinite(sd):
             prediction |= predicted_interval(by, link, mean, sd, fraction)
-        r["prediction"] = prediction
+        r["prediction"] = apply_flags(prediction, list(flags))
+
+
+def budget_to_separate(
+    leader: dict[str, Any], other: dict[str, Any], target_epochs: float | None
+) -> dict[str, Any] | None:
+    """The smallest study budget at which a fitted score's 95% intervals of two candidates would
+    no longer overlap, if their predicted accuracies stayed where they are now: each interval is
+    rebuilt from the shipped model fitted at that budget (its predictive sd for the candidate's
+    current features) and that budget's recalibration factor. None when the score is not a
+    fitted one or a candidate is flagged; ``{"budget_fraction": None}`` when not even the largest
+    study budget would separate them. An estimate, not a promise: more training also moves the
+    predictions."""
+    from ncap.predict.shipped import fit_budgets, fitted_gain
+
+    scores = [r.get("score") or {} for r in (leader, other)]
+    if any("fit" not in s or s.get("link_mean") is None for s in scores) or any(
+        r.get("flags") for r in (leader, other)
+    ):
+        return None
+    name, used = scores[0]["name"], scores[0]["fit"]["features"]
+    now = scores[0]["fit"]["budget_fraction"]
+    for fraction in (f for f in fit_budgets(name) if f > now):
+        fit = fitted_gain(name, used, fraction)
+        intervals = []
+        for s in scores:
+            x = np.array([[s["features"][f] for f in fit.model.features]])
+            sd = float(fit.model.predict(x)[1][0])
+            intervals.append(predicted_interval(name, "logit", s["link_mean"], sd, fraction)["95"])
+        if intervals[1][1] < intervals[0][0]:
+            epochs = None if target_epochs is None else fraction * target_epochs
+            return {"budget_fraction": fraction, "epochs": epochs}
+    return {"budget_fraction": None, "epochs": None}
+
+
+def separation_note(verdict: dict[str, Any], records: dict[str, dict[str, Any]],
+                    target_epochs: float | None) -> None:  # fmt: skip
+    """Add to a verdict that cannot tell the leader from the runner-up the budget that would
+    (:func:`budget_to_separate`), in ``verdict["budget_to_separate"]`` and its statement."""
+    tied = verdict.get("tied") or []
+    if verdict.get("separated") or len(tied) < 2:
+        return
+    estimate = budget_to_separate(records[tied[0]], records[tied[1]], target_epochs)
+    if estimate is None:
+        return
+    verdict["budget_to_separate"] = estimate
+    if estimate["budget_fraction"] is None:
+        verdict["statement"] += (
+            f"; even at the largest budget the score was fitted at (20% of T) {tied[0]} and "
+            f"{tied[1]} would still overlap, if their predictions stayed as they are"
+        )
+    else:
+        epochs = estimate["epochs"]
+        verdict["statement"] += (
+            f"; {tied[0]} and {tied[1]} would separate at about "
+            f"{100 * estimate['budget_fraction']:g}% of T"
+            + ("" if epochs is None else f" ({epochs:.3g} epochs)")
+            + " if their predictions stayed as they are (the shipped score's intervals at that "
+            "budget)"
+        )
+
+
+def trust_of(ranked: Sequence[dict[str, Any]], budget_fraction: float | None) -> dict[str, Any]:
+    """The trust statement (:mod:`ncap.predict.trust`) of a ranking's top pick: ``ranked`` are the
+    successful records, best first, after :func:`add_predictions`. Each candidate's predictive
+    distribution is its ranking score's link-space mean and sd, the sd times the shipped 95%
+    recalibration factor (the table's); a flagged candidate, or one without a factor, is not
+    calibrated, nor is a statement whose score failed (or never had) the calibration check
+    (:data:`ncap.predict.trust.CHECKED`, whose note says how it errs: ``calibration``). Candidates whose score gives no distribution (a failed score, or a score that
+    predicts no accuracy with an sd: ``last-observed``, rank averages) are left out; with fewer
+    than two left there is no statement (``p_best`` None and a ``reason``)."""
+    from ncap.predict.trust import CHECKED, Predictive, trust_statement
+
+    usable, left_out = [], []
+    for r in ranked:
+        score, prediction = r.get("score") or {}, r.get("prediction") or {}
+        mean, sd, link = score.get("link_mean"), score.get("link_sd"), score.get("link")
+        if link is None or mean is None or sd is None or not math.isfinite(sd):
+            left_out.append(r["name"])
+            continue
+        fraction = budget_fraction
+        if "fit" in score:
+            fraction = score["fit"]["budget_fraction"]
+        k = recalibration_factor(score["name"], fraction)
+        interval = prediction.get("68")
+        usable.append(
+            Predictive(
+                r["name"],
+                link,
+                float(mean),
+                float(sd) * (k["95"] if k else 1.0),
+                calibrated=k is not None and not r.get("flags"),
+                interval68=tuple(interval) if interval else None,
+            )
+        )
+    if len(usable) < 2 or ranked[0]["name"] != usable[0].name:
+        name = (ranked[0].get("score") or {}).get("name") if ranked else None
+        return {
+            "p_best": None,
+            "expected_regret": None,
+            "warnings": [],
+            "calibrated": False,
+            "reason": (
+                f"the score {name} gives no predictive distribution for "
+                f"{', '.join(left_out[:5])}{' ...' if len(left_out) > 5 else ''}"
+                if left_out
+                else "fewer than two candidates"
+            ),
+        }
+    notes = [f"left out (no predictive distribution): {', '.join(left_out)}"] if left_out else []
+    out = trust_statement(usable, notes=notes).to_dict()
+    check = CHECKED.get(ranked[0]["score"]["name"])
+    out["calibrated"] = bool(out["calibrated"] and check and check["calibrated"])
+    out["calibration"] = (
+        check["note"] if check else "this score's trust statement was never checked for calibration"
+    )
+    return out

@@ -15,15 +15,21 @@ from typing import Any
 
 from ncap.results import slug
 
-__all__ = ["candidate_path", "load_finished", "malformed_problem", "stale_files"]
+__all__ = ["candidate_path", "file_stem", "load_finished", "malformed_problem", "stale_files"]
+
+
+def file_stem(name: str) -> str:
+    """``name`` when it is a safe file name, else ``<slug>-<digest of the name>`` (two names never
+    share a stem: ``a/b`` and ``a_b`` differ)."""
+    safe = slug(name)
+    if safe != name:
+        safe = f"{safe}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+    return safe
 
 
 def candidate_path(out_dir: Path, name: str) -> Path:
     """``candidates/<name>.json`` for a safe name, else ``<slug>-<digest of the name>.json``."""
-    safe = slug(name)
-    if safe != name:
-        safe = f"{safe}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
-    return Path(out_dir) / "candidates" / f"{safe}.json"
+    return Path(out_dir) / "candidates" / f"{file_stem(name)}.json"
 
 
 def malformed_problem(data: Any) -> str | None:

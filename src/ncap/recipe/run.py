@@ -17,7 +17,7 @@ from ncap.results import RankResult, load_results
 from ncap.storage import atomic_write_json
 from ncap.training.runtime import Runtime
 
-__all__ = ["run_recipe"]
+__all__ = ["run_recipe", "select"]
 
 
 def _subset(kind: str, asked: Sequence[str] | None, valid: Sequence[str]) -> list[str] | None:
@@ -30,6 +30,19 @@ def _subset(kind: str, asked: Sequence[str] | None, valid: Sequence[str]) -> lis
             f"{', '.join(valid)}."
         )
     return list(asked)
+
+
+def select(
+    recipe: Recipe, *, datasets: Sequence[str] | None = None, models: Sequence[str] | None = None
+) -> Recipe:
+    """The part of ``recipe`` that ``run_recipe(datasets=, models=)`` runs (names or slugs of
+    its datasets, names of its models); ConfigError for names the recipe lacks."""
+    slugs = [e.slug for e in recipe.datasets]
+    names = [e.name for e in recipe.datasets]
+    wanted = _subset("datasets", datasets, slugs + [n for n in names if n not in slugs])
+    chosen = _subset("models", models, list(recipe.models)) or list(recipe.models)
+    entries = [e for e in recipe.datasets if wanted is None or {e.slug, e.name} & set(wanted)]
+    return dataclasses.replace(recipe, models=tuple(chosen), datasets=tuple(entries))
 
 
 def _summary(
@@ -120,11 +133,8 @@ def run_recipe(
         the valid ones), and whatever :func:`ncap.ranking.rank.rank` raises.
     """
 
-    slugs = [e.slug for e in recipe.datasets]
-    names = [e.name for e in recipe.datasets]
-    wanted = _subset("datasets", datasets, slugs + [n for n in names if n not in slugs])
-    chosen = _subset("models", models, list(recipe.models)) or list(recipe.models)
-    entries = [e for e in recipe.datasets if wanted is None or {e.slug, e.name} & set(wanted)]
+    part = select(recipe, datasets=datasets, models=models)
+    chosen, entries = list(part.models), list(part.datasets)
     out_dir = Path(out_dir)
     started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     results: dict[str, RankResult] = {}

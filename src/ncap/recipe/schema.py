@@ -183,8 +183,8 @@ class Recipe:
 
 
 # -- loading -----------------------------------------------------------------------------------
-def _fail(path: Path, key: str, problem: str, fix: str) -> ValueError:
-    return ValueError(f"{path}: {key}: {problem}; {fix}.")
+def _fail(path: Path, key: str, problem: str, fix: str) -> ConfigError:
+    return ConfigError(f"{path}: {key}: {problem}; {fix}.")
 
 
 def _check_keys(path: Path, where: str, table: dict[str, Any], valid: Sequence[str]) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ncap.exceptions import ConfigError, MissingFile
+from ncap.exceptions import CheckpointError, MissingFile
 from ncap.storage import atomic_write_torch, to_jsonable
 
 __all__ = ["CHECKPOINT_VERSION", "check_compatible", "load_checkpoint", "save_checkpoint"]
@@ -55,23 +55,32 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a truncated or foreign file: say which and what to do
-        raise ConfigError(
+        raise CheckpointError(
             f"checkpoint {path} cannot be read ({type(err).__name__}: {err}); delete it to "
             "start that candidate over."
         ) from err
     if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
-        raise ConfigError(
+        raise CheckpointError(
             f"{path} is not an ncap checkpoint of version {CHECKPOINT_VERSION}; delete it to "
             "start that candidate over."
         )
     return state
 
 
-def check_compatible(state: dict[str, Any], config: dict[str, Any], total_steps: int, path) -> None:
-    """A checkpoint continues only the run it was taken from (same settings, same length)."""
+def check_compatible(
+    state: dict[str, Any], config: dict[str, Any], total_steps: int, path, owner: str | None = None
+) -> None:
+    """A checkpoint continues only the run it was taken from (same settings, same length, and the
+    same ``owner`` when both name one: a candidate's checkpoint never continues another)."""
     stored = json.loads(json.dumps(to_jsonable(config)))
+    theirs = state.get("owner")
+    if owner is not None and theirs is not None and theirs != owner:
+        raise CheckpointError(
+            f"checkpoint {path} belongs to {theirs!r}, not to {owner!r}; delete it to start "
+            f"{owner!r} over."
+        )
     if state["config"] != stored or int(state["total_steps"]) != total_steps:
-        raise ConfigError(
+        raise CheckpointError(
             f"checkpoint {path} was written by a run with other settings (or another total "
             "budget); delete it, or continue with the settings it was written with."
         )

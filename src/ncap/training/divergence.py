@@ -7,7 +7,10 @@
 - a training loss, validation loss or beta_eff is NaN or infinite (beta_eff overflowing);
 - the training loss rises above ``factor`` times the starting loss (the first step's, or the
   chance level ``ln(num_classes)`` when that is larger). The validation loss is not compared: in
-  eval mode a batch-norm network's loss can be huge for a few steps while its training is sound.
+  eval mode a batch-norm network's loss can be huge for a few steps while its training is sound;
+- a training loss is above :data:`OVERFLOW_FACTOR` times the chance level, from the
+  first step on: the model's outputs are overflow-sized (a loss of 1e29 at step 1 never rises
+  100 times, yet every number computed from it is meaningless).
 
 Cross-entropy at chance is ``ln(num_classes)``; a loss a hundred times that means the model is
 confidently wrong on nearly everything, which no learning rate worth keeping produces.
@@ -21,15 +24,26 @@ from ncap.exceptions import CandidateError
 from ncap.results import TrajectoryPoint
 from ncap.training.callbacks import Callback
 
-__all__ = ["DIVERGENCE_FACTOR", "DivergenceGuard", "divergence"]
+__all__ = ["DIVERGENCE_FACTOR", "OVERFLOW_FACTOR", "DivergenceGuard", "divergence"]
 
 DIVERGENCE_FACTOR = 100.0
+# bench-v1's 84 runs peak at 1.4 x chance (3.19 for 5 classes); 1e4 x chance is a model whose
+# logits are thousands of times too large: overflow, not learning
+OVERFLOW_FACTOR = 1e4
 
 
-def divergence(loss: float, reference: float, factor: float = DIVERGENCE_FACTOR) -> str | None:
-    """Why ``loss`` counts as diverged against ``reference`` (None when it does not)."""
+def divergence(
+    loss: float, reference: float, factor: float = DIVERGENCE_FACTOR, chance: float | None = None
+) -> str | None:
+    """Why ``loss`` counts as diverged against ``reference`` (None when it does not); with
+    ``chance`` (ln of the class count) also a loss over ``OVERFLOW_FACTOR`` times it."""
     if not math.isfinite(loss):
         return f"the loss is {loss}"
+    if chance is not None and loss > OVERFLOW_FACTOR * chance:
+        return (
+            f"the loss is {loss:.3g}, over {OVERFLOW_FACTOR:g} x chance ({chance:.3g}): the model's "
+            "outputs overflow (scale its features down, e.g. with a normalisation layer)"
+        )
     if loss > factor * reference:
         return f"the loss is {loss:.3g}, over {factor:g} x its starting value {reference:.3g}"
     return None
@@ -54,7 +68,7 @@ class DivergenceGuard(Callback):
         self.step = step
         if self.reference is None and math.isfinite(loss):
             self.reference = max(loss, self.chance)
-        why = divergence(loss, self.reference or self.chance, self.factor)
+        why = divergence(loss, self.reference or self.chance, self.factor, self.chance)
         if why is not None:
             self._fail(why, step)
 

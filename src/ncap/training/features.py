@@ -7,7 +7,7 @@ from torch import nn
 
 from ncap.data.dataset import ImageDataset
 from ncap.training.config import FinetuneConfig
-from ncap.training.loop import _check_inputs, model_front, model_input_spec
+from ncap.training.loop import _check_inputs, model_front, model_input_spec, place
 
 __all__ = ["backbone_features"]
 
@@ -29,7 +29,7 @@ def backbone_features(
     take the inputs or returns no (batch, features) tensor fails as its fine-tuning would
     (:class:`~ncap.exceptions.CandidateError`)."""
     spec = model_input_spec(input_spec, dataset, config)
-    front = model_front(dataset, module, spec).to(device)
+    front = place(model_front(dataset, module, spec), device)
     _check_inputs(front, None, dataset, torch.device(device))
     was_training = module.training
     front.eval()

@@ -27,7 +27,7 @@ from ncap.capacitance.probe import NeuralCapacitanceProbe
 from ncap.capacitance.variants import VARIANTS
 from ncap.data.dataset import ImageDataset
 from ncap.data.inputs import InputAdapter, InputSpec, check_channels, is_identity
-from ncap.exceptions import CandidateError, ConfigError, ModelCodeError, NcapError
+from ncap.exceptions import CandidateError, CheckpointError, ConfigError, ModelCodeError, NcapError
 from ncap.results import Trajectory
 from ncap.training.callbacks import Callback, CapacitanceRecorder, StepProgress
 from ncap.training.checkpoint import (
@@ -39,7 +39,9 @@ from ncap.training.checkpoint import (
 )
 from ncap.training.config import FinetuneConfig
 from ncap.training.divergence import DivergenceGuard
-from ncap.training.runtime import Runtime, autocast, precision_context
+from ncap.training.fixed_batch import FixedBatchBetaEff, fixed_probe_batch
+from ncap.training.probed import ProbedClassifier
+from ncap.training.runtime import Runtime, precision_context
 from ncap.training.schedule import eval_plan
 
 __all__ = ["evaluate", "finetune", "make_optimizer", "train_steps"]
@@ -78,33 +80,6 @@ def evaluate(
         correct += int((logits.argmax(1) == yb).sum())
     model.train(was_training)
     return loss_sum / len(y), correct / len(y)
-
-
-class ProbedClassifier(nn.Module):
-    """``probe(backbone(adapter(x)))``: the backbone under autocast when asked, the probe in float32."""
-
-    def __init__(
-        self,
-        front: nn.Module,
-        probe: NeuralCapacitanceProbe,
-        *,
-        device: torch.device,
-        precision: str,
-    ) -> None:
-        super().__init__()
-        self.front = front
-        self.probe = probe
-        self.device_type = device
-        self.precision = precision
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The backbone's features of ``x`` (float32), the probe's input."""
-        with autocast(self.device_type, self.precision):
-            features = self.front(x)
-        return features.float()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.probe(self.features(x))
 
 
 class _Batches(torch.utils.data.Dataset):
@@ -169,7 +144,18 @@ def batch_loader(
 def model_input_spec(
     input_spec: InputSpec | None, dataset: ImageDataset, config: FinetuneConfig
 ) -> InputSpec | None:
-    """The spec the adapter targets: the model's, at ``config.input_size`` when that is set."""
+    """The spec the adapter targets: the model's, at ``config.input_size`` when that is set, each
+    side capped at ``config.max_input_size``."""
+    spec = _sized_spec(input_spec, dataset, config)
+    cap = config.max_input_size
+    if spec is not None and cap is not None and spec.size is not None and max(spec.size) > cap:
+        return spec.with_size((min(spec.size[0], cap), min(spec.size[1], cap)))
+    return spec
+
+
+def _sized_spec(
+    input_spec: InputSpec | None, dataset: ImageDataset, config: FinetuneConfig
+) -> InputSpec | None:
     if input_spec is not None and config.input_size is not None:
         return input_spec.with_size(config.input_size)
     if input_spec is None and config.input_size is not None:
@@ -225,6 +211,33 @@ class _ToFloat(nn.Module):
         return x.float()
 
 
+def place(front: nn.Module, device: torch.device | str) -> nn.Module:
+    """``front`` on the run's device; a model that cannot be moved there (parameters on the meta
+    device, a ``to`` that raises) is the candidate's failure (:class:`CandidateError`)."""
+    try:
+        return front.to(device)
+    except (RuntimeError, TypeError, ValueError) as err:  # (NotImplementedError: a RuntimeError)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CandidateError(
+            f"the model cannot be moved to the run's device {device} ({type(err).__name__}: "
+            f"{first}); build it with real weights on the CPU (not on the meta device), ncap "
+            "moves it."
+        ) from err
+
+
+def on_device(actual: torch.device, wanted: str | torch.device) -> bool:
+    """Whether a tensor on ``actual`` is on the run's device ``wanted``; ``"cuda"`` without an
+    index means whichever GPU is current, so ``cuda:0`` is on it.
+
+    >>> on_device(torch.device("cuda:0"), "cuda"), on_device(torch.device("cuda:1"), "cuda:0")
+    (True, False)
+    >>> on_device(torch.device("cpu"), "cuda")
+    False
+    """
+    wanted = torch.device(wanted)
+    return actual.type == wanted.type and (wanted.index is None or actual.index == wanted.index)
+
+
 def _check_inputs(
     front: nn.Module, num_features: int | None, dataset: ImageDataset, device: torch.device
 ) -> int:
@@ -247,6 +260,11 @@ def _check_inputs(
         raise CandidateError(
             f"the backbone returns a {type(out).__name__}, not a tensor; it must return one "
             "feature tensor (batch, num_features)."
+        )
+    if not on_device(out.device, device):
+        raise CandidateError(
+            f"the backbone returns its features on {out.device}, not on the run's device "
+            f"{torch.device(device)}; its forward must keep them on its input's device."
         )
     if out.ndim == 2 and out.shape[0] != 2:
         raise CandidateError(
@@ -314,6 +332,7 @@ def finetune(
     stop_at: int | None = None,
     resume_from: str | os.PathLike | None = None,
     checkpoint_to: str | os.PathLike | None = None,
+    checkpoint_owner: str | None = None,
 ) -> Trajectory:
     """Fine-tune ``module`` under a frozen random probe; return the recorded trajectory.
 
@@ -353,9 +372,15 @@ def finetune(
         the new ones, and equal those of an uninterrupted run bit for bit (wall times aside).
     checkpoint_to : path, optional
         Write a checkpoint at the step where this call stops.
+    checkpoint_owner : str, optional
+        Who the checkpoints belong to (a candidate's name): written into ``checkpoint_to`` and
+        checked against ``resume_from``'s.
 
     Raises
     ------
+    CheckpointError
+        When ``resume_from`` cannot continue this run (unreadable, other settings, another owner,
+        past ``stop_at``, or state that does not fit the model); nothing is trained then.
     CandidateError
         For a run that diverges (:mod:`ncap.training.divergence`: a NaN/inf loss or beta_eff, a
         loss far above its start), inputs the backbone cannot take (channels, size), or a
@@ -365,7 +390,7 @@ def finetune(
     device = runtime.torch_device()
     precision = runtime.precision(device)
     spec = model_input_spec(input_spec, dataset, config)
-    front = model_front(dataset, module, spec).to(device)
+    front = place(model_front(dataset, module, spec), device)
     with precision_context(device, precision):
         num_features = _check_inputs(front, num_features, dataset, device)
         torch.manual_seed(config.seed)
@@ -411,11 +436,13 @@ def finetune(
         state = None
         if resume_from is not None:
             state = load_checkpoint(resume_from)
-            check_compatible(state, config.to_dict(), traj.total_steps, resume_from)
+            check_compatible(
+                state, config.to_dict(), traj.total_steps, resume_from, owner=checkpoint_owner
+            )
         first = 0 if state is None else int(state["step"])
         last = traj.total_steps if stop_at is None else min(stop_at, traj.total_steps)
         if last < first:
-            raise ConfigError(
+            raise CheckpointError(
                 f"cannot stop at step {stop_at}: the checkpoint {resume_from} is at step {first}."
             )
         loader = batch_loader(
@@ -428,8 +455,6 @@ def finetune(
         )
         fixed = [v for v in VARIANTS if v not in config.variants]
         if config.fixed_batch is not None and fixed:  # the costly variants at evaluations only
-            from ncap.training.fixed_batch import FixedBatchBetaEff, fixed_probe_batch
-
             x_fixed, y_fixed = fixed_probe_batch(dataset, config.fixed_batch, seed=config.seed)
             callbacks = [*callbacks, FixedBatchBetaEff(x_fixed, y_fixed, variants=fixed)]
         guard = DivergenceGuard(dataset.num_classes, lr=config.lr)
@@ -450,15 +475,22 @@ def finetune(
             callback.on_train_start(model)
         traj.first_step = first
         if state is not None:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            probe.statistics.load_state_dict(state["statistics"])
-            recorder.load_state_dict(state["recorder"])
-            if "guard" in state:  # (checkpoints of ncap 0.3 did not keep it)
-                guard.load_state_dict(state["guard"])
-            for callback, callback_state in zip(callbacks, state["callbacks"], strict=True):
-                callback.load_state_dict(callback_state)
-            traj.points = list(state["points"])
+            try:
+                model.load_state_dict(state["model"])
+                optimizer.load_state_dict(state["optimizer"])
+                probe.statistics.load_state_dict(state["statistics"])
+                recorder.load_state_dict(state["recorder"])
+                if "guard" in state:  # (checkpoints of ncap 0.3 did not keep it)
+                    guard.load_state_dict(state["guard"])
+                for callback, callback_state in zip(callbacks, state["callbacks"], strict=True):
+                    callback.load_state_dict(callback_state)
+                traj.points = list(state["points"])
+            except (KeyError, ValueError, TypeError, RuntimeError) as err:  # another model's
+                first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
+                raise CheckpointError(
+                    f"checkpoint {resume_from} does not fit this model ({type(err).__name__}: "
+                    f"{first_line}); delete it to start the candidate over."
+                ) from err
         start = recorder.start if state is None else time.perf_counter()
         model.train()
         batches = iter(loader)  # (creating the iterator draws from the global generator)
@@ -495,7 +527,8 @@ def finetune(
                     "callbacks": [callback.state_dict() for callback in callbacks],
                     "points": traj.points,
                     "rng": rng_state(device),
-                },
+                }
+                | ({} if checkpoint_owner is None else {"owner": checkpoint_owner}),
                 checkpoint_to,
             )
         if evaluate_test and dataset.x_test is not None:
