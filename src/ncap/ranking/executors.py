@@ -166,6 +166,7 @@ class RayExecutor:
         }
 
     def run(self, names, job, *, on_start, on_step, log):
+        check_reachable(self.address, self.connect_timeout)  # (before Ray's own long wait)
         try:
             import ray
         except ImportError as err:
@@ -174,7 +175,6 @@ class RayExecutor:
             ) from err
         started = not ray.is_initialized()
         if started:
-            check_reachable(self.address, self.connect_timeout)
             ray.init(
                 address=self.address,
                 runtime_env=self.runtime_env,
