@@ -275,6 +275,45 @@ def _interrupting(original, kill_at: int):
     return interrupted
 
 
+@pytest.mark.slow
+def test_halving_killed_at_random_points_and_resumed_equals_the_uninterrupted_run(tmp_path):
+    """A real ``ncap rank --strategy halving`` process killed with SIGKILL (no handler runs:
+    half-written temporary files stay behind) at random moments, then ``--resume``."""
+    import signal
+    import subprocess
+
+    folder = tmp_path / "user"
+    folder.mkdir()
+    (folder / "hv_models.py").write_text(HV_MODELS)
+    src = str(Path(ncap.__file__).parents[1])
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([src, str(folder)]), "OMP_NUM_THREADS": "1"}
+
+    def command(out: Path, *extra: str) -> list[str]:
+        return [sys.executable, "-c", "from ncap.cli import main; raise SystemExit(main())",
+                "rank", "--models", ",".join(HV_NAMES), "--data", "digits", "--n-train", "128",
+                "--n-val", "64", "--epochs", "4", "--eval-every", "1", "--batch-size", "64",
+                "--strategy", "halving", "--min-budget", "1", "--target-epochs", "40",
+                "--no-progress", "--out", str(out), *extra]  # fmt: skip
+
+    start = time.perf_counter()
+    subprocess.run(command(tmp_path / "ref"), env=env, check=True, capture_output=True)
+    duration = time.perf_counter() - start
+    reference = _outcome(tmp_path / "ref")
+    kills = []
+    for seed in range(3):
+        out = tmp_path / f"run{seed}"
+        proc = subprocess.Popen(command(out), env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)  # fmt: skip
+        time.sleep(random.Random(seed).uniform(0.4 * duration, 0.95 * duration))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills.append((proc.returncode, len(list(out.rglob("rungs/*/*.json")))))
+        resumed = subprocess.run(command(out, "--resume"), env=env, capture_output=True, text=True)
+        assert resumed.returncode == 0, resumed.stderr
+        assert _outcome(out) == reference, kills
+    assert any(code == -signal.SIGKILL for code, _ in kills), kills  # some kills landed mid-run
+
+
 def _ctrl_c_then_resume(hv, tmp_path, monkeypatch, steps, writes):
     original = ncap.ranking.executors.run_candidate
     for kill_at in steps:

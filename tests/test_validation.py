@@ -50,7 +50,7 @@ def test_validation_and_test_splits_are_checked_against_the_training_split(kwarg
     ("labels", "message"),
     [
         (np.r_[np.zeros(19, int), 10**12], "it holds 2 distinct labels up to 1000000000000 "
-         "(missing: 1, 2, 3, 4, 5 ... (7 in all)); renumber them"),
+         "(missing: 1, 2, 3, 4, 5 ... (999999999999 in all)); renumber them"),
         (np.r_[np.zeros(10, int), np.full(10, 2)], "(missing: 1)"),
         (np.r_[np.zeros(19, int), -1], "y_train holds the negative label -1"),
         (np.zeros(20, int), "y_train holds 1 class (0); a classifier needs >= 2"),
