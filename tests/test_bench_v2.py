@@ -11,7 +11,8 @@ import pytest
 import torch
 
 import ncap
-from ncap.bench.build import V2_PLAN, V2_SMOKE_PLAN, BenchPlan, Target, build_benchmark
+from ncap.bench.build import build_benchmark
+from ncap.bench.plans import V2_PLAN, V2_SMOKE_PLAN, BenchPlan, Target
 from ncap.data.dataset import MEAN, STD
 from ncap.data.folders import dataset_from_arrays
 from ncap.data.registry import load_dataset

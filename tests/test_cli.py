@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 
@@ -23,6 +24,10 @@ def test_rank_prints_table_and_writes_outputs(tiny_zoo, tmp_path, capsys):
     assert main([*RANK_ARGS, "--out", str(tmp_path), "--resume", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert sorted(data["ranking"]) == ["lenet", "mlp-s"]
+    trust = data["settings"]["score"]["trust"]  # the trust statement under the table and in JSON
+    assert set(trust) >= {"p_best", "expected_regret", "warnings", "calibrated"}
+    assert trust["p_best"] is None or 0.0 <= trust["p_best"] <= 1.0
+    assert "trust:" in out
 
 
 def test_full_epochs_prints_kendall_tau(tiny_zoo, tmp_path, capsys):
@@ -94,7 +99,13 @@ def test_demo_runs_offline_on_fashion_mnist(tiny_zoo, tmp_path, capsys):
     assert all(c["status"] == "ok" for c in data["candidates"])
     preds = [c["predicted_accuracy"] for c in data["candidates"]]
     assert np.all(np.isfinite(preds))
-    assert "ranking on fashion-mnist-5-9" in capsys.readouterr().out
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "ranking on fashion-mnist-5-9" in printed
+    # the demo assumes T by rank()'s rule (the budget = 10% of T) and says so in the title
+    budget = data["settings"]["budget_steps"] / 47  # epochs: 3000 images / 64 = 47 steps each
+    assert data["settings"]["score"]["target_epochs"] == pytest.approx(10 * budget)
+    assert data["settings"]["score"]["target_assumed"] is True
+    assert re.search(r"predictions for T = 2\.\d+ epochs, ASSUMED \(set --target-epochs\)", printed)
 
 
 def test_help_imports_neither_torch_nor_scikit_learn():

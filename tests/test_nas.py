@@ -1,9 +1,11 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 from ncap.cli.commands import main
+from ncap.data.idx import fashion_mnist_dir
 from ncap.models.nb201 import (
     EDGES,
     OPS,
@@ -14,7 +16,7 @@ from ncap.models.nb201 import (
     sample_archs,
 )
 from ncap.nas.nats import nats_accuracies
-from ncap.nas.search import search
+from ncap.nas.search import DEFAULT_SCORE, search
 from ncap.training.config import FinetuneConfig
 
 ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
@@ -86,6 +88,14 @@ def test_search_ranks_architectures_with_rank_outputs(tmp_path, monkeypatch):
     assert [c["status"] for c in result.candidates] == ["ok", "ok"]
     assert all(c["name"].startswith("nb201:") for c in result.candidates)
     saved = json.loads((tmp_path / "results.json").read_text())
+    # the default score (Q4 of the bench-v3 protocol): the fisher proxy of the untrained network
+    assert saved["settings"]["score"]["name"] == DEFAULT_SCORE == "fisher"
+    fisher = [c["backbone"]["proxies"]["fisher"] for c in result.candidates]
+    assert all(c["score"]["value"] == v for c, v in zip(result.candidates, fisher))
+    assert result.ranking == [
+        c["name"]
+        for c in sorted(result.candidates, key=lambda c: -c["backbone"]["proxies"]["fisher"])
+    ]
     assert saved["settings"]["search_space"] == {"name": "nas-bench-201", "width": 8, "cells": 1}
     assert (tmp_path / "fits.png").exists() and len(
         list((tmp_path / "candidates").glob("*.json"))
@@ -97,6 +107,26 @@ def test_search_ranks_architectures_with_rank_outputs(tmp_path, monkeypatch):
     ]
     with pytest.raises(ValueError, match="different settings"):
         search(archs, data, out_dir=tmp_path, config=config, width=4, resume=True)
+    # computing the proxies leaves the training as it was: the extrapolation ranks the same runs
+    paper = search(archs, data, out_dir=tmp_path / "paper", config=config, score="paper")
+    assert [p["val_loss"] for p in paper.candidates[0]["trajectory"]] == [
+        p["val_loss"] for p in result.candidates[0]["trajectory"]
+    ]
+    assert "proxies" not in paper.candidates[0]["backbone"]
+
+
+def test_the_nas_default_is_the_committed_q4_choice():
+    path = Path(__file__).parents[1] / "benchmarks" / "results" / "nas-v1-q4" / "q4.json"
+    q4 = json.loads(path.read_text())
+    assert DEFAULT_SCORE == q4["default"]
+    assert q4["protocol"].startswith("docs/benchmark-v3-protocol.md")
+
+
+def test_proxy_names_are_the_proxies_ncap_computes():
+    from ncap.predict.proxies import PROXIES
+    from ncap.predict.scores import PROXY_SCORES
+
+    assert set(PROXY_SCORES) == set(PROXIES) | {"flops"}
 
 
 class FakeNats:
@@ -143,3 +173,31 @@ def test_cli_nas_errors(tmp_path, capsys):
         == 2
     )
     assert "node groups" in capsys.readouterr().err
+    args = ["nas", "--sample", "2", "--out", str(tmp_path / "s"), "--no-progress", "--data",
+            "digits", "--n-train", "64", "--n-val", "32"]  # fmt: skip
+    assert main([*args, "--score", "best-proxy"]) == 2  # refused before any training
+    err = capsys.readouterr().err
+    assert "unknown score 'best-proxy'" in err and "fisher" in err
+    assert not (tmp_path / "s" / "candidates").exists()
+
+
+@pytest.mark.skipif(
+    fashion_mnist_dir() is None, reason="Fashion-MNIST (Debian package) not installed"
+)
+def test_the_proxies_ncap_nas_ranks_by_are_the_benchmarks():
+    """proxies_of on the NAS benchmark's data and architectures gives the recorded values (the
+    default was chosen on them)."""
+    from ncap.bench.plans import BenchPlan, load_target
+    from ncap.models.registry import create_backbone
+    from ncap.ranking.training_free import proxies_of
+
+    path = Path(__file__).parents[1] / "benchmarks" / "results" / "nas-v1.json"
+    results = json.loads(path.read_text())
+    plan = BenchPlan.from_dict(results["plan"])
+    (target,) = plan.targets
+    data = load_target(target)
+    for name in plan.models[:2]:
+        backbone = create_backbone(name, **plan.model_options(), seed=0)
+        got = proxies_of(backbone, data, FinetuneConfig(batch_size=plan.batch_size), ["fisher"])
+        recorded = results["training_free"][target.key][name]["proxies"]["fisher"]
+        assert got["proxies"]["fisher"] == pytest.approx(recorded, rel=1e-5)

@@ -58,6 +58,10 @@ def test_rank_end_to_end_on_digits(tiny_zoo, tmp_path, digits):
     assert set(data) >= {"candidates", "ranking", "settings"}
     scores = {c["name"]: c["score"]["value"] for c in data["candidates"]}  # the ranking score's
     assert data["ranking"] == sorted(scores, key=lambda n: -scores[n])
+    # without target_epochs the Python API assumes T as the command line does, and records it
+    assert data["settings"]["score"]["target_epochs"] == pytest.approx(10.0)
+    assert data["settings"]["score"]["target_assumed"] is True
+    assert data["settings"]["score"]["budget_fraction"] == pytest.approx(0.1)
     for c in data["candidates"]:
         assert CANDIDATE_KEYS <= set(c)
         assert len(c["trajectory"]) == 6  # 384 images / 64 = 6 steps, evaluated every step

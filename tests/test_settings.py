@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 from sklearn.base import clone
 
-from ncap.bench.build import FULL_PLAN, BenchPlan
+from ncap.bench.plans import FULL_PLAN, BenchPlan
 from ncap.cli.args import build_parser, config_from_args, settings_from_args
 from ncap.predict.capacitance import CapacitancePredictor, PredictorSettings
 from ncap.recipe.schema import RUN_KEYS, load_recipe

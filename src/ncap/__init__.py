@@ -53,6 +53,7 @@ _LAZY = {
     "RankResult": "ncap.results",
     "load_results": "ncap.results",
     "rank": "ncap.ranking.rank",
+    "HalvingSettings": "ncap.ranking.halving",
     "run_candidate": "ncap.ranking.candidate",
     "search": "ncap.nas.search",
     "load_recipe": "ncap.recipe.schema",

@@ -25,6 +25,7 @@ __all__ = [
     "PretrainedWeightsMissing",
     "RunDirectoryBusy",
     "StorageError",
+    "WeightsMismatch",
 ]
 
 
@@ -79,3 +80,7 @@ class RunDirectoryBusy(NcapError, RuntimeError):
 
 class OutputExists(NcapError, FileExistsError):
     """The output directory holds earlier results and neither resume nor overwrite was asked for."""
+
+
+class WeightsMismatch(NcapError, ValueError):
+    """A weights file is not the checkpoint it should be (its sha256 differs); the message names it."""

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
-from ncap.exceptions import ConfigError, MissingFile
+from ncap.exceptions import ConfigError, MissingDependency, MissingFile
 
 __all__ = [
     "RESULTS_VERSION",
@@ -168,6 +168,68 @@ class RankResult:
         """Names of the successful candidates, best first (best predicted, unless a strategy such
         as successive halving set its own ``order``)."""
         return list(self.order) if self.order is not None else rank_order(self.candidates)
+
+    @property
+    def best(self) -> str | None:
+        """The name of the best candidate (the first of :attr:`ranking`; None if none succeeded)."""
+        ranking = self.ranking
+        return ranking[0] if ranking else None
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One flat dict per candidate in ranking order (failed ones last): the table's columns
+        (``rank``, ``name``, ``status``, ``score``, ``predicted_accuracy`` with ``low95``/``high95``
+        and ``calibrated``, ``flags``, ``observed_accuracy``, ``cost_seconds``, ``reason``).
+        ``predicted_accuracy`` is the table's prediction (``prediction.accuracy``)."""
+        order = {name: k + 1 for k, name in enumerate(self.ranking)}
+        rows = []
+        for c in sorted(self.candidates, key=lambda c: order.get(c["name"], math.inf)):
+            prediction = c.get("prediction") or {}
+            interval = prediction.get("95") or (None, None)
+            rows.append(
+                {
+                    "rank": order.get(c["name"]),
+                    "name": c["name"],
+                    "status": c["status"],
+                    "score": (c.get("score") or {}).get("value"),
+                    "predicted_accuracy": prediction.get("accuracy"),
+                    "low95": interval[0],
+                    "high95": interval[1],
+                    "calibrated": prediction.get("calibrated"),
+                    "flags": ",".join(c.get("flags") or {}),
+                    "observed_accuracy": c.get("observed_accuracy"),
+                    "final_accuracy": c.get("final_accuracy"),
+                    "cost_seconds": c.get("cost_seconds"),
+                    "reason": c.get("reason"),
+                }
+            )
+        return rows
+
+    def to_pandas(self):
+        """:meth:`to_records` as a pandas DataFrame indexed by name (pandas is optional)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise MissingDependency(
+                "to_pandas() needs pandas (pip install pandas); to_records() gives the same "
+                "rows as plain dicts."
+            ) from None
+        return pd.DataFrame.from_records(self.to_records()).set_index("name")
+
+    def plot(self, which: str = "learning_plot"):
+        """Show one of the plots the run wrote (``learning_plot``, ``fit_plot``, ``beta_plot``,
+        ``rungs_plot``) in a matplotlib figure (shown inline in a notebook) and return it."""
+        if which not in self.files:
+            plots = [k for k in self.files if k.endswith("_plot")]
+            raise ConfigError(f"this run wrote no {which!r}; it has {', '.join(plots)}.")
+        import matplotlib.image
+        import matplotlib.pyplot as plt
+
+        image = matplotlib.image.imread(self.files[which])
+        fig, ax = plt.subplots(figsize=(image.shape[1] / 110, image.shape[0] / 110))
+        ax.imshow(image)
+        ax.set_axis_off()
+        fig.tight_layout(pad=0)
+        return fig
 
     def to_dict(self) -> dict[str, Any]:
         out = {

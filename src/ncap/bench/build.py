@@ -23,165 +23,22 @@ from typing import Any
 import torch
 
 from ncap._version import __version__
+from ncap.bench.plans import FULL_PLAN, BenchPlan, Target, load_target
 from ncap.bench.schema import load_results_file
-from ncap.capacitance.variants import VARIANTS
 from ncap.data.dataset import ImageDataset
-from ncap.data.registry import load_dataset
-from ncap.data.shifts import apply_shift
 from ncap.exceptions import ConfigError
+from ncap.models.backbone import Backbone
 from ncap.models.builtin import model_spec
-from ncap.models.pretrain import PretrainSpec
 from ncap.models.registry import create_backbone
 from ncap.ranking.training_free import logme_of
-from ncap.storage import atomic_write_json, to_jsonable
-from ncap.training.config import FinetuneConfig
+from ncap.storage import atomic_write_bytes, atomic_write_json
 from ncap.training.fixed_batch import FixedBatchBetaEff, fixed_probe_batch
 from ncap.training.loop import finetune
 from ncap.training.runtime import Runtime
 
-__all__ = [
-    "BENCH_FORMAT",
-    "BenchPlan",
-    "FULL_PLAN",
-    "NAS_PLAN",
-    "SMOKE_PLAN",
-    "V2_PLAN",
-    "V2_SMOKE_PLAN",
-    "build_benchmark",
-    "plan_for",
-]
+__all__ = ["BENCH_FORMAT", "build_benchmark", "merge", "refresh_training_free"]
 
 BENCH_FORMAT = 1
-
-
-@dataclass(frozen=True)
-class Target:
-    """A target task: a dataset, its sizes (n_train a multiple of the batch/4) and a shift.
-
-    ``shift`` (see :mod:`ncap.data.shifts`) derives a new task from the dataset: a rotation, an
-    intensity inversion or label noise on the training split.
-    """
-
-    key: str
-    dataset: str
-    n_train: int | None
-    n_val: int | None
-    image_size: int | None = None
-    shift: str | None = None
-
-
-@dataclass(frozen=True)
-class BenchPlan:
-    """What the builder runs."""
-
-    models: tuple[str, ...]
-    targets: tuple[Target, ...]
-    seeds: tuple[int, ...] = (0, 1)
-    epochs: float = 40.0
-    evals_per_epoch: int = 4
-    # the fine-tuning settings a plan varies; their defaults are FinetuneConfig's
-    batch_size: int = FinetuneConfig.batch_size
-    lr: float = FinetuneConfig.lr
-    optimizer: str = FinetuneConfig.optimizer
-    probe_hidden: tuple[int, ...] = FinetuneConfig.probe_hidden
-    pretrain_data: dict[str, Any] | None = None  # None: the zoo's default source task
-    name: str = "full"
-    kind: str = "zoo"  # "zoo": pretrained models, LogME; "nas": nb201 architectures, proxies
-    ceiling_models: int | None = None  # only the first k models get seeds[1:] (None: all)
-    nas_width: int = 8
-    nas_cells: int = 1
-    # evaluation schedule: evals_per_epoch throughout (None), or only up to this fraction of the
-    # epochs and in the last epoch, once per epoch in between (bench-v2)
-    dense_until: float | None = None
-    # beta_eff also measured on a fixed batch of this many training images at every evaluation
-    probe_batch: int | None = None
-
-    def config(self, n_train: int, seed: int) -> FinetuneConfig:
-        steps_per_epoch = -(-n_train // self.batch_size)
-        if steps_per_epoch % self.evals_per_epoch:
-            raise ConfigError(
-                f"{n_train} training images make {steps_per_epoch} steps per epoch, not divisible "
-                f"into {self.evals_per_epoch} evaluations; choose n_train accordingly."
-            )
-        return FinetuneConfig(
-            epochs=self.epochs,
-            eval_every=steps_per_epoch // self.evals_per_epoch
-            if self.dense_until is None
-            else steps_per_epoch,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            optimizer=self.optimizer,
-            probe_hidden=self.probe_hidden,
-            seed=seed,
-            # pinned to ncap 0.2's defaults, so the plans' runs (and a resumed build) stay as
-            # they were: every variant per step, every evaluation on the whole validation split
-            variants=VARIANTS,
-            val_share=None,
-        )
-
-    def extra_eval_steps(self, n_train: int) -> tuple[int, ...]:
-        """Evaluation steps besides once per ``eval_every``: the dense part of the schedule."""
-        if self.dense_until is None:
-            return ()
-        steps_per_epoch = -(-n_train // self.batch_size)
-        every = steps_per_epoch // self.evals_per_epoch
-        total = int(round(self.epochs * steps_per_epoch))
-        dense_end = int(round(self.dense_until * total))
-        last_epoch = total - steps_per_epoch
-        return tuple(s for s in range(every, total + 1, every) if s <= dense_end or s > last_epoch)
-
-    def seeds_for(self, model_index: int) -> tuple[int, ...]:
-        """Seeds run for the model at this position of ``models``."""
-        if self.ceiling_models is None or model_index < self.ceiling_models:
-            return self.seeds
-        return self.seeds[:1]
-
-    def to_dict(self) -> dict[str, Any]:
-        return to_jsonable(asdict(self))
-
-    @classmethod
-    def from_dict(cls, plan: dict[str, Any]) -> BenchPlan:
-        """The plan recorded in a results file (fields it lacks take their defaults)."""
-        known = {f for f in cls.__dataclass_fields__}
-        values = {k: v for k, v in plan.items() if k in known}
-        for key in ("models", "seeds", "probe_hidden"):
-            if key in values:
-                values[key] = tuple(values[key])
-        values["targets"] = tuple(Target(**t) for t in plan["targets"])
-        return cls(**values)
-
-    def model_options(self) -> dict[str, Any]:
-        """Options of every ``create_backbone`` call: the NAS space, or the zoo's pretraining data."""
-        if self.kind == "nas":
-            channels = _load_target(self.targets[0]).input_shape[0]
-            return {"width": self.nas_width, "cells": self.nas_cells, "in_channels": channels}
-        if self.pretrain_data is not None:  # the smoke plan pretrains on tiny data
-            return {"pretrain": PretrainSpec(**self.pretrain_data)}
-        return {}
-
-
-BENCH_MODELS = (
-    "mlp-xs", "mlp-s", "lenet", "lenet-short", "cnn-xs", "cnn-s", "cnn-m",
-    "vgg-s", "vgg-m", "resnet-s", "resnet-s-short", "resnet-m", "mobilenet-s", "mobilenet-m",
-)  # fmt: skip
-
-FULL_PLAN = BenchPlan(
-    models=BENCH_MODELS,
-    targets=(
-        Target("fm59", "fashion-mnist-5-9", 1024, 1000),
-        Target("digits", "digits", 1280, 450),
-        Target("fm59-500", "fashion-mnist-5-9-500", 500, 1000),
-    ),
-)
-
-SMOKE_PLAN = BenchPlan(
-    models=("mlp-xs", "lenet-short", "cnn-xs"),
-    targets=(Target("digits", "digits", 256, 128),),
-    seeds=(0, 1),
-    epochs=3.0,
-    pretrain_data={"dataset": "digits", "n_train": 256, "n_val": 128, "seed": 0},
-    name="smoke",
-)
 
 
 @dataclass
@@ -198,9 +55,18 @@ class _Build:
         return self.parts / kind / target / f"{model}{suffix}.json"
 
 
-def _training_free(name: str, dataset: ImageDataset, plan: BenchPlan) -> dict[str, Any]:
+def _dataset_for(target: Target, backbone: Backbone) -> ImageDataset:
+    """The target as the model takes it: RGB images in grey for a one-channel model."""
+    dataset = load_target(target)
+    spec = backbone.input_spec
+    grey = spec is not None and spec.channels == 1 and dataset.channels == 3
+    return load_target(target, grey=True) if grey else dataset
+
+
+def _training_free(name: str, target: Target, plan: BenchPlan) -> dict[str, Any]:
     """Scores of the model before any fine-tuning: LogME (zoo) or the zero-cost proxies (NAS)."""
-    backbone = create_backbone(name, **plan.model_options())
+    backbone = create_backbone(name, **plan.model_options(name))
+    dataset = _dataset_for(target, backbone)
     start = time.perf_counter()
     out = backbone.info | {"num_features": backbone.num_features}
     if plan.kind == "nas":
@@ -220,7 +86,8 @@ def _training_free(name: str, dataset: ImageDataset, plan: BenchPlan) -> dict[st
             "proxy_seconds": time.perf_counter() - start,
         }
     else:
-        out |= logme_of(backbone, dataset, plan.config(len(dataset.y_train), plan.seeds[0]))
+        config = plan.config_for(name, len(dataset.y_train), plan.seeds[0])
+        out |= logme_of(backbone, dataset, config)
     return out
 
 
@@ -228,12 +95,25 @@ def _identity(plan: dict[str, Any]) -> dict[str, Any]:
     """The parts of a plan that define its runs (fields added later default harmlessly)."""
     keys = ("models", "seeds", "epochs", "evals_per_epoch", "batch_size", "lr", "optimizer")
     keys += ("ceiling_models", "dense_until", "probe_batch")
-    return {k: plan.get(k) for k in (*keys, "probe_hidden")} | {
-        "targets": [
-            (t["key"], t["dataset"], t["n_train"], t["n_val"], t.get("image_size"), t.get("shift"))
-            for t in plan["targets"]
-        ]
-    }
+    sizes = {"input_sizes": [list(row) for row in plan.get("input_sizes") or []]}
+    sizes["only_on"] = [[m, list(keys)] for m, keys in plan.get("only_on") or []]
+    return (
+        {k: plan.get(k) for k in (*keys, "probe_hidden")}
+        | sizes
+        | {
+            "targets": [
+                (
+                    t["key"],
+                    t["dataset"],
+                    t["n_train"],
+                    t["n_val"],
+                    t.get("image_size"),
+                    t.get("shift"),
+                )
+                for t in plan["targets"]
+            ]
+        }
+    )
 
 
 def refresh_training_free(
@@ -249,9 +129,10 @@ def refresh_training_free(
     results = load_results_file(out)
     plan = BenchPlan.from_dict(results["plan"])
     for target in plan.targets:
-        dataset = _load_target(target)
         for k, model in enumerate(plan.models, 1):
-            results["training_free"][target.key][model] = _training_free(model, dataset, plan)
+            if not plan.runs_on(model, target.key):
+                continue
+            results["training_free"][target.key][model] = _training_free(model, target, plan)
             if log:
                 log(f"[{k}/{len(plan.models)}] {target.key} {model}: training-free scores")
     results["training_free_refreshed"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -288,6 +169,9 @@ def build_benchmark(
             f"{build.parts} holds a build of a different plan; delete it or choose another output."
         )
     atomic_write_json(plan.to_dict(), plan_path)
+    if plan.reuse:
+        _seed_from(build, out.with_name(plan.reuse), log)
+    _check_external_models(build, only_targets)
     if only_targets:
         unknown = set(only_targets) - {t.key for t in plan.targets}
         if unknown:
@@ -295,6 +179,87 @@ def build_benchmark(
                 f"unknown target(s) {sorted(unknown)}; the plan has {[t.key for t in plan.targets]}."
             )
     return _run_jobs(build, log, only_targets, shard, runtime or Runtime())
+
+
+def _check_external_models(build: _Build, only_targets: Sequence[str] | None) -> None:
+    """Build every timm:/tv: model that still has runs to do, so that a missing checkpoint
+    (PretrainedWeightsMissing, saying what to install) stops the build before any compute."""
+    plan = build.plan
+    for i, model in enumerate(plan.models):
+        if ":" not in model or plan.kind == "nas":
+            continue
+        pending = any(
+            not build.part("runs", t.key, model, s).exists()
+            for t in plan.targets
+            if plan.runs_on(model, t.key) and (not only_targets or t.key in only_targets)
+            for s in plan.seeds_for(i)
+        )
+        if pending:
+            create_backbone(model, **plan.model_options(model))
+
+
+# the settings that define a run, besides its target and model (bench-v2's parts are reused by
+# bench-v3 only when every one of them is equal)
+_RUN_SETTINGS = (
+    "seeds", "epochs", "evals_per_epoch", "batch_size", "lr", "optimizer", "probe_hidden",
+    "pretrain_data", "kind", "dense_until", "probe_batch", "nas_width", "nas_cells",
+)  # fmt: skip
+
+
+def _target_identity(t: dict[str, Any]) -> tuple:
+    return (t["dataset"], t["n_train"], t["n_val"], t.get("image_size"), t.get("shift"))
+
+
+def _seed_from(build: _Build, earlier: Path, log: Callable[[str], None] | None) -> int:
+    """Copy the finished parts of an earlier build of the same settings into this build's parts.
+
+    Only (target, model, seed) runs both plans hold are copied, and only when the run settings,
+    the target's definition and the model's input size are equal; parts already present are kept.
+    Returns how many run parts were copied.
+    """
+    parts = earlier.with_name(earlier.name + ".parts")
+    if not (parts / "plan.json").exists():
+        if log:
+            log(f"{parts} not found: every run of the plan is built here (none reused).")
+        return 0
+    old = json.loads((parts / "plan.json").read_text())
+    new = build.plan.to_dict()
+    differ = [k for k in _RUN_SETTINGS if old.get(k) != new.get(k)]
+    if differ:
+        raise ConfigError(
+            f"{parts} was built with other settings ({', '.join(differ)}) than plan "
+            f"{build.plan.name!r}; its runs cannot be reused. Remove `reuse` from the plan or "
+            "rebuild the earlier benchmark with the same settings."
+        )
+    old_targets = {t["key"]: t for t in old["targets"]}
+    old_sizes, new_sizes = dict(old.get("input_sizes") or []), dict(build.plan.input_sizes)
+    old_models = set(old["models"])
+    copied = 0
+    for target in build.plan.targets:
+        if target.key not in old_targets:
+            continue
+        if _target_identity(old_targets[target.key]) != _target_identity(asdict(target)):
+            raise ConfigError(
+                f"target {target.key!r} of {parts} is defined differently "
+                f"({old_targets[target.key]}) than in plan {build.plan.name!r} ({target}); rename "
+                "one of them."
+            )
+        for i, model in enumerate(build.plan.models):
+            if model not in old_models or old_sizes.get(model) != new_sizes.get(model):
+                continue
+            if not build.plan.runs_on(model, target.key):
+                continue
+            for kind, seed in [("training-free", None)] + [
+                ("runs", s) for s in build.plan.seeds_for(i)
+            ]:
+                source = parts / kind / target.key / build.part(kind, "", model, seed).name
+                dest = build.part(kind, target.key, model, seed)
+                if source.exists() and not dest.exists():
+                    atomic_write_bytes(source.read_bytes(), dest)
+                    copied += kind == "runs"
+    if log:
+        log(f"reused {copied} finished run(s) of {parts} (same settings).")
+    return copied
 
 
 def _run_jobs(
@@ -310,6 +275,7 @@ def _run_jobs(
         (t, m, s)
         for t in plan.targets
         for i, m in enumerate(plan.models)
+        if plan.runs_on(m, t.key)
         for s in plan.seeds_for(i)
     ]
     jobs = [
@@ -322,13 +288,13 @@ def _run_jobs(
         free_path = build.part("training-free", target.key, model)
         if run_path.exists() and free_path.exists():
             continue
-        dataset = _load_target(target)
         if not free_path.exists():
-            atomic_write_json(_training_free(model, dataset, plan), free_path)
+            atomic_write_json(_training_free(model, target, plan), free_path)
         t0 = time.perf_counter()
-        backbone = create_backbone(model, **plan.model_options())
+        backbone = create_backbone(model, **plan.model_options(model))
+        dataset = _dataset_for(target, backbone)
         n_train = len(dataset.y_train)
-        config = plan.config(n_train, seed)
+        config = plan.config_for(model, n_train, seed)
         callbacks = []
         if plan.probe_batch:  # the same seeded images for every run of the target
             x_fixed, y_fixed = fixed_probe_batch(dataset, plan.probe_batch, seed=0)
@@ -368,31 +334,26 @@ def _run_jobs(
     return merge(build, wall_seconds=time.perf_counter() - start)
 
 
-_TARGET_CACHE: dict[Target, ImageDataset] = {}
-
-
-def _load_target(target: Target) -> ImageDataset:
-    if target not in _TARGET_CACHE:
-        _TARGET_CACHE.clear()
-        dataset = load_dataset(target.dataset, n_train=target.n_train, n_val=target.n_val)
-        _TARGET_CACHE[target] = apply_shift(dataset, target.shift) if target.shift else dataset
-    return _TARGET_CACHE[target]
-
-
 def merge(build: _Build, *, wall_seconds: float) -> dict[str, Any]:
     """Merge the parts of a finished build into the versioned results file."""
     plan = build.plan
     runs, models = [], {}
     for target in plan.targets:
         for i, model in enumerate(plan.models):
+            if not plan.runs_on(model, target.key):
+                continue
             models.setdefault(target.key, {})[model] = json.loads(
                 build.part("training-free", target.key, model).read_text()
             )
             for seed in plan.seeds_for(i):
                 runs.append(json.loads(build.part("runs", target.key, model, seed).read_text()))
-    first = models[plan.targets[0].key]
+    # each model's record from the first target it ran on
+    first = {
+        m: next(models[t.key][m] for t in plan.targets if m in models[t.key]) for m in plan.models
+    }
     zoo = {
-        m: {"family": first[m].get("family"), "parameters": first[m].get("parameters")}
+        m: {"family": plan.model_family(m) or first[m].get("family")}
+        | {"parameters": first[m].get("parameters")}
         | ({"pretrain_epochs": model_spec(m).pretrain_epochs} if plan.name.startswith("v2") else {})
         | (
             {"source_accuracy": first[m]["source_accuracy"]}
@@ -400,6 +361,8 @@ def merge(build: _Build, *, wall_seconds: float) -> dict[str, Any]:
             else {}
         )
         | ({"description": model_spec(m).description} if ":" not in m else {})
+        | ({"source_task": plan.source_task(m)} if plan.name.startswith("v3") else {})
+        | ({"input_size": dict(plan.input_sizes)[m]} if m in dict(plan.input_sizes) else {})
         for m in plan.models
     }
     run_seconds = sum(r["seconds"] for r in runs)
@@ -426,88 +389,3 @@ def merge(build: _Build, *, wall_seconds: float) -> dict[str, Any]:
     }
     atomic_write_json(results, build.out, indent=None)
     return results
-
-
-def _nas_models(n: int, seed: int = 0) -> tuple[str, ...]:
-    from ncap.models.nb201 import sample_archs
-
-    return tuple(f"nb201:{a}" for a in sample_archs(n, seed=seed))
-
-
-NAS_PLAN = BenchPlan(
-    models=_nas_models(60),
-    targets=(Target("fm10-14px", "fashion-mnist", 512, 500, image_size=14),),
-    seeds=(0, 1),
-    epochs=20.0,
-    name="nas",
-    kind="nas",
-    ceiling_models=20,
-)
-
-NAS_SMOKE_PLAN = BenchPlan(
-    models=_nas_models(4),
-    targets=(Target("digits-14px", "digits", 256, 128, image_size=14),),
-    seeds=(0, 1),
-    epochs=3.0,
-    name="nas-smoke",
-    kind="nas",
-    ceiling_models=2,
-)
-
-
-V2_MODELS = BENCH_MODELS + (
-    "mlp-m", "mlp-xs-short", "mlp-s-short", "lenet-w", "lenet-long", "cnn-s-short", "cnn-s3",
-    "vgg-xs", "vgg-s-short", "resnet-xs", "resnet-s-long",
-    "mobilenet-xs", "mobilenet-s-short", "mobilenet-s-long",
-    "timm-resnet", "timm-resnet-short", "timm-resnet10t-n",
-    "timm-effnet", "timm-effnet-gn", "timm-effnet-short",
-    "timm-vit-p7", "timm-vit-p7-short", "timm-vit-p4",
-    "timm-mambaout", "timm-mambaout-short", "timm-mambaout-long",
-)  # fmt: skip
-
-# bench-v2 (docs/benchmark.md): 40 models of 10 families x 9 targets x 2 seeds; every target comes
-# from Fashion-MNIST's training split or from digits (the Fashion-MNIST test split stays unused)
-V2_PLAN = BenchPlan(
-    models=V2_MODELS,
-    targets=(
-        Target("fm59", "fashion-mnist-5-9", 1024, 500),
-        Target("digits", "digits", 512, 450),
-        Target("fm59-500", "fashion-mnist-5-9-500", 500, 500),
-        Target("fm10", "fashion-mnist", 768, 500),
-        Target("footwear", "fashion-mnist-footwear", 512, 500),
-        Target("fm59-rot90", "fashion-mnist-5-9", 512, 500, shift="rot90"),
-        Target("fm59-invert", "fashion-mnist-5-9", 512, 500, shift="invert"),
-        Target("fm59-noise40", "fashion-mnist-5-9", 512, 500, shift="label-noise-0.4"),
-        Target("digits-256", "digits", 256, 450),
-    ),
-    seeds=(0, 1),
-    epochs=40.0,
-    dense_until=0.2,
-    probe_batch=128,
-    name="v2",
-)
-
-V2_SMOKE_PLAN = BenchPlan(
-    models=("mlp-xs", "cnn-xs", "timm-vit-p7-short"),
-    targets=(
-        Target("digits", "digits", 256, 128),
-        Target("digits-invert", "digits", 256, 128, shift="invert"),
-    ),
-    seeds=(0, 1),
-    epochs=4.0,
-    dense_until=0.25,
-    probe_batch=32,
-    pretrain_data={"dataset": "digits", "n_train": 256, "n_val": 128, "seed": 0},
-    name="v2-smoke",
-)
-
-
-def plan_for(name: str, *, models: Sequence[str] | None = None) -> BenchPlan:
-    plans = {"full": FULL_PLAN, "smoke": SMOKE_PLAN, "nas": NAS_PLAN, "nas-smoke": NAS_SMOKE_PLAN}
-    plans |= {"v2": V2_PLAN, "v2-smoke": V2_SMOKE_PLAN}
-    if name not in plans:
-        raise ConfigError(f"unknown benchmark plan {name!r}; choose one of {sorted(plans)}.")
-    plan = plans[name]
-    if models:
-        plan = BenchPlan(**(plan.__dict__ | {"models": tuple(models)}))
-    return plan

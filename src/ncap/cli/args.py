@@ -7,6 +7,7 @@ import dataclasses
 from typing import Any
 
 from ncap.capacitance.variants import VARIANTS
+from ncap.cli.weights import add_weights_parser
 from ncap.predict.settings import FEATURE_MAPS, LINKS, PredictorSettings
 from ncap.training.config import FinetuneConfig
 
@@ -123,7 +124,19 @@ def _add_training_args(p: argparse.ArgumentParser, *, epochs: float) -> None:
     g.add_argument(
         "--json", action="store_true", help="print the results JSON to stdout instead of the table"
     )
-    g.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    g.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress (bars on a terminal; plain lines with elapsed time and an estimate "
+        "when stderr is redirected)",
+    )
+    g.add_argument(
+        "--log-file",
+        default=None,
+        metavar="PATH",
+        help="also append the run's [ncap] lines (notes, failures; the progress lines when stderr is "
+        "not a terminal), time-stamped, to this file",
+    )
     _add_runtime_args(p)
 
 
@@ -211,7 +224,8 @@ def _add_strategy_args(p: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="fixed: what candidates are ranked by. Default: 'recommended', the score the "
         "pre-registered study on bench-v2 adopted (fit/base: a model fitted on the benchmark "
-        "that predicts the final accuracy from the early curve, LogME and size; "
+        "that predicts the final accuracy from the last observed accuracy, its early slope, the "
+        "training loss, LogME, size and source accuracy; it reads no beta_eff; "
         "docs/benchmark.md); 'paper': the paper's extrapolation to beta_eff = 0; or any score by "
         "name, e.g. last-observed, nc/interval/abs-mean/quadratic/b0/logit, ravg/lo+params",
     )
@@ -264,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     rank = sub.add_parser(
         "rank",
         help="rank candidate models on a dataset",
-        description="Fine-tune each candidate briefly under a frozen random probe, predict its final accuracy from beta_eff and rank.",
+        description="Fine-tune each candidate briefly under a frozen random probe, predict its final accuracy and rank. By default the prediction is the recommended score (fit/base: the early learning curve, LogME and size, no beta_eff); --score paper extrapolates beta_eff to 0 as the paper does. beta_eff is recorded either way.",
     )
     rank.add_argument(
         "--models", required=True, help="comma-separated candidate names (see `ncap zoo`)"
@@ -339,12 +353,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--resume", action="store_true", help="reuse finished candidates in --out")
     g.add_argument("--overwrite", action="store_true", help="discard earlier results in --out")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    g.add_argument(
+        "--log-file",
+        default=None,
+        metavar="PATH",
+        help="also append the run's [ncap] lines (notes, failures; the progress lines when stderr is "
+        "not a terminal), time-stamped, to this file",
+    )
     _add_runtime_args(recipe)
 
     nas = sub.add_parser(
         "nas",
         help="rank NAS-Bench-201 architectures trained from scratch",
-        description="Train each NAS-Bench-201-style architecture from scratch for the budget under the frozen probe and rank them by predicted final accuracy. Same outputs and --resume as `ncap rank`.",
+        description="Train each NAS-Bench-201-style architecture from scratch for the budget under the frozen probe and rank them (default: the zero-cost proxy fisher, chosen on ncap's NAS benchmark; --score). Same outputs and --resume as `ncap rank`.",
     )
     nas.add_argument(
         "--archs",
@@ -393,6 +414,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="cells per stage (NAS-Bench-201: 5; default: %(default)s)",
     )
+    nas.add_argument(
+        "--score",
+        default=None,
+        metavar="NAME",
+        help="what architectures are ranked by. Default: fisher, the zero-cost proxy chosen on "
+        "ncap's NAS benchmark (docs/nas.md); 'paper' or any nc/... for the extrapolation to "
+        "beta_eff = 0; tse-e1, last-observed, another proxy (grad_norm, snip, ...)",
+    )
     nas.add_argument("--out", required=True, help="output directory")
     nas.add_argument(
         "--nats-path",
@@ -421,13 +450,13 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--out",
         default=None,
-        help="results file (default: benchmarks/results/bench-v1.json for the full plan, bench-v2.json for v2, nas-v1.json for nas, bench-PLAN.json otherwise)",
+        help="results file (default: benchmarks/results/bench-v1.json for the full plan, bench-v2.json for v2, bench-v3.json for v3, nas-v1.json for nas, bench-PLAN.json otherwise)",
     )
     build.add_argument(
         "--plan",
-        choices=("full", "v2", "smoke", "v2-smoke", "nas", "nas-smoke"),
+        choices=("full", "v2", "v3", "smoke", "v2-smoke", "v3-smoke", "nas", "nas-smoke"),
         default="full",
-        help="full (bench-v1): 14 pretrained models x 3 targets x 2 seeds; v2: 40 pretrained models x 9 targets x 2 seeds with fixed-batch beta_eff; nas: 60 NAS-Bench-201 architectures from scratch x 2 seeds; *-smoke: tiny versions for CI (default: %(default)s)",
+        help="full (bench-v1): 14 pretrained models x 3 targets x 2 seeds; v2: 40 pretrained models x 9 targets x 2 seeds with fixed-batch beta_eff; v3: v2's runs (reused from bench-v2.json.parts next to the output) plus 56 models of 12 families on 15 targets of 5 dataset families (docs/benchmark.md); nas: 60 NAS-Bench-201 architectures from scratch x 2 seeds; *-smoke: tiny versions for CI (default: %(default)s)",
     )
     build.add_argument(
         "--device",
@@ -534,6 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=None, help="scoring processes (default: all cores)"
     )
 
+    add_weights_parser(sub)
     sub.add_parser("zoo", help="list the built-in candidate models")
     sub.add_parser("datasets", help="list the built-in datasets")
     return parser

@@ -17,6 +17,26 @@ from ncap.cli.flags import check_flags
 from ncap.exceptions import ConfigError, MissingFile, NcapError
 
 
+def _logger(args):
+    """``[ncap] ...`` lines on stderr, also appended with a UTC time stamp to ``--log-file``
+    (progress reaches them as plain lines when stderr is not a terminal, ncap.report.progress)."""
+    path = getattr(args, "log_file", None)
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).touch()  # an unwritable path fails now, before any training
+
+    def log(msg: str) -> None:
+        print(f"[ncap] {msg}", file=sys.stderr, flush=True)
+        if path is not None:
+            import datetime
+
+            stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write(f"{stamp} {msg}\n")
+
+    return log
+
+
 def _run_rank(args, models: list[str], data: str, n_train, n_val, epochs: float, full_epochs):
     from ncap.data.registry import load_dataset
     from ncap.ranking.preflight import check_output_dir
@@ -46,7 +66,7 @@ def _run_rank(args, models: list[str], data: str, n_train, n_val, epochs: float,
         resume=args.resume,
         overwrite=bool(args.overwrite),
         progress=not args.no_progress and not args.json,
-        log=lambda msg: print(f"[ncap] {msg}", file=sys.stderr),
+        log=_logger(args),
         target_epochs=getattr(args, "target_epochs", None),
         **(strategy_from_args(args) if hasattr(args, "strategy") else {}),
     )
@@ -86,8 +106,9 @@ def _run_nas(args):
         resume=args.resume,
         overwrite=bool(args.overwrite),
         progress=not args.no_progress and not args.json,
-        log=lambda msg: print(f"[ncap] {msg}", file=sys.stderr),
+        log=_logger(args),
         target_epochs=args.target_epochs,
+        score=args.score,
         **execution_from_args(args),
     )
     if args.nats_path is not None:
@@ -134,7 +155,7 @@ def _run_recipe(args) -> int:
         resume=args.resume,
         overwrite=args.overwrite,
         progress=not args.no_progress,
-        log=lambda msg: print(f"[ncap] {msg}", file=sys.stderr),
+        log=_logger(args),
         **execution_from_args(args),
     )
     for result in results.values():
@@ -145,7 +166,8 @@ def _run_recipe(args) -> int:
 
 def _bench(args) -> int:
     if args.bench_command == "build":
-        from ncap.bench.build import build_benchmark, plan_for
+        from ncap.bench.build import build_benchmark
+        from ncap.bench.plans import plan_for
 
         models = [m for m in (args.models or "").split(",") if m]
         plan = plan_for("smoke" if args.smoke else args.plan, models=models or None)
@@ -158,7 +180,12 @@ def _bench(args) -> int:
             raise ConfigError(f"--shard must read K/N (e.g. 0/2), got {args.shard!r}.")
         from ncap.training.runtime import Runtime
 
-        default_out = {"full": "bench-v1.json", "v2": "bench-v2.json", "nas": "nas-v1.json"}
+        default_out = {
+            "full": "bench-v1.json",
+            "v2": "bench-v2.json",
+            "v3": "bench-v3.json",
+            "nas": "nas-v1.json",
+        }
         args.out = args.out or "benchmarks/results/" + default_out.get(
             plan.name, f"bench-{plan.name}.json"
         )
@@ -299,6 +326,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{name}{note}")
             print("<path>  an image folder: one sub-folder of images per class")
             return 0
+        if args.command == "weights":
+            from ncap.cli.weights import run_weights
+
+            return run_weights(args)
         if args.command == "bench":
             return _bench(args)
         if args.command == "recipe":
@@ -323,8 +354,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     True  # the demo is re-runnable; its cache is the zoo, not the results
                 )
             full_epochs = (args.full_epochs or full) if args.verify else args.full_epochs
-            if args.target_epochs is None:  # the demo knows its full budget
-                args.target_epochs = full_epochs or full
+            # T: --target-epochs, else the --verify budget, else assumed as rank() assumes it
+            # (the budget = 10% of T), and the table's title says which
             result = _run_rank(args, list(DEMO_MODELS), data, n_train, n_val, epochs, full_epochs)
             verify = args.verify or args.full_epochs is not None
         else:

@@ -6,7 +6,12 @@
   default target), relabelled 0..4;
 - ``fashion-mnist-5-9-500``: the low-data target, 500 training images of classes 5-9;
 - ``fashion-mnist-footwear``: sandal, sneaker and ankle boot (classes 5, 7, 9), a fine-grained task;
-- ``digits``: scikit-learn's 8x8 digits upsampled to 28x28 (always available).
+- ``digits``: scikit-learn's 8x8 digits upsampled to 28x28 (always available);
+- generated offline, seeded, 1000 images per class, cached as uint8 (:mod:`ncap.data.generated`):
+  ``glyphs-digits``, ``glyphs-letters`` (A-J) and ``glyphs-letters-k-t`` (K-T): characters rendered
+  from matplotlib's fonts, grey (:mod:`ncap.data.glyphs`); ``shapes``: eight figures, RGB
+  (:mod:`ncap.data.shapes`); ``textures`` and ``textures-stripes`` (its four stripe orientations):
+  RGB (:mod:`ncap.data.textures`).
 """
 
 from __future__ import annotations
@@ -29,7 +34,10 @@ from ncap.data.dataset import (
     standardise,
     subset_classes,
 )
+from ncap.data.glyphs import DIGITS, LETTERS_A_J, LETTERS_K_T, glyphs
 from ncap.data.idx import fashion_mnist_dir, idx_file, read_idx
+from ncap.data.shapes import shapes
+from ncap.data.textures import STRIPE_CLASSES, textures
 from ncap.data.torchvision import download_fashion_mnist
 from ncap.exceptions import DatasetMissing
 
@@ -140,4 +148,10 @@ DATASETS: dict[str, Callable[..., ImageDataset]] = {
     "fashion-mnist-5-9-500": _fm((5, 6, 7, 8, 9), "fashion-mnist-5-9-500", 500, 2_000),
     "fashion-mnist-footwear": _fm((5, 7, 9), "fashion-mnist-footwear", 13_500, 4_500),
     "digits": _digits,
+    "glyphs-digits": glyphs("glyphs-digits", DIGITS),
+    "glyphs-letters": glyphs("glyphs-letters", LETTERS_A_J),
+    "glyphs-letters-k-t": glyphs("glyphs-letters-k-t", LETTERS_K_T),
+    "shapes": shapes("shapes"),
+    "textures": textures("textures"),
+    "textures-stripes": textures("textures-stripes", STRIPE_CLASSES),
 }

@@ -33,6 +33,7 @@ __all__ = [
     "split_record",
     "standardise",
     "subset_classes",
+    "to_grey",
 ]
 
 MEAN, STD = 0.2860, 0.3530  # Fashion-MNIST training-set pixel statistics (in [0, 1])
@@ -169,4 +170,44 @@ def resize_images(dataset: ImageDataset, size: int) -> ImageDataset:
         x_val=resize(dataset.x_val),
         x_test=resize(dataset.x_test),
         info=dataset.info | {"image_size": size},
+    )
+
+
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as PIL's convert("L")
+
+
+def to_grey(dataset: ImageDataset) -> ImageDataset:
+    """The same dataset with RGB images converted to one grey channel (BT.601 luma).
+
+    Pixels are decoded from the stored encoding, weighted and stored again as uint8 (uint8 input)
+    or in the dataset's first channel's encoding; a one-channel dataset is returned as it is.
+    """
+    if dataset.channels == 1:
+        return dataset
+    if dataset.channels != 3:
+        raise ConfigError(
+            f"dataset {dataset.name!r} has {dataset.channels} channels; only RGB (3) converts to grey."
+        )
+    mean = torch.tensor(dataset.mean, dtype=torch.float64).view(1, -1, 1, 1)
+    std = torch.tensor(dataset.std, dtype=torch.float64).view(1, -1, 1, 1)
+    weights = torch.tensor(LUMA, dtype=torch.float64).view(1, 3, 1, 1)
+    uint8 = dataset.x_train.dtype == torch.uint8
+    out_mean, out_std = UINT8 if uint8 else (dataset.mean[:1], dataset.std[:1])
+
+    def convert(x: torch.Tensor | None) -> torch.Tensor | None:
+        if x is None:
+            return None
+        grey = ((x.double() * std + mean) * weights).sum(1, keepdim=True)
+        if uint8:
+            return (grey * 255.0).round().clamp(0, 255).to(torch.uint8)
+        return ((grey - out_mean[0]) / out_std[0]).to(x.dtype)
+
+    return dataclasses.replace(
+        dataset,
+        x_train=convert(dataset.x_train),
+        x_val=convert(dataset.x_val),
+        x_test=convert(dataset.x_test),
+        mean=tuple(out_mean),
+        std=tuple(out_std),
+        info=dataset.info | {"grey": "BT.601 luma"},
     )

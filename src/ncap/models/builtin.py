@@ -45,9 +45,12 @@ class ModelSpec:
     description: str
     pretrain_epochs: float = 2.0
     pretrain_lr: float = 1e-3
+    # the dataset this model is pretrained on, at the source task's sizes (None: the source task)
+    source: str | None = None
 
     def recipe(self) -> dict[str, Any]:
-        return {"name": self.name, "epochs": self.pretrain_epochs, "lr": self.pretrain_lr}
+        recipe = {"name": self.name, "epochs": self.pretrain_epochs, "lr": self.pretrain_lr}
+        return recipe | ({"source": self.source} if self.source else {})
 
 
 _MODELS: dict[str, ModelSpec] = {}
@@ -190,6 +193,17 @@ def timm_model(name: str, **kwargs: Any) -> tuple[nn.Module, int]:
     with torch.no_grad():
         num_features = int(module(torch.zeros(2, 1, 28, 28)).shape[1])
     return module.train(), num_features
+
+
+def torchvision_mobilenet_v2() -> tuple[nn.Module, int]:
+    """torchvision's MobileNetV2 without classifier, its first convolution taking one channel."""
+    import torchvision
+
+    module = torchvision.models.mobilenet_v2()
+    first = module.features[0][0]
+    module.features[0][0] = nn.Conv2d(1, first.out_channels, 3, stride=2, padding=1, bias=False)
+    module.classifier = nn.Identity()
+    return module, 1280
 
 
 def _register_builtins() -> None:
@@ -370,6 +384,25 @@ def _register_builtins() -> None:
             "timm test_mambaout pretrained for 5 epochs",
             5.0,
         ),
+        # bench-v3: the architectures of four ImageNet checkpoints (tv:mobilenet_v2,
+        # timm:tf_efficientnet_lite0-2), pretrained by the zoo on the source task (1 channel)
+        (
+            "mobilenet-v2",
+            "mobilenet-v2",
+            torchvision_mobilenet_v2,
+            "torchvision mobilenet_v2, 1 channel",
+            2.0,
+        ),
+        *(
+            (
+                f"effnet-lite{k}",
+                "efficientnet-lite",
+                lambda k=k: timm_model(f"tf_efficientnet_lite{k}"),
+                f"timm tf_efficientnet_lite{k}, 1 channel",
+                2.0,
+            )
+            for k in (0, 1, 2)
+        ),
     ]
     for name, family, build, description, epochs in entries:
         register_model(
@@ -381,7 +414,27 @@ def _register_builtins() -> None:
                 pretrain_epochs=epochs,
             )
         )
+    # bench-v3: eight architectures pretrained on a second source task, rendered letters K-T
+    for base in SECOND_SOURCE_MODELS:
+        spec = _MODELS[base]
+        register_model(
+            ModelSpec(
+                name=f"{base}-{SECOND_SOURCE_SUFFIX}",
+                family=spec.family,
+                build=spec.build,
+                description=f"{spec.description}; pretrained on {SECOND_SOURCE}",
+                pretrain_epochs=spec.pretrain_epochs,
+                pretrain_lr=spec.pretrain_lr,
+                source=SECOND_SOURCE,
+            )
+        )
 
+
+SECOND_SOURCE = "glyphs-letters-k-t"
+SECOND_SOURCE_SUFFIX = "glyphs"
+SECOND_SOURCE_MODELS = (
+    "mlp-s", "lenet", "cnn-s", "vgg-xs", "resnet-xs", "mobilenet-s", "timm-effnet", "timm-vit-p7",
+)  # fmt: skip
 
 DEMO_MODELS = ("mlp-s", "lenet", "cnn-s", "vgg-s", "resnet-s", "mobilenet-s")
 

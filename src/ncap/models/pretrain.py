@@ -14,6 +14,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,6 +22,7 @@ from torch import nn
 
 from ncap._paths import cache_dir
 from ncap.data.idx import fashion_mnist_dir
+from ncap.data.inputs import InputAdapter, is_identity
 from ncap.data.registry import load_dataset
 from ncap.models.backbone import Backbone, parameter_count
 from ncap.models.builtin import BUILTIN_INPUT, ModelSpec, list_models, model_spec
@@ -29,7 +31,14 @@ from ncap.storage import atomic_write_json, atomic_write_torch
 from ncap.training.callbacks import Callback
 from ncap.training.loop import train_steps
 
-__all__ = ["PRETRAIN_DATA", "PRETRAIN_FALLBACK", "PretrainSpec", "default_pretrain", "pretrain"]
+__all__ = [
+    "PRETRAIN_DATA",
+    "PRETRAIN_FALLBACK",
+    "PretrainSpec",
+    "default_pretrain",
+    "pretrain",
+    "zoo_weights_path",
+]
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,12 @@ def _cache_key(spec: ModelSpec, data: dict[str, Any]) -> str:
     return f"{spec.name}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
+def zoo_weights_path(name: str, data: PretrainSpec | None = None) -> Path:
+    """Where the built-in model ``name``'s pretrained weights are cached (present or not)."""
+    key = _cache_key(model_spec(name), (data or default_pretrain()).to_dict())
+    return cache_dir() / "zoo" / f"{key}.pt"
+
+
 @functools.lru_cache(maxsize=2)
 def _source_dataset(name: str, n_train: int | None, n_val: int | None, seed: int):
     """The pretraining data, loaded once per process for the whole zoo."""
@@ -94,9 +109,15 @@ def pretrain(
 
     Deterministic for a given recipe; the state dict and a JSON record (source accuracy, time) are
     written to the cache atomically and read back with ``torch.load(..., weights_only=True)``.
-    ``data`` is the source task (default: :func:`default_pretrain`).
+    ``data`` is the source task (default: :func:`default_pretrain`); a model with its own source
+    (``spec.source``) is pretrained on that dataset at ``data``'s sizes and split seed. Source
+    images stored in another encoding than the zoo's (uint8 generated datasets) pass the input
+    adapter first.
     """
-    data = (data or default_pretrain()).to_dict()
+    data = data or default_pretrain()
+    if spec.source is not None:
+        data = PretrainSpec(spec.source, data.n_train, data.n_val, data.seed)
+    data = data.to_dict()
     key = _cache_key(spec, data)
     folder = cache_dir() / "zoo"
     weights_path, record_path = folder / f"{key}.pt", folder / f"{key}.json"
@@ -117,6 +138,9 @@ def pretrain(
     source = _source_dataset(data["dataset"], data["n_train"], data["n_val"], data["seed"])
     head = nn.Linear(num_features, source.num_classes)
     model = nn.Sequential(module, head)
+    if not is_identity(source.mean, source.std, source.channels, source.image_size, BUILTIN_INPUT):
+        adapter = InputAdapter(data_mean=source.mean, data_std=source.std, spec=BUILTIN_INPUT)
+        model = nn.Sequential(adapter, module, head)
     generator = torch.Generator().manual_seed(0)
     optimizer = torch.optim.Adam(model.parameters(), lr=spec.pretrain_lr)
     n = len(source.y_train)
@@ -186,7 +210,7 @@ def zoo_backbone(
     info = {
         k: record[k]
         for k in ("family", "source_accuracy", "parameters", "pretrain_seconds", "cached")
-    }
+    } | {"source_dataset": record["data"]["dataset"]}
     return Backbone(
         name=name, module=module, num_features=num_features, info=info, input_spec=BUILTIN_INPUT
     )

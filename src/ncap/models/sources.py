@@ -50,6 +50,13 @@ from ncap.exceptions import (
     PretrainedWeightsMissing,
 )
 from ncap.models.backbone import Backbone, parameter_count
+from ncap.models.checkpoints import (
+    PACKAGED,
+    load_packaged,
+    locate,
+    missing_message,
+    packaged_for,
+)
 from ncap.models.registry import register_source
 
 __all__ = ["PretrainedWeightsMissing", "split_weights", "timm_backbone", "torchvision_backbone"]
@@ -157,9 +164,15 @@ def timm_backbone(spec: str, *, log: Callable[[str], None] | None = None) -> Bac
     if not name.startswith("hf-hub:") and not timm.is_model(arch):
         raise _unknown("timm", name, timm.list_models())
     kwargs: dict[str, Any] = {"num_classes": 0}
+    packaged = packaged_for(f"timm:{name}") if weights is None else None
+    record: dict[str, Any] = {}
     if weights == "random":
         model = timm.create_model(name, pretrained=False, **kwargs)
         weights_info = "random"
+    elif packaged is not None and locate(packaged) is not None:
+        model = timm.create_model(name, pretrained=False, **kwargs)
+        record = load_packaged(packaged, model)
+        weights_info = f"{packaged.package} {packaged.version}"
     else:
         if weights is not None:
             file = Path(weights).expanduser()
@@ -183,6 +196,8 @@ def timm_backbone(spec: str, *, log: Callable[[str], None] | None = None) -> Bac
                     else cfg.get("url", "")
                 )
                 if not host or not _reachable(host):
+                    if packaged is not None:
+                        raise PretrainedWeightsMissing(missing_message(packaged))
                     raise PretrainedWeightsMissing(
                         f"pretrained weights of timm:{name} are not cached and "
                         f"{host or 'their source'} cannot be reached: {how}. Or use "
@@ -199,9 +214,9 @@ def timm_backbone(spec: str, *, log: Callable[[str], None] | None = None) -> Bac
         "source": "timm",
         "architecture": arch,
         "weights": weights_info,
-        "pretrained_tag": model.pretrained_cfg.get("tag"),
+        "pretrained_tag": model.pretrained_cfg.get("tag") if not record else None,
         "parameters": parameter_count(model),
-    }
+    } | record
     features = getattr(model, "head_hidden_size", None) or getattr(model, "num_features", None)
     return Backbone(
         name=f"timm:{spec}",
@@ -209,6 +224,15 @@ def timm_backbone(spec: str, *, log: Callable[[str], None] | None = None) -> Bac
         num_features=features,
         info=info,
         input_spec=input_spec,
+    )
+
+
+def _packaged_hint(prefix: str, architecture: str) -> str:
+    """`` Offline weights of <arch> install with pip: <name> (<install>).`` or ``""``."""
+    names = [e for e in PACKAGED.values() if e.name.startswith(f"{prefix}:{architecture}@")]
+    return "".join(
+        f" Offline weights of this architecture install with pip: {e.name} ({e.install})."
+        for e in names
     )
 
 
@@ -280,9 +304,15 @@ def torchvision_backbone(spec: str, *, log: Callable[[str], None] | None = None)
     kwargs: dict[str, Any] = {}
     if name in ("inception_v3", "googlenet") and (weights == "random" or entry is None):
         kwargs["init_weights"] = True  # torchvision's own initialisation (and no warning)
+    packaged = packaged_for(f"tv:{name}@{entry.name}") if entry is not None else None
+    record: dict[str, Any] = {}
     if weights == "random" or entry is None:
         model = torchvision.models.get_model(name, weights=None, **kwargs)
         weights_info = "random"
+    elif packaged is not None:
+        model = torchvision.models.get_model(name, weights=None, **kwargs)
+        record = load_packaged(packaged, model)  # torch.hub's cache, else the package; sha256
+        weights_info = f"{type(entry).__name__}.{entry.name}"
     else:
         path = (
             Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(entry.url).path)
@@ -292,7 +322,7 @@ def torchvision_backbone(spec: str, *, log: Callable[[str], None] | None = None)
                 f"pretrained weights {type(entry).__name__}.{entry.name} of tv:{name} are not "
                 f"cached and {entry.url} cannot be reached: download that file and put it at "
                 f"{path} (torch.hub's cache; set TORCH_HOME to move it), or use tv:{name}@random "
-                "for random initialisation."
+                f"for random initialisation.{_packaged_hint('tv', name)}"
             )
         model = torchvision.models.get_model(name, weights=entry, **kwargs)
         weights_info = f"{type(entry).__name__}.{entry.name}"
@@ -317,7 +347,7 @@ def torchvision_backbone(spec: str, *, log: Callable[[str], None] | None = None)
         "architecture": name,
         "weights": weights_info,
         "parameters": parameter_count(model),
-    }
+    } | record
     return Backbone(
         name=f"tv:{spec}",
         module=model,

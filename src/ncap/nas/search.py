@@ -1,8 +1,14 @@
-"""Rank untrained NAS-Bench-201 architectures by neural capacitance from their early training.
+"""Rank untrained NAS-Bench-201 architectures trained from scratch for a short budget.
 
 Architectures are the ``nb201:`` model source (``nb201:|nor_conv_3x3~0|+...``, :mod:`ncap.models.nb201`),
-randomly initialised from the run's seed and built with the space's options, so :func:`search` is :func:`ncap.ranking.rank.rank` with the
-same outputs, resume behaviour and failure handling.
+randomly initialised from the run's seed and built with the space's options, so :func:`search` is
+:func:`ncap.ranking.rank.rank` with the same outputs, resume behaviour and failure handling.
+
+The default ranking score, :data:`DEFAULT_SCORE`, was chosen by Q4 of the bench-v3 protocol
+(docs/benchmark-v3-protocol.md, section 4) on ncap's NAS benchmark
+(``benchmarks/nas_default.py`` -> ``benchmarks/results/nas-v1-q4/q4.json``; docs/nas.md): the
+zero-cost proxy ``fisher`` of the untrained network. A test fails if it differs from the committed
+choice. The extrapolation to beta_eff = 0 (``--score paper`` or any ``nc/...``) stays available.
 """
 
 from __future__ import annotations
@@ -14,14 +20,16 @@ from ncap.data.dataset import ImageDataset
 from ncap.data.registry import load_dataset
 from ncap.models.nb201 import PREFIX, arch_to_str, parse_arch
 from ncap.predict.capacitance import PredictorSettings
-from ncap.predict.scores import nc_name
 from ncap.ranking.executors import Executor
 from ncap.ranking.rank import rank
 from ncap.results import RankResult
 from ncap.training.config import FinetuneConfig
 from ncap.training.runtime import Runtime
 
-__all__ = ["search"]
+__all__ = ["DEFAULT_SCORE", "search"]
+
+# benchmarks/results/nas-v1-q4/q4.json, "default" (tests/test_nas.py checks it)
+DEFAULT_SCORE = "fisher"
 
 
 def search(
@@ -49,9 +57,10 @@ def search(
 
     Parameters are those of :func:`ncap.ranking.rank.rank`, plus the macro ``width`` and ``cells``.
     Architecture strings are validated (and normalised) before anything runs. ``score`` defaults
-    to the run's own extrapolation to beta_eff = 0 (``predictor``): the study that chose ncap's
-    recommended score covered fine-tuning pretrained models, not training from scratch, so its
-    fitted model does not apply here (docs/benchmark.md).
+    to :data:`DEFAULT_SCORE`, chosen on ncap's NAS benchmark (module docstring); the recommended
+    score of ``ncap rank`` was chosen for fine-tuning pretrained models, not training from
+    scratch, and is not used here. The table's predicted accuracy is still each run's own
+    extrapolation (``predictor``) when the score predicts none.
     """
     config = config or FinetuneConfig()
     names = [f"{PREFIX}:{arch_to_str(parse_arch(a))}" for a in archs]
@@ -76,6 +85,6 @@ def search(
         runtime=runtime,
         executor=executor,
         model_options=space,  # travels with every candidate, to Ray workers too
-        score=score or nc_name(predictor or PredictorSettings()),
+        score=score or DEFAULT_SCORE,
         target_epochs=target_epochs,
     )

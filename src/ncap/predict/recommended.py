@@ -27,6 +27,7 @@ __all__ = [
     "SIGMA",
     "ScoreSpec",
     "predicted_interval",
+    "recalibration_factor",
     "resolve_score",
 ]
 
@@ -115,15 +116,16 @@ def parse_score(name: str) -> ScoreSpec:
 
 
 def _check_run_score(name: str, baselines) -> None:
-    from ncap.predict.scores import parse_nc
+    from ncap.predict.scores import PROXY_SCORES, parse_nc
 
     if name.startswith("nc/"):
         parse_nc(name)
         return
-    if name.startswith("dyn/") or name in baselines:
+    if name.startswith("dyn/") or name in baselines or name in PROXY_SCORES:
         return
     raise ConfigError(
         f"unknown score {name!r}; choose 'recommended', 'paper', one of {', '.join(baselines)}, "
+        f"a zero-cost proxy ({', '.join(PROXY_SCORES)}), "
         "nc/{measurement}/{variant}/{features}/b{burn_in}/{link}, "
         "dyn/{measurement}/{variant}/{feature} or ravg/a+b (docs/benchmark.md lists them)."
     )
@@ -140,7 +142,7 @@ def resolve_score(name: str | None, budget_fraction: float | None) -> tuple[Scor
         if RECOMMENDED["early"] == RECOMMENDED["late"]:  # the bin does not matter
             return parse_score(RECOMMENDED["late"]), None
         return parse_score(RECOMMENDED["late"]), (
-            "the full budget T is unknown (pass --full-epochs): the recommended score for "
+            "the full budget T is unknown (pass --target-epochs): the recommended score for "
             "budgets of 10-20% of T is used"
         )
     bin_ = "early" if budget_fraction < EARLY_LATE_BOUNDARY else "late"
@@ -151,6 +153,16 @@ def resolve_score(name: str | None, budget_fraction: float | None) -> tuple[Scor
             "score was chosen for 2.5-20%, so this is extrapolated"
         )
     return parse_score(RECOMMENDED[bin_]), note
+
+
+def recalibration_factor(predictor: str, budget_fraction: float | None) -> dict[str, float] | None:
+    """The study's factors ``{"68": k, "95": k}`` for ``predictor`` at the budget nearest
+    ``budget_fraction`` (in log f); None when it has none or the budget is unknown."""
+    factors = RECALIBRATION.get(predictor)
+    if not factors or budget_fraction is None or not budget_fraction > 0:
+        return None
+    nearest = min(factors, key=lambda f: abs(math.log(f) - math.log(budget_fraction)))
+    return factors[nearest]
 
 
 def predicted_interval(
@@ -164,11 +176,7 @@ def predicted_interval(
     mapped back (sigmoid for the logit link, clipped to [0, 1] for identity), with the study's
     recalibration factor ``k`` of the nearest budget (in log f); ``k = 1`` and ``calibrated``
     False when the study has none for this predictor or the budget is unknown."""
-    factors = RECALIBRATION.get(predictor)
-    k = None
-    if factors and budget_fraction is not None and budget_fraction > 0:
-        nearest = min(factors, key=lambda f: abs(math.log(f) - math.log(budget_fraction)))
-        k = factors[nearest]
+    k = recalibration_factor(predictor, budget_fraction)
     from scipy.special import expit
 
     out: dict[str, object] = {"calibrated": k is not None}

@@ -11,12 +11,14 @@ cannot score the run. Names:
 - ``last-observed``, ``learning-curve`` (both predict an accuracy), ``tse``, ``tse-e1``,
   ``param-count``, ``source-accuracy``, ``logme`` (:mod:`ncap.predict.baselines`; ``logme`` is read
   from the context);
+- a zero-cost proxy of the untrained network (:data:`PROXY_SCORES`, e.g. ``fisher``; read from
+  the context's ``proxies``);
 - ``dyn/{measurement}/{variant}/{feature}``: a raw feature of beta_eff's decay
   (:mod:`ncap.predict.dynamics`), oriented by ``sign`` (the caller's choice, +1 by default).
 
 ``context`` keys: ``steps_per_epoch`` and ``target_epoch`` (the full budget in epochs) for the
 baselines, ``curve_starts`` (optional), and the training-free values ``parameters``,
-``source_accuracy``, ``logme``.
+``source_accuracy``, ``logme``, ``proxies``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from ncap.predict.settings import FEATURE_MAPS, LINKS, MEASUREMENT_CHOICES, Pred
 __all__ = [
     "BASELINE_SCORES",
     "PREDICTS_ACCURACY",
+    "PROXY_SCORES",
     "RunScore",
     "dynamics_name",
     "nc_name",
@@ -51,6 +54,19 @@ BASELINE_SCORES = (
     "logme",
     "param-count",
     "source-accuracy",
+)
+# the zero-cost proxies of an untrained network (ncap.predict.proxies, plus flops), read from the
+# context's "proxies"; a test checks the names against ncap.predict.proxies.PROXIES
+PROXY_SCORES = (
+    "grad_norm",
+    "snip",
+    "grasp",
+    "fisher",
+    "fisher_channel",
+    "synflow",
+    "jacob_cov",
+    "naswot",
+    "flops",
 )
 PREDICTS_ACCURACY = frozenset({"last-observed", "learning-curve"})  # and every nc/ score
 BURN_INS = (0, 1, 2)
@@ -180,6 +196,11 @@ def run_score(
         value = context.get("logme")
         if value is None or not math.isfinite(float(value)):
             return RunScore(None, "LogME is unknown for this run")
+        return RunScore(float(value))
+    if name in PROXY_SCORES:
+        value = (context.get("proxies") or {}).get(name)
+        if value is None or not math.isfinite(float(value)):
+            return RunScore(None, f"the zero-cost proxy {name} is unknown for this run")
         return RunScore(float(value))
     from ncap.predict.baselines import BASELINES
 

@@ -13,7 +13,7 @@ from ncap.exceptions import CandidateError, NcapError, StorageError
 from ncap.models.registry import create_backbone
 from ncap.predict.capacitance import PredictorSettings, predict_from_points
 from ncap.ranking.segment import RungJob, out_of_memory_reason, run_segment
-from ncap.ranking.training_free import training_free_scores
+from ncap.ranking.training_free import proxies_of, training_free_scores
 from ncap.results import CandidateRecord, failed_record
 from ncap.training.config import FinetuneConfig
 from ncap.training.loop import finetune
@@ -35,6 +35,7 @@ def run_candidate(
     log: Callable[[str], None] | None = None,
     rung: RungJob | None = None,
     logme: bool = False,
+    proxies: tuple[str, ...] = (),
 ) -> CandidateRecord:
     """Fine-tune one candidate and return its record (``status`` "failed" with a reason on error).
 
@@ -48,7 +49,9 @@ def run_candidate(
     With ``rung`` (successive halving) only that rung's part of the run is trained, from and to
     the candidate's checkpoint (:func:`ncap.ranking.segment.run_segment`). With ``logme``, LogME of
     the pretrained backbone's features is computed first (``record["backbone"]["logme"]``; a
-    failure is recorded as ``logme_error`` and does not fail the candidate).
+    failure is recorded as ``logme_error`` and does not fail the candidate). With ``proxies``,
+    those zero-cost proxies of the untrained network are computed first, as the NAS benchmark
+    computes them (``record["backbone"]["proxies"]``, :func:`ncap.ranking.training_free.proxies_of`).
     """
     if rung is not None:
         return run_segment(
@@ -72,6 +75,8 @@ def run_candidate(
         record["backbone"] = {"num_features": backbone.num_features} | backbone.info
         if logme:
             record["backbone"] |= training_free_scores(backbone, dataset, config, runtime, log)
+        if proxies:
+            record["backbone"] |= proxies_of(backbone, dataset, config, proxies)
         n_train = len(dataset.y_train)
         budget_steps = config.total_steps(n_train)
         run_config = config

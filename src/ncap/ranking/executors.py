@@ -52,6 +52,7 @@ class CandidateJob:
     model_options: dict[str, Any] = field(default_factory=dict)  # of every create_backbone call
     rung: RungJob | None = None  # successive halving: train only to this rung, via checkpoints
     logme: bool = False  # compute LogME of the pretrained backbone first (the score reads it)
+    proxies: tuple[str, ...] = ()  # zero-cost proxies of the untrained network (the score reads)
 
 
 class Executor(Protocol):
@@ -90,6 +91,7 @@ class LocalExecutor:
                 log=log,
                 rung=job.rung,
                 logme=job.logme,
+                proxies=job.proxies,
             )
 
     def describe(self) -> dict[str, Any]:
@@ -97,7 +99,16 @@ class LocalExecutor:
 
 
 def _remote_candidate(
-    name, dataset, config, predictor, full_epochs, runtime, model_options, rung=None, logme=False
+    name,
+    dataset,
+    config,
+    predictor,
+    full_epochs,
+    runtime,
+    model_options,
+    rung=None,
+    logme=False,
+    proxies=(),
 ):
     """The body of a Ray task: one candidate, its record returned to the driver."""
     return run_candidate(
@@ -110,6 +121,7 @@ def _remote_candidate(
         model_options=model_options,
         rung=rung,
         logme=logme,
+        proxies=proxies,
     )
 
 
@@ -212,6 +224,7 @@ class RayExecutor:
                     job.model_options,
                     job.rung,
                     job.logme,
+                    job.proxies,
                 )
                 pending[ref] = name
             try:

@@ -30,9 +30,10 @@ from typing import Any
 from ncap.data.dataset import ImageDataset
 from ncap.exceptions import ConfigError, OutputExists
 from ncap.predict.capacitance import PredictorSettings
+from ncap.predict.caveats import separation
 from ncap.ranking.cost import run_cost
 from ncap.ranking.executors import CandidateJob, Executor
-from ncap.ranking.halving_core import decide, halving_budgets, rung_steps
+from ncap.ranking.halving_core import decide, halving_budgets, kept_count, rung_steps
 from ncap.ranking.halving_state import check_state, read_rung_record, rung_file
 from ncap.ranking.preflight import check_burn_in
 from ncap.ranking.rung_scores import (
@@ -42,10 +43,10 @@ from ncap.ranking.rung_scores import (
     needs_logme,
     score_rung,
 )
+from ncap.ranking.scoring import assumed_note, target_or_assumed, trust_of
 from ncap.ranking.segment import RungJob, checkpoint_path
 from ncap.report import write_outputs
 from ncap.report.progress import progress_bars
-from ncap.report.rungs import plot_rungs
 from ncap.results import RankResult
 from ncap.storage import atomic_write_json, to_jsonable
 from ncap.training.config import FinetuneConfig
@@ -167,6 +168,8 @@ def run_halving(
             problem = check_state(state_path, stored)
             if problem is not None and log:
                 log(f"{state_path} is malformed ({problem}); it is rebuilt from the rung records")
+    # the rungs' scores read each budget as a share of T (assumed as for a fixed budget when unset)
+    target, assumed = target_or_assumed(full_epochs, None, budgets[-1])
     ckpt_dir = out_dir / "checkpoints"
     logme = needs_logme(halving.score)
     spe = run_config.steps_per_epoch(n_train)
@@ -176,7 +179,15 @@ def run_halving(
     seconds: dict[str, float] = {name: 0.0 for name in models}
     history: dict[str, list[dict[str, Any]]] = {name: [] for name in models}
     rungs: list[dict[str, Any]] = []
-    with progress_bars(progress, len(models)) as bars:
+    evidence: dict[str, dict[str, Any]] = {}  # per candidate: what its last rung's score saw
+    all_notes: list[str] = [assumed_note(target, None)] if assumed else []
+    planned, n = 0, len(models)  # candidate runs over all rungs, if nothing fails
+    for k in range(len(budgets)):
+        planned += n
+        n = kept_count(n, halving.eta, k == len(budgets) - 1)
+        if n <= 1:
+            break
+    with progress_bars(progress, planned, log=log) as bars:
         for k, (budget, stop) in enumerate(zip(budgets, steps, strict=True)):
             todo = []  # a missing, damaged or failed record (of an earlier process) runs again
             for name in alive:
@@ -221,23 +232,44 @@ def run_halving(
                 if record["status"] != "ok":
                     failed[name] = record["reason"] or "failed"
             notes: list[str] = []
+            seen: dict[str, dict[str, Any]] = {}
             scores = score_rung(
                 halving.score,
                 [latest[name] for name in alive],
                 predictor,
                 budget_steps=stop,
                 steps_per_epoch=spe,
-                full_epochs=full_epochs,
+                full_epochs=target,
                 fraction_of_max=budget / budgets[-1],
                 notes=notes,
+                classes=dataset.num_classes,
+                evidence=seen,
             )
+            evidence |= seen
             for name in alive:
                 history[name].append({"rung": k, "budget_epochs": budget, "score": scores[name]})
-            if log and k == 0:
-                for note in notes:
+            if k == 0:
+                all_notes.extend(notes)
+                for note in notes if log else ():
                     log(f"note: {note}")
             last = k == len(budgets) - 1
-            decision = decide(scores, alive, eta=halving.eta, last=last, failed=failed)
+            # a candidate at chance has learnt nothing its score could read: it ranks below the
+            # others (among themselves by observed accuracy; failed ones last), whatever its
+            # score says
+            chance = [n for n in alive if "at-chance" in (seen.get(n) or {}).get("flags", {})]
+            observed = {n: latest[n].get("observed_accuracy") or 0.0 for n in chance}
+            order_k = (
+                [n for n in alive if n not in chance and n not in failed]
+                + sorted(chance, key=lambda n: -observed[n])
+                + [n for n in alive if n in failed]
+            )
+            decision = decide(
+                {n: None if n in chance else v for n, v in scores.items()},
+                order_k,
+                eta=halving.eta,
+                last=last,
+                failed=failed,
+            )
             reasons = {}
             for name in decision.dropped:
                 if name in failed:
@@ -245,9 +277,11 @@ def run_halving(
                 else:
                     pos = decision.ranked.index(name) + 1
                     value = "none" if scores[name] is None else f"{scores[name]:.4f}"
+                    flags = ", ".join((seen.get(name) or {}).get("flags") or {})
                     reasons[name] = (
-                        f"dropped at rung {k} ({budget:g} epochs): {halving.score} {value} ranked "
-                        f"{pos} of {len(decision.ranked)}; the top {len(decision.kept)} continued"
+                        f"dropped at rung {k} ({budget:g} epochs): {halving.score} {value}"
+                        f"{f' ({flags})' if flags else ''} ranked {pos} of "
+                        f"{len(decision.ranked)}; the top {len(decision.kept)} continued"
                     )
             rungs.append(
                 {
@@ -259,6 +293,12 @@ def run_halving(
                     "scores": {name: scores[name] for name in decision.ranked},
                     "kept": list(decision.kept),
                     "dropped": reasons,
+                    "intervals": {
+                        n: ((seen.get(n) or {}).get("prediction") or {}).get("95")
+                        for n in decision.ranked
+                    },
+                    "flags": {n: sorted((seen.get(n) or {}).get("flags") or {}) for n in seen},
+                    "separation": _cut(decision, seen),
                 }
             )
             atomic_write_json({"settings": settings, "rungs": rungs}, state_path)
@@ -278,23 +318,70 @@ def run_halving(
         record["seconds"] = record["cost_seconds"] = seconds[name]
         record["steps"] = int(record.get("steps") or 0)
         dropped = next((r for r in rungs if name in r["dropped"]), None)
+        record |= evidence.get(name, {})  # the score, prediction and flags that decided
         record["halving"] = {
             "rungs": history[name],
             "dropped_at_rung": None if dropped is None else dropped["rung"],
             "why": None if dropped is None else dropped["dropped"][name],
         }
         records.append(record)
+    decided = [r for r in rungs if len(r["ranked"]) > 1] or rungs
+    final = decided[-1]
+    verdict = separation([
+        {"name": n, "prediction": (evidence.get(n) or {}).get("prediction")}
+        for n in final["ranked"]
+        if n in evidence
+    ])  # fmt: skip
+    if verdict.get("statement"):
+        verdict["statement"] = (
+            f"at the last rung that compared candidates (rung {final['rung']}, "
+            f"{final['budget_epochs']:g} epochs): {verdict['statement']}"
+        )
+    trust = trust_of(  # the statement of the last rung that compared candidates
+        [{"name": n} | evidence[n] for n in final["ranked"] if n in evidence],
+        final["budget_epochs"] / target if target else None,
+    )
     result = RankResult(
         candidates=records,
-        settings=settings | environment,
+        settings=settings
+        | environment
+        | {
+            "score": {
+                "name": halving.score,
+                "requested": halving.score,
+                "target_epochs": target,
+                "target_assumed": assumed,
+                "notes": all_notes,
+                "separation": verdict,
+                "trust": trust,
+            }
+        },
         out_dir=out_dir,
         cost=run_cost(records, full_steps=round(reference * spe), full_epochs=reference),
         order=ranking,
         rungs=rungs,
     )
-    result.files = write_outputs(result)
-    result.files["rungs_plot"] = plot_rungs(rungs, order, out_dir / "rungs.png")
+    result.files = write_outputs(result)  # (with rungs.png)
     return result
+
+
+def _cut(decision, seen: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """Whether a rung's cut separated the last kept from the first dropped candidate (their 95%
+    intervals apart, neither flagged); None when nothing was cut."""
+    dropped = [n for n in decision.ranked if n in decision.dropped and n in seen]
+    kept = [n for n in decision.kept if n in seen]
+    if not dropped or not kept:
+        return None
+    pair = [{"name": n, "prediction": seen[n].get("prediction")} for n in (kept[-1], dropped[0])]
+    verdict = separation(pair)
+    if not verdict["separated"]:
+        verdict["statement"] = (
+            f"the cut between {kept[-1]} (kept) and {dropped[0]} (dropped) could not tell them "
+            "apart: " + ("their 95% intervals overlap" if all(
+                (p["prediction"] or {}).get("95") for p in pair
+            ) else "an interval is withheld (flagged) or missing")
+        )  # fmt: skip
+    return verdict
 
 
 def _final_order(rungs: list[dict[str, Any]], latest: dict[str, dict[str, Any]]) -> list[str]:

@@ -22,9 +22,12 @@ from ncap._version import __version__
 from ncap.data.dataset import ImageDataset
 from ncap.data.registry import load_dataset
 from ncap.exceptions import ConfigError
+from ncap.models.objects import PREFIX as OBJECT_PREFIX
+from ncap.models.objects import candidate_names
 from ncap.predict.capacitance import PredictorSettings
+from ncap.predict.caveats import separation
 from ncap.predict.recommended import resolve_score
-from ncap.predict.scores import parse_nc, score_variant, untracked_reason
+from ncap.predict.scores import PROXY_SCORES, parse_nc, score_variant, untracked_reason
 from ncap.ranking.cost import run_cost, spent_steps
 from ncap.ranking.executors import CandidateJob, Executor, make_executor
 from ncap.ranking.halving import HalvingSettings, run_halving
@@ -36,7 +39,14 @@ from ncap.ranking.preflight import (
     check_strategy,
     clear_outputs,
 )
-from ncap.ranking.scoring import add_predictions, budget_fraction, score_candidates
+from ncap.ranking.scoring import (
+    add_predictions,
+    assumed_note,
+    budget_fraction,
+    score_candidates,
+    target_or_assumed,
+    trust_of,
+)
 from ncap.ranking.store import candidate_path, load_finished, stale_files
 from ncap.report import write_outputs
 from ncap.report.progress import progress_bars
@@ -82,7 +92,7 @@ def _environment() -> dict[str, Any]:
 
 
 def rank(
-    models: Sequence[str],
+    models: Sequence[Any] | dict[str, Any],
     data: str | ImageDataset,
     *,
     out_dir: str | Path,
@@ -109,8 +119,10 @@ def rank(
 
     Parameters
     ----------
-    models : sequence of str
-        Candidate names from the registry (:func:`ncap.models.builtin.list_models`, or ``prefix:name``).
+    models : sequence of str, nn.Module or factory (or a mapping name -> object)
+        Candidate names from the registry (:func:`ncap.models.builtin.list_models`, or
+        ``prefix:name``), or Python objects: ``nn.Module``s, factories, ``functools.partial``s
+        of factories with arguments, ``(name, object)`` pairs (:mod:`ncap.models.objects`).
     data : str or ImageDataset
         A built-in dataset name, an image-folder path, or a loaded dataset.
     out_dir : path
@@ -159,6 +171,14 @@ def rank(
     """
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}.")
+    models = candidate_names(models)  # nn.Modules and factories -> obj:<name>
+    if getattr(executor, "name", executor) != "local" and any(
+        m.startswith(f"{OBJECT_PREFIX}:") for m in models
+    ):
+        raise ConfigError(
+            "candidates given as Python objects run in this process only; use executor='local', "
+            "or name them as py:<module>:<factory> for Ray."
+        )
     config = config or FinetuneConfig()
     predictor = predictor or PredictorSettings()
     runtime = runtime or Runtime()
@@ -227,6 +247,12 @@ def _rank_locked(
         else load_dataset(data, n_train=n_train, n_val=n_val, seed=config.seed, root=data_root)
     )
     n_seen = len(dataset.y_train)
+    if strategy == "halving" and (halving or HalvingSettings()).score in PROXY_SCORES:
+        raise ConfigError(
+            f"successive halving cannot cut by the zero-cost proxy "
+            f"{(halving or HalvingSettings()).score!r}: it does not change with training; rank "
+            "by it with the fixed strategy (it needs no training at all)."
+        )
     if strategy == "halving":
         return run_halving(
             models,
@@ -257,7 +283,7 @@ def _rank_locked(
                 f"the full budget T ({epochs:g} epochs, {flag}) must cover the early budget "
                 f"({budget_steps} steps = {budget_steps / spe:.3g} epochs)."
             )
-    reference = target_epochs if target_epochs is not None else full_epochs  # T
+    reference, assumed = target_or_assumed(target_epochs, full_epochs, budget_steps / spe)  # T
     fraction = budget_fraction(budget_steps, spe, reference)
     score_spec, score_note = resolve_score(score, fraction)  # a bad name fails before training
     for component in score_spec.components:  # a score that ranks by an extrapolation
@@ -280,7 +306,7 @@ def _rank_locked(
     # the settings as a candidate file stores them (tuples -> lists, non-finite -> null)
     stored_settings = json.loads(json.dumps(to_jsonable(settings)))
     records: dict[str, dict[str, Any]] = {}
-    with progress_bars(progress, len(models)) as bars:
+    with progress_bars(progress, len(models), log=log) as bars:
         todo = []
         for name in models:
             done = finished.get(name)
@@ -305,7 +331,9 @@ def _rank_locked(
                 continue
             todo.append(name)
         job = CandidateJob(dataset, config, predictor, full_epochs, runtime, model_options or {},
-                           logme="logme" in score_spec.components)  # fmt: skip
+                           logme="logme" in score_spec.components,
+                           proxies=tuple(c for c in score_spec.components
+                                         if c in PROXY_SCORES))  # fmt: skip
         for record in executor.run(
             todo, job, on_start=bars.candidate_start, on_step=bars.step, log=log
         ):
@@ -330,9 +358,15 @@ def _rank_locked(
         full_epochs=reference,
         notes=notes,
     )
-    add_predictions([records[name] for name in models], predictor, fraction)
+    ranked = [records[name] for name in models]
+    add_predictions(ranked, predictor, fraction, classes=dataset.num_classes,
+                    budget_steps=budget_steps)  # fmt: skip
+    verdict = separation([records[name] for name in order if records[name]["status"] == "ok"])
+    trust = trust_of([records[name] for name in order if records[name]["status"] == "ok"], fraction)
     if score_note:
         notes.insert(0, score_note)
+    if assumed:
+        notes.insert(0, assumed_note(reference, fraction))
     for note in notes if log else ():
         log(f"note: {note}")
     result = RankResult(
@@ -346,15 +380,18 @@ def _rank_locked(
                 "requested": score or "recommended",
                 "budget_fraction": fraction,
                 "target_epochs": reference,
+                "target_assumed": assumed,
                 "notes": notes,
+                "separation": verdict,
+                "trust": trust,
             },
         },
         order=order,
         out_dir=out_dir,
-        cost=run_cost(
+        cost=run_cost(  # (an assumed T makes no cost figure: it would only restate it)
             spent,
-            full_steps=None if reference is None else round(reference * spe),
-            full_epochs=reference,
+            full_steps=None if assumed else round(reference * spe),
+            full_epochs=None if assumed else reference,
         ),
     )
     result.files = write_outputs(result)

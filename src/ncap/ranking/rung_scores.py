@@ -6,7 +6,7 @@ is the one ``ncap rank --strategy halving`` uses unless told: ``recommended``, t
 bench-v2 study adopted (:mod:`ncap.predict.recommended`; ``fit/base``), as for a fixed budget.
 Any score ``ncap rank --score`` accepts works (:func:`score_rung`, via
 :func:`ncap.ranking.scoring.score_candidates` on the rung's records, so a fitted score sees the
-rung's budget as a share of ``--full-epochs``), plus:
+rung's budget as a share of ``--target-epochs``), plus:
 
 - ``last-observed``: the last observed validation accuracy (what ASHA / Hyperband rank by);
 - ``predicted``: the run's own extrapolation to beta_eff = 0
@@ -98,23 +98,47 @@ def score_rung(
     full_epochs: float | None,
     fraction_of_max: float,
     notes: list[str] | None = None,
+    classes: int | None = None,
+    evidence: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, float | None]:
-    """The rung's score of each record (None: failed or unrated). ``records`` are not changed."""
+    """The rung's score of each record (None: failed or unrated). ``records`` are not changed.
+
+    ``evidence``, when given, receives per successful record what the score saw: ``score`` (the
+    score's record, as a fixed ranking stores it), ``prediction`` (with its interval, withheld
+    when flagged) and ``flags`` (:mod:`ncap.predict.caveats`; ``classes``: the task's classes).
+    """
+    from ncap.predict.caveats import candidate_flags
+
     if name in RUNG_SCORES:
         score = make_rung_score(name, predictor)
-        return {
+        values = {
             r["name"]: score(r["trajectory"], fraction_of_max) if r["status"] == "ok" else None
             for r in records
         }
+        for r in records if evidence is not None else ():
+            if r["status"] == "ok":
+                evidence[r["name"]] = {
+                    "score": {"name": name, "value": values[r["name"]]},
+                    "flags": candidate_flags(r, classes=classes, budget_steps=budget_steps),
+                }
+        return values
     from ncap.predict.recommended import resolve_score
-    from ncap.ranking.scoring import budget_fraction, score_candidates
+    from ncap.ranking.scoring import add_predictions, budget_fraction, score_candidates
 
-    spec, note = resolve_score(name, budget_fraction(budget_steps, steps_per_epoch, full_epochs))
+    fraction = budget_fraction(budget_steps, steps_per_epoch, full_epochs)
+    spec, note = resolve_score(name, fraction)
     copies = [dict(r) for r in records]
     score_candidates(copies, spec, budget_steps=budget_steps, steps_per_epoch=steps_per_epoch,
                      full_epochs=full_epochs, notes=notes)  # fmt: skip
     if note and notes is not None:
         notes.insert(0, note)
+    if evidence is not None:
+        add_predictions(copies, predictor, fraction, classes=classes, budget_steps=budget_steps)
+        for r in copies:
+            if r["status"] == "ok":
+                evidence[r["name"]] = {
+                    key: r[key] for key in ("score", "prediction", "flags") if key in r
+                }
     return {r["name"]: (r.get("score") or {}).get("value") for r in copies}
 
 

@@ -23,16 +23,25 @@ from typing import Any
 
 import numpy as np
 
+from ncap.predict.caveats import apply_flags, candidate_flags
 from ncap.predict.features import base_features, sigmoid
-from ncap.predict.recommended import ScoreSpec, predicted_interval
+from ncap.predict.recommended import ScoreSpec, predicted_interval, recalibration_factor
 from ncap.predict.scores import nc_name, run_score
 from ncap.predict.settings import PredictorSettings
 
-__all__ = ["RANKING_FIELDS", "add_predictions", "budget_fraction", "score_candidates"]
+__all__ = [
+    "RANKING_FIELDS",
+    "add_predictions",
+    "assumed_note",
+    "budget_fraction",
+    "score_candidates",
+    "target_or_assumed",
+    "trust_of",
+]
 
 # set on the records of a ranking (results.json), not in candidates/*.json: a rank average depends
 # on the other candidates, and the interval on the budget's share of the full budget
-RANKING_FIELDS = ("score", "prediction")
+RANKING_FIELDS = ("score", "prediction", "flags")
 
 _WHY_MISSING = {
     "logit_source": "no source accuracy (only ncap's own zoo records one)",
@@ -54,6 +63,34 @@ def budget_fraction(
     return budget_steps / (full_epochs * steps_per_epoch)
 
 
+def target_or_assumed(
+    target_epochs: float | None, full_epochs: float | None, budget_epochs: float
+) -> tuple[float, bool]:
+    """The full budget T the prediction is for, and whether it is assumed: ``target_epochs``,
+    else ``full_epochs``, else the budget / :data:`~ncap.predict.shipped.UNKNOWN_BUDGET` (the
+    budget taken as 10% of T, the share the recommended score then uses). One rule for the
+    command line, the demo and the Python API.
+
+    >>> target_or_assumed(None, None, 1.0), target_or_assumed(20.0, None, 1.0)
+    ((10.0, True), (20.0, False))
+    """
+    from ncap.predict.shipped import UNKNOWN_BUDGET
+
+    for epochs in (target_epochs, full_epochs):
+        if epochs is not None:
+            return float(epochs), False
+    return budget_epochs / UNKNOWN_BUDGET, True
+
+
+def assumed_note(target_epochs: float, fraction: float | None) -> str:
+    """The note that says T was assumed, and which flag sets it."""
+    share = "" if fraction is None else f" (the budget = {100 * fraction:.3g}% of T)"
+    return (
+        f"T = {target_epochs:.3g} epochs is assumed{share}: predictions are for a model trained "
+        "to T; pass --target-epochs (target_epochs=) with the epochs you would really train"
+    )
+
+
 def _context(record: dict[str, Any], steps_per_epoch: float, full_epochs: float | None):
     backbone = record.get("backbone") or {}
     return {
@@ -63,6 +100,7 @@ def _context(record: dict[str, Any], steps_per_epoch: float, full_epochs: float 
         "parameters": backbone.get("parameters"),
         "source_accuracy": backbone.get("source_accuracy"),
         "logme": backbone.get("logme"),
+        "proxies": backbone.get("proxies"),
     }
 
 
@@ -138,16 +176,19 @@ def _fitted(ok, spec: ScoreSpec, budget_steps, steps_per_epoch, full_epochs):
             reasons[i].append(f"{spec.name}: undefined feature(s) {', '.join(bad)}")
             continue
         feats = {f: rows[i][f] for f in fit.model.features}
+        beyond = []
         for f, v in feats.items():
             low, high = fit.ranges[f]
             if not low <= v <= high:
                 outside.setdefault(f, []).append(r["name"])
+                beyond.append(f)
         extra[i] = {
             "predicted": float(combined[i]),
             "link": "logit",
             "link_mean": float(link_mean[i]),
             "link_sd": float(sd[i]),
             "features": feats,
+            "outside": beyond,
             "fit": {
                 "budget_fraction": fit.budget,
                 "features": list(fit.model.features),
@@ -162,7 +203,7 @@ def _fitted(ok, spec: ScoreSpec, budget_steps, steps_per_epoch, full_epochs):
         )
     if fraction is None:
         notes.append(
-            f"{spec.name}: the full budget is unknown (pass --full-epochs); the model fitted at "
+            f"{spec.name}: the full budget is unknown (pass --target-epochs); the model fitted at "
             f"{100 * fit.budget:g}% of the full budget is used"
         )
     return combined, reasons, extra, notes
@@ -211,11 +252,18 @@ def add_predictions(
     records: Sequence[dict[str, Any]],
     predictor: PredictorSettings,
     budget_fraction: float | None,
+    *,
+    classes: int | None = None,
+    budget_steps: int | None = None,
 ) -> None:
     """``record["prediction"]``: each successful record's predicted final accuracy, from the
     ranking score when it predicts one (``by``: its name), else from the run's own extrapolation
     to beta_eff = 0 (``by``: the predictor's name), with its 68% and 95% intervals (recalibrated
-    on the study's selection half where factors exist; ``calibrated`` says whether)."""
+    on the study's selection half where factors exist; ``calibrated`` says whether).
+
+    A candidate at chance, with too few points or outside the score's fitted range
+    (:mod:`ncap.predict.caveats`; ``classes`` is the task's class count) keeps its point value
+    but not its interval, and its ``flags`` (also set without a prediction) name why."""
     extrapolation = nc_name(predictor)
     for r in records:
         if r["status"] != "ok":
@@ -231,9 +279,68 @@ def add_predictions(
             fit = r.get("fit") or {}
             by, accuracy = extrapolation, r.get("predicted_accuracy")
             link, mean, sd = fit.get("link"), fit.get("link_mean"), fit.get("link_std")
+        flags = candidate_flags(r, classes=classes, budget_steps=budget_steps)
+        r["flags"] = flags
         if accuracy is None:
             continue
         prediction: dict[str, Any] = {"by": by, "accuracy": accuracy}
         if link is not None and mean is not None and sd is not None and math.isfinite(sd):
             prediction |= predicted_interval(by, link, mean, sd, fraction)
-        r["prediction"] = prediction
+        r["prediction"] = apply_flags(prediction, list(flags))
+
+
+def trust_of(ranked: Sequence[dict[str, Any]], budget_fraction: float | None) -> dict[str, Any]:
+    """The trust statement (:mod:`ncap.predict.trust`) of a ranking's top pick: ``ranked`` are the
+    successful records, best first, after :func:`add_predictions`. Each candidate's predictive
+    distribution is its ranking score's link-space mean and sd, the sd times the shipped 95%
+    recalibration factor (the table's); a flagged candidate, or one without a factor, is not
+    calibrated, nor is a statement whose score failed (or never had) the calibration check
+    (:data:`ncap.predict.trust.CHECKED`, whose note says how it errs: ``calibration``). Candidates whose score gives no distribution (a failed score, or a score that
+    predicts no accuracy with an sd: ``last-observed``, rank averages) are left out; with fewer
+    than two left there is no statement (``p_best`` None and a ``reason``)."""
+    from ncap.predict.trust import CHECKED, Predictive, trust_statement
+
+    usable, left_out = [], []
+    for r in ranked:
+        score, prediction = r.get("score") or {}, r.get("prediction") or {}
+        mean, sd, link = score.get("link_mean"), score.get("link_sd"), score.get("link")
+        if link is None or mean is None or sd is None or not math.isfinite(sd):
+            left_out.append(r["name"])
+            continue
+        fraction = budget_fraction
+        if "fit" in score:
+            fraction = score["fit"]["budget_fraction"]
+        k = recalibration_factor(score["name"], fraction)
+        interval = prediction.get("68")
+        usable.append(
+            Predictive(
+                r["name"],
+                link,
+                float(mean),
+                float(sd) * (k["95"] if k else 1.0),
+                calibrated=k is not None and not r.get("flags"),
+                interval68=tuple(interval) if interval else None,
+            )
+        )
+    if len(usable) < 2 or ranked[0]["name"] != usable[0].name:
+        name = (ranked[0].get("score") or {}).get("name") if ranked else None
+        return {
+            "p_best": None,
+            "expected_regret": None,
+            "warnings": [],
+            "calibrated": False,
+            "reason": (
+                f"the score {name} gives no predictive distribution for "
+                f"{', '.join(left_out[:5])}{' ...' if len(left_out) > 5 else ''}"
+                if left_out
+                else "fewer than two candidates"
+            ),
+        }
+    notes = [f"left out (no predictive distribution): {', '.join(left_out)}"] if left_out else []
+    out = trust_statement(usable, notes=notes).to_dict()
+    check = CHECKED.get(ranked[0]["score"]["name"])
+    out["calibrated"] = bool(out["calibrated"] and check and check["calibrated"])
+    out["calibration"] = (
+        check["note"] if check else "this score's trust statement was never checked for calibration"
+    )
+    return out

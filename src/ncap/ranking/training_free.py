@@ -1,9 +1,10 @@
-"""Training-free values of a candidate that the recommended score reads: LogME of its features."""
+"""Training-free values of a candidate that its score reads: LogME of its features, or the zero-cost
+proxies of an untrained network (`ncap nas`)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ from ncap.training.config import FinetuneConfig
 from ncap.training.features import backbone_features
 from ncap.training.runtime import Runtime
 
-__all__ = ["LOGME_IMAGES", "logme_of", "training_free_scores"]
+__all__ = ["LOGME_IMAGES", "logme_of", "proxies_of", "training_free_scores"]
 
 # a ranking's LogME reads at most this many training images: bench-v2, whose rows the recommended
 # score is fitted on, had 500-1024, and a pass over all of a large split costs a third of an epoch
@@ -68,3 +69,30 @@ def training_free_scores(
     if "logme_error" in out and log:
         log(f"{backbone.name}: {out['logme_error']}; the score leaves LogME out")
     return out
+
+
+def proxies_of(
+    backbone: Backbone, dataset: ImageDataset, config: FinetuneConfig, names: Sequence[str]
+) -> dict[str, Any]:
+    """``{"proxies": ..., "proxy_failures": ..., "proxy_seconds": ...}``: the zero-cost proxies
+    ``names`` (:func:`ncap.predict.proxies.compute_proxies`) of the untrained network with a fresh
+    linear head, on one batch of ``config.batch_size`` training images, exactly as the NAS
+    benchmark computes them (head and batch drawn from seed 0, on the CPU). Torch's random state is
+    left as it was, so the fine-tuning that follows is the same with or without proxies."""
+    from ncap.predict.proxies import compute_proxies
+
+    start = time.perf_counter()
+    own = [n for n in names if n not in ("flops", "param_count")]
+    with torch.random.fork_rng():
+        generator = torch.Generator().manual_seed(0)
+        head = torch.nn.Linear(backbone.num_features, dataset.num_classes)
+        torch.manual_seed(0)
+        head.reset_parameters()
+        idx = torch.randperm(len(dataset.y_train), generator=generator)[: config.batch_size]
+        model = torch.nn.Sequential(backbone.module, head)
+        values, reasons = compute_proxies(model, dataset.x_train[idx], dataset.y_train[idx], own)
+    return {
+        "proxies": values,
+        "proxy_failures": reasons,
+        "proxy_seconds": time.perf_counter() - start,
+    }

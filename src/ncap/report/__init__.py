@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ncap.predict.capacitance import PredictorSettings
+from ncap.report.page import write_report
 from ncap.report.tables import results_csv
 from ncap.results import RankResult
 from ncap.storage import atomic_write_json, atomic_write_text
@@ -13,8 +14,12 @@ __all__ = ["write_outputs"]
 
 
 def write_outputs(result: RankResult) -> dict[str, Path]:
-    """results.json, results.csv and the PNG plots of a ranking."""
-    from ncap.report.plots import plot_beta_trajectories, plot_fits  # matplotlib: on demand
+    """results.json, results.csv, the PNG plots and report.md of a ranking."""
+    from ncap.report.plots import (  # matplotlib: on demand
+        plot_beta_trajectories,
+        plot_fits,
+        plot_learning_curves,
+    )
 
     out = result.out_dir
     files = {
@@ -30,4 +35,15 @@ def write_outputs(result: RankResult) -> dict[str, Path]:
     files["fit_plot"] = plot_fits(
         result.candidates, predictor, result.settings["budget_steps"], out / "fits.png"
     )
+    files["learning_plot"] = plot_learning_curves(
+        result.candidates,
+        out / "learning_curves.png",
+        num_classes=result.settings["dataset"].get("num_classes"),
+    )
+    if result.rungs:
+        from ncap.report.rungs import plot_rungs
+
+        names = [c["name"] for c in result.candidates]
+        files["rungs_plot"] = plot_rungs(result.rungs, names, out / "rungs.png")
+    files["report"] = write_report(result, files)
     return files

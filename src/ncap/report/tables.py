@@ -12,7 +12,16 @@ from typing import Any
 from ncap.metrics import ranking_metrics
 from ncap.results import rank_order
 
-__all__ = ["CSV_COLUMNS", "LEGEND", "cost_footer", "print_table", "results_csv", "verification"]
+__all__ = [
+    "CSV_COLUMNS",
+    "LEGEND",
+    "caveat_lines",
+    "cost_footer",
+    "print_table",
+    "results_csv",
+    "trust_line",
+    "verification",
+]
 
 
 CSV_COLUMNS = (
@@ -32,6 +41,7 @@ CSV_COLUMNS = (
     "beta_eff_mean_abs",
     "beta_eff_abs_mean",
     "cost_seconds",
+    "flags",
     "reason",
 )
 
@@ -44,7 +54,8 @@ LEGEND = (
     "says calibrated). observed acc: validation accuracy at the end of the budget. beta_eff "
     "(end): the probe's neural capacitance over the last evaluation interval (-> 0 as training "
     "converges). cost s: seconds of fine-tuning within the budget. test acc: the test split at "
-    "the end. Details: docs/method.md."
+    "the end. status: ok, or the flags of a prediction not to trust (at-chance, few-points, "
+    "outside-fit: its interval is withheld). Details: docs/method.md."
 )
 
 
@@ -77,6 +88,7 @@ def results_csv(candidates: Sequence[dict[str, Any]], ranking: Sequence[str] | N
                 "beta_eff_mean_abs": beta.get("mean-abs"),
                 "beta_eff_abs_mean": beta.get("abs-mean"),
                 "cost_seconds": c["cost_seconds"],
+                "flags": ";".join(c.get("flags") or {}),
                 "reason": c["reason"] or "",
             }
         )
@@ -96,8 +108,9 @@ def print_table(result, *, verify: bool = False) -> None:
     variant = result.settings["predictor"]["variant"]
     table = Table(title=f"ncap ranking on {result.settings['dataset']['name']} "
                   f"(budget {result.settings['budget_steps']} steps = "
-                  f"{result.settings['budget_steps'] / _steps_per_epoch(result.settings):.2g} epochs, "
-                  f"beta_eff {variant}; ranked by {_score_name(result.settings)})")  # fmt: skip
+                  f"{result.settings['budget_steps'] / _steps_per_epoch(result.settings):.2g} epochs"
+                  f"{_target(result.settings)}; beta_eff {variant}; "
+                  f"ranked by {_score_name(result.settings)})")  # fmt: skip
     for col, just in (("rank", "right"), ("model", "left"), ("score", "right"),
                       ("source acc %", "right"),
                       ("predicted acc %", "right"),
@@ -127,12 +140,17 @@ def print_table(result, *, verify: bool = False) -> None:
             row.append(_fmt(c.get("test_accuracy")))
         dropped = (c.get("halving") or {}).get("dropped_at_rung")
         status = "ok" if dropped is None else f"ok, dropped at rung {dropped}"
+        flags = c.get("flags") or {}
+        if flags:
+            status += "; " + ", ".join(flags)
         row.append(status if ok else f"failed: {c['reason']}")
         table.add_row(*row)
     # a pipe or a file gets the full table instead of rich's 80-column default
     console = Console() if sys.stdout.isatty() else Console(width=200)
     console.print(table)
     console.print(LEGEND, style="dim")
+    for line in caveat_lines(result):
+        console.print(line, style="bold")
     if verify:
         tau = verification(result.candidates)
         if tau is not None:
@@ -157,6 +175,56 @@ def _prediction(c: dict[str, Any]) -> str:
     if prediction.get("95"):  # (recalibrated where the study has factors, docs/benchmark.md)
         low, high = prediction["95"]
         text += f" [{_fmt(low)}, {_fmt(high)}]"
+    elif prediction.get("flags"):
+        text += " (no interval)"
+    return text
+
+
+def _target(settings: dict[str, Any]) -> str:
+    """``, T = 10 epochs (assumed)``: the full budget the predictions are for."""
+    score = settings.get("score") or {}
+    target = score.get("target_epochs")
+    if target is None:
+        return ""
+    if score.get("target_assumed"):
+        return f"; predictions for T = {target:.3g} epochs, ASSUMED (set --target-epochs)"
+    return f"; predictions for T = {target:.3g} epochs"
+
+
+def caveat_lines(result) -> list[str]:
+    """What the reader must know before trusting the order: each flagged candidate with its
+    reasons, and whether the leader can be told apart from the others at this budget."""
+    lines = []
+    for c in result.candidates:
+        flags = c.get("flags") or {}
+        if flags:
+            why = "; ".join(f"{flag}: {text}" for flag, text in flags.items())
+            lines.append(f"caveat: {c['name']}: {why} -> no interval, not calibrated")
+    verdict = (result.settings.get("score") or {}).get("separation") or {}
+    if verdict.get("statement"):
+        lines.append(("" if verdict.get("separated") else "cannot tell: ") + verdict["statement"])
+    trust = (result.settings.get("score") or {}).get("trust") or {}
+    if trust.get("p_best") is not None:
+        lines.append(trust_line(trust))
+    elif trust.get("reason"):
+        lines.append(f"trust: no statement ({trust['reason']})")
+    for rung in result.rungs or ():
+        if rung.get("separation") and not rung["separation"].get("separated"):
+            lines.append(f"rung {rung['rung']}: {rung['separation']['statement']}")
+    return lines
+
+
+def trust_line(trust: dict[str, Any]) -> str:
+    """The trust statement of ``results.json`` (``settings.score.trust``) as one line."""
+    text = (
+        f"trust: P(the top pick {trust['pick']} is the best of {trust['candidates']}) = "
+        f"{trust['p_best']:.2f}; expected regret of taking it {trust['expected_regret']:.2f} "
+        "accuracy points"
+    )
+    if not trust.get("calibrated"):
+        text += f" (not calibrated: {trust.get('calibration') or 'no calibration check'})"
+    for warning in trust.get("warnings") or ():
+        text += f"; WARNING: {warning}"
     return text
 
 

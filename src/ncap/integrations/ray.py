@@ -1,0 +1,145 @@
+"""Ray Tune: a ``Stopper`` with the rule of ncap's Optuna pruner (``pip install 'ncap[ray]'``).
+
+.. code-block:: python
+
+    from ray import tune
+    from ncap.integrations.ray import NcapStopper
+
+    def train(config):
+        for epoch in range(1, 21):
+            ...
+            tune.report({"val_acc": acc, "train_loss": loss})
+
+    stopper = NcapStopper(metric="val_acc", max_t=20, loss_metric="train_loss")
+    tune.Tuner(train, param_space=..., run_config=tune.RunConfig(stop=stopper)).fit()
+
+Each result's ``metric`` (an accuracy in [0, 1]) at ``time_attr`` (default
+``training_iteration``, one per epoch unless ``steps_per_epoch`` says otherwise) extends the
+trial's learning curve; the trial is stopped when its predicted final accuracy is, with
+``confidence``, below the best prediction of the other trials *at the same* ``time_attr``
+(:mod:`ncap.integrations.rule`), or when it reaches ``max_t``, as ASHA stops at its ``max_t``.
+Trials run concurrently, so a trial is compared only with those that have already reported the
+same iteration; the stopper runs in the driver and keeps every trial's curve there.
+``stopper.predictions`` holds each trial's last prediction.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ncap.exceptions import ConfigError, MissingDependency
+from ncap.integrations.curve import FinalPrediction, LearningCurve, check_confidence
+from ncap.integrations.rule import Decision, EqualBudgetBook
+
+try:
+    from ray.tune import Stopper
+except ImportError as err:  # pragma: no cover - the extra is installed in CI
+    raise MissingDependency(
+        "ncap.integrations.ray needs Ray Tune: pip install 'ncap[ray]'."
+    ) from err
+
+__all__ = ["NcapStopper"]
+
+
+class NcapStopper(Stopper):
+    """Stop a trial whose predicted final ``metric`` is, with ``confidence``, below the best
+    trial's at the same ``time_attr``.
+
+    Parameters
+    ----------
+    metric : str
+        The validation accuracy in each result (in [0, 1]).
+    max_t : int
+        The full budget T in ``time_attr`` units.
+    mode : {"max"}
+        Ray Tune's convention; ncap predicts accuracies, so only "max".
+    confidence : {0.95, 0.68}
+    time_attr : str
+    steps_per_epoch : float
+        ``time_attr`` units per epoch (1: one result per epoch).
+    loss_metric : str, optional
+        The mean training loss in each result (a feature of ncap's score).
+    parameters : int, optional
+        The model's size, when all trials share it; or ``parameters_metric``, a result key.
+    grace_period : int
+        No stopping before this ``time_attr`` (as ASHA's ``grace_period``).
+    min_rivals : int
+        Trials that must have reported the same iteration before one is stopped there.
+    """
+
+    def __init__(
+        self,
+        metric: str,
+        max_t: int,
+        *,
+        mode: str = "max",
+        confidence: float = 0.95,
+        time_attr: str = "training_iteration",
+        steps_per_epoch: float = 1.0,
+        loss_metric: str | None = None,
+        parameters: int | None = None,
+        parameters_metric: str | None = None,
+        grace_period: int = 1,
+        min_rivals: int = 1,
+    ) -> None:
+        if mode != "max":
+            raise ConfigError(
+                f"mode={mode!r}: NcapStopper predicts a final accuracy; report it and use mode='max'."
+            )
+        if not max_t > 0 or not steps_per_epoch > 0:
+            raise ConfigError(
+                f"max_t and steps_per_epoch must be > 0; got {max_t!r} and {steps_per_epoch!r}."
+            )
+        check_confidence(confidence)
+        self.metric, self.max_t, self.time_attr = metric, max_t, time_attr
+        self.steps_per_epoch, self.loss_metric = float(steps_per_epoch), loss_metric
+        self.parameters, self.parameters_metric = parameters, parameters_metric
+        self.grace_period = int(grace_period)
+        self.curves: dict[str, LearningCurve] = {}
+        self.sizes: dict[str, int | None] = {}
+        self.predictions: dict[str, FinalPrediction | None] = {}
+        self.decisions: dict[str, Decision] = {}
+        self.book = EqualBudgetBook(self._predict, confidence=confidence, min_rivals=min_rivals)
+
+    def _predict(self, trial_id: str, step: int) -> FinalPrediction | None:
+        curve = self.curves[trial_id]
+        points = [p for p in curve.points if p["step"] <= step]
+        return LearningCurve(curve.steps_per_epoch, points).predict(
+            self.max_t / self.steps_per_epoch, parameters=self.sizes.get(trial_id)
+        )
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        if self.metric not in result or self.time_attr not in result:
+            raise ConfigError(
+                f"NcapStopper reads {self.metric!r} at {self.time_attr!r}; the result has "
+                f"{', '.join(sorted(result))}. Report the validation accuracy under that name."
+            )
+        step = int(result[self.time_attr])
+        curve = self.curves.setdefault(trial_id, LearningCurve(self.steps_per_epoch))
+        if curve.points and step <= curve.points[-1]["step"]:
+            return False  # a repeated iteration (a restored trial): nothing new
+        loss = result.get(self.loss_metric) if self.loss_metric else None
+        curve.add(
+            step,
+            float(result[self.metric]),
+            train_loss=float(loss) if loss is not None and math.isfinite(float(loss)) else None,
+        )
+        size = result.get(self.parameters_metric) if self.parameters_metric else self.parameters
+        self.sizes[trial_id] = int(size) if size is not None else None
+        if step >= self.max_t:
+            return True
+        if step < self.grace_period:
+            return False
+        rivals = [
+            t
+            for t, c in self.curves.items()
+            if t != trial_id and any(p["step"] == step for p in c.points)
+        ]
+        decision = self.book.decide(trial_id, step, rivals)
+        self.decisions[trial_id] = decision
+        self.predictions[trial_id] = self.book.prediction(trial_id, step)
+        return decision.prune
+
+    def stop_all(self) -> bool:
+        return False
