@@ -49,6 +49,11 @@ def test_separation_names_overlapping_and_flagged_candidates():
     assert "cannot be told apart" in tied["statement"]
     flagged = separation([rec("a", 0, 0, ["at-chance"]), rec("b", 0.5, 0.6)])
     assert flagged["tied"] == ["a", "b"] and "at-chance" in flagged["statement"]
+    three = separation([rec("a", 0, 0, ["outside-fit"]), rec("b", 0.5, 0.9), rec("c", 0.4, 0.6)])
+    assert (
+        "among those with an interval, b leads and cannot be told apart from c"
+        in (three["statement"])
+    )
 
 
 def test_one_step_ranking_flags_its_rows_and_gives_no_calibrated_interval(
@@ -66,6 +71,9 @@ def test_one_step_ranking_flags_its_rows_and_gives_no_calibrated_interval(
         assert c["prediction"]["95"] is None and c["prediction"]["68"] is None
         assert "few-points" in printed and f"caveat: {c['name']}" in printed
     assert "(no interval)" in printed
+    # lenet is at chance (12.1% on 256 images): it ranks after mlp-s whatever its score
+    lenet = next(c for c in data["candidates"] if c["name"] == "lenet")
+    assert "at-chance" in lenet["flags"] and data["ranking"] == ["mlp-s", "lenet"]
     # nothing separates the two: the output says so, and the assumed T is in the title
     assert data["settings"]["score"]["separation"]["separated"] is False
     assert "cannot tell" in printed
@@ -173,3 +181,80 @@ def test_rank_takes_modules_and_factories_and_the_result_is_short_to_read(tiny_z
     assert fig.axes and fig.axes[0].images
     with pytest.raises(ConfigError, match="Ray"):
         rank([module], digits, out_dir=tmp_path / "ray", config=config, executor="ray")
+
+
+def test_the_budget_that_would_separate_two_candidates_is_the_shipped_fits_own():
+    """At 2.5% of T two close candidates overlap; the estimate is the first study budget whose
+    refitted model and recalibration give intervals apart around the same link means."""
+    from ncap.predict.capacitance import PredictorSettings
+    from ncap.predict.recommended import parse_score, predicted_interval
+    from ncap.predict.shipped import fitted_gain
+    from ncap.ranking.scoring import add_predictions, score_candidates, separation_note
+
+    def record(name, accs, logme):
+        points = [{"step": 2 * (i + 1), "epoch": 0.25 * (i + 1), "val_accuracy": a,
+                   "train_loss": 1.2 - a, "val_images": 1000} for i, a in enumerate(accs)]  # fmt: skip
+        return {"name": name, "status": "ok", "trajectory": points, "predicted_accuracy": None,
+                "fit": None, "backbone": {"parameters": 1e5, "num_features": 64, "logme": logme,
+                                          "source_accuracy": 0.9}}  # fmt: skip
+
+    records = [
+        record("a", [0.50, 0.60, 0.66, 0.72], -0.3),
+        record("b", [0.48, 0.58, 0.64, 0.69], -0.4),
+    ]
+    order = score_candidates(
+        records, parse_score("fit/base"), budget_steps=8, steps_per_epoch=8, full_epochs=40
+    )  # fmt: skip  (8 of 320 steps: 2.5% of T)
+    add_predictions(records, PredictorSettings(), 0.025, classes=10, budget_steps=8)
+    by_name = {r["name"]: r for r in records}
+    verdict = separation([by_name[n] for n in order])
+    assert not verdict["separated"]
+    separation_note(verdict, by_name, 40.0)
+    estimate = verdict["budget_to_separate"]
+    leader, other = (by_name[n]["score"] for n in order)
+    for fraction in (0.05, 0.1, 0.2):  # recompute: the first budget whose intervals are apart
+        fit = fitted_gain("fit/base", leader["fit"]["features"], fraction)
+        bounds = []
+        for s in (leader, other):
+            sd = fit.model.predict([[s["features"][f] for f in fit.model.features]])[1][0]
+            bounds.append(
+                predicted_interval("fit/base", "logit", s["link_mean"], sd, fraction)["95"]
+            )
+        if bounds[1][1] < bounds[0][0]:
+            assert estimate == {"budget_fraction": fraction, "epochs": fraction * 40.0}
+            assert f"{100 * fraction:g}% of T" in verdict["statement"]
+            break
+    else:
+        assert estimate == {"budget_fraction": None, "epochs": None}
+        assert "would still overlap" in verdict["statement"]
+
+
+def test_upscaling_is_said_and_max_input_size_caps_it(tiny_zoo, tmp_path, capsys):
+    from ncap.data.inputs import InputSpec
+    from ncap.report.tables import print_table
+
+    def big():  # a model that asks for 64 px inputs (as an ImageNet model asks for 224)
+        spec = InputSpec(channels=1, size=(64, 64), mean=(0.5,), std=(0.25,))
+        module = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(16, 16))
+        return Backbone("", module, 16, input_spec=spec)
+
+    digits = load_dataset("digits", n_train=256, n_val=128)  # 28 px
+    for cap, size in ((None, [64, 64]), (32, [32, 32])):
+        config = FinetuneConfig(epochs=1.0, eval_every=1, batch_size=64, probe_hidden=(16, 12, 8),
+                                max_input_size=cap)  # fmt: skip
+        result = rank([("big", big)], digits, out_dir=tmp_path / str(cap), config=config)
+        assert result.candidates[0]["runtime"]["input"]["size"] == size
+        print_table(result)
+        printed = " ".join(capsys.readouterr().out.split())
+        assert f"obj:big upscales the 28x28 px images to {size[0]}x{size[1]} px" in printed
+        assert "--max-input-size caps it" in printed
+
+
+@pytest.mark.parametrize("bad", [None, 0, 2.7, True, "4"])
+def test_a_factory_object_returning_a_bad_pair_is_refused_like_a_py_factory(bad):
+    from ncap.models.objects import candidate_names
+    from ncap.models.registry import create_backbone
+
+    (name,) = candidate_names([lambda: (nn.Linear(3, 4), bad)])
+    with pytest.raises(ConfigError, match="num_features must be a positive int"):
+        create_backbone(name)

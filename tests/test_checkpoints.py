@@ -154,3 +154,34 @@ def test_the_tf_architecture_and_tf_inputs_match_the_lite_weights_best(offline, 
     assert (
         spec.mean == (0.5, 0.5, 0.5) and spec.std == (0.5, 0.5, 0.5) and spec.size == (size, size)
     )
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("name", NAMES)
+def test_cuda_real_checkpoints_agree_with_the_cpu_and_fine_tune_in_mixed_precision(offline, name):
+    import ncap
+    from ncap.training.runtime import Runtime
+
+    entry = PACKAGED[name]
+    model = _classifier(entry)
+    spec = create_backbone(f"{name.split('@')[0]}@random").input_spec
+    x = adapt_batch(
+        _photo_batch(photos.chelsea()), data_mean=(0.0,), data_std=(1 / 255,), spec=spec
+    )
+    with torch.no_grad():
+        cpu = model(x).softmax(-1)[0]
+        gpu = model.cuda()(x.cuda()).softmax(-1)[0].cpu()
+    assert int(cpu.argmax()) == int(gpu.argmax()) and torch.allclose(cpu, gpu, atol=1e-3)
+    backbone = create_backbone(name)
+    data = ncap.load_dataset("digits", n_val=128)
+    for amp in (False, True):
+        traj = ncap.finetune(
+            backbone.module,
+            backbone.num_features,
+            data,
+            ncap.FinetuneConfig(steps=8, batch_size=32, input_size=64),
+            input_spec=backbone.input_spec,
+            runtime=Runtime(device="cuda", amp=amp),
+        )
+        assert traj.runtime["precision"] == ("bf16" if amp else "fp32")
+        assert all(np.isfinite(p["train_loss"]) for p in traj.points)

@@ -40,10 +40,22 @@ def test_grey_expanded_to_rgb_and_standardised_input_decoded():
     torch.testing.assert_close(out, (pixels.expand(-1, 3, -1, -1) - mean) / std)
 
 
+def test_rgb_images_become_grey_by_luma_for_a_grey_model():
+    from ncap.data.inputs import LUMA
+
+    x = _uint8(c=3)
+    pixels = x.float() / 255
+    spec = InputSpec(channels=1, size=None, mean=(0.5,), std=(0.25,))
+    out = adapt_batch(x, data_mean=(0.0,), data_std=(1 / 255,), spec=spec)
+    grey = sum(w * pixels[:, k : k + 1] for k, w in enumerate(LUMA))
+    torch.testing.assert_close(out, (grey - 0.5) / 0.25)
+
+
 def test_channel_mismatch_is_a_clear_error():
     check_channels(1, InputSpec(channels=3, size=None, mean=(0.5,), std=(0.5,)))
-    with pytest.raises(ValueError, match="channel mismatch.*3-channel images.*takes 1"):
-        check_channels(3, InputSpec(channels=1, size=None, mean=(0.5,), std=(0.5,)))
+    check_channels(3, InputSpec(channels=1, size=None, mean=(0.5,), std=(0.5,)))  # luma
+    with pytest.raises(ValueError, match="channel mismatch.*4-channel images.*takes 1"):
+        check_channels(4, InputSpec(channels=1, size=None, mean=(0.5,), std=(0.5,)))
     with pytest.raises(ValueError, match="channel mismatch"):
         adapt_batch(
             _uint8(c=3),

@@ -8,6 +8,7 @@ from torch import nn
 
 import ncap.ranking.candidate
 import ncap.ranking.executors
+import ncap.ranking.runner
 from ncap.capacitance.variants import VARIANTS
 from ncap.data.registry import load_dataset
 from ncap.models.backbone import Backbone
@@ -153,21 +154,21 @@ def test_resume_skips_finished_and_refuses_to_clobber(tiny_zoo, tmp_path, digits
 
 
 def test_interrupt_keeps_finished_candidates(tiny_zoo, tmp_path, digits, monkeypatch):
-    original = ncap.ranking.candidate.finetune
+    original = ncap.ranking.runner.finetune
 
     def interrupt_second(module, *args, **kwargs):
         if isinstance(module[-1], nn.Tanh):  # lenet ends in Tanh: interrupt it mid-way
             raise KeyboardInterrupt
         return original(module, *args, **kwargs)
 
-    monkeypatch.setattr(ncap.ranking.candidate, "finetune", interrupt_second)
+    monkeypatch.setattr(ncap.ranking.runner, "finetune", interrupt_second)
     with pytest.raises(KeyboardInterrupt):
         rank(["mlp-s", "lenet"], digits, out_dir=tmp_path, config=SMALL)
     saved = json.loads((tmp_path / "candidates" / "mlp-s.json").read_text())
     assert saved["record"]["status"] == "ok"
     assert not (tmp_path / "candidates" / "lenet.json").exists()
     assert not list((tmp_path / "candidates").glob(".*tmp"))  # no half-written files
-    monkeypatch.setattr(ncap.ranking.candidate, "finetune", original)
+    monkeypatch.setattr(ncap.ranking.runner, "finetune", original)
     result = rank(["mlp-s", "lenet"], digits, out_dir=tmp_path, config=SMALL, resume=True)
     assert [c["status"] for c in result.candidates] == ["ok", "ok"]
 
@@ -309,6 +310,6 @@ def test_errors_in_model_code_fail_the_candidate_but_ncap_bugs_propagate(
     def broken(*args, **kwargs):
         raise KeyError("a bug inside ncap")
 
-    monkeypatch.setattr(ncap.ranking.candidate, "predict_from_points", broken)
+    monkeypatch.setattr(ncap.ranking.runner, "predict_from_points", broken)
     with pytest.raises(KeyError, match="a bug inside ncap"):  # not a "failed candidate" row
         rank(["mlp-s"], digits, out_dir=tmp_path / "b", config=SMALL)

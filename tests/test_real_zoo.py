@@ -19,8 +19,8 @@ TV = ["tv:resnet18@random", "tv:squeezenet1_0@random", "tv:inception_v3@random"]
 FAILING = {
     "tv:resnet18": "are not cached",  # pretrained, but nothing in the empty torch hub cache
     "timm:resnet_nope@random": "unknown timm architecture",
-    "cnn-s": "channel mismatch",  # the built-in zoo is single-channel; the folder is RGB
 }
+GREY = ["cnn-s", "lenet"]  # the built-in zoo is single-channel and 28 px; the folder is RGB, 20 px
 
 
 def _image_folder(root, rng):
@@ -47,7 +47,7 @@ def test_rank_timm_and_torchvision_models_on_an_image_folder(
 ):
     data = _image_folder(tmp_path / "shapes", np.random.default_rng(0))
     out = tmp_path / "out"
-    models = TIMM + TV + list(FAILING)
+    models = TIMM + TV + GREY + list(FAILING)
     code = main(
         ["rank", "--models", ",".join(models), "--data", str(data), "--out", str(out),
          "--steps", "3", "--eval-every", "1", "--batch-size", "4", "--features", "linear",
@@ -71,12 +71,18 @@ def test_rank_timm_and_torchvision_models_on_an_image_folder(
     reason = by_name["tv:resnet18"]["reason"]
     assert "https://download.pytorch.org/models/resnet18-f37072fd.pth" in reason
     assert str(tmp_path / "torch" / "hub" / "checkpoints") in reason
-    assert sorted(results["ranking"]) == sorted(TIMM + TV)
+    for name in GREY:  # each candidate its own conversion of the same stored RGB images
+        c = by_name[name]
+        assert c["status"] == "ok", (name, c["reason"])
+        assert c["runtime"]["input"]["channels"] == 1
+    assert by_name["lenet"]["runtime"]["input"]["size"] == [28, 28]  # an MLP/LeNet: resized
+    assert by_name["cnn-s"]["runtime"]["input"]["size"] is None  # a CNN: the data's own size
+    assert sorted(results["ranking"]) == sorted(TIMM + TV + GREY)
     assert results["settings"]["dataset"]["n_test"] == 6
     assert results["settings"]["runtime"]["executor"] == "local"
     rows = list(csv.DictReader((out / "results.csv").open()))
-    assert {r["name"] for r in rows if r["test_accuracy"]} == set(TIMM + TV)
-    assert "test acc %" in printed and "channel mismatch" in printed
+    assert {r["name"] for r in rows if r["test_accuracy"]} == set(TIMM + TV + GREY)
+    assert "test acc %" in printed
     # every finished candidate was persisted on its own
     assert len(list((out / "candidates").glob("*.json"))) == len(models)
 

@@ -10,7 +10,7 @@ import pytest
 
 from ncap.exceptions import ConfigError
 from ncap.predict import recommended
-from ncap.predict.recommended import PAPER, RECOMMENDED, parse_score, resolve_score
+from ncap.predict.recommended import PAPER, RECOMMENDED, Fitted, parse_score, resolve_score
 from ncap.ranking.scoring import score_candidates
 
 STUDY = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "bench-v2-study"
@@ -39,7 +39,8 @@ def test_scores_by_name_and_clear_errors():
     with pytest.raises(ConfigError, match="unknown score 'lastobserved'"):
         parse_score("lastobserved")
     spec = parse_score("fit/base")
-    assert spec.is_fitted and spec.components[0] == "lo" and "logme" in spec.components
+    assert isinstance(spec, Fitted) and spec.components[0] == "lo" and "logme" in spec.components
+    assert spec.training_free == ("parameters", "logme", "source_accuracy")
     with pytest.raises(ConfigError, match="does not ship"):
         parse_score("fit/dyn/interval/mean-abs")
     with pytest.raises(ConfigError, match="malformed"):

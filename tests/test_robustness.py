@@ -272,9 +272,8 @@ def test_inputs_are_checked_before_any_training(tiny_zoo, user_models, tmp_path,
         (["--models", ok, "--data", str(empty_class), "--out", str(tmp_path / "o")],
          f"class folder(s) {empty_class / 'c'} hold no images"),
         (["--models", "mlp-s,lenet", "--data", str(rgb), "--steps", "4", "--eval-every", "1",
-          "--out", str(tmp_path / "o")],
-         "the built-in models take 28 px grey images: convert the data with --channels 1 "
-         "--image-size 28"),
+          "--input-size", "32", "--out", str(tmp_path / "o")],
+         "the built-in MLPs and LeNets take 28 px images: leave --input-size unset"),
         (["--models", ok, *BASE[:-5], "--epochs", "0.1", "--score", "paper", "--out",
           str(tmp_path / "o")],
          "evaluates 1 time(s), at 1/8, 1/4, 1/2 and the end of the budget, but the linear fit "
@@ -288,7 +287,12 @@ def test_inputs_are_checked_before_any_training(tiny_zoo, user_models, tmp_path,
         assert not (tiny_zoo / "zoo").exists()  # nothing was pretrained
         assert not list(tmp_path.rglob("candidates/*.json"))  # nothing was trained
     assert afile.read_text() == "keep me"
-    # the fix the message offers works: grey 28 px images from the RGB folder
+    # the fix the message offers works: each model's own conversion of the RGB 40 px images
+    code, _, _ = _run(capsys, "rank", "--models", "mlp-s,lenet", "--data", str(rgb), "--steps", "4",
+                      "--eval-every", "1", "--n-val", "16", "--no-progress", "--out",
+                      str(tmp_path / "own"))  # fmt: skip
+    assert code == 0
+    # and so does converting the stored images once: grey 28 px images from the RGB folder
     code, _, _ = _run(capsys, "rank", "--models", "mlp-s", "--data", str(rgb), "--channels", "1",
                       "--image-size", "28", "--steps", "4", "--eval-every", "1", "--n-val", "16",
                       "--no-progress", "--out", str(tmp_path / "grey"))  # fmt: skip

@@ -8,7 +8,7 @@ from sklearn.base import clone
 
 from ncap.bench.plans import FULL_PLAN, BenchPlan
 from ncap.cli.args import build_parser, config_from_args, settings_from_args
-from ncap.predict.capacitance import CapacitancePredictor, PredictorSettings
+from ncap.predict.capacitance import CapacitancePredictor, PredictorSettings, estimator
 from ncap.recipe.schema import RUN_KEYS, load_recipe
 from ncap.training.config import FinetuneConfig
 
@@ -108,8 +108,8 @@ def test_predictor_settings_are_the_estimators_params():
     names = [f.name for f in dataclasses.fields(PredictorSettings)]
     assert set(names) == set(CapacitancePredictor().get_params())
     settings = PredictorSettings(features="linear", burn_in=1)
-    estimator = settings.make()
-    assert clone(estimator).get_params() == dataclasses.asdict(settings)
-    assert PredictorSettings.from_estimator(estimator) == settings
+    model = estimator(settings)
+    assert clone(model).get_params() == dataclasses.asdict(settings)
+    assert model.settings() == settings
     with pytest.raises(ValueError, match="feature map"):
         PredictorSettings(features="cubic")

@@ -97,3 +97,35 @@ def test_import_of_timm_hub_weights_goes_to_the_hugging_face_cache(offline, tmp_
     assert backbone.info["weights"] == status.path
     with pytest.raises(WeightsMismatch, match="does not load"):
         import_weights(file, "timm:resnet18")
+
+
+def test_a_model_with_its_own_source_is_listed_at_the_file_pretraining_writes(tiny_zoo):
+    from ncap.models.builtin import model_spec
+    from ncap.models.pretrain import pretrain, zoo_weights_path
+
+    name = "mlp-s-glyphs"  # pretrained on rendered letters, not on the zoo's default source
+    assert not zoo_weights_path(name).exists()
+    pretrain(model_spec(name))
+    assert zoo_weights_path(name).is_file()
+    (row,) = weights_status([name])
+    assert row.state == "present" and "glyphs-letters-k-t" in row.source
+
+
+def test_the_mobilenet_hint_names_no_extra_that_lacks_its_package():
+    mobilenet = checkpoints.missing_message(PACKAGED["tv:mobilenet_v2@IMAGENET1K_V1"])
+    lite = checkpoints.missing_message(PACKAGED["timm:tf_efficientnet_lite0"])
+    assert "--no-deps" in mobilenet and "ncap[imagenet]" not in mobilenet
+    assert "ncap[imagenet]" in lite
+
+
+def test_without_the_package_torchvision_weights_fall_back_to_the_download(
+    no_packages, monkeypatch
+):
+    from ncap.exceptions import PretrainedWeightsMissing
+    from ncap.models import sources
+
+    asked = []
+    monkeypatch.setattr(sources, "_reachable", lambda url: asked.append(url) or False)
+    with pytest.raises(PretrainedWeightsMissing, match="cannot be reached"):
+        create_backbone("tv:mobilenet_v2@IMAGENET1K_V1")
+    assert asked and asked[0].endswith("mobilenet_v2-b0353104.pth")  # the download was considered

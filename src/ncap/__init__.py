@@ -53,6 +53,9 @@ _LAZY = {
     "RankResult": "ncap.results",
     "load_results": "ncap.results",
     "rank": "ncap.ranking.rank",
+    "run_ranking": "ncap.ranking.rank",
+    "RunSpec": "ncap.ranking.spec",
+    "parse_score": "ncap.predict.recommended",
     "HalvingSettings": "ncap.ranking.halving",
     "run_candidate": "ncap.ranking.candidate",
     "search": "ncap.nas.search",
@@ -74,4 +77,5 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    """The public names only (``__all__``): not this module's own imports."""
+    return sorted(__all__)

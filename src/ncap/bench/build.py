@@ -29,11 +29,10 @@ from ncap.data.dataset import ImageDataset
 from ncap.exceptions import ConfigError
 from ncap.models.backbone import Backbone
 from ncap.models.builtin import model_spec
-from ncap.models.registry import create_backbone
+from ncap.ranking.runner import TrainingJob, build_backbone, train_candidate
 from ncap.ranking.training_free import logme_of
 from ncap.storage import atomic_write_bytes, atomic_write_json
 from ncap.training.fixed_batch import FixedBatchBetaEff, fixed_probe_batch
-from ncap.training.loop import finetune
 from ncap.training.runtime import Runtime
 
 __all__ = ["BENCH_FORMAT", "build_benchmark", "merge", "refresh_training_free"]
@@ -65,7 +64,7 @@ def _dataset_for(target: Target, backbone: Backbone) -> ImageDataset:
 
 def _training_free(name: str, target: Target, plan: BenchPlan) -> dict[str, Any]:
     """Scores of the model before any fine-tuning: LogME (zoo) or the zero-cost proxies (NAS)."""
-    backbone = create_backbone(name, **plan.model_options(name))
+    backbone = build_backbone(name, None, plan.model_options(name))  # unseeded, as built
     dataset = _dataset_for(target, backbone)
     start = time.perf_counter()
     out = backbone.info | {"num_features": backbone.num_features}
@@ -195,7 +194,7 @@ def _check_external_models(build: _Build, only_targets: Sequence[str] | None) ->
             for s in plan.seeds_for(i)
         )
         if pending:
-            create_backbone(model, **plan.model_options(model))
+            build_backbone(model, None, plan.model_options(model))
 
 
 # the settings that define a run, besides its target and model (bench-v2's parts are reused by
@@ -291,7 +290,7 @@ def _run_jobs(
         if not free_path.exists():
             atomic_write_json(_training_free(model, target, plan), free_path)
         t0 = time.perf_counter()
-        backbone = create_backbone(model, **plan.model_options(model))
+        backbone = build_backbone(model, None, plan.model_options(model))  # unseeded, as built
         dataset = _dataset_for(target, backbone)
         n_train = len(dataset.y_train)
         config = plan.config_for(model, n_train, seed)
@@ -299,16 +298,16 @@ def _run_jobs(
         if plan.probe_batch:  # the same seeded images for every run of the target
             x_fixed, y_fixed = fixed_probe_batch(dataset, plan.probe_batch, seed=0)
             callbacks.append(FixedBatchBetaEff(x_fixed, y_fixed, variants=config.variants))
-        traj = finetune(
-            backbone.module,
-            backbone.num_features,
-            dataset,
-            config,
-            input_spec=backbone.input_spec,
+        job = TrainingJob(
+            init_seed=None,  # the plans' runs were built so: a resumed build stays valid
+            model_options=plan.model_options(model),
+            backbone=backbone,
             runtime=runtime,
             extra_eval_steps=plan.extra_eval_steps(n_train),
             callbacks=callbacks,
+            failures=(),  # a failing run stops the build
         )
+        traj = train_candidate(model, dataset, config, job).trajectory
         run = {
             "target": target.key,
             "model": model,

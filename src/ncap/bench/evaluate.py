@@ -33,6 +33,7 @@ from ncap.exceptions import ConfigError
 from ncap.metrics import RANK_METRICS, ranking_metrics
 from ncap.predict.baselines import BASELINES
 from ncap.predict.capacitance import FEATURE_MAPS, LINKS, PredictorSettings, predict_from_points
+from ncap.predict.scores import Extrapolation, try_parse_score
 from ncap.storage import atomic_write_json, atomic_write_text
 
 __all__ = ["BUDGETS", "evaluate_results", "nc_grid", "unpack_results", "write_report"]
@@ -55,7 +56,13 @@ def nc_grid() -> list[PredictorSettings]:
 
 
 def nc_name(s: PredictorSettings) -> str:
-    return f"nc/{s.variant}/{s.features}/b{s.burn_in}/{s.link}"
+    """The legacy report's name of an extrapolation (:attr:`Extrapolation.legacy_name`)."""
+    return Extrapolation(s).legacy_name
+
+
+def is_extrapolation(method: str) -> bool:
+    """Whether a legacy report's method is an extrapolation to beta_eff = 0."""
+    return isinstance(try_parse_score(method, legacy=True), Extrapolation)
 
 
 def unpack_results(
@@ -199,7 +206,7 @@ def evaluate_results(
                 ranking_metrics(
                     [scores[(method, fraction, t, s)][m] for m in subset],
                     [truth(t, m, s) for m in subset],
-                    predicts_accuracy=method.startswith("nc/") or method in PREDICTS_ACCURACY,
+                    predicts_accuracy=is_extrapolation(method) or method in PREDICTS_ACCURACY,
                 ),
             )
             for t, s, subset in cells
@@ -214,7 +221,7 @@ def evaluate_results(
         m: {str(f): metrics_for(m, f, halves["selection"]) for f in budgets} for m in methods
     }
     report = {m: {str(f): metrics_for(m, f, halves["report"]) for f in budgets} for m in methods}
-    nc_methods = [m for m in methods if m.startswith("nc/")]
+    nc_methods = [m for m in methods if is_extrapolation(m)]
 
     def selection_score(m: str) -> float:
         taus = [selection[m][str(f)]["mean"]["kendall"] for f in budgets]
@@ -272,7 +279,7 @@ def headline_methods(evaluation: dict[str, Any]) -> list[str]:
     """The chosen default, the paper's form, the same-budget and the training-free baselines."""
     chosen, paper = evaluation["chosen_default"], evaluation["paper_form"]
     free = sorted(
-        m for m in evaluation["report"] if not m.startswith("nc/") and m not in SAME_BUDGET
+        m for m in evaluation["report"] if not is_extrapolation(m) and m not in SAME_BUDGET
     )
     return [chosen] + ([paper] if paper != chosen else []) + list(SAME_BUDGET) + free
 
@@ -331,7 +338,7 @@ def write_report(evaluation: dict[str, Any], out_dir: str | Path) -> dict[str, P
         _fmt(evaluation["noise_ceiling"]["by_target"][t]["kendall"]) for t in evaluation["targets"]) + " |")  # fmt: skip
     lines += ["", "## Every neural-capacitance setting on the selection half (mean Kendall tau)", "",
               "| setting | " + " | ".join(f"{100 * b:g}%" for b in budgets) + " |", "|---|" + "---|" * len(budgets)]  # fmt: skip
-    for m in sorted(k for k in evaluation["selection"] if k.startswith("nc/")):
+    for m in sorted(k for k in evaluation["selection"] if is_extrapolation(k)):
         row = [_fmt(evaluation["selection"][m][str(b)]["mean"]["kendall"]) for b in budgets]
         lines.append(f"| `{m}` | " + " | ".join(row) + " |")
     if evaluation["failures"]:
@@ -339,7 +346,7 @@ def write_report(evaluation: dict[str, Any], out_dir: str | Path) -> dict[str, P
         lines += [
             f"- `{k}`: {v}"
             for k, v in sorted(evaluation["failures"].items())
-            if not k.startswith("nc/") or k.split("@")[0] in methods
+            if not is_extrapolation(k.split("@")[0]) or k.split("@")[0] in methods
         ]
     files = {
         "markdown": atomic_write_text("\n".join(lines) + "\n", out / "report.md"),
@@ -361,7 +368,7 @@ def plot_tau_vs_budget(evaluation: dict[str, Any], path: Path) -> Path:
         taus = [evaluation["report"][m][str(b)]["mean"]["kendall"] for b in budgets]
         xs = [100 * b for b, t in zip(budgets, taus) if t is not None]
         ys = [t for t in taus if t is not None]
-        style = "-o" if m.startswith("nc/") else ("--s" if m in SAME_BUDGET else ":^")
+        style = "-o" if is_extrapolation(m) else ("--s" if m in SAME_BUDGET else ":^")
         ax.plot(xs, ys, style, ms=4, label=m, lw=2.2 if m == evaluation["chosen_default"] else 1.2)
     ceiling = evaluation["noise_ceiling"]["mean"]["kendall"]
     if ceiling is not None:

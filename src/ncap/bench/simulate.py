@@ -79,6 +79,7 @@ from ncap.bench.evaluate import (
     unpack_results,
 )
 from ncap.bench.simulate_cells import CellScorer, is_cell_method
+from ncap.predict.settings import PredictorSettings
 from ncap.ranking import halving_core as core
 
 __all__ = [
@@ -95,7 +96,8 @@ __all__ = [
     "write_simulation",
 ]
 
-NC_DEFAULT = "nc/abs-mean/quadratic/b0/logit"  # ncap.ranking.PredictorSettings()
+# ncap's default before the study, in the legacy spelling: nc/abs-mean/quadratic/b0/logit
+NC_DEFAULT = nc_name(PredictorSettings(variant="abs-mean", features="quadratic", link="logit"))
 DEFAULT_METHODS = (
     "last-observed",
     "tse",

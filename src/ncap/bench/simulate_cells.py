@@ -30,6 +30,7 @@ from ncap.bench.study.combine import cell_scores
 from ncap.bench.study.halves import keep_masks
 from ncap.bench.study.table import ScoreTable, build_table, measurements_of, names_needed
 from ncap.exceptions import ConfigError
+from ncap.predict.scores import DynamicsFeature, try_parse_score
 
 __all__ = ["CellScorer", "is_cell_method", "study_candidates"]
 
@@ -37,6 +38,10 @@ __all__ = ["CellScorer", "is_cell_method", "study_candidates"]
 def is_cell_method(name: str) -> bool:
     """Whether ``name`` is one of the study's cell-level candidates (fitted or rank average)."""
     return name.startswith(("fit/", "ravg/"))
+
+
+def _is_dynamics(name: str) -> bool:
+    return isinstance(try_parse_score(name), DynamicsFeature)
 
 
 def study_candidates(results: Mapping[str, Any]) -> dict[str, Candidate]:
@@ -75,7 +80,7 @@ class CellScorer:
         cands = {m: known[m] for m in methods}
         sigma = dict(sigma or {})
         unoriented = sorted(
-            {x for c in cands.values() for x in c.components if x.startswith("dyn/")} - set(sigma)
+            {x for c in cands.values() for x in c.components if _is_dynamics(x)} - set(sigma)
         )
         if unoriented:
             raise ConfigError(

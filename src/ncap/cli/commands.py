@@ -37,7 +37,9 @@ def _logger(args):
     return log
 
 
-def _run_rank(args, models: list[str], data: str, n_train, n_val, epochs: float, full_epochs):
+def _run_rank(
+    args, models: list[str], data: str, n_train, n_val, epochs: float, full_epochs, n_test=None
+):
     from ncap.data.registry import load_dataset
     from ncap.ranking.preflight import check_output_dir
     from ncap.ranking.rank import rank
@@ -55,6 +57,10 @@ def _run_rank(args, models: list[str], data: str, n_train, n_val, epochs: float,
         download=not getattr(args, "no_download", False),
         channels=getattr(args, "channels", None),
     )
+    if n_test is not None:
+        from ncap.ranking.demo import keep_test
+
+        dataset = keep_test(dataset, n_test, config.seed)
     return rank(
         **execution,
         models=models,
@@ -337,6 +343,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "nas":
             result = _run_nas(args)
             verify = args.full_epochs is not None
+        elif args.command == "demo" and args.imagenet:
+            from ncap.cli.demo_imagenet import run_imagenet_demo
+
+            return run_imagenet_demo(args, _run_rank, _print_table)
         elif args.command == "demo":
             from ncap.models.builtin import DEMO_MODELS
             from ncap.ranking.demo import demo_task

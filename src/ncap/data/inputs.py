@@ -11,8 +11,9 @@ batch is used (224 or 299 px for ImageNet models):
 
     x_{model} = \\frac{\\operatorname{resize}(\\operatorname{expand}(x \\cdot s + m)) - \\mu}{\\sigma}
 
-``expand`` repeats a single grey channel three times for RGB models; other channel mismatches are
-errors. When the dataset already matches the spec exactly the adapter is the identity.
+``expand`` repeats a single grey channel three times for RGB models and turns RGB images into grey
+ones (ITU-R BT.601 luma, :data:`LUMA`) for grey models; other channel mismatches are errors. When
+the dataset already matches the spec exactly the adapter is the identity.
 """
 
 from __future__ import annotations
@@ -26,9 +27,17 @@ from torch import nn
 
 from ncap.exceptions import ConfigError
 
-__all__ = ["INTERPOLATIONS", "InputAdapter", "InputSpec", "adapt_batch", "check_channels"]
+__all__ = [
+    "INTERPOLATIONS",
+    "LUMA",
+    "InputAdapter",
+    "InputSpec",
+    "adapt_batch",
+    "check_channels",
+]
 
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+LUMA = (0.299, 0.587, 0.114)  # RGB -> grey, ITU-R BT.601 (PIL's convert("L"))
 
 
 @dataclass(frozen=True)
@@ -92,17 +101,17 @@ class InputSpec:
 
 def check_channels(data_channels: int, spec: InputSpec) -> None:
     """Raise ValueError unless ``data_channels`` images can feed a ``spec.channels`` model."""
-    if data_channels == spec.channels or (data_channels == 1 and spec.channels == 3):
+    if data_channels == spec.channels or (data_channels, spec.channels) in ((1, 3), (3, 1)):
         return
     hint = (
-        "convert the images to grayscale (e.g. an image folder loaded with channels=1)"
+        "convert the images to grayscale or RGB (e.g. an image folder loaded with channels=1)"
         if spec.channels == 1
         else f"give the model {data_channels}-channel input (timm: in_chans) or the data "
         f"{spec.channels} channels"
     )
     raise ConfigError(
         f"channel mismatch: the dataset has {data_channels}-channel images but the model takes "
-        f"{spec.channels} channels; {hint}. Only 1 -> 3 (grey to RGB) is converted automatically."
+        f"{spec.channels} channels; {hint}. Only grey <-> RGB (1 <-> 3) is converted automatically."
     )
 
 
@@ -137,7 +146,9 @@ def adapt_batch(
         raise ConfigError(f"expected a batch of images (N, C, H, W), got shape {tuple(x.shape)}.")
     check_channels(x.shape[1], spec)
     pixels = x.float() * _per_channel(data_std, x) + _per_channel(data_mean, x)
-    if pixels.shape[1] != spec.channels:
+    if pixels.shape[1] == 3 and spec.channels == 1:
+        pixels = (pixels * _per_channel(LUMA, x)).sum(dim=1, keepdim=True)
+    elif pixels.shape[1] != spec.channels:
         pixels = pixels.expand(-1, spec.channels, -1, -1)
     if spec.size is not None and tuple(pixels.shape[-2:]) != tuple(spec.size):
         mode = spec.interpolation

@@ -25,7 +25,7 @@ import numpy as np
 
 from ncap.exceptions import ConfigError
 from ncap.predict.features import base_features, sigmoid
-from ncap.predict.recommended import ScoreSpec, predicted_interval, resolve_score
+from ncap.predict.recommended import Fitted, predicted_interval, resolve_score
 from ncap.predict.scores import run_score
 from ncap.predict.shipped import ShippedFit, fitted_gain
 
@@ -81,7 +81,7 @@ class FinalPrediction:
 
 
 def _fitted(
-    spec: ScoreSpec,
+    spec: Fitted,
     points: Sequence[Mapping[str, Any]],
     max_step: int,
     free: Mapping[str, Any],
@@ -149,13 +149,13 @@ def predict_final(
         "curve_starts": 3,
         **free,
     }
-    if spec.is_fitted:
+    if isinstance(spec, Fitted):
         out = _fitted(spec, within, max_step, free, context, fraction, fitter)
         if out is None:
             return None
         accuracy, link, mean, sd, interval_fraction = out
     else:  # a per-run score that predicts an accuracy (the recommended score is fit/base today)
-        score = run_score(spec.name, within, max_step, context, sign=spec.signs[0])
+        score = spec.score(within, max_step, context)  # (oriented by the spec's own sign)
         if score.predicted is None:
             return None
         accuracy, link, mean, sd = score.predicted, score.link, score.link_mean, score.link_sd

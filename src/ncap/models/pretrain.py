@@ -25,7 +25,7 @@ from ncap.data.idx import fashion_mnist_dir
 from ncap.data.inputs import InputAdapter, is_identity
 from ncap.data.registry import load_dataset
 from ncap.models.backbone import Backbone, parameter_count
-from ncap.models.builtin import BUILTIN_INPUT, ModelSpec, list_models, model_spec
+from ncap.models.builtin import BUILTIN_INPUT, ModelSpec, fixed_size, list_models, model_spec
 from ncap.models.registry import register_source
 from ncap.storage import atomic_write_json, atomic_write_torch
 from ncap.training.callbacks import Callback
@@ -73,9 +73,19 @@ def _cache_key(spec: ModelSpec, data: dict[str, Any]) -> str:
     return f"{spec.name}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
+def source_task(spec: ModelSpec, data: PretrainSpec | None = None) -> PretrainSpec:
+    """The data ``spec`` is pretrained on: ``data`` (default :func:`default_pretrain`), or the
+    model's own source (``spec.source``) at ``data``'s sizes and split seed."""
+    data = data or default_pretrain()
+    if spec.source is not None:
+        data = PretrainSpec(spec.source, data.n_train, data.n_val, data.seed)
+    return data
+
+
 def zoo_weights_path(name: str, data: PretrainSpec | None = None) -> Path:
     """Where the built-in model ``name``'s pretrained weights are cached (present or not)."""
-    key = _cache_key(model_spec(name), (data or default_pretrain()).to_dict())
+    spec = model_spec(name)
+    key = _cache_key(spec, source_task(spec, data).to_dict())
     return cache_dir() / "zoo" / f"{key}.pt"
 
 
@@ -114,10 +124,7 @@ def pretrain(
     images stored in another encoding than the zoo's (uint8 generated datasets) pass the input
     adapter first.
     """
-    data = data or default_pretrain()
-    if spec.source is not None:
-        data = PretrainSpec(spec.source, data.n_train, data.n_val, data.seed)
-    data = data.to_dict()
+    data = source_task(spec, data).to_dict()
     key = _cache_key(spec, data)
     folder = cache_dir() / "zoo"
     weights_path, record_path = folder / f"{key}.pt", folder / f"{key}.json"
@@ -211,8 +218,10 @@ def zoo_backbone(
         k: record[k]
         for k in ("family", "source_accuracy", "parameters", "pretrain_seconds", "cached")
     } | {"source_dataset": record["data"]["dataset"]}
+    size = fixed_size(name)  # an MLP or a LeNet gets its pretraining size, whatever the data's
+    input_spec = BUILTIN_INPUT if size is None else BUILTIN_INPUT.with_size(size)
     return Backbone(
-        name=name, module=module, num_features=num_features, info=info, input_spec=BUILTIN_INPUT
+        name=name, module=module, num_features=num_features, info=info, input_spec=input_spec
     )
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import operator
 import os
 import socket
 from collections.abc import Callable
@@ -49,7 +48,7 @@ from ncap.exceptions import (
     NcapError,
     PretrainedWeightsMissing,
 )
-from ncap.models.backbone import Backbone, parameter_count
+from ncap.models.backbone import Backbone, backbone_from_factory, parameter_count
 from ncap.models.checkpoints import (
     PACKAGED,
     load_packaged,
@@ -309,7 +308,7 @@ def torchvision_backbone(spec: str, *, log: Callable[[str], None] | None = None)
     if weights == "random" or entry is None:
         model = torchvision.models.get_model(name, weights=None, **kwargs)
         weights_info = "random"
-    elif packaged is not None:
+    elif packaged is not None and locate(packaged) is not None:
         model = torchvision.models.get_model(name, weights=None, **kwargs)
         record = load_packaged(packaged, model)  # torch.hub's cache, else the package; sha256
         weights_info = f"{type(entry).__name__}.{entry.name}"
@@ -376,6 +375,7 @@ def _load_state_dict(module: nn.Module, path: Path) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise ConfigError(f"{path} does not hold a state dict (got {type(state).__name__}).")
     state = {k.removeprefix("module."): v for k, v in state.items()}  # DataParallel checkpoints
+    state, stripped = _strip_common_prefix(state, set(module.state_dict()))
     try:
         result = module.load_state_dict(state, strict=False)
     except RuntimeError as err:  # shapes that differ, entries that are not tensors
@@ -389,10 +389,39 @@ def _load_state_dict(module: nn.Module, path: Path) -> dict[str, Any]:
     if result.missing_keys:
         raise ConfigError(
             f"checkpoint {path} lacks {len(result.missing_keys)} of the model's weights (e.g. "
-            f"{', '.join(result.missing_keys[:4])}); make the factory build the architecture the "
-            "checkpoint was saved from."
+            f"{', '.join(result.missing_keys[:4])}); its keys start with "
+            f"{_prefixes(state)}, the model's with {_prefixes(module.state_dict())}: make the "
+            "factory build the architecture the checkpoint was saved from (a whole model's "
+            "checkpoint: return the same module, or the sub-module the prefix names)."
         )
-    return {"checkpoint": str(path), "ignored_keys": sorted(result.unexpected_keys)}
+    out = {"checkpoint": str(path), "ignored_keys": sorted(result.unexpected_keys)}
+    return out | ({"stripped_prefix": stripped} if stripped else {})
+
+
+def _prefixes(keys) -> str:
+    """The first components of state-dict keys, as ``features.*, classifier.*`` (at most 4)."""
+    heads = sorted({k.split(".", 1)[0] + ".*" for k in keys})
+    return ", ".join(heads[:4]) + (" ..." if len(heads) > 4 else "")
+
+
+def _strip_common_prefix(
+    state: dict[str, Any], wanted: set[str]
+) -> tuple[dict[str, Any], str | None]:
+    """``state`` with the one key prefix (e.g. ``features.`` of a whole model saved where its
+    feature extractor is wanted) whose removal yields every key the module wants; unchanged (and
+    None) when the keys already fit or no prefix does.
+
+    >>> _strip_common_prefix({"features.0.weight": 1, "head.weight": 2}, {"0.weight"})
+    ({'0.weight': 1}, 'features.')
+    """
+    if not wanted or wanted <= set(state):
+        return state, None
+    candidates = sorted({k[: i + 1] for k in state for i, ch in enumerate(k) if ch == "."}, key=len)
+    for prefix in candidates:
+        inner = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        if wanted <= set(inner):
+            return inner, prefix
+    return state, None
 
 
 def _checkpoint_problem(err: Exception) -> str:
@@ -424,6 +453,18 @@ def _first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
 
 
+def _current_directory_importable(module_name: str) -> None:
+    """Put the current directory on ``sys.path`` when it holds ``module_name`` (``py:my_models:f``
+    next to the user's own my_models.py works without PYTHONPATH=., as ``python -m`` would)."""
+    import sys
+
+    top = module_name.split(".", 1)[0]
+    cwd = Path.cwd()
+    if (cwd / f"{top}.py").is_file() or (cwd / top / "__init__.py").is_file():
+        if str(cwd) not in sys.path and "" not in sys.path and "." not in sys.path:
+            sys.path.insert(0, str(cwd))
+
+
 def factory_backbone(spec: str, *, log: Callable[[str], None] | None = None) -> Backbone:
     """``module:callable[@state_dict]`` -> the backbone the factory builds (and the weights)."""
     target, weights = split_weights(spec)
@@ -432,6 +473,7 @@ def factory_backbone(spec: str, *, log: Callable[[str], None] | None = None) -> 
             f"bad factory {target!r}: write py:<module>:<callable>, e.g. py:my_models:make_backbone."
         )
     module_name, attr = target.split(":")
+    _current_directory_importable(module_name)
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
@@ -455,25 +497,7 @@ def factory_backbone(spec: str, *, log: Callable[[str], None] | None = None) -> 
         raise
     except (Exception, SystemExit) as err:  # the user's own code: this candidate fails, not the run
         raise ModelCodeError(f"py:{target} raised {_first_line(err)}") from err
-    if isinstance(built, Backbone):
-        backbone = built
-    elif isinstance(built, tuple) and len(built) == 2 and isinstance(built[0], nn.Module):
-        try:
-            num_features = operator.index(built[1])
-        except TypeError:
-            num_features = 0
-        if isinstance(built[1], bool) or num_features < 1:
-            raise ConfigError(
-                f"py:{target} returned (module, {built[1]!r}); num_features must be a positive int."
-            )
-        backbone = Backbone(name="", module=built[0], num_features=num_features)
-    elif isinstance(built, nn.Module):
-        backbone = Backbone(name="", module=built, num_features=None)
-    else:
-        raise ConfigError(
-            f"py:{target} returned {type(built).__name__}; a factory must return an nn.Module, a "
-            "(module, num_features) pair or an ncap.models.Backbone."
-        )
+    backbone = backbone_from_factory(built, f"py:{target}")
     backbone.name = f"py:{spec}"
     backbone.info = {
         "family": "user",

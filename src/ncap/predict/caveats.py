@@ -34,6 +34,7 @@ __all__ = [
     "at_chance",
     "candidate_flags",
     "chance_margin",
+    "demote_at_chance",
     "separation",
 ]
 
@@ -93,6 +94,21 @@ def apply_flags(prediction: dict[str, Any], flags: Sequence[str]) -> dict[str, A
     return prediction | {"calibrated": False, "95": None, "flags": list(flags), "68": None}
 
 
+def demote_at_chance(order: Sequence[str], records: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """``order`` with the candidates flagged ``at-chance`` moved after the others (among
+    themselves by observed accuracy, best first): a score read off a model that has learnt
+    nothing is no evidence (the rule successive halving's cuts follow too).
+
+    >>> recs = {"a": {"flags": {"at-chance": ""}, "observed_accuracy": 0.1},
+    ...         "b": {"flags": {}}, "c": {"flags": {"at-chance": ""}, "observed_accuracy": 0.12}}
+    >>> demote_at_chance(["a", "b", "c"], recs)
+    ['b', 'c', 'a']
+    """
+    chance = [n for n in order if "at-chance" in (records[n].get("flags") or {})]
+    rest = [n for n in order if n not in chance]
+    return rest + sorted(chance, key=lambda n: -(records[n].get("observed_accuracy") or 0.0))
+
+
 def separation(ranked: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Which of ``ranked`` (successful records, best first, each with its ``prediction``) cannot be
     told apart from the leader: every candidate whose 95% interval overlaps the leader's, and every
@@ -120,6 +136,18 @@ def separation(ranked: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             f"interval ({', '.join(((leader.get('prediction') or {}).get('flags')) or ['none'])}); "
             f"{len(tied)} candidates cannot be told apart"
         )
+        with_interval = [r for r in ranked if (r.get("prediction") or {}).get("95")]
+        if len(with_interval) >= 2:
+            inner = separation(with_interval)
+            statement += (
+                f"; among those with an interval, {with_interval[0]['name']} leads and "
+                + (
+                    "its 95% interval lies above the others'"
+                    if inner["separated"]
+                    else f"cannot be told apart from {', '.join(inner['tied'][1:6])}"
+                    + (" ..." if len(inner["tied"]) > 6 else "")
+                )
+            )
     else:
         statement = (
             f"{len(tied)} candidates cannot be told apart at this budget ({', '.join(tied[:6])}"

@@ -6,17 +6,21 @@ sqrt(0.05 * 0.1) ~ 7.07% uses ``early``, any other ``late``; with T unknown, ``l
 output says so. ``tests/test_recommended.py`` checks these constants against the committed study
 (``benchmarks/results/bench-v2-study/``).
 
-A score is a :class:`ScoreSpec`: a per-run score (:mod:`ncap.predict.scores`) or a rank average of
-several (``ravg/...``), each component oriented by its sign (the dynamics' orientation was fixed on
-the study's selection half).
+A score is parsed once (:func:`parse_score`) into a frozen object: a per-run score
+(:mod:`ncap.predict.scores`: extrapolation, dynamics feature, baseline), a :class:`RankAverage` of
+several (``ravg/...``) or a shipped :class:`Fitted` model (``fit/...``); a dynamics feature carries
+its orientation (``sign``, fixed on the study's selection half).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import ClassVar
 
 from ncap.exceptions import ConfigError
+from ncap.predict.scores import BASELINE_SCORES, PROXY_SCORES, DynamicsFeature, RunScoreSpec
+from ncap.predict.scores import parse_score as parse_run_score
 from ncap.predict.shipped import recommended_settings, shipped_fits
 
 __all__ = [
@@ -25,8 +29,12 @@ __all__ = [
     "RECOMMENDED",
     "RECALIBRATION",
     "SIGMA",
-    "ScoreSpec",
+    "Fitted",
+    "RankAverage",
+    "Score",
+    "parse_score",
     "predicted_interval",
+    "run_parts",
     "recalibration_factor",
     "resolve_score",
 ]
@@ -61,77 +69,131 @@ _RAVG = {
 
 
 @dataclass(frozen=True)
-class ScoreSpec:
-    """A ranking score: one per-run score (``kind`` "run"), a rank average of several ("ravg"),
-    or a shipped model fitted across the benchmark's targets ("fit"; ``components`` are then its
-    features, :mod:`ncap.predict.shipped`)."""
+class RankAverage:
+    """``ravg/a+b[+c]``: the mean of the components' normalised ranks among the candidates
+    (:func:`ncap.ranking.scoring.score_candidates`); each component is a per-run score, oriented
+    by its ``sign``.
+
+    >>> parse_score("ravg/lo+params").components
+    ('last-observed', 'param-count')
+    """
 
     name: str
-    components: tuple[str, ...]
-    signs: tuple[float, ...]
-    kind: str = "run"
+    parts: tuple[RunScoreSpec, ...]
+    kind: ClassVar[str] = "ravg"
+    predicts_accuracy: ClassVar[bool] = False
 
     @property
-    def is_rank_average(self) -> bool:
-        return self.kind == "ravg"
+    def components(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.parts)
 
     @property
-    def is_fitted(self) -> bool:
-        return self.kind == "fit"
+    def signs(self) -> tuple[float, ...]:
+        return tuple(p.sign for p in self.parts)
+
+    @property
+    def training_free(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(v for p in self.parts for v in p.training_free))
 
 
-def _component(name: str) -> str:
+@dataclass(frozen=True)
+class Fitted:
+    """``fit/...``: a model fitted across the benchmark's targets that ncap ships
+    (:mod:`ncap.predict.shipped`), on the early ``features`` of each candidate.
+
+    >>> parse_score("fit/base").components[0]
+    'lo'
+    """
+
+    name: str
+    features: tuple[str, ...]
+    kind: ClassVar[str] = "fit"
+    predicts_accuracy: ClassVar[bool] = True
+    parts: ClassVar[tuple[()]] = ()
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        return self.features
+
+    @property
+    def signs(self) -> tuple[float, ...]:
+        return (1.0,) * len(self.features)
+
+    @property
+    def training_free(self) -> tuple[str, ...]:
+        free = {
+            "logme": "logme",
+            "log10_parameters": "parameters",
+            "logit_source": "source_accuracy",
+        }
+        return tuple(free[f] for f in self.features if f in free)
+
+
+Score = RunScoreSpec | RankAverage | Fitted
+
+
+def run_parts(score: Score) -> tuple[RunScoreSpec, ...]:
+    """The per-run scores a ranking by ``score`` computes for each candidate (none for a fitted
+    score, which reads features)."""
+    if isinstance(score, RankAverage):
+        return score.parts
+    if isinstance(score, Fitted):
+        return ()
+    return (score,)
+
+
+def _oriented(spec: RunScoreSpec) -> RunScoreSpec:
+    """A dynamics feature with the orientation frozen on the study's selection half."""
+    if isinstance(spec, DynamicsFeature):
+        return replace(spec, sign=SIGMA.get(spec.name, 1.0))
+    return spec
+
+
+def _component(name: str) -> RunScoreSpec:
     if name in _RAVG:
-        return _RAVG[name]
-    if name.startswith("dyn/"):
-        return name + "/slope" if name.count("/") == 2 else name
-    if name.startswith("nc/") and name.count("/") == 1:  # ravg/lo+nc/{m}: the current default
-        return f"{name}/abs-mean/quadratic/b0/logit"
-    return name
+        name = _RAVG[name]
+    elif name.startswith("dyn/") and name.count("/") == 2:  # ravg/lo+dyn/{m}/{v}: the slope
+        name += "/slope"
+    elif name.startswith("nc/") and name.count("/") == 1:  # ravg/lo+nc/{m}: the current default
+        name += "/abs-mean/quadratic/b0/logit"
+    return _oriented(_parse_run(name))
 
 
-def parse_score(name: str) -> ScoreSpec:
-    """A score by name: a per-run score, ``paper``, or ``ravg/a+b[+c]`` (e.g.
-    ``ravg/lo+params+dyn/interval/abs-mean``)."""
-    from ncap.predict.scores import BASELINE_SCORES
+def _parse_run(name: str) -> RunScoreSpec:
+    try:
+        return parse_run_score(name)
+    except ConfigError as err:
+        if name.startswith(("nc/", "dyn/")):
+            raise
+        raise ConfigError(
+            f"unknown score {name!r}; choose 'recommended', 'paper', one of "
+            f"{', '.join(BASELINE_SCORES)}, a zero-cost proxy ({', '.join(PROXY_SCORES)}), "
+            "nc/{measurement}/{variant}/{features}/"
+            "b{burn_in}/{link}, dyn/{measurement}/{variant}/{feature} or ravg/a+b "
+            "(docs/benchmark.md lists them)."
+        ) from err
 
+
+def parse_score(name: str) -> Score:
+    """A ranking score by name, parsed once: a per-run score
+    (:func:`ncap.predict.scores.parse_score`), ``paper``, ``ravg/a+b[+c]`` (e.g.
+    ``ravg/lo+params+dyn/interval/abs-mean``) or a shipped ``fit/...``."""
     if name == "paper":
         name = PAPER
     if name.startswith("ravg/"):
         parts = name[len("ravg/") :].split("+")
-        comps = tuple(_component(p) for p in parts)
-        for c in comps:
-            _check_run_score(c, BASELINE_SCORES)
-        return ScoreSpec(name, comps, tuple(SIGMA.get(c, 1.0) for c in comps), "ravg")
+        return RankAverage(name, tuple(_component(p) for p in parts))
     if name.startswith("fit/"):
         if name not in shipped_fits():
             raise ConfigError(
                 f"{name!r} is a model fitted across the benchmark's targets that ncap does not "
                 f"ship (it was not adopted); the shipped one(s): {', '.join(shipped_fits())}."
             )
-        features = shipped_fits()[name]
-        return ScoreSpec(name, features, (1.0,) * len(features), "fit")
-    _check_run_score(name, BASELINE_SCORES)
-    return ScoreSpec(name, (name,), (SIGMA.get(name, 1.0),))
+        return Fitted(name, shipped_fits()[name])
+    return _oriented(_parse_run(name))
 
 
-def _check_run_score(name: str, baselines) -> None:
-    from ncap.predict.scores import PROXY_SCORES, parse_nc
-
-    if name.startswith("nc/"):
-        parse_nc(name)
-        return
-    if name.startswith("dyn/") or name in baselines or name in PROXY_SCORES:
-        return
-    raise ConfigError(
-        f"unknown score {name!r}; choose 'recommended', 'paper', one of {', '.join(baselines)}, "
-        f"a zero-cost proxy ({', '.join(PROXY_SCORES)}), "
-        "nc/{measurement}/{variant}/{features}/b{burn_in}/{link}, "
-        "dyn/{measurement}/{variant}/{feature} or ravg/a+b (docs/benchmark.md lists them)."
-    )
-
-
-def resolve_score(name: str | None, budget_fraction: float | None) -> tuple[ScoreSpec, str | None]:
+def resolve_score(name: str | None, budget_fraction: float | None) -> tuple[Score, str | None]:
     """The score to rank by and a note for the output (or None).
 
     ``name`` None or "recommended" gives the study's default for the budget's bin.

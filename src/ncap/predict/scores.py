@@ -16,6 +16,11 @@ cannot score the run. Names:
 - ``dyn/{measurement}/{variant}/{feature}``: a raw feature of beta_eff's decay
   (:mod:`ncap.predict.dynamics`), oriented by ``sign`` (the caller's choice, +1 by default).
 
+Each name is parsed once, at the door, by :func:`parse_score` into a small frozen object
+(:class:`Extrapolation`, :class:`DynamicsFeature`, :class:`Baseline`) that knows what it reads
+(``reads``: the beta_eff measurement and variant, or None) and scores a run itself (``score``).
+``nc_name``/``dynamics_name`` spell a name from its parts; there is one spelling per score.
+
 ``context`` keys: ``steps_per_epoch`` and ``target_epoch`` (the full budget in epochs) for the
 baselines, ``curve_starts`` (optional), and the training-free values ``parameters``,
 ``source_accuracy``, ``logme``, ``proxies``.
@@ -26,7 +31,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
+from typing import Any, ClassVar
 
 from ncap.capacitance.variants import VARIANTS
 from ncap.exceptions import ConfigError
@@ -35,8 +41,15 @@ from ncap.predict.settings import FEATURE_MAPS, LINKS, MEASUREMENT_CHOICES, Pred
 __all__ = [
     "BASELINE_SCORES",
     "PREDICTS_ACCURACY",
+    "Baseline",
+    "DynamicsFeature",
+    "Extrapolation",
     "PROXY_SCORES",
+    "Proxy",
     "RunScore",
+    "RunScoreSpec",
+    "parse_score",
+    "try_parse_score",
     "dynamics_name",
     "nc_name",
     "parse_nc",
@@ -69,6 +82,11 @@ PROXY_SCORES = (
     "flops",
 )
 PREDICTS_ACCURACY = frozenset({"last-observed", "learning-curve"})  # and every nc/ score
+_TRAINING_FREE = {
+    "logme": ("logme",),
+    "param-count": ("parameters",),
+    "source-accuracy": ("source_accuracy",),
+}
 BURN_INS = (0, 1, 2)
 DYNAMICS_VARIANTS = ("abs-mean", "mean-abs")  # signed changes sign: its log is undefined
 
@@ -92,12 +110,281 @@ class RunScore:
 
 
 def nc_name(settings: PredictorSettings) -> str:
-    s = settings
-    return f"nc/{s.measurement}/{s.variant}/{s.features}/b{s.burn_in}/{s.link}"
+    """The name of the extrapolation with these settings (:attr:`Extrapolation.name`)."""
+    return Extrapolation(settings).name
 
 
 def dynamics_name(measurement: str, variant: str, feature: str) -> str:
-    return f"dyn/{measurement}/{variant}/{feature}"
+    """The name of a beta_eff dynamics feature (:attr:`DynamicsFeature.name`)."""
+    return DynamicsFeature(measurement, variant, feature).name
+
+
+def _untracked(
+    reads: tuple[str, str] | None, points: Sequence[Mapping[str, Any]], max_step: int, *, nc: bool
+) -> RunScore | None:
+    """A failed :class:`RunScore` when the run did not record the beta_eff a score reads."""
+    if reads is None or not any(p["step"] <= max_step for p in points):
+        return None
+    if _recorded(points, max_step, *reads, nc=nc):
+        return None
+    return RunScore(None, untracked_reason(*reads))
+
+
+@dataclass(frozen=True)
+class Extrapolation:
+    """``nc/{measurement}/{variant}/{features}/b{burn_in}/{link}``: the final accuracy extrapolated
+    to beta_eff = 0 by :class:`~ncap.predict.capacitance.CapacitancePredictor` with ``settings``.
+
+    >>> s = parse_score("nc/interval/abs-mean/quadratic/b0/logit")
+    >>> s.reads, s.link, s.legacy_name
+    (('interval', 'abs-mean'), 'logit', 'nc/abs-mean/quadratic/b0/logit')
+    """
+
+    settings: PredictorSettings
+    kind: ClassVar[str] = "run"
+    predicts_accuracy: ClassVar[bool] = True
+    sign: ClassVar[float] = 1.0
+    training_free: ClassVar[tuple[str, ...]] = ()  # the training-free values it reads
+
+    @property
+    def name(self) -> str:
+        s = self.settings
+        return f"nc/{s.measurement}/{s.variant}/{s.features}/b{s.burn_in}/{s.link}"
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        """What a ranking by this score lists as its components: itself."""
+        return (self.name,)
+
+    @property
+    def legacy_name(self) -> str:
+        """bench-v1's spelling (no measurement: interval), kept in its legacy reports."""
+        s = self.settings
+        return f"nc/{s.variant}/{s.features}/b{s.burn_in}/{s.link}"
+
+    @property
+    def reads(self) -> tuple[str, str]:
+        """The beta_eff (measurement, variant) the score reads."""
+        return self.settings.measurement, self.settings.variant
+
+    @property
+    def link(self) -> str:
+        return self.settings.link
+
+    def score(
+        self,
+        points: Sequence[Mapping[str, Any]],
+        max_step: int,
+        context: Mapping[str, Any],
+        *,
+        sign: float = 1.0,
+    ) -> RunScore:
+        """The run's extrapolation from its points within ``max_step`` (never raises)."""
+        failed = _untracked(self.reads, points, max_step, nc=True)
+        if failed is not None:
+            return failed
+        from ncap.predict.capacitance import predict_from_points  # scikit-learn: not at --help
+
+        try:
+            out = predict_from_points(points, self.settings, max_step)
+        except ValueError as err:  # ConfigError is a ValueError: too few points, all-zero beta
+            return RunScore(None, str(err).split(";")[0])
+        pred = out["predicted_accuracy"]
+        if not math.isfinite(pred):
+            return RunScore(None, f"the extrapolation is not finite ({pred})")
+        return RunScore(
+            pred,
+            predicted=pred,
+            sd=out["predicted_std"],
+            link=self.link,
+            link_mean=out["fit"]["link_mean"],
+            link_sd=out["fit"]["link_std"],
+        )
+
+
+@dataclass(frozen=True)
+class DynamicsFeature:
+    """``dyn/{measurement}/{variant}/{feature}``: a raw feature of beta_eff's decay
+    (:mod:`ncap.predict.dynamics`), times ``sign`` (its orientation; +1: higher is better).
+
+    >>> parse_score("dyn/fixed/mean-abs/slope").reads
+    ('fixed', 'mean-abs')
+    """
+
+    measurement: str
+    variant: str
+    feature: str
+    sign: float = 1.0
+    kind: ClassVar[str] = "run"
+    predicts_accuracy: ClassVar[bool] = False
+    link: ClassVar[None] = None
+    training_free: ClassVar[tuple[str, ...]] = ()  # the training-free values it reads
+
+    def __post_init__(self) -> None:
+        from ncap.predict.dynamics import DYNAMICS
+
+        if (
+            self.measurement not in MEASUREMENT_CHOICES
+            or self.variant not in DYNAMICS_VARIANTS
+            or self.feature not in DYNAMICS
+        ):
+            raise ConfigError(
+                f"malformed dynamics score {self.name!r}; the form is dyn/{{measurement}}/"
+                f"{{variant}}/{{feature}} with measurement in {MEASUREMENT_CHOICES}, variant in "
+                f"{DYNAMICS_VARIANTS} and feature in {DYNAMICS}."
+            )
+
+    @property
+    def name(self) -> str:
+        return f"dyn/{self.measurement}/{self.variant}/{self.feature}"
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        """What a ranking by this score lists as its components: itself."""
+        return (self.name,)
+
+    @property
+    def reads(self) -> tuple[str, str]:
+        return self.measurement, self.variant
+
+    def score(
+        self,
+        points: Sequence[Mapping[str, Any]],
+        max_step: int,
+        context: Mapping[str, Any],
+        *,
+        sign: float = 1.0,
+    ) -> RunScore:
+        """The feature of the run's beta_eff series within ``max_step``, oriented by
+        ``self.sign * sign`` (``context["steps_per_epoch"]`` converts steps to epochs)."""
+        failed = _untracked(self.reads, points, max_step, nc=False)
+        if failed is not None:
+            return failed
+        from ncap.predict.dynamics import beta_series, dynamics_feature
+
+        epochs, betas = beta_series(
+            points, max_step, measurement=self.measurement, variant=self.variant
+        )
+        budget_epoch = max_step / float(context["steps_per_epoch"])
+        try:
+            value = dynamics_feature(self.feature, epochs, betas, budget_epoch=budget_epoch)
+        except ValueError as err:
+            return RunScore(None, str(err))
+        return RunScore(self.sign * sign * value)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A score without beta_eff (:data:`BASELINE_SCORES`: :mod:`ncap.predict.baselines`; ``logme``
+    is read from the context's training-free values).
+
+    >>> parse_score("last-observed").predicts_accuracy, parse_score("logme").reads
+    (True, None)
+    """
+
+    name: str
+    kind: ClassVar[str] = "run"
+    reads: ClassVar[None] = None
+    link: ClassVar[None] = None
+    sign: ClassVar[float] = 1.0
+
+    def __post_init__(self) -> None:
+        if self.name not in BASELINE_SCORES:
+            raise ConfigError(
+                f"unknown score {self.name!r}; choose one of {', '.join(BASELINE_SCORES)}, "
+                f"a zero-cost proxy ({', '.join(PROXY_SCORES)}), "
+                "nc/{measurement}/{variant}/{features}/b{burn_in}/{link} or "
+                "dyn/{measurement}/{variant}/{feature}."
+            )
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        """What a ranking by this score lists as its components: itself."""
+        return (self.name,)
+
+    @property
+    def predicts_accuracy(self) -> bool:
+        return self.name in PREDICTS_ACCURACY
+
+    @property
+    def training_free(self) -> tuple[str, ...]:
+        """The training-free values (context keys) it reads: ``logme`` is computed only for a
+        score that reads it."""
+        return _TRAINING_FREE.get(self.name, ())
+
+    def score(
+        self,
+        points: Sequence[Mapping[str, Any]],
+        max_step: int,
+        context: Mapping[str, Any],
+        *,
+        sign: float = 1.0,
+    ) -> RunScore:
+        """The baseline of the run (``sign`` is accepted for a uniform call and ignored)."""
+        if self.name == "logme":
+            value = context.get("logme")
+            if value is None or not math.isfinite(float(value)):
+                return RunScore(None, "LogME is unknown for this run")
+            return RunScore(float(value))
+        from ncap.predict.baselines import BASELINES  # scipy's curve fits: not at --help
+
+        try:
+            value, info = BASELINES[self.name](points, max_step, context)
+        except ValueError as err:
+            return RunScore(None, str(err))
+        if value is None:
+            return RunScore(None, str(info.get("reason") or info.get("failures")))
+        value = float(value)
+        return RunScore(value, predicted=value if self.predicts_accuracy else None)
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """A zero-cost proxy of the untrained network (:data:`PROXY_SCORES`), read from the context's
+    ``proxies``.
+
+    >>> parse_score("fisher").training_free
+    ('proxies',)
+    """
+
+    name: str
+    kind: ClassVar[str] = "run"
+    reads: ClassVar[None] = None
+    link: ClassVar[None] = None
+    sign: ClassVar[float] = 1.0
+    predicts_accuracy: ClassVar[bool] = False
+    training_free: ClassVar[tuple[str, ...]] = ("proxies",)
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        """What a ranking by this score lists as its components: itself."""
+        return (self.name,)
+
+    def score(
+        self,
+        points: Sequence[Mapping[str, Any]],
+        max_step: int,
+        context: Mapping[str, Any],
+        *,
+        sign: float = 1.0,
+    ) -> RunScore:
+        """The proxy's recorded value (``sign`` is accepted for a uniform call and ignored)."""
+        value = (context.get("proxies") or {}).get(self.name)
+        if value is None or not math.isfinite(float(value)):
+            return RunScore(None, f"the zero-cost proxy {self.name} is unknown for this run")
+        return RunScore(float(value))
+
+
+RunScoreSpec = Extrapolation | DynamicsFeature | Baseline | Proxy
+
+
+def try_parse_score(name: str, *, legacy: bool = False) -> RunScoreSpec | None:
+    """:func:`parse_score`, or None when ``name`` is no per-run score (e.g. a fitted model's
+    feature such as ``lo``, or ``nc-gain/interval``)."""
+    try:
+        return parse_score(name, legacy=legacy)
+    except ConfigError:
+        return None
 
 
 def parse_nc(name: str) -> PredictorSettings:
@@ -119,6 +406,34 @@ def parse_nc(name: str) -> PredictorSettings:
     )
 
 
+@lru_cache(maxsize=4096)
+def parse_score(name: str, *, legacy: bool = False) -> RunScoreSpec:
+    """The per-run score ``name`` stands for, parsed once (``ConfigError`` naming the forms when
+    it is none). ``legacy``: also read bench-v1's ``nc/{variant}/{features}/b{burn_in}/{link}``
+    (interval measurement), the spelling of its legacy reports.
+
+    Rank averages, ``paper`` and fitted scores: :func:`ncap.predict.recommended.parse_score`.
+    """
+    if name.startswith("nc/"):
+        if legacy and name.count("/") == 4:
+            name = "nc/interval/" + name[len("nc/") :]
+        return Extrapolation(parse_nc(name))
+    if name.startswith("dyn/"):
+        parts = name.split("/")
+        if len(parts) != 4:
+            from ncap.predict.dynamics import DYNAMICS
+
+            raise ConfigError(
+                f"malformed dynamics score {name!r}; the form is dyn/{{measurement}}/"
+                f"{{variant}}/{{feature}} with measurement in {MEASUREMENT_CHOICES}, variant in "
+                f"{DYNAMICS_VARIANTS} and feature in {DYNAMICS}."
+            )
+        return DynamicsFeature(*parts[1:])
+    if name in PROXY_SCORES:
+        return Proxy(name)
+    return Baseline(name)
+
+
 def score_names(measurements: Sequence[str] = MEASUREMENT_CHOICES) -> list[str]:
     """The per-run candidate scores (families A, B, C) for the given beta_eff measurements."""
     from ncap.predict.dynamics import DYNAMICS
@@ -138,12 +453,8 @@ def score_names(measurements: Sequence[str] = MEASUREMENT_CHOICES) -> list[str]:
 
 
 def score_variant(name: str) -> tuple[str, str] | None:
-    """``(measurement, variant)`` of beta_eff an ``nc/`` or ``dyn/`` score reads (None for the
-    others; the name is not validated here)."""
-    parts = name.split("/")
-    if parts[0] in ("nc", "dyn") and len(parts) >= 3:
-        return parts[1], parts[2]
-    return None
+    """``(measurement, variant)`` of beta_eff the score ``name`` reads (None for the others)."""
+    return parse_score(name).reads
 
 
 def untracked_reason(measurement: str, variant: str) -> str:
@@ -182,92 +493,6 @@ def run_score(
     *,
     sign: float = 1.0,
 ) -> RunScore:
-    """Score one run by ``name`` (module docstring); never raises for a run it cannot score."""
-    source = score_variant(name)
-    if source is not None and source[0] in MEASUREMENT_CHOICES:
-        within = any(p["step"] <= max_step for p in points)
-        if within and not _recorded(points, max_step, *source, nc=name.startswith("nc/")):
-            return RunScore(None, untracked_reason(*source))
-    if name.startswith("nc/"):
-        return _extrapolation(parse_nc(name), points, max_step)
-    if name.startswith("dyn/"):
-        return _dynamics(name, points, max_step, context, sign)
-    if name == "logme":
-        value = context.get("logme")
-        if value is None or not math.isfinite(float(value)):
-            return RunScore(None, "LogME is unknown for this run")
-        return RunScore(float(value))
-    if name in PROXY_SCORES:
-        value = (context.get("proxies") or {}).get(name)
-        if value is None or not math.isfinite(float(value)):
-            return RunScore(None, f"the zero-cost proxy {name} is unknown for this run")
-        return RunScore(float(value))
-    from ncap.predict.baselines import BASELINES
-
-    if name not in BASELINES:
-        raise ConfigError(
-            f"unknown score {name!r}; choose one of {', '.join(BASELINE_SCORES)}, "
-            "nc/{measurement}/{variant}/{features}/b{burn_in}/{link} or "
-            "dyn/{measurement}/{variant}/{feature}."
-        )
-    try:
-        value, info = BASELINES[name](points, max_step, context)
-    except ValueError as err:
-        return RunScore(None, str(err))
-    if value is None:
-        return RunScore(None, str(info.get("reason") or info.get("failures")))
-    value = float(value)
-    return RunScore(value, predicted=value if name in PREDICTS_ACCURACY else None)
-
-
-def _extrapolation(
-    settings: PredictorSettings, points: Sequence[Mapping[str, Any]], max_step: int
-) -> RunScore:
-    from ncap.predict.capacitance import predict_from_points
-
-    try:
-        out = predict_from_points(points, settings, max_step)
-    except ValueError as err:  # ConfigError is a ValueError: too few points, all-zero beta
-        return RunScore(None, str(err).split(";")[0])
-    pred = out["predicted_accuracy"]
-    if not math.isfinite(pred):
-        return RunScore(None, f"the extrapolation is not finite ({pred})")
-    return RunScore(
-        pred,
-        predicted=pred,
-        sd=out["predicted_std"],
-        link=settings.link,
-        link_mean=out["fit"]["link_mean"],
-        link_sd=out["fit"]["link_std"],
-    )
-
-
-def _dynamics(
-    name: str,
-    points: Sequence[Mapping[str, Any]],
-    max_step: int,
-    context: Mapping[str, Any],
-    sign: float,
-) -> RunScore:
-    from ncap.predict.dynamics import DYNAMICS, beta_series, dynamics_feature
-
-    parts = name.split("/")
-    if (
-        len(parts) != 4
-        or parts[1] not in MEASUREMENT_CHOICES
-        or parts[2] not in DYNAMICS_VARIANTS
-        or parts[3] not in DYNAMICS
-    ):
-        raise ConfigError(
-            f"malformed dynamics score {name!r}; the form is dyn/{{measurement}}/{{variant}}/"
-            f"{{feature}} with measurement in {MEASUREMENT_CHOICES}, variant in "
-            f"{DYNAMICS_VARIANTS} and feature in {DYNAMICS}."
-        )
-    _, measurement, variant, feature = parts
-    epochs, betas = beta_series(points, max_step, measurement=measurement, variant=variant)
-    budget_epoch = max_step / float(context["steps_per_epoch"])
-    try:
-        value = dynamics_feature(feature, epochs, betas, budget_epoch=budget_epoch)
-    except ValueError as err:
-        return RunScore(None, str(err))
-    return RunScore(sign * value)
+    """Score one run by ``name`` (module docstring); never raises for a run it cannot score (a
+    malformed name raises ``ConfigError``). The same as ``parse_score(name).score(...)``."""
+    return parse_score(name).score(points, max_step, context, sign=sign)

@@ -1,23 +1,23 @@
 """The prediction settings: choices and defaults, readable without scikit-learn.
 
 The command line builds its flags from these (``ncap --help`` imports neither torch nor
-scikit-learn); :class:`PredictorSettings` makes the estimator,
-:class:`ncap.predict.capacitance.CapacitancePredictor`, only when asked.
+scikit-learn); :func:`ncap.predict.capacitance.estimator` makes the estimator,
+:class:`ncap.predict.capacitance.CapacitancePredictor`, from a :class:`PredictorSettings`.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
-if TYPE_CHECKING:
-    from ncap.predict.capacitance import CapacitancePredictor
+from ncap.capacitance.variants import check_variants
+from ncap.exceptions import ConfigError
 
 __all__ = [
     "FEATURE_MAPS",
     "LINKS",
     "MEASUREMENT_CHOICES",
     "PredictorSettings",
+    "check_predictor_params",
     "fit_points_needed",
 ]
 
@@ -30,6 +30,28 @@ def fit_points_needed(features: str, min_points: int) -> int:
     """Usable points a fit with this feature map needs (after the burn-in)."""
     n_coef = 2 if features == "quadratic" else 1
     return max(min_points, n_coef + 2, 2)
+
+
+def check_predictor_params(
+    variant: str, features: str, burn_in: int, link: str, measurement: str
+) -> None:
+    """Raise :class:`~ncap.exceptions.ConfigError` for an invalid predictor parameter (the rules
+    of both :class:`PredictorSettings` and the estimator,
+    :class:`ncap.predict.capacitance.CapacitancePredictor`)."""
+    try:
+        check_variants(variant)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if features not in FEATURE_MAPS:
+        raise ConfigError(f"unknown feature map {features!r}; choose one of {FEATURE_MAPS}.")
+    if measurement not in MEASUREMENT_CHOICES:
+        raise ConfigError(
+            f"unknown beta_eff measurement {measurement!r}; choose one of {MEASUREMENT_CHOICES}."
+        )
+    if burn_in < 0:
+        raise ConfigError(f"burn_in must be >= 0, got {burn_in}.")
+    if link not in LINKS:
+        raise ConfigError(f"unknown link {link!r}; choose one of {LINKS}.")
 
 
 @dataclass(frozen=True)
@@ -47,8 +69,8 @@ class PredictorSettings:
     form; a test checks them against that file).
 
     A frozen, JSON-ready record of the estimator's ``get_params()`` (stored as a run's
-    ``settings["predictor"]``); :meth:`make` gives the estimator, and the validation is the
-    estimator's own (:meth:`CapacitancePredictor.check_params`).
+    ``settings["predictor"]``); :func:`ncap.predict.capacitance.estimator` gives the estimator,
+    and both validate by :func:`check_predictor_params`.
     """
 
     variant: str = "signed"
@@ -59,19 +81,11 @@ class PredictorSettings:
     measurement: str = "interval"
 
     def __post_init__(self) -> None:
-        self.make().check_params()
-
-    def make(self) -> CapacitancePredictor:
-        from ncap.predict.capacitance import CapacitancePredictor  # scikit-learn: not at --help
-
-        return CapacitancePredictor(**asdict(self))
+        check_predictor_params(
+            self.variant, self.features, self.burn_in, self.link, self.measurement
+        )
 
     def points_needed(self) -> int:
         """Evaluation points the fit needs (its burn-in included): a run with fewer cannot be
         predicted, so :mod:`ncap.ranking.preflight` refuses it before training."""
         return self.burn_in + fit_points_needed(self.features, self.min_points)
-
-    @classmethod
-    def from_estimator(cls, estimator: CapacitancePredictor) -> PredictorSettings:
-        params = estimator.get_params()
-        return cls(**{f.name: params[f.name] for f in fields(cls)})

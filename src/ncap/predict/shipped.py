@@ -25,6 +25,7 @@ from ncap.predict.fitted import FittedGain
 __all__ = [
     "UNKNOWN_BUDGET",
     "ShippedFit",
+    "fit_budgets",
     "fitted_gain",
     "nearest_budget",
     "recommended_settings",
@@ -68,6 +69,14 @@ def nearest_budget(budgets: Sequence[float], fraction: float | None) -> float:
     """
     target = UNKNOWN_BUDGET if fraction is None or not fraction > 0 else fraction
     return min(budgets, key=lambda f: (abs(math.log(f) - math.log(target)), f))
+
+
+def fit_budgets(name: str) -> list[float]:
+    """The study budgets (shares of T) a shipped fitted score was fitted at, smallest first."""
+    fits = _fitted_file()["fits"]
+    if name not in fits:
+        raise ConfigError(f"ncap ships no fitted score {name!r}; shipped: {', '.join(fits)}.")
+    return sorted(float(b) for b in fits[name]["budgets"])
 
 
 @dataclass(frozen=True)

@@ -1,22 +1,18 @@
-"""One candidate, start to finish: create_backbone -> finetune -> predictor -> its record."""
+"""One candidate of a ranking, start to finish: :func:`ncap.ranking.runner.train_candidate` (to the
+budget, or on to the full budget for the hold-out check), then its record; a halving rung's part
+goes to :func:`ncap.ranking.segment.run_segment`."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
-import torch
-
 from ncap.data.dataset import ImageDataset
-from ncap.exceptions import CandidateError, NcapError, StorageError
-from ncap.models.registry import create_backbone
-from ncap.predict.capacitance import PredictorSettings, predict_from_points
-from ncap.ranking.segment import RungJob, out_of_memory_reason, run_segment
-from ncap.ranking.training_free import proxies_of, training_free_scores
-from ncap.results import CandidateRecord, failed_record
+from ncap.predict.capacitance import PredictorSettings
+from ncap.ranking.runner import TrainingJob, candidate_record, train_candidate
+from ncap.ranking.segment import RungJob, run_segment
+from ncap.results import CandidateRecord
 from ncap.training.config import FinetuneConfig
-from ncap.training.loop import finetune
 from ncap.training.runtime import Runtime
 
 __all__ = ["run_candidate"]
@@ -49,9 +45,7 @@ def run_candidate(
     With ``rung`` (successive halving) only that rung's part of the run is trained, from and to
     the candidate's checkpoint (:func:`ncap.ranking.segment.run_segment`). With ``logme``, LogME of
     the pretrained backbone's features is computed first (``record["backbone"]["logme"]``; a
-    failure is recorded as ``logme_error`` and does not fail the candidate). With ``proxies``,
-    those zero-cost proxies of the untrained network are computed first, as the NAS benchmark
-    computes them (``record["backbone"]["proxies"]``, :func:`ncap.ranking.training_free.proxies_of`).
+    failure is recorded as ``logme_error`` and does not fail the candidate).
     """
     if rung is not None:
         return run_segment(
@@ -66,70 +60,33 @@ def run_candidate(
             log=log,
             logme=logme,
         )
-    record = failed_record(name)
-    start = time.perf_counter()
-    try:
-        with torch.random.fork_rng():  # random initialisations are the same in every process
-            torch.manual_seed(config.seed)
-            backbone = create_backbone(name, log=log, **(model_options or {}))
-        record["backbone"] = {"num_features": backbone.num_features} | backbone.info
-        if logme:
-            record["backbone"] |= training_free_scores(backbone, dataset, config, runtime, log)
-        if proxies:
-            record["backbone"] |= proxies_of(backbone, dataset, config, proxies)
-        n_train = len(dataset.y_train)
-        budget_steps = config.total_steps(n_train)
-        run_config = config
-        if full_epochs is not None:  # laid out for the budget, so the early run is its prefix
-            run_config = FinetuneConfig(
-                **(
-                    config.__dict__
-                    | {
-                        "epochs": full_epochs,
-                        "steps": None,
-                        "eval_anchor": config.anchor_steps(n_train),
-                    }
-                )
+    n_train = len(dataset.y_train)
+    budget_steps = config.total_steps(n_train)
+    run_config = config
+    if full_epochs is not None:  # laid out for the budget, so the early run is its prefix
+        run_config = FinetuneConfig(
+            **(
+                config.__dict__
+                | {
+                    "epochs": full_epochs,
+                    "steps": None,
+                    "eval_anchor": config.anchor_steps(n_train),
+                }
             )
-        traj = finetune(
-            backbone.module,
-            backbone.num_features,
-            dataset,
-            run_config,
-            input_spec=backbone.input_spec,
-            runtime=runtime,
-            on_step=on_step,
-            extra_eval_steps=(budget_steps,),
-            evaluate_test=True,
         )
-        record["backbone"]["num_features"] = traj.num_features
-        record["runtime"] = traj.runtime
-        if traj.test is not None:
-            record["test_accuracy"] = traj.test["test_accuracy"]
-            record["test"] = traj.test
-        points = traj.points
-        record["trajectory"] = points
-        early = [p for p in points if p["step"] <= budget_steps]
-        if not early:
-            raise CandidateError("no evaluation point within the budget; lower --eval-every.")
-        record["observed_accuracy"] = early[-1]["val_accuracy"]
-        record["beta_eff_end"] = early[-1]["beta_eff"]
-        record["cost_seconds"] = early[-1]["wall_time"]
-        if full_epochs is not None:
-            record["final_accuracy"] = points[-1]["val_accuracy"]
-            record["full_seconds"] = traj.seconds
-        try:
-            record |= predict_from_points(points, predictor, budget_steps)
-        except ValueError as err:  # too few points for the extrapolation: none, not a failure
-            record["fit"] = {"error": str(err)}
-        record["steps"] = budget_steps  # spent on the ranking (cost_seconds: their time)
-        record["status"] = "ok"
-    except StorageError:  # the run's own disk, no fault of the candidate: stop, --resume later
-        raise
-    except NcapError as err:
-        record["reason"] = str(err)
-    except torch.OutOfMemoryError as err:
-        record["reason"] = out_of_memory_reason(err)
-    if record["cost_seconds"] is None:
-        record["cost_seconds"] = time.perf_counter() - start
+    job = TrainingJob(
+        init_seed=config.seed,
+        model_options=model_options or {},
+        runtime=runtime,
+        logme=logme,
+        proxies=proxies,
+        extra_eval_steps=(budget_steps,),
+        evaluate_test=True,
+    )
+    run = train_candidate(name, dataset, run_config, job, on_step=on_step, log=log)
+    record = candidate_record(
+        run, predictor, budget_steps=budget_steps, full_run=full_epochs is not None
+    )
+    if record["cost_seconds"] is None:  # failed: the time it took to fail
+        record["cost_seconds"] = run.seconds
     return record

@@ -17,7 +17,7 @@ import torch
 
 from ncap.data.dataset import ImageDataset
 from ncap.exceptions import ConfigError, OutputExists, StorageError
-from ncap.models.builtin import list_models, model_spec
+from ncap.models.builtin import BUILTIN_SIZE, fixed_size, list_models, model_spec
 from ncap.predict.settings import PredictorSettings
 from ncap.training.config import FinetuneConfig
 from ncap.training.schedule import eval_steps
@@ -36,7 +36,6 @@ __all__ = [
 
 # what a run writes besides candidates/*.json (report.write_outputs)
 OUTPUT_FILES = ("results.json", "results.csv", "beta_eff.png", "fits.png")
-BUILTIN_SIZE = 28  # the built-in zoo is pretrained on 28 x 28 grey images
 
 
 def existing_outputs(out_dir: Path) -> list[Path]:
@@ -141,25 +140,33 @@ def builtin_fit_problems(
 ) -> dict[str, str]:
     """Why each built-in zoo model cannot take ``dataset`` (the others are not listed).
 
-    The built-in zoo takes 1-channel images; its MLPs and LeNets take 28 x 28 pixels only. The
-    check builds each architecture (no pretraining) and runs it on two blank images of the size it
-    would get, so a mismatch is found before the zoo is pretrained.
+    The built-in zoo takes grey images (RGB ones are converted per batch); its MLPs and LeNets are
+    fed their pretraining size (:func:`ncap.models.builtin.fixed_size`: the images are resized),
+    unless ``input_size`` forces another. The check builds each architecture (no pretraining) and
+    runs it on two blank images of the size it would get, so a mismatch is found before the zoo is
+    pretrained.
     """
     builtin = set(list_models())
     problems: dict[str, str] = {}
-    size = (input_size, input_size) if input_size else dataset.image_size
     fix = (
-        f"the built-in models take {BUILTIN_SIZE} px grey images: convert the data with "
-        f"--channels 1 --image-size {BUILTIN_SIZE} (ncap rank), or pick timm:/tv: models"
+        f"the built-in MLPs and LeNets take {BUILTIN_SIZE} px images: leave --input-size unset "
+        "(the images are then resized for them), or pick other models"
     )
     for name in models:
         if name not in builtin:
             continue
-        if dataset.channels != 1:
+        if dataset.channels not in (1, 3):
             problems[name] = (
-                f"channel mismatch: {name} takes 1-channel images, the data has {dataset.channels}; {fix}."
+                f"channel mismatch: {name} takes grey (or RGB, converted) images, the data has "
+                f"{dataset.channels} channels; convert the data with --channels 1."
             )
             continue
+        fixed = fixed_size(name)
+        size = (
+            (input_size, input_size)
+            if input_size
+            else ((fixed, fixed) if fixed else dataset.image_size)
+        )
         with torch.random.fork_rng():
             module, _ = model_spec(name).build()
         module.eval()

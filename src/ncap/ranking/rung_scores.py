@@ -85,7 +85,7 @@ def needs_logme(name: str) -> bool:
         return False
     from ncap.predict.recommended import resolve_score
 
-    return "logme" in resolve_score(name, None)[0].components
+    return "logme" in resolve_score(name, None)[0].training_free
 
 
 def score_rung(

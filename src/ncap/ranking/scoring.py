@@ -1,7 +1,7 @@
 """Rank a run's finished candidates by a score (:mod:`ncap.predict.recommended`) and attach each
 candidate's predicted final accuracy with its interval.
 
-Three kinds of score (:class:`~ncap.predict.recommended.ScoreSpec`):
+Three kinds of score (:func:`ncap.predict.recommended.parse_score`):
 
 - a per-run score (``last-observed``, ``nc/...``, ``dyn/...``, ...): each candidate on its own;
 - a rank average (``ravg/...``): the mean of the components' normalised ranks
@@ -25,8 +25,15 @@ import numpy as np
 
 from ncap.predict.caveats import apply_flags, candidate_flags
 from ncap.predict.features import base_features, sigmoid
-from ncap.predict.recommended import ScoreSpec, predicted_interval, recalibration_factor
-from ncap.predict.scores import nc_name, run_score
+from ncap.predict.recommended import (
+    Fitted,
+    RankAverage,
+    Score,
+    predicted_interval,
+    recalibration_factor,
+    run_parts,
+)
+from ncap.predict.scores import Baseline, nc_name
 from ncap.predict.settings import PredictorSettings
 
 __all__ = [
@@ -34,7 +41,9 @@ __all__ = [
     "add_predictions",
     "assumed_note",
     "budget_fraction",
+    "budget_to_separate",
     "score_candidates",
+    "separation_note",
     "target_or_assumed",
     "trust_of",
 ]
@@ -52,6 +61,9 @@ _WHY_MISSING = {
     "log2_features": "no feature width",
     "lo": "no evaluation point within the budget",
 }
+
+
+_LAST_OBSERVED, _TSE_E1 = Baseline("last-observed"), Baseline("tse-e1")
 
 
 def budget_fraction(
@@ -104,22 +116,24 @@ def _context(record: dict[str, Any], steps_per_epoch: float, full_epochs: float 
     }
 
 
-def _per_run(ok, spec: ScoreSpec, budget_steps, steps_per_epoch, full_epochs):
-    values = np.full((len(spec.components), len(ok)), np.nan)
+def _per_run(ok, spec: Score, budget_steps, steps_per_epoch, full_epochs):
+    parts = run_parts(spec)
+    average = isinstance(spec, RankAverage)
+    values = np.full((len(parts), len(ok)), np.nan)
     reasons: list[list[str]] = [[] for _ in ok]
     extra: list[dict[str, Any]] = [{} for _ in ok]
     for i, r in enumerate(ok):
         context = _context(r, steps_per_epoch, full_epochs)
-        for j, (name, sign) in enumerate(zip(spec.components, spec.signs)):
-            sc = run_score(name, r["trajectory"], budget_steps, context, sign=sign)
+        for j, part in enumerate(parts):
+            sc = part.score(r["trajectory"], budget_steps, context)
             if sc.value is None:
-                reasons[i].append(f"{name}: {sc.reason}")
+                reasons[i].append(f"{part.name}: {sc.reason}")
                 continue
             values[j, i] = sc.value
-            if not spec.is_rank_average and sc.predicted is not None:
+            if not average and sc.predicted is not None:
                 extra[i] = {"predicted": sc.predicted, "link": sc.link,
                             "link_mean": sc.link_mean, "link_sd": sc.link_sd}  # fmt: skip
-    if spec.is_rank_average:
+    if average:
         from scipy.stats import rankdata
 
         n = max(len(ok) - 1, 1)
@@ -134,15 +148,15 @@ def _per_run(ok, spec: ScoreSpec, budget_steps, steps_per_epoch, full_epochs):
     return combined, reasons, extra, []
 
 
-def _fitted(ok, spec: ScoreSpec, budget_steps, steps_per_epoch, full_epochs):
+def _fitted(ok, spec: Fitted, budget_steps, steps_per_epoch, full_epochs):
     from ncap.predict.shipped import fitted_gain
 
     rows = []
     for r in ok:
         context = _context(r, steps_per_epoch, full_epochs)
         traj = r["trajectory"]
-        lo = run_score("last-observed", traj, budget_steps, context).value
-        tse = run_score("tse-e1", traj, budget_steps, context).value
+        lo = _LAST_OBSERVED.score(traj, budget_steps, context).value
+        tse = _TSE_E1.score(traj, budget_steps, context).value
         free = (r.get("backbone") or {}) | {"parameters": context["parameters"]}
         rows.append(base_features(traj, budget_steps, free, last_observed=lo, tse_e1=tse))
     notes = []
@@ -211,7 +225,7 @@ def _fitted(ok, spec: ScoreSpec, budget_steps, steps_per_epoch, full_epochs):
 
 def score_candidates(
     records: Sequence[dict[str, Any]],
-    spec: ScoreSpec,
+    spec: Score,
     *,
     budget_steps: int,
     steps_per_epoch: float,
@@ -225,7 +239,7 @@ def score_candidates(
     Remarks on the ranking as a whole (features left out, extrapolation) are appended to
     ``notes``."""
     ok = [r for r in records if r["status"] == "ok"]
-    scorer = _fitted if spec.is_fitted else _per_run
+    scorer = _fitted if isinstance(spec, Fitted) else _per_run
     combined, reasons, extra, remarks = scorer(ok, spec, budget_steps, steps_per_epoch, full_epochs)
     if notes is not None:
         notes.extend(remarks)
@@ -287,6 +301,65 @@ def add_predictions(
         if link is not None and mean is not None and sd is not None and math.isfinite(sd):
             prediction |= predicted_interval(by, link, mean, sd, fraction)
         r["prediction"] = apply_flags(prediction, list(flags))
+
+
+def budget_to_separate(
+    leader: dict[str, Any], other: dict[str, Any], target_epochs: float | None
+) -> dict[str, Any] | None:
+    """The smallest study budget at which a fitted score's 95% intervals of two candidates would
+    no longer overlap, if their predicted accuracies stayed where they are now: each interval is
+    rebuilt from the shipped model fitted at that budget (its predictive sd for the candidate's
+    current features) and that budget's recalibration factor. None when the score is not a
+    fitted one or a candidate is flagged; ``{"budget_fraction": None}`` when not even the largest
+    study budget would separate them. An estimate, not a promise: more training also moves the
+    predictions."""
+    from ncap.predict.shipped import fit_budgets, fitted_gain
+
+    scores = [r.get("score") or {} for r in (leader, other)]
+    if any("fit" not in s or s.get("link_mean") is None for s in scores) or any(
+        r.get("flags") for r in (leader, other)
+    ):
+        return None
+    name, used = scores[0]["name"], scores[0]["fit"]["features"]
+    now = scores[0]["fit"]["budget_fraction"]
+    for fraction in (f for f in fit_budgets(name) if f > now):
+        fit = fitted_gain(name, used, fraction)
+        intervals = []
+        for s in scores:
+            x = np.array([[s["features"][f] for f in fit.model.features]])
+            sd = float(fit.model.predict(x)[1][0])
+            intervals.append(predicted_interval(name, "logit", s["link_mean"], sd, fraction)["95"])
+        if intervals[1][1] < intervals[0][0]:
+            epochs = None if target_epochs is None else fraction * target_epochs
+            return {"budget_fraction": fraction, "epochs": epochs}
+    return {"budget_fraction": None, "epochs": None}
+
+
+def separation_note(verdict: dict[str, Any], records: dict[str, dict[str, Any]],
+                    target_epochs: float | None) -> None:  # fmt: skip
+    """Add to a verdict that cannot tell the leader from the runner-up the budget that would
+    (:func:`budget_to_separate`), in ``verdict["budget_to_separate"]`` and its statement."""
+    tied = verdict.get("tied") or []
+    if verdict.get("separated") or len(tied) < 2:
+        return
+    estimate = budget_to_separate(records[tied[0]], records[tied[1]], target_epochs)
+    if estimate is None:
+        return
+    verdict["budget_to_separate"] = estimate
+    if estimate["budget_fraction"] is None:
+        verdict["statement"] += (
+            f"; even at the largest budget the score was fitted at (20% of T) {tied[0]} and "
+            f"{tied[1]} would still overlap, if their predictions stayed as they are"
+        )
+    else:
+        epochs = estimate["epochs"]
+        verdict["statement"] += (
+            f"; {tied[0]} and {tied[1]} would separate at about "
+            f"{100 * estimate['budget_fraction']:g}% of T"
+            + ("" if epochs is None else f" ({epochs:.3g} epochs)")
+            + " if their predictions stayed as they are (the shipped score's intervals at that "
+            "budget)"
+        )
 
 
 def trust_of(ranked: Sequence[dict[str, Any]], budget_fraction: float | None) -> dict[str, Any]:

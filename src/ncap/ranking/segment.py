@@ -3,23 +3,17 @@ step, write the checkpoint there, and return its record so far."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ncap.data.dataset import ImageDataset
-from ncap.exceptions import CheckpointError, NcapError, StorageError
-from ncap.models.registry import create_backbone
-from ncap.predict.capacitance import PredictorSettings, predict_from_points
+from ncap.predict.capacitance import PredictorSettings
+from ncap.ranking.runner import TrainingJob, candidate_record, train_candidate
 from ncap.ranking.store import file_stem
-from ncap.ranking.training_free import training_free_scores
-from ncap.results import CandidateRecord, failed_record
+from ncap.results import CandidateRecord
 from ncap.training.config import FinetuneConfig
-from ncap.training.loop import finetune
 from ncap.training.runtime import Runtime
 
 __all__ = ["RungJob", "checkpoint_path", "run_segment"]
@@ -64,78 +58,27 @@ def run_segment(
     :class:`~ncap.exceptions.StorageError` (the checkpoint cannot be written: a full disk) stops
     the run instead, since it is no fault of the candidate. A checkpoint that cannot continue the
     candidate (:class:`~ncap.exceptions.CheckpointError`) is deleted and the candidate trained
-    from the start to the same step, which gives the same record (training is seeded).
+    from the start to the same step, which gives the same record (training is seeded;
+    :func:`ncap.ranking.runner.train_candidate` does it).
     """
-    record = failed_record(name)
-    start = time.perf_counter()
-    seconds = None
     ckpt = checkpoint_path(rung.checkpoint_dir, name)
-
-    def build():
-        with torch.random.fork_rng():  # the same initial weights in every process
-            torch.manual_seed(config.seed)
-            return create_backbone(name, log=log, **(model_options or {}))
-
-    def train(backbone, resume: bool):
-        return finetune(
-            backbone.module,
-            backbone.num_features,
-            dataset,
-            config,
-            input_spec=backbone.input_spec,
-            runtime=runtime,
-            on_step=on_step,
-            extra_eval_steps=rung.eval_steps,
-            evaluate_test=True,
-            stop_at=rung.stop_at,
-            resume_from=ckpt if resume else None,
-            checkpoint_to=ckpt,
-            checkpoint_owner=name,
-        )
-
-    try:
-        backbone = build()
-        record["backbone"] = {"num_features": backbone.num_features} | backbone.info
-        if logme and rung.rung == 0:  # the pretrained weights, whatever a redo finds on disk
-            record["backbone"] |= training_free_scores(backbone, dataset, config, runtime, log)
-        if rung.rung > 0 and not ckpt.exists() and log:
-            log(f"{name}: no checkpoint in {rung.checkpoint_dir}; training from the start")
-        try:
-            traj = train(backbone, ckpt.exists())
-        except CheckpointError as err:  # damaged, another candidate's, past this rung: recompute
-            if log:
-                log(f"{name}: {err} Training it from the start instead (same result).")
-            ckpt.unlink(missing_ok=True)
-            traj = train(build(), False)
-        seconds = traj.seconds  # fine-tuning and evaluation, not building the backbone
-        record["backbone"]["num_features"] = traj.num_features
-        record["runtime"] = traj.runtime
-        if traj.test is not None:
-            record["test_accuracy"] = traj.test["test_accuracy"]
-            record["test"] = traj.test
-        record["trajectory"] = traj.points
-        record["steps"] = traj.last_step
-        if traj.points:
-            record["observed_accuracy"] = traj.points[-1]["val_accuracy"]
-            record["beta_eff_end"] = traj.points[-1]["beta_eff"]
-            try:
-                record |= predict_from_points(traj.points, predictor, traj.last_step)
-            except ValueError as err:  # too few points for the fit: no prediction, not a failure
-                record["fit"] = {"error": str(err)}
-        record["status"] = "ok"
-    except StorageError:  # the run's own disk (a checkpoint not written): stop, --resume later
-        raise
-    except NcapError as err:
-        record["reason"] = str(err)
-    except torch.OutOfMemoryError as err:
-        record["reason"] = out_of_memory_reason(err)
-    record["segment_seconds"] = time.perf_counter() - start if seconds is None else seconds
-    return record
-
-
-def out_of_memory_reason(err: BaseException) -> str:
-    """A failed candidate's one-line reason after running out of memory, with the fix."""
-    return (
-        f"out of memory ({str(err).splitlines()[0]}); lower --batch-size or --input-size, or "
-        "give each candidate a larger GPU."
+    resume = ckpt.exists()
+    if rung.rung > 0 and not resume and log:
+        log(f"{name}: no checkpoint in {rung.checkpoint_dir}; training from the start")
+    job = TrainingJob(
+        init_seed=config.seed,
+        model_options=model_options or {},
+        runtime=runtime,
+        logme=logme and rung.rung == 0,  # the pretrained weights, whatever a redo finds on disk
+        extra_eval_steps=rung.eval_steps,
+        evaluate_test=True,
+        stop_at=rung.stop_at,
+        resume_from=ckpt if resume else None,
+        checkpoint_to=ckpt,
+        checkpoint_owner=name,
     )
+    run = train_candidate(name, dataset, config, job, on_step=on_step, log=log)
+    record = candidate_record(run, predictor, budget_steps=None)
+    # fine-tuning and evaluation, not building the backbone (the whole time when it failed)
+    record["segment_seconds"] = run.trajectory.seconds if run.ok else run.seconds
+    return record

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from ncap.predict.capacitance import PredictorSettings
+from ncap.predict.capacitance import PredictorSettings, estimator
 from ncap.results import trajectory_arrays
 from ncap.storage import atomic_write_bytes
 
@@ -40,7 +40,9 @@ def plot_beta_trajectories(candidates: Sequence[dict[str, Any]], variant: str, p
     scales that show every curve whatever the others' magnitude: each candidate's beta_eff divided
     by its own largest magnitude (the shape: where it falls, where it changes sign), and
     ``|beta_eff|`` on a log scale (the magnitudes side by side)."""
-    fig = Figure(figsize=(11, 4.2))  # the Figure API: no pyplot, the user's backend is left alone
+    # the Figure API: no pyplot, the user's backend is left alone; the legend outside, on the
+    # right, so that many candidates (a NAS search) do not cover the curves
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
     shape, size = fig.subplots(1, 2)
     drawn = 0
     for c in candidates:
@@ -73,11 +75,11 @@ def plot_beta_trajectories(candidates: Sequence[dict[str, Any]], variant: str, p
     for ax in (shape, size):
         ax.grid(alpha=0.3)
     if drawn:
-        shape.legend(fontsize=8, ncol=2)
+        fig.legend(*shape.get_legend_handles_labels(), loc="outside right upper", fontsize=7,
+                   ncol=1 if drawn <= 16 else 2)  # fmt: skip
     else:
         shape.text(0.5, 0.5, "no successful candidate", ha="center", transform=shape.transAxes)
     fig.suptitle("beta_eff of the probe during fine-tuning", fontsize=11)
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -154,7 +156,7 @@ def plot_fits(
         used = beta[predictor.burn_in :]
         if c.get("predicted_accuracy") is not None and used:
             grid = np.linspace(min(0.0, min(used)), max(0.0, max(used)), 100)
-            curve = predictor.make().fit(beta, acc).predict(grid)  # predict_from_points' fit
+            curve = estimator(predictor).fit(beta, acc).predict(grid)  # predict_from_points' fit
             ax.plot(grid, curve, c="tab:orange", lw=1, label="extrapolation fit")
             ax.errorbar(
                 [0.0], [c["predicted_accuracy"]], yerr=[c["predicted_std"] or 0.0], fmt="*",

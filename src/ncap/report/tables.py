@@ -200,6 +200,20 @@ def caveat_lines(result) -> list[str]:
         if flags:
             why = "; ".join(f"{flag}: {text}" for flag, text in flags.items())
             lines.append(f"caveat: {c['name']}: {why} -> no interval, not calibrated")
+    shape = (result.settings.get("dataset") or {}).get("input_shape") or []
+    for c in result.candidates:
+        size = (((c.get("runtime") or {}).get("input") or {}).get("size")) or None
+        if (
+            c["status"] == "ok"
+            and size
+            and len(shape) == 3
+            and size[0] * size[1] > shape[1] * shape[2]
+        ):
+            lines.append(
+                f"note: {c['name']} upscales the {shape[1]}x{shape[2]} px images to "
+                f"{size[0]}x{size[1]} px, its own input size ({size[0] * size[1] / (shape[1] * shape[2]):.3g}x "
+                "the pixels per image and about that much compute; --max-input-size caps it)"
+            )
     verdict = (result.settings.get("score") or {}).get("separation") or {}
     if verdict.get("statement"):
         lines.append(("" if verdict.get("separated") else "cannot tell: ") + verdict["statement"])

@@ -17,7 +17,7 @@ OPTIMIZERS = ("adam", "sgd", "adamw")
 CHEAP_VARIANTS = ("signed", "mean-abs")
 # fields added after ncap 0.2: left out of to_dict() when unset (None), so the settings of runs
 # written before them (and of the benchmark plans, which pin them to None) compare equal
-_ADDED_LATER = ("fixed_batch", "val_share", "eval_anchor")
+_ADDED_LATER = ("fixed_batch", "val_share", "eval_anchor", "max_input_size")
 
 
 def setting(
@@ -131,6 +131,15 @@ class FinetuneConfig:
         recipe=None,  # per dataset in a recipe: [[datasets]] input_size
     )
 
+    max_input_size: int | None = setting(
+        None,
+        "cap every model's input size at this many pixels per side (an ImageNet model otherwise "
+        "gets its own 224 or 299 px, upscaling small images at a large cost on a CPU); default: "
+        "no cap",
+        kind="int",
+        recipe=None,
+    )
+
     def __post_init__(self) -> None:
         if not (self.epochs > 0 and math.isfinite(self.epochs)):
             raise ConfigError(f"epochs must be a positive number, got {self.epochs!r}.")
@@ -163,6 +172,8 @@ class FinetuneConfig:
             )
         if self.input_size is not None and self.input_size < 1:
             raise ConfigError(f"input_size must be >= 1 pixel, got {self.input_size}.")
+        if self.max_input_size is not None and self.max_input_size < 1:
+            raise ConfigError(f"max_input_size must be >= 1 pixel, got {self.max_input_size}.")
         try:
             check_variants(self.variants)
         except ValueError as err:

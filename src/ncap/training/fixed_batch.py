@@ -22,7 +22,7 @@ from ncap.data.dataset import ImageDataset
 from ncap.exceptions import ConfigError
 from ncap.results import TrajectoryPoint
 from ncap.training.callbacks import Callback
-from ncap.training.loop import ProbedClassifier
+from ncap.training.probed import ProbedClassifier
 
 __all__ = ["FixedBatchBetaEff", "fixed_batch_beta_eff", "fixed_probe_batch"]
 

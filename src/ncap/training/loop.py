@@ -39,7 +39,9 @@ from ncap.training.checkpoint import (
 )
 from ncap.training.config import FinetuneConfig
 from ncap.training.divergence import DivergenceGuard
-from ncap.training.runtime import Runtime, autocast, precision_context
+from ncap.training.fixed_batch import FixedBatchBetaEff, fixed_probe_batch
+from ncap.training.probed import ProbedClassifier
+from ncap.training.runtime import Runtime, precision_context
 from ncap.training.schedule import eval_plan
 
 __all__ = ["evaluate", "finetune", "make_optimizer", "train_steps"]
@@ -78,33 +80,6 @@ def evaluate(
         correct += int((logits.argmax(1) == yb).sum())
     model.train(was_training)
     return loss_sum / len(y), correct / len(y)
-
-
-class ProbedClassifier(nn.Module):
-    """``probe(backbone(adapter(x)))``: the backbone under autocast when asked, the probe in float32."""
-
-    def __init__(
-        self,
-        front: nn.Module,
-        probe: NeuralCapacitanceProbe,
-        *,
-        device: torch.device,
-        precision: str,
-    ) -> None:
-        super().__init__()
-        self.front = front
-        self.probe = probe
-        self.device_type = device
-        self.precision = precision
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The backbone's features of ``x`` (float32), the probe's input."""
-        with autocast(self.device_type, self.precision):
-            features = self.front(x)
-        return features.float()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.probe(self.features(x))
 
 
 class _Batches(torch.utils.data.Dataset):
@@ -169,7 +144,18 @@ def batch_loader(
 def model_input_spec(
     input_spec: InputSpec | None, dataset: ImageDataset, config: FinetuneConfig
 ) -> InputSpec | None:
-    """The spec the adapter targets: the model's, at ``config.input_size`` when that is set."""
+    """The spec the adapter targets: the model's, at ``config.input_size`` when that is set, each
+    side capped at ``config.max_input_size``."""
+    spec = _sized_spec(input_spec, dataset, config)
+    cap = config.max_input_size
+    if spec is not None and cap is not None and spec.size is not None and max(spec.size) > cap:
+        return spec.with_size((min(spec.size[0], cap), min(spec.size[1], cap)))
+    return spec
+
+
+def _sized_spec(
+    input_spec: InputSpec | None, dataset: ImageDataset, config: FinetuneConfig
+) -> InputSpec | None:
     if input_spec is not None and config.input_size is not None:
         return input_spec.with_size(config.input_size)
     if input_spec is None and config.input_size is not None:
@@ -239,6 +225,19 @@ def place(front: nn.Module, device: torch.device | str) -> nn.Module:
         ) from err
 
 
+def on_device(actual: torch.device, wanted: str | torch.device) -> bool:
+    """Whether a tensor on ``actual`` is on the run's device ``wanted``; ``"cuda"`` without an
+    index means whichever GPU is current, so ``cuda:0`` is on it.
+
+    >>> on_device(torch.device("cuda:0"), "cuda"), on_device(torch.device("cuda:1"), "cuda:0")
+    (True, False)
+    >>> on_device(torch.device("cpu"), "cuda")
+    False
+    """
+    wanted = torch.device(wanted)
+    return actual.type == wanted.type and (wanted.index is None or actual.index == wanted.index)
+
+
 def _check_inputs(
     front: nn.Module, num_features: int | None, dataset: ImageDataset, device: torch.device
 ) -> int:
@@ -262,7 +261,7 @@ def _check_inputs(
             f"the backbone returns a {type(out).__name__}, not a tensor; it must return one "
             "feature tensor (batch, num_features)."
         )
-    if out.device != torch.device(device):
+    if not on_device(out.device, device):
         raise CandidateError(
             f"the backbone returns its features on {out.device}, not on the run's device "
             f"{torch.device(device)}; its forward must keep them on its input's device."
@@ -456,8 +455,6 @@ def finetune(
         )
         fixed = [v for v in VARIANTS if v not in config.variants]
         if config.fixed_batch is not None and fixed:  # the costly variants at evaluations only
-            from ncap.training.fixed_batch import FixedBatchBetaEff, fixed_probe_batch
-
             x_fixed, y_fixed = fixed_probe_batch(dataset, config.fixed_batch, seed=config.seed)
             callbacks = [*callbacks, FixedBatchBetaEff(x_fixed, y_fixed, variants=fixed)]
         guard = DivergenceGuard(dataset.num_classes, lr=config.lr)

@@ -16,9 +16,11 @@ from ncap.predict.features import BASE_FEATURES
 from ncap.predict.scores import (
     BURN_INS,
     DYNAMICS_VARIANTS,
-    PREDICTS_ACCURACY,
+    DynamicsFeature,
+    Extrapolation,
     dynamics_name,
     nc_name,
+    parse_score,
 )
 from ncap.predict.settings import FEATURE_MAPS, LINKS, PredictorSettings
 
@@ -68,13 +70,23 @@ class Candidate:
     features: tuple[str, ...] = field(default=())
 
     @property
+    def run_score(self):
+        """The per-run score (:func:`ncap.predict.scores.parse_score`) of a "run" candidate."""
+        return parse_score(self.name) if self.kind == "run" else None
+
+    @property
     def predicts_accuracy(self) -> bool:
-        return self.kind == "fit" or self.name.startswith("nc/") or self.name in PREDICTS_ACCURACY
+        return self.kind == "fit" or (self.kind == "run" and self.run_score.predicts_accuracy)
+
+    @property
+    def has_sd(self) -> bool:
+        """Whether it predicts an accuracy with a standard deviation (extrapolations, fits)."""
+        return self.kind == "fit" or isinstance(self.run_score, Extrapolation)
 
     @property
     def oriented(self) -> bool:
         """Whether its sign is chosen on the selection half (the raw dynamics features)."""
-        return self.name.startswith("dyn/")
+        return isinstance(self.run_score, DynamicsFeature)
 
 
 def candidates(measurements: Sequence[str] = ("interval", "fixed")) -> list[Candidate]:

@@ -12,6 +12,7 @@ from scipy.stats import rankdata
 
 from ncap.bench.study.candidates import Candidate
 from ncap.bench.study.table import ScoreTable, logit
+from ncap.predict.scores import DynamicsFeature, try_parse_score
 
 __all__ = ["CellScores", "cell_scores", "fit_gain_model", "rank_average"]
 
@@ -41,7 +42,8 @@ def rank_average(columns: Sequence[np.ndarray]) -> np.ndarray:
 def _design(table: ScoreTable, features: Sequence[str], f: float, t: str, s: int) -> np.ndarray:
     cols = []
     for name in features:
-        source = table.value if name.startswith("dyn/") else table.feature
+        dynamics = isinstance(try_parse_score(name), DynamicsFeature)
+        source = table.value if dynamics else table.feature
         cols.append(source.get((name, f, t, s), np.full(len(table.models), np.nan)))
     return np.column_stack(cols)
 
@@ -126,7 +128,7 @@ def cell_scores(
         return CellScores(
             value,
             table.predicted[key],
-            _link_of(cand.name),
+            cand.run_score.link,
             table.link_mean[key] if np.isfinite(sd).any() else None,
             sd if np.isfinite(sd).any() else None,
         )
@@ -137,9 +139,3 @@ def cell_scores(
         value[rows] = rank_average(cols)
         return CellScores(value)
     return _fitted(cand, table, f, t, s, keep, families, exclude_family)
-
-
-def _link_of(name: str) -> str | None:
-    if name.startswith("nc/"):
-        return name.rsplit("/", 1)[1]
-    return None

@@ -31,6 +31,7 @@ from ncap.bench.study.stages import BUDGETS, data_sha256, load_json
 from ncap.bench.study.table import build_table, logit
 from ncap.exceptions import ConfigError
 from ncap.predict.features import BASE_FEATURES
+from ncap.predict.scores import Extrapolation, try_parse_score
 from ncap.storage import atomic_write_json
 
 __all__ = ["SHIPPED_FITS", "export_recommended", "fitted_rows", "recommended_settings"]
@@ -57,7 +58,7 @@ def recommended_settings(
     recal = {
         name: {f: {q: v[q] for q in ("68", "95")} for f, v in per.items()}
         for name, per in selection["recalibration"].items()
-        if name.startswith("nc/") or name in shippable
+        if isinstance(try_parse_score(name), Extrapolation) or name in shippable
     }
     return {
         "format": "ncap-recommended/1",

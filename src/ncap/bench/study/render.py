@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ncap.bench.study.selection import BINS
+from ncap.predict.scores import Extrapolation, try_parse_score
 from ncap.storage import atomic_write_json, atomic_write_text
 
 __all__ = ["render_report", "render_selection", "write_study"]
@@ -243,7 +244,7 @@ def plot_kendall(rep: Mapping[str, Any], path: Path) -> Path:
     show = list(dict.fromkeys(
         ["last-observed"] + [d["score"] for d in rep["defaults"].values()]
         + [w[k] for w in rep["winners"].values() for k in ("W_nc", "W_non")]
-        + [n for n in rep["headline"] if n.startswith("nc/")][:2]
+        + [n for n in rep["headline"] if isinstance(try_parse_score(n), Extrapolation)][:2]
     ))  # fmt: skip
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for i, name in enumerate(show):

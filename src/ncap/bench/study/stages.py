@@ -193,7 +193,7 @@ def _record_candidates(
 ) -> dict[str, str]:
     """Per bin, the A or D2 candidate with the lowest mean MAE on this half."""
     out = {}
-    pool = [c for c in study.cands if c.kind == "fit" or c.name.startswith("nc/")]
+    pool = [c for c in study.cands if c.has_sd]
     for b, fs in bins.items():
         maes = {c.name: half.mean_metric(c.name, fs, "mae") for c in pool}
         maes = {k: v for k, v in maes.items() if v is not None}
@@ -424,7 +424,7 @@ def report_stage(
     calibration = {}
     for b, fs in BINS.items():
         default = study.by_name[defaults[b]["score"]]
-        has_sd = default.kind == "fit" or default.name.startswith("nc/")
+        has_sd = default.has_sd
         record[b] = default.name if has_sd else selection["record_candidates"][b]
         names = {record[b], "fit/base"} | {paper_form(m) for m in study.measurements}
         names |= {current_default(m) for m in study.measurements}

@@ -18,7 +18,13 @@ import numpy as np
 from ncap.bench.evaluate import _budget_step, baseline_context, final_accuracy, unpack_results
 from ncap.exceptions import ConfigError
 from ncap.predict.features import base_features, logit
-from ncap.predict.scores import RunScore, run_score, score_names
+from ncap.predict.scores import (
+    DynamicsFeature,
+    RunScore,
+    parse_score,
+    score_names,
+    try_parse_score,
+)
 
 __all__ = ["ScoreTable", "build_table", "logit", "names_needed", "run_features"]
 
@@ -102,7 +108,7 @@ def _score_run_job(job) -> dict[float, tuple[dict[str, RunScore], dict[str, floa
     for f in budgets:
         max_step = _budget_step(run, total_epochs, f)
         points = [p for p in run["points"] if p["step"] <= max_step]
-        scores = {n: run_score(n, points, max_step, context) for n in names}
+        scores = {n: parse_score(n).score(points, max_step, context) for n in names}
         out[f] = (scores, run_features(points, max_step, free, scores, measurements))
     return out
 
@@ -118,7 +124,7 @@ def names_needed(cands: Sequence[Any], measurements: Sequence[str]) -> list[str]
         if c.kind == "run":
             names.append(c.name)
         names += list(c.components)
-        names += [f for f in c.features if f.startswith("dyn/")]
+        names += [f for f in c.features if isinstance(try_parse_score(f), DynamicsFeature)]
     return list(dict.fromkeys(names))
 
 
