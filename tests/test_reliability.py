@@ -13,10 +13,12 @@ import random
 import re
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
+import ncap
 import ncap.ranking.executors
 import ncap.storage
 from ncap.exceptions import ConfigError, OutputExists, StorageError
@@ -273,6 +275,47 @@ def _interrupting(original, kill_at: int):
     return interrupted
 
 
+@pytest.mark.slow
+def test_halving_killed_at_random_points_and_resumed_equals_the_uninterrupted_run(tmp_path):
+    """A real ``ncap rank --strategy halving`` process killed with SIGKILL (no handler runs:
+    half-written temporary files stay behind) at random moments, then ``--resume``."""
+    import signal
+    import subprocess
+
+    folder = tmp_path / "user"
+    folder.mkdir()
+    (folder / "hv_models.py").write_text(HV_MODELS)
+    src = str(Path(ncap.__file__).parents[1])
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([src, str(folder)]), "OMP_NUM_THREADS": "1"}
+
+    def command(out: Path, *extra: str) -> list[str]:
+        return [sys.executable, "-c", "from ncap.cli import main; raise SystemExit(main())",
+                "rank", "--models", ",".join(HV_NAMES), "--data", "digits", "--n-train", "128",
+                "--n-val", "64", "--epochs", "4", "--eval-every", "1", "--batch-size", "64",
+                "--strategy", "halving", "--min-budget", "1", "--target-epochs", "40",
+                "--no-progress", "--out", str(out), *extra]  # fmt: skip
+
+    subprocess.run(command(tmp_path / "ref"), env=env, check=True, capture_output=True)
+    reference = _outcome(tmp_path / "ref")
+    kills = []
+    for seed in range(3):
+        out = tmp_path / f"run{seed}"
+        proc = subprocess.Popen(command(out), env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)  # fmt: skip
+        rng = random.Random(seed)  # (by progress, not time: a loaded machine's timing varies)
+        target = rng.randrange(0, 6)  # rung records on disk (6 in all), then a moment more
+        while proc.poll() is None and len(list(out.rglob("rungs/*/*.json"))) < target:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 1.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills.append((proc.returncode, len(list(out.rglob("rungs/*/*.json")))))
+        resumed = subprocess.run(command(out, "--resume"), env=env, capture_output=True, text=True)
+        assert resumed.returncode == 0, resumed.stderr
+        assert _outcome(out) == reference, kills
+    assert any(code == -signal.SIGKILL for code, _ in kills), kills  # some kills landed mid-run
+
+
 def _ctrl_c_then_resume(hv, tmp_path, monkeypatch, steps, writes):
     original = ncap.ranking.executors.run_candidate
     for kill_at in steps:
@@ -522,3 +565,144 @@ def test_resume_refuses_a_folder_of_the_other_strategy(dev_models, tmp_path, cap
                         "--resume")  # fmt: skip
     assert code == 2 and f"{half} holds a run of --strategy halving; --resume continues" in err
     assert _hashes(half) == before
+
+
+# 5. the cluster: an unreachable address fails at once; a lost node's candidates are retried -----
+def test_an_unreachable_ray_address_fails_at_once_with_the_fix(tmp_path, capsys):
+    import socket
+
+    from ncap.exceptions import ClusterUnreachable
+    from ncap.ranking.executors import check_reachable
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{s.getsockname()[1]}"
+    cases = [
+        (closed, ClusterUnreachable, f"the Ray cluster at {closed} cannot be reached (Connection "
+         "refused); check the address and that the head node is running"),
+        ("ray://no-such-host.invalid:10001", ClusterUnreachable,
+         "the Ray cluster at ray://no-such-host.invalid:10001 cannot be reached"),
+        ("justahost", ConfigError, "the Ray address 'justahost' is not host:port"),
+    ]  # fmt: skip
+    for address, kind, message in cases:
+        start = time.perf_counter()
+        with pytest.raises(kind, match=re.escape(message)):
+            check_reachable(address, timeout=2.0)
+        assert time.perf_counter() - start < 5
+    with socket.socket() as server:  # a listening port is reachable
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        check_reachable(f"127.0.0.1:{server.getsockname()[1]}", timeout=2.0)
+    out = tmp_path / "o"
+    code, _, err = _cli(capsys, "rank", "--models", "mlp-s", "--data", "digits", "--steps", "2",
+                        "--executor", "ray", "--address", closed, "--out", str(out),
+                        "--no-progress")  # fmt: skip
+    assert code == 2 and f"ncap: error: the Ray cluster at {closed} cannot be reached" in err
+    assert not (out / "candidates").exists()
+
+
+NODE_MODELS = textwrap.dedent(
+    """
+    import os
+    from pathlib import Path
+
+    from torch import nn
+
+    def _mark(name):
+        import ray
+
+        if not ray.is_initialized():  # (the local reference run: no Ray, none started)
+            return
+        node = ray.get_runtime_context().get_node_id()
+        marks = Path(os.environ["NCAP_TEST_MARKS"])
+        (marks / f"{name}-{os.getpid()}.{node}").touch()
+
+    def make(name, width):
+        _mark(name)
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, width), nn.ReLU()), width
+
+    def a():
+        return make("a", 16)
+
+    def b():
+        return make("b", 24)
+
+    def c():
+        return make("c", 32)
+
+    def d():
+        return make("d", 40)
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_node_lost_mid_run_is_retried_and_nothing_finished_is_lost(tmp_path, monkeypatch):
+    """Three nodes on this machine (a head without CPUs, two one-CPU workers): the worker running
+    a candidate is removed while it trains; the candidate is rerun on the other node, every
+    candidate ends ok with the results of a local run, and files finished before are untouched."""
+    import threading
+
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    from ncap.ranking.executors import RayExecutor
+    from ncap.training.config import FinetuneConfig
+
+    folder = tmp_path / "user"
+    folder.mkdir()
+    (folder / "node_models.py").write_text(NODE_MODELS)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    src = str(Path(ncap.__file__).parents[1])
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([src, str(folder)]))  # (the workers')
+    monkeypatch.setenv("NCAP_TEST_MARKS", str(marks))
+    monkeypatch.syspath_prepend(str(folder))
+    names = [f"py:node_models:{x}" for x in "abcd"]
+    config = FinetuneConfig(steps=60, eval_every=10, batch_size=64)
+    kwargs = {"config": config, "n_train": 256, "n_val": 128, "score": "last-observed"}
+    local = rank(names, "digits", out_dir=tmp_path / "local", **kwargs)
+    assert not ray.is_initialized()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    try:
+        workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+        cluster.wait_for_nodes()
+        victim = workers[0]
+        out = tmp_path / "ray"
+        killed: dict = {}
+
+        done = threading.Event()
+
+        def kill_when_victim_trains():
+            while not done.is_set() and not killed:
+                on_victim = [m for m in marks.iterdir() if m.suffix[1:] == victim.node_id]
+                if on_victim:
+                    time.sleep(0.5)  # (training has started)
+                    finished = out / "candidates"
+                    killed["before"] = _hashes(finished) if finished.exists() else {}
+                    killed["name"] = on_victim[0].name.split("-")[0]
+                    cluster.remove_node(victim, allow_graceful=False)
+                time.sleep(0.05)
+
+        killer = threading.Thread(target=kill_when_victim_trains)
+        killer.start()
+        try:
+            result = rank(names, "digits", out_dir=out,
+                          executor=RayExecutor(address=cluster.address), **kwargs)  # fmt: skip
+        finally:
+            done.set()
+            killer.join()
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert killed, "the victim node never ran a candidate"
+    runs = sorted(m.name.split("-")[0] for m in marks.iterdir())
+    assert runs.count(killed["name"]) == 2  # built on the lost node, then again elsewhere
+    assert [c["status"] for c in result.candidates] == ["ok"] * 4
+    assert result.ranking == local.ranking
+    for a, b in zip(result.candidates, local.candidates, strict=True):  # (float tolerance)
+        assert [p["step"] for p in a["trajectory"]] == [p["step"] for p in b["trajectory"]]
+        accuracy = [p["val_accuracy"] for p in b["trajectory"]]
+        assert [p["val_accuracy"] for p in a["trajectory"]] == pytest.approx(accuracy, abs=1e-6)
+    after = _hashes(out / "candidates")
+    assert {k: after[k] for k in killed["before"]} == killed["before"]  # finished: untouched

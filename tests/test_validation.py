@@ -50,7 +50,7 @@ def test_validation_and_test_splits_are_checked_against_the_training_split(kwarg
     ("labels", "message"),
     [
         (np.r_[np.zeros(19, int), 10**12], "it holds 2 distinct labels up to 1000000000000 "
-         "(missing: 1, 2, 3, 4, 5 ... (7 in all)); renumber them"),
+         "(missing: 1, 2, 3, 4, 5 ... (999999999999 in all)); renumber them"),
         (np.r_[np.zeros(10, int), np.full(10, 2)], "(missing: 1)"),
         (np.r_[np.zeros(19, int), -1], "y_train holds the negative label -1"),
         (np.zeros(20, int), "y_train holds 1 class (0); a classifier needs >= 2"),
@@ -144,7 +144,8 @@ labels_st = st.lists(
     n_val=st.integers(-1, 10),
 )
 def test_any_array_dataset_is_sound_or_refused(n, shape, dtype, scale, labels, n_val):
-    x = (np.random.default_rng(n).random((n, *shape)) * scale).astype(dtype)
+    with np.errstate(invalid="ignore", over="ignore"):  # (inf pixels cast: the refusals' test)
+        x = (np.random.default_rng(n).random((n, *shape)) * scale).astype(dtype)
     try:
         data = dataset_from_arrays(x, np.array(labels), n_val=n_val)
     except ConfigError as err:

@@ -14,6 +14,7 @@ from __future__ import annotations
 __all__ = [
     "CandidateError",
     "CheckpointError",
+    "ClusterUnreachable",
     "ConfigError",
     "DatasetMissing",
     "MissingDependency",
@@ -39,6 +40,10 @@ class ConfigError(NcapError, ValueError):
 class CheckpointError(ConfigError):
     """A run's own checkpoint cannot continue it (unreadable, of other settings or another
     candidate, or past the step asked for); deleting it and starting over is always safe."""
+
+
+class ClusterUnreachable(NcapError, ConnectionError):
+    """The Ray cluster at the given address does not answer; the message names it and the fix."""
 
 
 class DatasetMissing(NcapError, FileNotFoundError):

@@ -74,7 +74,7 @@ def check_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         raise ConfigError("--out is empty; name an output folder, e.g. --out runs/first.")
     defaults = _defaults(parser, args.command)
     for rule in RULES:
-        if not hasattr(args, rule.dest) or rule.applies(args):
+        if rule.dest not in defaults or rule.applies(args):  # (not a flag of this command)
             continue
         if getattr(args, rule.dest) != defaults.get(rule.dest):
             flag = "--" + rule.dest.replace("_", "-")

@@ -99,9 +99,11 @@ def paired(x: torch.Tensor, y: torch.Tensor, x_name: str, y_name: str) -> None:
         )
 
 
-def _listed(values: np.ndarray, limit: int = 5) -> str:
+def _listed(values: np.ndarray, limit: int = 5, total: int | None = None) -> str:
+    """The first ``limit`` values, and how many there are in all (``total``, else their count)."""
+    total = len(values) if total is None else total
     shown = ", ".join(str(int(v)) for v in values[:limit])
-    return shown + (f" ... ({len(values)} in all)" if len(values) > limit else "")
+    return shown + (f" ... ({total} in all)" if total > limit else "")
 
 
 def class_count(
@@ -136,7 +138,8 @@ def class_count(
             missing = np.setdiff1d(np.arange(min(count, len(seen) + 6)), seen)
             raise ConfigError(
                 f"y_train's labels are not 0 .. K-1: it holds {len(seen)} distinct labels up to "
-                f"{int(seen[-1])} (missing: {_listed(missing)}); renumber them with "
+                f"{int(seen[-1])} (missing: {_listed(missing, total=count - len(seen))}); "
+                "renumber them with "
                 "np.unique(y, return_inverse=True), or pass classes= naming every class."
             )
     for name, y in others:

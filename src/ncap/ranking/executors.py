@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ncap.data.dataset import ImageDataset
-from ncap.exceptions import ConfigError, MissingDependency, StorageError
+from ncap.exceptions import ClusterUnreachable, ConfigError, MissingDependency, StorageError
 from ncap.predict.capacitance import PredictorSettings
 from ncap.ranking.candidate import run_candidate
 from ncap.ranking.segment import RungJob
@@ -28,7 +28,14 @@ from ncap.results import failed_record
 from ncap.training.config import FinetuneConfig
 from ncap.training.runtime import Runtime
 
-__all__ = ["CandidateJob", "Executor", "LocalExecutor", "RayExecutor", "make_executor"]
+__all__ = [
+    "CandidateJob",
+    "Executor",
+    "LocalExecutor",
+    "RayExecutor",
+    "check_reachable",
+    "make_executor",
+]
 
 EXECUTORS = ("local", "ray")
 
@@ -130,6 +137,12 @@ class RayExecutor:
         The resource request of each task.
     runtime_env : dict, optional
         Ray runtime environment of the tasks (e.g. ``{"pip": ["ncap"]}``).
+    connect_timeout : float
+        Seconds to wait for the cluster at ``address`` to answer (a TCP connection to its port)
+        before :class:`~ncap.exceptions.ClusterUnreachable`; Ray itself would wait minutes.
+    max_retries : int
+        How often Ray reruns a candidate whose worker or node died (a system failure: the task
+        starts over on another node; its own errors are never retried, they fail the candidate).
     """
 
     name = "ray"
@@ -141,6 +154,8 @@ class RayExecutor:
         gpus_per_candidate: float = 0.0,
         cpus_per_candidate: float = 1.0,
         runtime_env: dict[str, Any] | None = None,
+        connect_timeout: float = 10.0,
+        max_retries: int = 3,
     ) -> None:
         if gpus_per_candidate < 0 or cpus_per_candidate <= 0:
             raise ConfigError(
@@ -151,6 +166,8 @@ class RayExecutor:
         self.gpus_per_candidate = gpus_per_candidate
         self.cpus_per_candidate = cpus_per_candidate
         self.runtime_env = runtime_env
+        self.connect_timeout = connect_timeout
+        self.max_retries = max_retries
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -161,6 +178,7 @@ class RayExecutor:
         }
 
     def run(self, names, job, *, on_start, on_step, log):
+        check_reachable(self.address, self.connect_timeout)  # (before Ray's own long wait)
         try:
             import ray
         except ImportError as err:
@@ -191,7 +209,7 @@ class RayExecutor:
             task = ray.remote(
                 num_cpus=self.cpus_per_candidate,
                 num_gpus=self.gpus_per_candidate,
-                max_retries=0,
+                max_retries=self.max_retries,  # (a lost worker or node: rerun elsewhere)
             )(_remote_candidate)
             dataset_ref = ray.put(job.dataset)
             pending = {}
@@ -232,6 +250,36 @@ class RayExecutor:
         finally:
             if started:
                 ray.shutdown()
+
+
+def check_reachable(address: str | None, timeout: float) -> None:
+    """:class:`ClusterUnreachable` unless ``address`` (``host:port`` or ``ray://host:port``)
+    accepts a TCP connection within ``timeout`` seconds; None and ``auto`` are Ray's to find."""
+    import socket
+
+    if address is None or address in ("auto", "local"):
+        return
+    where = address.removeprefix("ray://").rsplit("/", 1)[0]
+    host, _, port = where.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(
+            f"the Ray address {address!r} is not host:port (e.g. 10.0.0.5:6379, "
+            "ray://10.0.0.5:10001 or auto)."
+        )
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as err:
+        why = (
+            f"no answer within {timeout:g} s"
+            if isinstance(err, TimeoutError)
+            else (err.strerror or str(err))
+        )
+        raise ClusterUnreachable(
+            f"the Ray cluster at {address} cannot be reached ({why}); check "
+            "the address and that the head node is running (`ray status` on it), or leave out "
+            "--address to start a local Ray instance."
+        ) from None
 
 
 def make_executor(
