@@ -8,6 +8,7 @@ import pytest
 
 from ncap.data.idx import fashion_mnist_dir
 from ncap.data.registry import load_dataset
+from ncap.exceptions import ConfigError
 from ncap.models.profile import model_profile
 from ncap.recipe.estimate import estimate_compute, split_sizes
 from ncap.recipe.plan import check_models, describe_plan
@@ -257,7 +258,7 @@ target_epochs = 20
 features = "linear"
 
 [[datasets]]
-name = "shapes"
+name = "./shapes"
 input_size = 32
 """
 
@@ -275,7 +276,10 @@ def write_image_folder(root, classes=3, per_class=8, size=20):
 
 def test_run_recipe_end_to_end(tmp_path):
     write_image_folder(tmp_path / "shapes")
-    recipe = load_recipe(write(tmp_path, MINI))  # "shapes" is relative to the recipe's folder
+    # "shapes" is also a built-in (generated) dataset: a folder of that name must be said so
+    with pytest.raises(ConfigError, match="both a built-in dataset and a folder"):
+        load_recipe(write(tmp_path, MINI.replace('"./shapes"', '"shapes"')))
+    recipe = load_recipe(write(tmp_path, MINI))  # "./shapes" is relative to the recipe's folder
     assert recipe.datasets[0].name == str((tmp_path / "shapes").resolve())
     assert recipe.datasets[0].slug == "shapes"
     assert check_models(recipe) == []

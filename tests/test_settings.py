@@ -32,6 +32,7 @@ OTHER = {
     "val_share": (0.25, "0.25"),
     "eval_anchor": (5, "5"),  # not a flag nor a recipe key: set by a longer run (full_epochs)
     "input_size": (32, "32"),
+    "max_input_size": (64, "64"),
 }
 FLAGS = [f.name for f in FIELDS if f.metadata["flag"]]
 BASE = ["rank", "--models", "mlp-s", "--data", "digits", "--out", "x"]

@@ -289,6 +289,13 @@ def _load_dataset_entry(path: Path, k: int, table: Any) -> RecipeDataset:
             raise _fail(path, where + key, f"must be >= 1, got {value}", "give a positive number")
     name = table["name"]
     known = list_datasets()
+    if name in known and (path.parent / name).is_dir():
+        raise _fail(
+            path,
+            f"{where}name",
+            f"{name!r} is both a built-in dataset and a folder beside the recipe",
+            f'write name = "./{name}" for the folder, or rename the folder to use the built-in',
+        )
     if name not in known:
         folder = Path(name).expanduser()
         folder = folder if folder.is_absolute() else path.parent / folder

@@ -137,7 +137,6 @@ class FinetuneConfig:
         "gets its own 224 or 299 px, upscaling small images at a large cost on a CPU); default: "
         "no cap",
         kind="int",
-        recipe=None,
     )
 
     def __post_init__(self) -> None:
