@@ -62,3 +62,29 @@ def test_a_curve_refuses_percentages_and_steps_that_go_back():
     assert curve.predict(full_epochs=10).accuracy > 0
     with pytest.raises(ConfigError, match="0.68 and 0.95"):
         curve.predict(full_epochs=10).interval(0.9)
+
+
+def test_a_prediction_without_an_interval_is_never_pruned():
+    from ncap.integrations.curve import FinalPrediction
+    from ncap.integrations.rule import decide
+
+    rival = FinalPrediction(0.9, "fit/base", 10, 0.05, {"95": (0.85, 0.95), "68": (0.88, 0.92)})
+    bare = FinalPrediction(0.2, "fit/base", 10, 0.05)  # flagged: no interval
+    banded = FinalPrediction(0.2, "fit/base", 10, 0.05, {"95": (0.1, 0.3), "68": (0.15, 0.25)})
+    assert not decide(bare, [rival]).prune
+    assert decide(banded, [rival]).prune
+
+
+def test_labels_that_do_not_sum_to_the_captured_batches_are_refused_by_name():
+    import torch
+    from torch import nn
+
+    from ncap.integrations.tap import ProbeTap
+
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3)).train()
+    tap = ProbeTap("1", num_classes=3).attach(model)
+    model(torch.randn(5, 4)), model(torch.randn(3, 4))  # two micro-batches (accumulation)
+    with pytest.raises(ConfigError, match="do not match the captured"):
+        tap.observe(torch.zeros(7, dtype=torch.long))  # 7 labels for 5 + 3 features
+    model(torch.randn(5, 4)), model(torch.randn(3, 4))
+    assert tap.observe(torch.zeros(8, dtype=torch.long)) == 8

@@ -44,8 +44,11 @@ def decide(
     confidence: float = 0.95,
     min_rivals: int = 1,
 ) -> Decision:
-    """Stop when ``own``'s upper end is below the best of ``rivals`` (see the module doc)."""
-    check_confidence(confidence)
+    """Stop when ``own``'s upper end is below the best of ``rivals`` (see the module doc).
+
+    A prediction without an interval (a flagged one: at chance, outside the fit) is never pruned.
+    """
+    key = check_confidence(confidence)
     if own is None:
         return Decision(False, None, None, len(rivals), "no prediction for this trial yet")
     if len(rivals) < min_rivals:
@@ -55,6 +58,10 @@ def decide(
             None,
             len(rivals),
             f"{len(rivals)} rival(s) at this budget (< {min_rivals})",
+        )
+    if key not in own.intervals:  # a point estimate claims no confidence
+        return Decision(
+            False, None, None, len(rivals), "no interval for this trial's prediction: never pruned"
         )
     upper = own.interval(confidence)[1]
     best = max(r.accuracy for r in rivals)

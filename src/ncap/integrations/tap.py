@@ -174,8 +174,9 @@ class ProbeTap:
             labels = [labels]
         feats = self.pending
         self.pending = []
-        if len(labels) == 1 and len(feats) > 1:
-            labels = list(torch.split(labels[0], [f.shape[0] for f in feats]))
+        sizes = [f.shape[0] for f in feats]
+        if len(labels) == 1 and len(feats) > 1 and labels[0].shape[0] == sum(sizes):
+            labels = list(torch.split(labels[0], sizes))
         if len(labels) != len(feats) or any(
             f.shape[0] != y.shape[0] for f, y in zip(feats, labels)
         ):
