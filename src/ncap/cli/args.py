@@ -130,14 +130,19 @@ def _add_training_args(p: argparse.ArgumentParser, *, epochs: float) -> None:
         help="no progress (bars on a terminal; plain lines with elapsed time and an estimate "
         "when stderr is redirected)",
     )
-    g.add_argument(
+    _add_log_file(g)
+    _add_runtime_args(p)
+
+
+def _add_log_file(group: argparse._ArgumentGroup) -> None:
+    """--log-file (rank and recipe)."""
+    group.add_argument(
         "--log-file",
         default=None,
         metavar="PATH",
         help="also append the run's [ncap] lines (notes, failures; the progress lines when stderr is "
         "not a terminal), time-stamped, to this file",
     )
-    _add_runtime_args(p)
 
 
 def _add_runtime_args(p: argparse.ArgumentParser) -> None:
@@ -360,13 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--resume", action="store_true", help="reuse finished candidates in --out")
     g.add_argument("--overwrite", action="store_true", help="discard earlier results in --out")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    g.add_argument(
-        "--log-file",
-        default=None,
-        metavar="PATH",
-        help="also append the run's [ncap] lines (notes, failures; the progress lines when stderr is "
-        "not a terminal), time-stamped, to this file",
-    )
+    _add_log_file(g)
     _add_runtime_args(recipe)
 
     nas = sub.add_parser(
