@@ -381,7 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
-    except (NcapError, ValueError, OSError) as err:  # (a full disk, a file that cannot be read)
+    except NcapError as err:  # ncap's own refusals; anything else is a bug and shows its traceback
         print(f"ncap: error: {err}", file=sys.stderr)
         return 2
     if args.json:

@@ -28,6 +28,7 @@ from ncap.bench.study.selection import (
 )
 from ncap.bench.study.table import ScoreTable, build_table, logit, measurements_of
 from ncap.exceptions import ConfigError
+from ncap.predict.recommended import EARLY_LATE_BOUNDARY
 
 __all__ = ["BUDGETS", "REPLICATES", "data_sha256", "report_stage", "selection_stage"]
 
@@ -408,7 +409,7 @@ def report_stage(
         }
     comparisons = {}
     for b, fs in list(BINS.items()) + [(str(f), (f,)) for f in BUDGETS]:
-        bin_name = b if b in BINS else ("early" if float(b) < 0.0707 else "late")
+        bin_name = b if b in BINS else ("early" if float(b) < EARLY_LATE_BOUNDARY else "late")
         w = winners[bin_name]
         comparisons[b] = {
             "W_all_minus_lo": _test(study, half, w["W_all"], lo, fs) if w["W_all"] != lo else None,
