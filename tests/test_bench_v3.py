@@ -136,3 +136,18 @@ def test_v3_smoke_build_records_families_sources_and_input_conventions(tmp_path,
         assert "beta_eff_fixed" in run["points"][0]
     print(f"v3-smoke build: {seconds:.1f} s")  # CI budget: under a minute
     assert json.loads((tmp_path / "v3.json.parts" / "plan.json").read_text())["name"] == "v3-smoke"
+
+
+def test_only_models_runs_a_subset_of_an_unchanged_plan_and_the_rest_resumes(tmp_path, monkeypatch):
+    monkeypatch.setenv("NCAP_CACHE_DIR", str(tmp_path / "cache"))
+    plan = _tiny("p", (Target("digits", "digits", 256, 128),), models=("mlp-xs", "cnn-xs"))
+    with pytest.raises(ConfigError, match="unknown model\\(s\\) \\['vit'\\]"):
+        build_benchmark(tmp_path / "p.json", plan, log=None, only_models=["vit"])
+    assert build_benchmark(tmp_path / "p.json", plan, log=None, only_models=["cnn-xs"]) is None
+    runs = tmp_path / "p.json.parts" / "runs" / "digits"
+    assert sorted(p.name for p in runs.iterdir()) == ["cnn-xs-s0.json"]
+    messages = []
+    results = build_benchmark(tmp_path / "p.json", plan, log=messages.append)
+    ran = [m for m in messages if m.startswith("[")]
+    assert len(ran) == 1 and "mlp-xs" in ran[0]  # the same plan: only the rest ran
+    assert {r["model"] for r in results["runs"]} == {"mlp-xs", "cnn-xs"}

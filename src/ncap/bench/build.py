@@ -147,11 +147,13 @@ def build_benchmark(
     only_targets: Sequence[str] | None = None,
     shard: tuple[int, int] = (0, 1),
     runtime: Runtime | None = None,
+    only_models: Sequence[str] | None = None,
 ) -> dict[str, Any] | None:
     """Run (or resume) every fine-tuning run of ``plan`` and write the merged results to ``out``.
 
-    ``only_targets`` runs just those targets' jobs and ``shard=(k, n)`` just every n-th job from the
-    k-th, to share the work between processes (e.g. one per core with ``OMP_NUM_THREADS=1``, or
+    ``only_targets`` (``only_models``) runs just those targets' (models') jobs, leaving the plan
+    unchanged (e.g. the cheap models first, so that a partial build is a full grid of them), and
+    ``shard=(k, n)`` just every n-th job from the k-th, to share the work between processes (e.g. one per core with ``OMP_NUM_THREADS=1``, or
     several processes on one GPU); the results are merged, and returned, once every part of the
     plan exists, else None. ``runtime`` picks the device (recorded with every run).
     """
@@ -170,22 +172,30 @@ def build_benchmark(
     atomic_write_json(plan.to_dict(), plan_path)
     if plan.reuse:
         _seed_from(build, out.with_name(plan.reuse), log)
-    _check_external_models(build, only_targets)
     if only_targets:
         unknown = set(only_targets) - {t.key for t in plan.targets}
         if unknown:
             raise ConfigError(
                 f"unknown target(s) {sorted(unknown)}; the plan has {[t.key for t in plan.targets]}."
             )
-    return _run_jobs(build, log, only_targets, shard, runtime or Runtime())
+    if only_models:
+        unknown = set(only_models) - set(plan.models)
+        if unknown:
+            raise ConfigError(
+                f"unknown model(s) {sorted(unknown)}; the plan {plan.name!r} has {list(plan.models)}."
+            )
+    _check_external_models(build, only_targets, only_models)
+    return _run_jobs(build, log, only_targets, shard, runtime or Runtime(), only_models)
 
 
-def _check_external_models(build: _Build, only_targets: Sequence[str] | None) -> None:
+def _check_external_models(
+    build: _Build, only_targets: Sequence[str] | None, only_models: Sequence[str] | None = None
+) -> None:
     """Build every timm:/tv: model that still has runs to do, so that a missing checkpoint
     (PretrainedWeightsMissing, saying what to install) stops the build before any compute."""
     plan = build.plan
     for i, model in enumerate(plan.models):
-        if ":" not in model or plan.kind == "nas":
+        if ":" not in model or plan.kind == "nas" or (only_models and model not in only_models):
             continue
         pending = any(
             not build.part("runs", t.key, model, s).exists()
@@ -267,6 +277,7 @@ def _run_jobs(
     only_targets: Sequence[str] | None,
     shard: tuple[int, int],
     runtime: Runtime,
+    only_models: Sequence[str] | None = None,
 ) -> dict[str, Any] | None:
     plan = build.plan
     start = time.perf_counter()
@@ -280,7 +291,9 @@ def _run_jobs(
     jobs = [
         j
         for index, j in enumerate(all_jobs)
-        if (not only_targets or j[0].key in only_targets) and index % shard[1] == shard[0]
+        if (not only_targets or j[0].key in only_targets)
+        and (not only_models or j[1] in only_models)
+        and index % shard[1] == shard[0]
     ]
     for k, (target, model, seed) in enumerate(jobs, 1):
         run_path = build.part("runs", target.key, model, seed)

@@ -481,7 +481,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="comma-separated subset of the plan's targets to run in this process (to share the work between processes); the results are merged once every run exists",
     )
-    build.add_argument("--models", default=None, help="comma-separated subset of the plan's models")
+    build.add_argument(
+        "--models",
+        default=None,
+        help="comma-separated subset of the plan's models: a smaller plan (its own parts)",
+    )
+    build.add_argument(
+        "--only-models",
+        default=None,
+        help="comma-separated subset of the plan's models to run in this process, the plan unchanged (e.g. the cheap models first, so that a partial build is a full grid of them); the results are merged once every run exists",
+    )
     simulate = bench_sub.add_parser(
         "simulate",
         help="replay successive halving driven by each score on recorded trajectories",

@@ -202,6 +202,7 @@ def _bench(args) -> int:
             only_targets=targets,
             shard=shard,
             runtime=Runtime(device=args.device),
+            only_models=[m.strip() for m in (args.only_models or "").split(",") if m.strip()],
         )
         if results is None:
             return 0
