@@ -23,6 +23,7 @@ from ncap.ranking.source_accuracy import (
     from_sources,
     parse_pairs,
     read_file,
+    source_accuracy_summary,
 )
 from ncap.ranking.spec import RunSpec
 from ncap.training.config import FinetuneConfig
@@ -173,6 +174,12 @@ def test_a_given_value_fills_or_replaces_a_recorded_one():
     assert records[1]["score"]["value"] == 0.761 and order == ["timm", "zoo"]
     order, _ = _score(records, "source-accuracy", {"timm": 0.761, "zoo": 0.9})
     assert records[0]["score"]["value"] == 0.9 and order == ["zoo", "timm"]
+    assert records[0]["backbone"]["source_accuracy"] == 0.6  # the record itself is left alone
+    # what results.json records, and the ranking's note
+    recorded, note = source_accuracy_summary({"zoo": 0.9, "timm": 0.761}, records)
+    assert recorded == {"given": {"zoo": 0.9, "timm": 0.761}, "replaced": {"zoo": 0.6}}
+    assert note == ("source accuracy given by the user for zoo (0.9), timm (0.761); it replaces "
+                    "the value recorded at pretraining for zoo (0.6)")  # fmt: skip
 
 
 # --- end to end: Python API and command line -----------------------------------------------------
