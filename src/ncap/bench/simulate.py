@@ -79,6 +79,7 @@ from ncap.bench.evaluate import (
     unpack_results,
 )
 from ncap.bench.simulate_cells import CellScorer, is_cell_method
+from ncap.bench.stats import percentile_interval
 from ncap.predict.settings import PredictorSettings
 from ncap.ranking import halving_core as core
 
@@ -421,13 +422,12 @@ def _score_job(job) -> dict[float, dict[str, tuple[float | None, str | None]]]:
 # --------------------------------------------------------------------------------------------
 
 
-def _interval(values: np.ndarray) -> list[float]:
-    lo, hi = np.percentile(values, [2.5, 97.5])
-    return [float(lo), float(hi)]
-
-
 def _summary(point: float, boot: np.ndarray) -> dict[str, Any]:
-    return {"value": float(point), "ci95": _interval(boot), "boot_mean": float(boot.mean())}
+    return {
+        "value": float(point),
+        "ci95": percentile_interval(boot),
+        "boot_mean": float(boot.mean()),
+    }
 
 
 def run_key(target: str, model: str, seed: int) -> str:
