@@ -11,7 +11,13 @@ from ncap.cli.weights import add_weights_parser
 from ncap.predict.settings import FEATURE_MAPS, LINKS, PredictorSettings
 from ncap.training.config import FinetuneConfig
 
-__all__ = ["build_parser", "config_from_args", "execution_from_args", "settings_from_args"]
+__all__ = [
+    "build_parser",
+    "config_from_args",
+    "execution_from_args",
+    "settings_from_args",
+    "source_accuracy_from_args",
+]
 
 DEMO_OUT = "ncap-out/demo"
 _PREDICTOR_DEFAULTS = PredictorSettings  # its field defaults: one source of truth, no sklearn
@@ -241,6 +247,40 @@ def _add_strategy_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_source_accuracy_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "source accuracy (read only by scores that read one, e.g. fit/base; whether it stays a "
+        "feature of the default is for the bench-v3 study to decide)"
+    )
+    g.add_argument(
+        "--source-accuracy",
+        action="append",
+        default=None,
+        metavar="NAME=VALUE",
+        help="a candidate's accuracy on its pretraining task as a fraction in (0, 1], e.g. "
+        "timm:resnet50=0.761 for ImageNet top-1 76.1%%; repeatable or comma-separated. ncap's own "
+        "zoo records its own; other models have none. A value given replaces a recorded one; "
+        "results.json records it (settings.source_accuracy)",
+    )
+    g.add_argument(
+        "--source-accuracy-file",
+        default=None,
+        metavar="PATH",
+        help="source accuracies from a file: .csv with the columns candidate,source_accuracy "
+        '(other columns ignored, empty values skipped) or .json {"name": fraction, ...}',
+    )
+
+
+def source_accuracy_from_args(args, models) -> dict[str, float]:
+    """The ``--source-accuracy`` items and ``--source-accuracy-file`` as one checked mapping
+    (names among ``models``); raises before any data is loaded."""
+    from ncap.ranking.source_accuracy import check_source_accuracy, from_sources
+
+    pairs = getattr(args, "source_accuracy", None) or ()
+    file = getattr(args, "source_accuracy_file", None)
+    return check_source_accuracy(from_sources(pairs, file), models)
+
+
 def strategy_from_args(args) -> dict[str, Any]:
     """``strategy=`` and ``halving=`` of rank from the strategy flags."""
     if args.strategy == "fixed":
@@ -336,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_training_args(rank, epochs=1.0)
     _add_strategy_args(rank)
+    _add_source_accuracy_args(rank)
 
     recipe = sub.add_parser(
         "recipe",

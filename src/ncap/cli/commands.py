@@ -11,6 +11,7 @@ from ncap.cli.args import (
     build_parser,
     execution_from_args,
     settings_from_args,
+    source_accuracy_from_args,
     strategy_from_args,
 )
 from ncap.cli.flags import check_flags
@@ -45,6 +46,7 @@ def _run_rank(
     from ncap.ranking.rank import rank
 
     config, predictor = settings_from_args(args, epochs)
+    source_accuracy = source_accuracy_from_args(args, models)  # before loading the data
     execution = execution_from_args(args)
     check_output_dir(args.out, resume=args.resume, overwrite=bool(args.overwrite))  # before loading
     dataset = load_dataset(
@@ -74,6 +76,7 @@ def _run_rank(
         progress=not args.no_progress and not args.json,
         log=_logger(args),
         target_epochs=getattr(args, "target_epochs", None),
+        source_accuracy=source_accuracy,
         **(strategy_from_args(args) if hasattr(args, "strategy") else {}),
     )
 

@@ -41,10 +41,12 @@ from ncap.ranking.rung_scores import (
     check_rung_score,
     min_points,
     needs_logme,
+    reads_source_accuracy,
     score_rung,
 )
 from ncap.ranking.scoring import assumed_note, target_or_assumed, trust_of
 from ncap.ranking.segment import RungJob, checkpoint_path
+from ncap.ranking.source_accuracy import require_reader, source_accuracy_summary
 from ncap.report import write_outputs
 from ncap.report.progress import progress_bars
 from ncap.results import RankResult
@@ -129,8 +131,10 @@ def run_halving(
     runtime: Runtime,
     executor: Executor,
     model_options: dict[str, Any],
+    source_accuracy: dict[str, float] | None = None,
 ) -> RankResult:
-    """Successive halving over ``models`` (called by :func:`ncap.ranking.rank.rank`)."""
+    """Successive halving over ``models`` (called by :func:`ncap.ranking.rank.rank`);
+    ``source_accuracy``: checked values the user gave (:mod:`ncap.ranking.source_accuracy`)."""
     n_train = len(dataset.y_train)
     run_config, budgets, steps = plan_rungs(halving, config, n_train)
     first_points = sum(1 for s in eval_steps(run_config, n_train, extra=steps) if s <= steps[0])
@@ -141,6 +145,11 @@ def run_halving(
             f"{min_points(halving.score, predictor)}; raise --min-budget or set a small --eval-every."
         )
     check_burn_in(run_config, predictor, n_train, extra=steps)
+    # the rungs' scores read each budget as a share of T (assumed as for a fixed budget when unset)
+    target, assumed = target_or_assumed(full_epochs, None, budgets[-1])
+    given = source_accuracy or {}
+    require_reader(given, [halving.score],
+                   reads_source_accuracy(halving.score, [b / target for b in budgets]))  # fmt: skip
     reference = full_epochs if full_epochs is not None else budgets[-1]
     if reference < budgets[-1]:
         raise ConfigError(
@@ -168,8 +177,6 @@ def run_halving(
             problem = check_state(state_path, stored)
             if problem is not None and log:
                 log(f"{state_path} is malformed ({problem}); it is rebuilt from the rung records")
-    # the rungs' scores read each budget as a share of T (assumed as for a fixed budget when unset)
-    target, assumed = target_or_assumed(full_epochs, None, budgets[-1])
     ckpt_dir = out_dir / "checkpoints"
     logme = needs_logme(halving.score)
     spe = run_config.steps_per_epoch(n_train)
@@ -244,6 +251,7 @@ def run_halving(
                 notes=notes,
                 classes=dataset.num_classes,
                 evidence=seen,
+                source_accuracy=given,
             )
             evidence |= seen
             for name in alive:
@@ -341,9 +349,14 @@ def run_halving(
         [{"name": n} | evidence[n] for n in final["ranked"] if n in evidence],
         final["budget_epochs"] / target if target else None,
     )
+    recorded: dict[str, Any] = {}
+    if given:
+        recorded, given_note = source_accuracy_summary(given, records)
+        all_notes.append(given_note)
     result = RankResult(
         candidates=records,
         settings=settings
+        | ({"source_accuracy": recorded} if recorded else {})
         | environment
         | {
             "score": {

@@ -10,7 +10,7 @@ atomically the moment it finishes, so an interrupted run loses nothing finished 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from ncap.predict.capacitance import PredictorSettings
 from ncap.ranking.executors import Executor, make_executor
 from ncap.ranking.halving import HalvingSettings
 from ncap.ranking.preflight import check_output_dir, check_strategy
+from ncap.ranking.source_accuracy import check_source_accuracy, read_file
 from ncap.ranking.spec import RunContext, RunSpec
 from ncap.ranking.strategies import STRATEGIES, Fixed, Strategy, make_strategy
 from ncap.results import RankResult
@@ -55,6 +56,7 @@ def rank(
     halving: HalvingSettings | None = None,
     score: str | None = None,
     target_epochs: float | None = None,
+    source_accuracy: Mapping[str, float] | str | Path | None = None,
 ) -> RankResult:
     """Fine-tune every candidate briefly, predict its final accuracy, and rank.
 
@@ -109,6 +111,13 @@ def rank(
         The full budget T the chosen model would be trained for (default: ``full_epochs``). The
         prediction is for T (a fitted score uses the budget's share of T), and the cost figure
         compares with training every candidate to T. Nothing is trained beyond the budget for it.
+    source_accuracy : mapping or path, optional
+        Candidates' accuracies on their pretraining task as fractions in (0, 1] (e.g.
+        ``{"timm:resnet50": 0.761}`` for an ImageNet top-1 of 76.1%), or a CSV/JSON file of them
+        (:func:`ncap.ranking.source_accuracy.read_file`). Read only by scores that read a source
+        accuracy (``fit/base``; ncap's own zoo records one, other models have none); a value
+        given replaces a recorded one. ``results.json`` records them in
+        ``settings.source_accuracy``. Checked (names, range) before the data is loaded.
     """
     chosen = make_strategy(strategy, halving)  # the cheap checks before the data is loaded
     models = candidate_names(models)  # nn.Modules and factories -> obj:<name>
@@ -119,6 +128,9 @@ def rank(
             "candidates given as Python objects run in this process only; use executor='local', "
             "or name them as py:<module>:<factory> for Ray."
         )
+    if isinstance(source_accuracy, (str, Path)):
+        source_accuracy = read_file(source_accuracy)
+    source_accuracy = check_source_accuracy(source_accuracy, models)
     check_output_dir(out_dir, resume=resume, overwrite=overwrite)
     check_strategy(out_dir, strategy, resume=resume)
     spec = RunSpec.load(
@@ -134,6 +146,7 @@ def rank(
         score=score,
         model_options=model_options,
         extra_settings=extra_settings,
+        source_accuracy=source_accuracy,
     )
     return run_ranking(
         spec,

@@ -30,6 +30,7 @@ __all__ = [
     "make_rung_score",
     "min_points",
     "needs_logme",
+    "reads_source_accuracy",
     "score_rung",
 ]
 
@@ -88,6 +89,16 @@ def needs_logme(name: str) -> bool:
     return "logme" in resolve_score(name, None)[0].training_free
 
 
+def reads_source_accuracy(name: str, fractions: Sequence[float | None]) -> bool:
+    """Whether the rung score reads a source accuracy at any of the rungs' budget ``fractions``
+    of T (``recommended`` resolves per budget)."""
+    if name in RUNG_SCORES:
+        return False
+    from ncap.predict.recommended import resolve_score
+
+    return any("source_accuracy" in resolve_score(name, f)[0].training_free for f in fractions)
+
+
 def score_rung(
     name: str,
     records: Sequence[dict[str, Any]],
@@ -100,8 +111,10 @@ def score_rung(
     notes: list[str] | None = None,
     classes: int | None = None,
     evidence: dict[str, dict[str, Any]] | None = None,
+    source_accuracy: dict[str, float] | None = None,
 ) -> dict[str, float | None]:
     """The rung's score of each record (None: failed or unrated). ``records`` are not changed.
+    ``source_accuracy``: values the user gave (:mod:`ncap.ranking.source_accuracy`).
 
     ``evidence``, when given, receives per successful record what the score saw: ``score`` (the
     score's record, as a fixed ranking stores it), ``prediction`` (with its interval, withheld
@@ -129,7 +142,8 @@ def score_rung(
     spec, note = resolve_score(name, fraction)
     copies = [dict(r) for r in records]
     score_candidates(copies, spec, budget_steps=budget_steps, steps_per_epoch=steps_per_epoch,
-                     full_epochs=full_epochs, notes=notes)  # fmt: skip
+                     full_epochs=full_epochs, notes=notes,
+                     source_accuracy=source_accuracy)  # fmt: skip
     if note and notes is not None:
         notes.insert(0, note)
     if evidence is not None:

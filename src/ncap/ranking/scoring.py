@@ -13,12 +13,15 @@ Three kinds of score (:func:`ncap.predict.recommended.parse_score`):
   alike; a feature missing for some (``logit_source`` outside ncap's own zoo, ``logme`` when it
   was not computed) is left out of the fit, and the ranking's notes say so. Its value is the
   predicted final accuracy ``sigmoid(lo + gain)``.
+
+A source accuracy the user gave (``source_accuracy``, :mod:`ncap.ranking.source_accuracy`) is what
+every score reads as the candidate's source accuracy, in place of the recorded one (if any).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -53,7 +56,8 @@ __all__ = [
 RANKING_FIELDS = ("score", "prediction", "flags")
 
 _WHY_MISSING = {
-    "logit_source": "no source accuracy (only ncap's own zoo records one)",
+    "logit_source": "no source accuracy; only ncap's own zoo records one, give it with "
+    "--source-accuracy NAME=VALUE or source_accuracy= in Python",
     "logme": "no finite LogME (see backbone.logme_error; records from before ncap computed it)",
     "lo_slope": "fewer than two evaluation points after epoch 0 within the budget",
     "tse_e1": "no training loss within the budget",
@@ -103,27 +107,28 @@ def assumed_note(target_epochs: float, fraction: float | None) -> str:
     )
 
 
-def _context(record: dict[str, Any], steps_per_epoch: float, full_epochs: float | None):
+def _context(record: dict[str, Any], steps_per_epoch: float, full_epochs: float | None,
+             given: Mapping[str, float]):  # fmt: skip
     backbone = record.get("backbone") or {}
     return {
         "steps_per_epoch": steps_per_epoch,
         "target_epoch": full_epochs if full_epochs is not None else math.nan,
         "curve_starts": 3,
         "parameters": backbone.get("parameters"),
-        "source_accuracy": backbone.get("source_accuracy"),
+        "source_accuracy": given.get(record["name"], backbone.get("source_accuracy")),
         "logme": backbone.get("logme"),
         "proxies": backbone.get("proxies"),
     }
 
 
-def _per_run(ok, spec: Score, budget_steps, steps_per_epoch, full_epochs):
+def _per_run(ok, spec: Score, budget_steps, steps_per_epoch, full_epochs, given):
     parts = run_parts(spec)
     average = isinstance(spec, RankAverage)
     values = np.full((len(parts), len(ok)), np.nan)
     reasons: list[list[str]] = [[] for _ in ok]
     extra: list[dict[str, Any]] = [{} for _ in ok]
     for i, r in enumerate(ok):
-        context = _context(r, steps_per_epoch, full_epochs)
+        context = _context(r, steps_per_epoch, full_epochs, given)
         for j, part in enumerate(parts):
             sc = part.score(r["trajectory"], budget_steps, context)
             if sc.value is None:
@@ -148,16 +153,18 @@ def _per_run(ok, spec: Score, budget_steps, steps_per_epoch, full_epochs):
     return combined, reasons, extra, []
 
 
-def _fitted(ok, spec: Fitted, budget_steps, steps_per_epoch, full_epochs):
+def _fitted(ok, spec: Fitted, budget_steps, steps_per_epoch, full_epochs, given):
     from ncap.predict.shipped import fitted_gain
 
     rows = []
     for r in ok:
-        context = _context(r, steps_per_epoch, full_epochs)
+        context = _context(r, steps_per_epoch, full_epochs, given)
         traj = r["trajectory"]
         lo = _LAST_OBSERVED.score(traj, budget_steps, context).value
         tse = _TSE_E1.score(traj, budget_steps, context).value
-        free = (r.get("backbone") or {}) | {"parameters": context["parameters"]}
+        free = (r.get("backbone") or {}) | {
+            key: context[key] for key in ("parameters", "source_accuracy")
+        }
         rows.append(base_features(traj, budget_steps, free, last_observed=lo, tse_e1=tse))
     notes = []
     x = np.array([[row[f] for f in spec.components] for row in rows], dtype=np.float64)
@@ -231,16 +238,20 @@ def score_candidates(
     steps_per_epoch: float,
     full_epochs: float | None,
     notes: list[str] | None = None,
+    source_accuracy: Mapping[str, float] | None = None,
 ) -> list[str]:
     """Set ``record["score"]`` on every successful record and return the ranking (best first;
     a candidate the score cannot rate comes after the rated ones, with the reason recorded; ties
     go to the candidate named first). A score that predicts an accuracy also records
     ``predicted`` (and, with a regression behind it, ``link``, ``link_mean``, ``link_sd``).
     Remarks on the ranking as a whole (features left out, extrapolation) are appended to
-    ``notes``."""
+    ``notes``. ``source_accuracy`` (name -> fraction, checked: :mod:`ncap.ranking.source_accuracy`)
+    is read in place of a candidate's recorded source accuracy."""
     ok = [r for r in records if r["status"] == "ok"]
     scorer = _fitted if isinstance(spec, Fitted) else _per_run
-    combined, reasons, extra, remarks = scorer(ok, spec, budget_steps, steps_per_epoch, full_epochs)
+    combined, reasons, extra, remarks = scorer(
+        ok, spec, budget_steps, steps_per_epoch, full_epochs, source_accuracy or {}
+    )
     if notes is not None:
         notes.extend(remarks)
     for i, r in enumerate(ok):

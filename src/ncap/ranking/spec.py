@@ -19,6 +19,7 @@ from ncap.data.registry import load_dataset
 from ncap.exceptions import ConfigError
 from ncap.predict.settings import PredictorSettings
 from ncap.ranking.executors import Executor
+from ncap.ranking.source_accuracy import check_source_accuracy
 from ncap.training.config import FinetuneConfig
 from ncap.training.runtime import Runtime
 
@@ -33,6 +34,9 @@ class RunSpec:
     ``full_epochs``: also train to this many epochs (the hold-out check); ``target_epochs``: the
     full budget T the prediction is for (default ``full_epochs``). ``model_options`` go to every
     ``create_backbone`` call; ``extra_settings`` are recorded and must match on resume.
+    ``source_accuracy``: candidates' accuracies on their pretraining task given by the user
+    (:mod:`ncap.ranking.source_accuracy`; read by the scores that read one, recorded in
+    ``results.json``, not part of the resume check: they change the scoring, not the training).
     """
 
     models: tuple[str, ...]
@@ -44,6 +48,7 @@ class RunSpec:
     score: str | None = None
     model_options: dict[str, Any] = field(default_factory=dict)
     extra_settings: dict[str, Any] = field(default_factory=dict)
+    source_accuracy: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -52,6 +57,8 @@ class RunSpec:
             raise ConfigError(
                 f"duplicate candidate names in {list(self.models)}; name each model once."
             )
+        checked = check_source_accuracy(self.source_accuracy, self.models)
+        object.__setattr__(self, "source_accuracy", checked)
 
     @classmethod
     def load(

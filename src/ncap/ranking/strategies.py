@@ -38,6 +38,7 @@ from ncap.ranking.scoring import (
     target_or_assumed,
     trust_of,
 )
+from ncap.ranking.source_accuracy import require_reader, source_accuracy_summary
 from ncap.ranking.spec import RunContext, RunSpec
 from ncap.ranking.store import candidate_path, load_finished, stale_files
 from ncap.report import write_outputs
@@ -132,6 +133,7 @@ class Halving:
             runtime=ctx.runtime,
             executor=ctx.executor,
             model_options=spec.model_options,
+            source_accuracy=spec.source_accuracy,
         )
 
 
@@ -165,6 +167,8 @@ def _run_fixed(spec: RunSpec, ctx: RunContext) -> RankResult:
     )  # T
     fraction = budget_fraction(budget_steps, spe, reference)
     score_spec, score_note = resolve_score(spec.score, fraction)  # a bad name fails before training
+    given = spec.source_accuracy
+    require_reader(given, [score_spec.name], "source_accuracy" in score_spec.training_free)
     for part in run_parts(score_spec):  # a score that ranks by an extrapolation
         if isinstance(part, Extrapolation):
             check_budget(config, part.settings, n_seen)
@@ -236,6 +240,7 @@ def _run_fixed(spec: RunSpec, ctx: RunContext) -> RankResult:
         steps_per_epoch=spe,
         full_epochs=reference,
         notes=notes,
+        source_accuracy=given,
     )
     ranked = [records[name] for name in models]
     add_predictions(ranked, predictor, fraction, classes=dataset.num_classes,
@@ -244,6 +249,10 @@ def _run_fixed(spec: RunSpec, ctx: RunContext) -> RankResult:
     verdict = separation([records[name] for name in order if records[name]["status"] == "ok"])
     separation_note(verdict, records, reference)
     trust = trust_of([records[name] for name in order if records[name]["status"] == "ok"], fraction)
+    recorded: dict[str, Any] = {}
+    if given:
+        recorded, given_note = source_accuracy_summary(given, [records[n] for n in models])
+        notes.append(given_note)
     if score_note:
         notes.insert(0, score_note)
     if assumed:
@@ -253,6 +262,7 @@ def _run_fixed(spec: RunSpec, ctx: RunContext) -> RankResult:
     result = RankResult(
         candidates=[records[name] for name in models],
         settings=settings
+        | ({"source_accuracy": recorded} if recorded else {})
         | {
             "environment": environment(),
             "runtime": ctx.runtime.to_dict() | ctx.executor.describe(),

@@ -48,7 +48,8 @@ CSV_COLUMNS = (
 
 LEGEND = (
     "score: what the ranking sorts by (named in the title; --score; higher is better). source "
-    "acc: the built-in model's accuracy on its pretraining task. predicted acc: the final "
+    "acc: the model's accuracy on its pretraining task (recorded for the built-in zoo, or given "
+    "with --source-accuracy). predicted acc: the final "
     "validation accuracy predicted by the score when it predicts one (else extrapolated to "
     "beta_eff -> 0), with its 95% interval (recalibrated on ncap's benchmark where results.json "
     "says calibrated). observed acc: validation accuracy at the end of the budget. beta_eff "
@@ -124,11 +125,12 @@ def print_table(result, *, verify: bool = False) -> None:
         table.add_column("test acc % (end)", justify="right", no_wrap=True)
     table.add_column("status")
     order = {name: k + 1 for k, name in enumerate(result.ranking)}
+    given = (result.settings.get("source_accuracy") or {}).get("given") or {}
     for c in sorted(result.candidates, key=lambda c: order.get(c["name"], 10**9)):
         ok = c["status"] == "ok"
         pred = _prediction(c) if ok else "-"
         beta = (c.get("beta_eff_end") or {}).get(variant)
-        source = (c.get("backbone") or {}).get("source_accuracy")
+        source = given.get(c["name"], (c.get("backbone") or {}).get("source_accuracy"))
         score = (c.get("score") or {}).get("value")
         row = [str(order.get(c["name"], "-")), c["name"], _fmt(score, pct=False), _fmt(source),
                pred,

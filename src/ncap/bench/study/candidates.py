@@ -7,6 +7,7 @@ simplicity ``level`` (the selection rule prefers lower levels within a margin), 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -29,7 +30,9 @@ __all__ = [
     "Candidate",
     "D2_DYNAMICS",
     "LEVEL0_BASELINES",
+    "PORTABLE_FEATURES",
     "candidates",
+    "candidates_v3",
     "current_default",
     "paper_form",
 ]
@@ -37,6 +40,9 @@ __all__ = [
 LEVEL0_BASELINES = ("last-observed", "logme", "param-count", "source-accuracy")
 LEVEL1_BASELINES = ("tse", "tse-e1", "learning-curve")
 D2_DYNAMICS = ("slope", "curv", "drop-peak", "level")
+# what any user's candidate has (docs/benchmark-v3-protocol.md, section 2, D2)
+PORTABLE_FEATURES = ("lo", "lo_slope", "tse_e1", "logme")
+SIZE_FEATURES = ("log10_parameters", "log2_features")
 
 
 def paper_form(measurement: str = "interval") -> str:
@@ -139,4 +145,46 @@ def candidates(measurements: Sequence[str] = ("interval", "fixed")) -> list[Cand
             Candidate(f"fit/nc/{m}", "D2", 4, True, "fit/base", "fit",
                       features=BASE_FEATURES + (f"nc-gain/{m}",))
         )  # fmt: skip
+    return out
+
+
+def candidates_v3(measurements: Sequence[str] = ("interval", "fixed")) -> list[Candidate]:
+    """bench-v3's list (docs/benchmark-v3-protocol.md, section 2): bench-v2's candidates plus the
+    portable rank averages and fitted models, each beta_eff-using one with its no-beta control."""
+    # section 6's families of scores: D2 splits into the portable fits and those with source or size
+    out = [
+        dataclasses.replace(c, family="D2-source-or-size") if c.family == "D2" else c
+        for c in candidates(measurements)
+    ]
+    lo, logme, tse_e1 = "last-observed", "logme", "tse-e1"
+    out.append(Candidate("ravg/lo+logme", "D1", 2, False, kind="ravg", components=(lo, logme)))
+    out.append(
+        Candidate("ravg/lo+tse-e1+logme", "D1", 3, False, kind="ravg",
+                  components=(lo, tse_e1, logme))
+    )  # fmt: skip
+    for m in measurements:
+        for v in DYNAMICS_VARIANTS:
+            slope = dynamics_name(m, v, "slope")
+            out.append(
+                Candidate(f"ravg/lo+logme+dyn/{m}/{v}", "D1", 3, True, "ravg/lo+logme", "ravg",
+                          (lo, logme, slope))
+            )  # fmt: skip
+    portable, size = PORTABLE_FEATURES, PORTABLE_FEATURES + SIZE_FEATURES
+    out.append(Candidate("fit/portable", "D2-portable", 4, False, kind="fit", features=portable))
+    out.append(
+        Candidate("fit/portable+size", "D2-source-or-size", 4, False, kind="fit", features=size)
+    )
+    out.append(
+        Candidate("fit/portable+source", "D2-source-or-size", 4, False, kind="fit",
+                  features=portable + ("logit_source",))
+    )  # fmt: skip
+    for base, control in ((portable, "fit/portable"), (size, "fit/portable+size")):
+        for m in measurements:
+            for v in DYNAMICS_VARIANTS:
+                dyn = tuple(dynamics_name(m, v, f) for f in D2_DYNAMICS)
+                family = "D2-portable" if base == portable else "D2-source-or-size"
+                out.append(
+                    Candidate(f"{control}+dyn/{m}/{v}", family, 4, True, control, "fit",
+                              features=base + dyn)
+                )  # fmt: skip
     return out

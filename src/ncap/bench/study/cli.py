@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ncap.bench.study.render import render_report, write_study
+from ncap.bench.study.render_v3 import render_report_v3, write_study_v3
 from ncap.bench.study.stages import (
     REPLICATES,
     data_sha256,
@@ -14,11 +15,14 @@ from ncap.bench.study.stages import (
     report_stage,
     selection_stage,
 )
+from ncap.bench.study.v3 import is_v3, report_stage_v3, selection_stage_v3
 from ncap.exceptions import ConfigError, MissingFile
 
 __all__ = ["FROZEN_KEYS", "frozen_differences", "run_study"]
 
-FROZEN_KEYS = ("data_sha256", "sigma", "winners", "record_candidates", "replicates")
+FROZEN_KEYS = (
+    "data_sha256", "sigma", "winners", "record_candidates", "q2_winners", "replicates"
+)  # fmt: skip
 
 
 def frozen_differences(committed: dict[str, Any], fresh: dict[str, Any]) -> list[str]:
@@ -52,9 +56,13 @@ def run_study(
 ) -> int:
     sha = data_sha256(results_path)
     selection_path = out / "selection.json"
+    v3 = is_v3(results)  # bench-v3's protocol (docs/benchmark-v3-protocol.md)
+    select = selection_stage_v3 if v3 else selection_stage
+    evaluate_report = report_stage_v3 if v3 else report_stage
+    write = write_study_v3 if v3 else write_study
     if stage in ("selection", "all"):
-        fresh = selection_stage(results, data_sha=sha, replicates=replicates, workers=workers,
-                                progress=_progress("selection"))  # fmt: skip
+        fresh = select(results, data_sha=sha, replicates=replicates, workers=workers,
+                       progress=_progress("selection"))  # fmt: skip
         if stage == "all" and selection_path.exists():
             committed = load_json(selection_path)
             diffs = frozen_differences(committed, fresh)
@@ -69,7 +77,7 @@ def run_study(
             selection = committed
         else:
             selection = fresh
-            write_study(out, selection)
+            write(out, selection)
             print(f"wrote {selection_path}")
         if stage == "selection":
             print(f"commit {selection_path} before running --stage report.")
@@ -81,10 +89,10 @@ def run_study(
                 "--stage selection` and commit its output first."
             )
         selection = load_json(selection_path)
-    report = report_stage(results, selection, data_sha=sha, workers=workers,
-                          progress=_progress("report"))  # fmt: skip
-    files = write_study(out, selection, report)
-    print(render_report(report, selection))
+    report = evaluate_report(results, selection, data_sha=sha, workers=workers,
+                             progress=_progress("report"))  # fmt: skip
+    files = write(out, selection, report)
+    print((render_report_v3 if v3 else render_report)(report, selection))
     for key, path in files.items():
         print(f"{key:>12}: {path}")
     return 0

@@ -23,8 +23,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ncap.bench.study.combine import _design, _other_seed
 from ncap.bench.study.halves import keep_masks
 from ncap.bench.study.stages import BUDGETS, data_sha256, load_json
@@ -97,7 +95,7 @@ def fitted_rows(
                     x = _design(table, features, f, t, s)[rows]
                     lo = table.feature[("lo", f, t, s)][rows]
                     other = _other_seed(table, s)
-                    truth = np.array([table.final[(t, m, other)] for m in table.models])[rows]
+                    truth = table.truth(t, other)[rows]
                     models = [m for m, k in zip(table.models, rows) if k]
                     for xi, gi, m in zip(x, logit(truth) - lo, models):
                         x_rows.append([_round(v) for v in xi])

@@ -23,7 +23,7 @@ from ncap.bench.study.bootstrap import (
     top3_regret_boot,
 )
 from ncap.bench.study.candidates import Candidate
-from ncap.bench.study.combine import CellScores, cell_scores
+from ncap.bench.study.combine import CellScores, CrossFit, cell_scores
 from ncap.bench.study.table import ScoreTable
 from ncap.metrics import ranking_metrics
 
@@ -105,6 +105,7 @@ def evaluate_half(
     boot_all: Sequence[str] = (),
     families: Sequence[str] | None = None,
     exclude_family: bool = False,
+    crossfit: CrossFit | None = None,
 ) -> HalfEval:
     """Score every candidate on the cells of ``seed`` against the truth of ``truth_seed``."""
     half = HalfEval(seed, truth_seed, list(table.targets), list(table.budgets))
@@ -118,11 +119,13 @@ def evaluate_half(
             other = {m: np.empty_like(kb) for m in OTHER_METRICS}
             for i, t in enumerate(table.targets):
                 rows = keep[t]
-                truth = np.array([table.final[(t, m, truth_seed)] for m in table.models])[rows]
+                truth = table.truth(t, truth_seed)[rows]
                 if exclude_family and c.kind == "fit":
                     sc = _leave_family_out(c, table, f, t, seed, sigma, keep, families)
                 else:
-                    sc = cell_scores(c, table, f, t, seed, sigma=sigma, keep=keep)
+                    sc = cell_scores(
+                        c, table, f, t, seed, sigma=sigma, keep=keep, crossfit=crossfit
+                    )
                 half.scores[(c.name, f, t)] = sc
                 x = sc.value[rows]
                 pred = sc.predicted[rows] if sc.predicted is not None else None

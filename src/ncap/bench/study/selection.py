@@ -79,7 +79,7 @@ def standardised_residuals(
         sc = half.scores[(name, f, t)]
         if sc.link_mean is None or sc.link_sd is None:
             return None
-        truth = np.array([final[(t, m, half.seed)] for m in models])
+        truth = np.array([final.get((t, m, half.seed), np.nan) for m in models])
         y = logit(truth) if sc.link == "logit" else truth
         ok = keep[t] & np.isfinite(sc.link_mean) & np.isfinite(sc.link_sd) & (sc.link_sd > 0)
         rs.append(np.abs(sc.link_mean[ok] - y[ok]) / sc.link_sd[ok])

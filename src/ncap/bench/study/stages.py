@@ -154,8 +154,8 @@ def _noise_ceiling(study: Study, table: ScoreTable, keep) -> dict[str, Any]:
     per_target, boots = {}, []
     for t in table.targets:
         rows = keep[t]
-        fa = np.array([table.final[(t, m, a)] for m in table.models])[rows]
-        fb = np.array([table.final[(t, m, b)] for m in table.models])[rows]
+        fa = table.truth(t, a)[rows]
+        fb = table.truth(t, b)[rows]
         w = study.counts[:, rows]
         kb = np.nan_to_num(kendall_boot(fa, fb, w), nan=0.0)
         boots.append(kb)
@@ -313,7 +313,7 @@ def _coverage(
                     sc = half.scores[(name, f, t)]
                     if sc.link_mean is None or sc.link_sd is None:
                         return None
-                    truth = np.array([table.final[(t, m, half.seed)] for m in table.models])
+                    truth = table.truth(t, half.seed)
                     ok = keep[t] & np.isfinite(sc.link_mean) & np.isfinite(sc.link_sd)
                     lo = sc.link_mean - factor * z * sc.link_sd
                     hi = sc.link_mean + factor * z * sc.link_sd

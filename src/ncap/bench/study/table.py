@@ -55,6 +55,10 @@ class ScoreTable:
     feature: dict[tuple[str, float, str, int], np.ndarray] = field(default_factory=dict)
     reasons: dict[tuple[str, float], dict[str, int]] = field(default_factory=dict)
 
+    def truth(self, target: str, seed: int) -> np.ndarray:
+        """The final accuracies of ``target``'s runs of ``seed`` (NaN where a run is missing)."""
+        return np.array([self.final.get((target, m, seed), np.nan) for m in self.models])
+
     def subset(self, rows: Sequence[int] | np.ndarray) -> ScoreTable:
         """The same table restricted to the models ``rows`` (indices into ``models``, in that
         order; a repeated index is a repeated model, as in a bootstrap draw)."""
