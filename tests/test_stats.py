@@ -58,7 +58,8 @@ def test_p_value_on_hand_made_replicates():
     assert bootstrap_p_value([-1.0, 1.0]) == 1.0
     # a NaN replicate lies on neither side and stays in the denominator: 2 * min(1/4, 2/4)
     assert bootstrap_p_value([-1.0, 1.0, 2.0, np.nan]) == 0.5
-    assert math.isnan(bootstrap_p_value([]))
+    # no replicates: no evidence (the study's first implementation gave 1.0 here too)
+    assert bootstrap_p_value([]) == 1.0
 
 
 # ---------------------------------------------------------------- Holm

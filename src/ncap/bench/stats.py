@@ -52,14 +52,15 @@ def bootstrap_p_value(replicates: ArrayLike) -> float:
     difference: ``min(1, 2 * min(share(d* <= 0), share(d* >= 0)))``.
 
     The shares are over all replicates: a NaN replicate lies on neither side (it stays in the
-    denominator). ``nan`` for no replicates.
+    denominator, as in the study's first implementation; so replicates that are all NaN give 0).
+    1.0 (no evidence) for no replicates.
 
-    >>> bootstrap_p_value(np.ones(100)), bootstrap_p_value(np.zeros(3))
-    (0.0, 1.0)
+    >>> bootstrap_p_value(np.ones(100)), bootstrap_p_value(np.zeros(3)), bootstrap_p_value([])
+    (0.0, 1.0, 1.0)
     """
     d = np.asarray(replicates, dtype=np.float64)
     if d.size == 0:
-        return math.nan
+        return 1.0
     return float(min(1.0, 2.0 * min(np.mean(d <= 0), np.mean(d >= 0))))
 
 
