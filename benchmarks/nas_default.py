@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from ncap.bench.evaluate import _budget_step, baseline_context, final_accuracy, unpack_results
+from ncap.bench.stats import percentile_interval
 from ncap.bench.study.bootstrap import draw_counts, fill_failures, kendall_boot
 from ncap.capacitance.variants import VARIANTS
 from ncap.predict.features import base_features, logit
@@ -126,10 +127,6 @@ def choose(score: dict[str, float]) -> str:
     return min(near, key=lambda n: (level(n), -score[n], n))
 
 
-def interval(x: np.ndarray) -> list[float]:
-    return [float(v) for v in np.percentile(x, [2.5, 97.5])]
-
-
 def run(results_path: Path, out_dir: Path) -> dict:
     raw = results_path.read_bytes()
     results = json.loads(raw)
@@ -166,13 +163,13 @@ def run(results_path: Path, out_dir: Path) -> dict:
         b = boot(name)
         report[name] = {
             "mean_kendall": float(np.mean(list(per["report"][name].values()))),
-            "ci95": interval(b),
+            "ci95": percentile_interval(b),
             "minus_lo": {
                 "value": float(
                     np.mean(list(per["report"][name].values()))
                     - np.mean(list(per["report"]["last-observed"].values()))
                 ),
-                "ci95": interval(b - lo_boot),
+                "ci95": percentile_interval(b - lo_boot),
             },  # fmt: skip
             "per_budget": per["report"][name],
         }

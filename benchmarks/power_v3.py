@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import norm
 
+from ncap.bench.stats import percentile_interval
 from ncap.bench.study.bootstrap import draw_counts, fill_failures, kendall_boot
 from ncap.bench.study.candidates import Candidate
 from ncap.bench.study.combine import cell_scores
@@ -205,8 +206,8 @@ class Difference:
 
     def interval(self, which: str = "two_way") -> tuple[float, float]:
         boot = self.two_way_boot if which == "two_way" else self.model_boot
-        lo, hi = np.percentile(boot, [2.5, 97.5])
-        return float(lo), float(hi)
+        lo, hi = percentile_interval(boot)
+        return lo, hi
 
     def half_width(self, which: str = "two_way") -> float:
         lo, hi = self.interval(which)

@@ -30,10 +30,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 
+from ncap.bench.stats import percentile_interval
 from ncap.bench.study.candidates import candidates
 from ncap.bench.study.combine import cell_scores
 from ncap.bench.study.halves import keep_masks
@@ -98,9 +100,10 @@ def subsets_of(results: dict, diagnosis: dict | None = None) -> list[dict]:
     return rows
 
 
-def _interval(x: np.ndarray) -> list[float]:
-    x = x[np.isfinite(x)]
-    return [float(v) for v in np.percentile(x, [2.5, 97.5])] if x.size else [None, None]
+def _interval(x: np.ndarray) -> list[float | None]:
+    """The 95% percentile interval of the finite replicates; [None, None] (JSON null) if none."""
+    lo, hi = percentile_interval(x)
+    return [None, None] if math.isnan(lo) else [lo, hi]
 
 
 def summarise(rows: list[dict], truth: str) -> dict:

@@ -90,3 +90,26 @@ def test_errors(kwargs, data, match):
 def test_predict_before_fit_raises():
     with pytest.raises(RuntimeError, match="not fitted"):
         CapacitancePredictor().predict(0.0)
+
+
+def test_the_logit_link_goes_through_the_clipped_logit_and_back_without_overflow():
+    import warnings
+
+    from ncap.predict.features import logit, sigmoid
+
+    x = np.linspace(-30.0, 30.0, 601)
+    np.testing.assert_allclose(sigmoid(x), 1.0 / (1.0 + np.exp(-x)), rtol=1e-15, atol=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 1 / (1 + exp(1000)) warns of an overflow; expit does not
+        assert sigmoid(-1000.0) == 0.0 and sigmoid(1000.0) == 1.0
+    assert logit(1.0) == logit(1.0 - 1e-3) and logit(0.0) == logit(1e-3)  # clipped
+    assert sigmoid(logit(0.3)) == pytest.approx(0.3, abs=1e-15)
+    # the logit link fits logit(accuracy) exactly as a BayesianRidge on the clipped logit would
+    beta = np.linspace(1.0, 0.1, 8)
+    acc = np.array([0.5, 0.55, 0.6, 0.66, 0.7, 0.75, 0.8, 1.0])
+    model = CapacitancePredictor(burn_in=0, link="logit", features="linear").fit(beta, acc)
+    q = np.clip(acc, 1e-3, 1 - 1e-3)
+    design = beta[:, None] / np.abs(beta).max()  # the predictor scales beta_eff by its largest
+    ref = BayesianRidge(compute_score=False).fit(design, np.log(q / (1 - q)))
+    assert model.link_mean_ == pytest.approx(float(ref.predict(np.zeros((1, 1)))[0]), abs=1e-9)
+    assert model.prediction_ == pytest.approx(1 / (1 + np.exp(-model.link_mean_)), abs=1e-15)

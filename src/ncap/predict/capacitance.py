@@ -11,7 +11,7 @@ from sklearn.base import BaseEstimator
 from sklearn.linear_model import BayesianRidge
 
 from ncap.exceptions import ConfigError
-from ncap.predict.features import LOGIT_EPS  # accuracies are clipped to [eps, 1 - eps]
+from ncap.predict.features import logit, sigmoid  # accuracies clipped to [1e-3, 1 - 1e-3]
 from ncap.predict.settings import (
     FEATURE_MAPS,
     LINKS,
@@ -143,8 +143,7 @@ class CapacitancePredictor(BaseEstimator):
         if self.scale_ == 0.0:
             raise ConfigError("every beta_eff value is 0; there is no trend to extrapolate.")
         if self.link == "logit":
-            clipped = np.clip(acc, LOGIT_EPS, 1.0 - LOGIT_EPS)
-            target = np.log(clipped / (1.0 - clipped))
+            target = logit(acc)
         else:
             target = acc
         self.model_ = BayesianRidge(compute_score=False).fit(self._design(beta), target)
@@ -161,7 +160,7 @@ class CapacitancePredictor(BaseEstimator):
         beta = np.atleast_1d(np.asarray(beta_eff, dtype=np.float64))
         mean, std = self.model_.predict(self._design(beta), return_std=True)
         if self.link == "logit":
-            mean = 1.0 / (1.0 + np.exp(-mean))
+            mean = sigmoid(mean)
             std = mean * (1.0 - mean) * std
         if np.ndim(beta_eff) == 0:
             mean, std = float(mean[0]), float(std[0])

@@ -14,6 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from ncap.bench.stats import bootstrap_p_value as _p_value
+from ncap.bench.stats import holm as _holm
+from ncap.bench.stats import percentile_interval as _interval
 from ncap.bench.study.bootstrap import draw_counts, kendall_boot
 from ncap.bench.study.candidates import candidates, current_default, paper_form
 from ncap.bench.study.halves import HalfEval, evaluate_half, keep_masks
@@ -42,29 +45,8 @@ def data_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def _interval(x: np.ndarray) -> list[float]:
-    x = x[np.isfinite(x)]
-    if x.size == 0:
-        return [float("nan"), float("nan")]
-    lo, hi = np.percentile(x, [2.5, 97.5])
-    return [float(lo), float(hi)]
-
-
 def _summary(point: float | None, boot: np.ndarray) -> dict[str, Any]:
     return {"value": point, "ci95": _interval(boot)}
-
-
-def _p_value(boot: np.ndarray) -> float:
-    return float(min(1.0, 2.0 * min(np.mean(boot <= 0), np.mean(boot >= 0))))
-
-
-def _holm(pvalues: Mapping[str, float], alpha: float = 0.05) -> dict[str, bool]:
-    order = sorted(pvalues, key=pvalues.get)
-    out, stop = {}, False
-    for i, name in enumerate(order):
-        stop = stop or pvalues[name] > alpha / (len(order) - i)
-        out[name] = not stop
-    return out
 
 
 class Study:

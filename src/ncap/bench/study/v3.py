@@ -18,14 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from ncap.bench.stats import bootstrap_p_value, holm, percentile_interval
 from ncap.bench.study.bootstrap import draw_counts, fill_failures, kendall_boot, top1_regret_boot
 from ncap.bench.study.candidates import Candidate, candidates_v3, paper_form
 from ncap.bench.study.combine import CrossFit
 from ncap.bench.study.halves import HalfEval, evaluate_half, keep_masks
 from ncap.bench.study.selection import BINS, DELTA, Z, choose, recalibration, sigma_of
-from ncap.bench.study.stages import _holm as holm
-from ncap.bench.study.stages import _interval as percentile_interval
-from ncap.bench.study.stages import _p_value as bootstrap_p_value
 from ncap.bench.study.table import ScoreTable, build_table, logit, measurements_of
 from ncap.exceptions import ConfigError
 
