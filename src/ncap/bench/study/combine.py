@@ -12,6 +12,7 @@ from scipy.stats import rankdata
 
 from ncap.bench.study.candidates import Candidate
 from ncap.bench.study.table import ScoreTable, logit
+from ncap.predict.features import sigmoid
 from ncap.predict.scores import DynamicsFeature, try_parse_score
 
 __all__ = ["CellScores", "CrossFit", "cell_scores", "fit_gain_model", "rank_average"]
@@ -114,7 +115,7 @@ def _fitted(
     x_test = _design(table, cand.features, f, t, s)
     gain, sd = fit_gain_model(np.vstack(xs), np.concatenate(ys), x_test)
     link_mean = table.feature[("lo", f, t, s)] + gain
-    pred = 1.0 / (1.0 + np.exp(-link_mean))
+    pred = sigmoid(link_mean)
     return CellScores(pred, pred, "logit", link_mean, sd)
 
 
@@ -163,7 +164,7 @@ def _cross_fitted(
         g[failed], d[failed] = np.nan, np.nan
         gain[scored], sd[scored] = g, d
     link_mean = lo + gain
-    pred = 1.0 / (1.0 + np.exp(-link_mean))
+    pred = sigmoid(link_mean)
     return CellScores(pred, pred, "logit", link_mean, sd)
 
 

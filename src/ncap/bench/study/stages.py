@@ -31,6 +31,7 @@ from ncap.bench.study.selection import (
 )
 from ncap.bench.study.table import ScoreTable, build_table, logit, measurements_of
 from ncap.exceptions import ConfigError
+from ncap.predict.features import sigmoid
 from ncap.predict.recommended import EARLY_LATE_BOUNDARY
 
 __all__ = ["BUDGETS", "REPLICATES", "data_sha256", "report_stage", "selection_stage"]
@@ -319,7 +320,7 @@ def _coverage(
                     hi = sc.link_mean + factor * z * sc.link_sd
                     if sc.link == "logit":
                         y = logit(truth)
-                        width = 1 / (1 + np.exp(-hi)) - 1 / (1 + np.exp(-lo))
+                        width = sigmoid(hi) - sigmoid(lo)
                     else:
                         y = truth
                         width = np.clip(hi, 0, 1) - np.clip(lo, 0, 1)

@@ -26,6 +26,7 @@ from ncap.bench.study.halves import HalfEval, evaluate_half, keep_masks
 from ncap.bench.study.selection import BINS, DELTA, Z, choose, recalibration, sigma_of
 from ncap.bench.study.table import ScoreTable, build_table, logit, measurements_of
 from ncap.exceptions import ConfigError
+from ncap.predict.features import sigmoid
 
 __all__ = [
     "BUDGETS",
@@ -449,7 +450,7 @@ def _coverage_v3(
                 lo = sc.link_mean - factor * z * sc.link_sd
                 hi = sc.link_mean + factor * z * sc.link_sd
                 if sc.link == "logit":
-                    y, width = logit(truth), 1 / (1 + np.exp(-hi)) - 1 / (1 + np.exp(-lo))
+                    y, width = logit(truth), sigmoid(hi) - sigmoid(lo)
                 else:
                     y, width = truth, np.clip(hi, 0, 1) - np.clip(lo, 0, 1)
                 hits.append(np.where(ok, ((y >= lo) & (y <= hi)).astype(float), 0.0))
