@@ -16,6 +16,7 @@ from ncap.models.registry import register_source
 from ncap.predict.capacitance import PredictorSettings
 from ncap.ranking.rank import rank
 from ncap.ranking.scoring import RANKING_FIELDS
+from ncap.ranking.spec import Execution, Horizon
 from ncap.training.config import FinetuneConfig
 
 SMALL = FinetuneConfig(epochs=1.0, eval_every=1, batch_size=64, seed=0)
@@ -143,13 +144,24 @@ def test_resume_skips_finished_and_refuses_to_clobber(tiny_zoo, tmp_path, digits
         "run_candidate",
         lambda name, *a, **k: calls.append(name) or original(name, *a, **k),
     )
-    result = rank(["mlp-s", "lenet"], digits, out_dir=tmp_path, config=SMALL, resume=True)
+    result = rank(
+        ["mlp-s", "lenet"],
+        digits,
+        out_dir=tmp_path,
+        config=SMALL,
+        execution=Execution(mode="resume"),
+    )
     assert calls == ["lenet"]
     assert result.candidates[0] == first  # reused byte for byte
     with pytest.raises(ValueError, match="different settings"):
-        rank(["mlp-s"], digits, out_dir=tmp_path, resume=True,
-             config=FinetuneConfig(**(SMALL.__dict__ | {"lr": 5e-4})))  # fmt: skip
-    rank(["mlp-s"], digits, out_dir=tmp_path, config=SMALL, overwrite=True)
+        rank(
+            ["mlp-s"],
+            digits,
+            out_dir=tmp_path,
+            config=FinetuneConfig(**(SMALL.__dict__ | {"lr": 5e-4})),
+            execution=Execution(mode="resume"),
+        )
+    rank(["mlp-s"], digits, out_dir=tmp_path, config=SMALL, execution=Execution(mode="overwrite"))
     assert [p.name for p in (tmp_path / "candidates").glob("*.json")] == ["mlp-s.json"]
 
 
@@ -169,7 +181,13 @@ def test_interrupt_keeps_finished_candidates(tiny_zoo, tmp_path, digits, monkeyp
     assert not (tmp_path / "candidates" / "lenet.json").exists()
     assert not list((tmp_path / "candidates").glob(".*tmp"))  # no half-written files
     monkeypatch.setattr(ncap.ranking.runner, "finetune", original)
-    result = rank(["mlp-s", "lenet"], digits, out_dir=tmp_path, config=SMALL, resume=True)
+    result = rank(
+        ["mlp-s", "lenet"],
+        digits,
+        out_dir=tmp_path,
+        config=SMALL,
+        execution=Execution(mode="resume"),
+    )
     assert [c["status"] for c in result.candidates] == ["ok", "ok"]
 
 
@@ -180,7 +198,7 @@ def test_full_epochs_records_final_accuracy_from_the_same_run(
     config = FinetuneConfig(epochs=epochs, eval_every=eval_every)
     early = rank(["mlp-s"], digits, out_dir=tmp_path / "a", config=config).candidates[0]
     full = rank(
-        ["mlp-s"], digits, out_dir=tmp_path / "b", config=config, full_epochs=2.0
+        ["mlp-s"], digits, out_dir=tmp_path / "b", config=config, horizon=Horizon(full_epochs=2.0)
     ).candidates[0]
     assert len(early["trajectory"]) == n_early  # 7/6 epochs = 7 steps: evaluated at 2, 4, 6, 7
     assert full["trajectory"][-1]["step"] == 12
@@ -220,16 +238,26 @@ def test_probe_statistics_do_not_change_training(tiny_zoo, digits):
 
 def test_budget_in_steps_and_pretraining_report(tiny_zoo, tmp_path, digits):
     messages = []
-    result = rank(["mlp-s"], digits, out_dir=tmp_path, log=messages.append,
-                  config=FinetuneConfig(steps=4, eval_every=1))  # fmt: skip
+    result = rank(
+        ["mlp-s"],
+        digits,
+        out_dir=tmp_path,
+        config=FinetuneConfig(steps=4, eval_every=1),
+        execution=Execution(log=messages.append),
+    )
     c = result.candidates[0]
     assert [p["step"] for p in c["trajectory"]] == [1, 2, 3, 4]
     assert result.settings["budget_steps"] == 4
     assert any(m.startswith("pretrained mlp-s: source accuracy") for m in messages)
     # the second creation comes from the cache: no pretraining message
     messages.clear()
-    rank(["mlp-s"], digits, out_dir=tmp_path / "again", log=messages.append,
-         config=FinetuneConfig(steps=4, eval_every=1))  # fmt: skip
+    rank(
+        ["mlp-s"],
+        digits,
+        out_dir=tmp_path / "again",
+        config=FinetuneConfig(steps=4, eval_every=1),
+        execution=Execution(log=messages.append),
+    )
     assert not any("pretrain" in m for m in messages)
 
 
@@ -252,9 +280,13 @@ def test_resume_a_run_directory_written_by_ncap_0_1_0(tiny_zoo, tmp_path):
     )
     predictor = PredictorSettings(**before["settings"]["predictor"])
     result = rank(
-        ["mlp-xs", "lenet-short"], "digits", out_dir=run, n_train=256, n_val=128,
-        config=config, predictor=predictor, resume=True,
-    )  # fmt: skip
+        ["mlp-xs", "lenet-short"],
+        load_dataset("digits", n_train=256, n_val=128),
+        out_dir=run,
+        config=config,
+        predictor=predictor,
+        execution=Execution(mode="resume"),
+    )
     assert not (tiny_zoo / "zoo").exists()  # nothing was pretrained: both candidates reused
     after = load_results(run)
     # the ranking adds its score and the interval of the prediction; the rest is unchanged

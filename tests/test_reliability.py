@@ -21,8 +21,12 @@ import pytest
 import ncap
 import ncap.ranking.executors
 import ncap.storage
+from ncap.data.registry import load_dataset
 from ncap.exceptions import ConfigError, OutputExists, StorageError
+from ncap.ranking.halving import HalvingSettings
 from ncap.ranking.rank import rank
+from ncap.ranking.spec import Execution, Horizon
+from ncap.ranking.strategies import Halving
 from ncap.storage import LOCK_NAME, directory_lock
 
 
@@ -164,16 +168,14 @@ def hv(tmp_path_factory):
     sys.path.insert(0, str(folder))
     sys.modules.pop("hv_models", None)
     from ncap.data.registry import load_dataset
-    from ncap.ranking.halving import HalvingSettings
     from ncap.training.config import FinetuneConfig
 
     # 128 images / 64 = 2 steps per epoch: rungs at 2, 4, 8 steps; the default (recommended)
     # score, so LogME is part of every decision
     kwargs = {
         "config": FinetuneConfig(epochs=4.0, eval_every=1, batch_size=64, probe_hidden=(16, 12, 8)),
-        "strategy": "halving",
-        "halving": HalvingSettings(eta=2, min_budget=1.0),
-        "target_epochs": 40.0,
+        "strategy": Halving(HalvingSettings(eta=2, min_budget=1.0)),
+        "horizon": Horizon(target_epochs=40.0),
     }
     data = load_dataset("digits", n_train=128, n_val=64)
     ref = tmp_path_factory.mktemp("hv_ref")
@@ -184,7 +186,14 @@ def hv(tmp_path_factory):
 
 def _halving(hv, out: Path, **extra):
     logs: list[str] = []
-    rank(HV_NAMES, hv["data"], out_dir=out, log=logs.append, **hv["kwargs"], **extra)
+    rank(
+        HV_NAMES,
+        hv["data"],
+        out_dir=out,
+        **hv["kwargs"],
+        **extra,
+        execution=Execution(log=logs.append),
+    )
     return logs
 
 
@@ -660,8 +669,9 @@ def test_a_node_lost_mid_run_is_retried_and_nothing_finished_is_lost(tmp_path, m
     monkeypatch.syspath_prepend(str(folder))
     names = [f"py:node_models:{x}" for x in "abcd"]
     config = FinetuneConfig(steps=60, eval_every=10, batch_size=64)
-    kwargs = {"config": config, "n_train": 256, "n_val": 128, "score": "last-observed"}
-    local = rank(names, "digits", out_dir=tmp_path / "local", **kwargs)
+    kwargs = {"config": config, "score": "last-observed"}
+    digits = load_dataset("digits", n_train=256, n_val=128)
+    local = rank(names, digits, out_dir=tmp_path / "local", **kwargs)
     assert not ray.is_initialized()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     try:
@@ -687,8 +697,13 @@ def test_a_node_lost_mid_run_is_retried_and_nothing_finished_is_lost(tmp_path, m
         killer = threading.Thread(target=kill_when_victim_trains)
         killer.start()
         try:
-            result = rank(names, "digits", out_dir=out,
-                          executor=RayExecutor(address=cluster.address), **kwargs)  # fmt: skip
+            result = rank(
+                names,
+                digits,
+                out_dir=out,
+                **kwargs,
+                execution=Execution(executor=RayExecutor(address=cluster.address)),
+            )
         finally:
             done.set()
             killer.join()
