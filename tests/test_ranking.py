@@ -11,6 +11,7 @@ import ncap.ranking.executors
 import ncap.ranking.runner
 from ncap.capacitance.variants import VARIANTS
 from ncap.data.registry import load_dataset
+from ncap.exceptions import ConfigError
 from ncap.models.backbone import Backbone
 from ncap.models.registry import register_source
 from ncap.predict.capacitance import PredictorSettings
@@ -345,3 +346,51 @@ def test_errors_in_model_code_fail_the_candidate_but_ncap_bugs_propagate(
     monkeypatch.setattr(ncap.ranking.runner, "predict_from_points", broken)
     with pytest.raises(KeyError, match="a bug inside ncap"):  # not a "failed candidate" row
         rank(["mlp-s"], digits, out_dir=tmp_path / "b", config=SMALL)
+
+
+def test_rank_signature_is_short_and_checked_before_the_data_is_loaded(tmp_path, monkeypatch):
+    import inspect
+
+    import ncap
+    import ncap.ranking.rank as rank_module
+    from ncap.ranking.strategies import Halving
+
+    assert list(inspect.signature(rank).parameters) == [
+        "models", "data", "out_dir", "config", "predictor", "strategy", "score", "horizon",
+        "source_accuracy", "execution",
+    ]  # fmt: skip
+    assert ncap.rank is rank and ncap.Horizon is Horizon and ncap.Execution is Execution
+    # the data is not loaded while a parameter is refused (a refusal costs nothing)
+    monkeypatch.setattr(rank_module, "load_dataset", lambda *a, **k: pytest.fail("loaded"))
+    out = tmp_path / "out"
+    for old in ({"full_epochs": 2.0}, {"resume": True}, {"n_train": 64}, {"halving": None}):
+        with pytest.raises(TypeError, match="unexpected keyword"):
+            rank(["mlp-s"], "digits", out_dir=out, **old)
+    refused = [
+        ({"data": 3}, "data must be a dataset name.*ncap.load_dataset"),
+        ({"config": {"epochs": 1}}, "config must be an ncap.FinetuneConfig"),
+        ({"horizon": 10}, r"horizon must be an ncap.Horizon\(target_epochs"),
+        ({"execution": "ray"}, r"execution must be an ncap.Execution"),
+        ({"score": 1}, "score must be a score name"),
+        ({"strategy": "grid"}, "unknown strategy 'grid'"),
+        ({"strategy": object()}, "strategy must be one of"),
+        ({"source_accuracy": [0.5]}, "source_accuracy must be a mapping"),
+        ({"execution": Execution(executor="slurm")}, "unknown executor 'slurm'"),
+        ({"source_accuracy": {"lenet": 0.5}}, "lenet"),  # not a candidate
+    ]
+    for kwargs, message in refused:
+        with pytest.raises(ConfigError, match=message):
+            rank(["mlp-s"], kwargs.pop("data", "digits"), out_dir=out, **kwargs)
+    with pytest.raises(ConfigError, match="positive number of epochs"):
+        Horizon(target_epochs=0)
+    with pytest.raises(ConfigError, match="full_epochs must be a positive"):
+        Horizon(full_epochs=float("nan"))
+    with pytest.raises(ConfigError, match="unknown mode 'again'"):
+        Execution(mode="again")
+    with pytest.raises(ConfigError, match="--resume keeps.*pass one of the two"):
+        Execution.from_flags(resume=True, overwrite=True)
+    with pytest.raises(ConfigError, match="zero-cost proxy"):
+        Halving(ncap.HalvingSettings(score="fisher"))
+    assert Execution.from_flags(overwrite=True).mode == "overwrite"
+    assert Horizon(full_epochs=4.0).reference_epochs == 4.0
+    assert not out.exists() or not any(out.iterdir())  # nothing written either
