@@ -377,6 +377,13 @@ def test_rank_signature_is_short_and_checked_before_the_data_is_loaded(tmp_path,
         ({"source_accuracy": [0.5]}, "source_accuracy must be a mapping"),
         ({"execution": Execution(executor="slurm")}, "unknown executor 'slurm'"),
         ({"source_accuracy": {"lenet": 0.5}}, "lenet"),  # not a candidate
+        (
+            {
+                "config": FinetuneConfig(probe_hidden=(64, 32)),
+                "predictor": PredictorSettings(variant="signed"),
+            },
+            "identically 0",
+        ),
     ]
     for kwargs, message in refused:
         with pytest.raises(ConfigError, match=message):

@@ -167,19 +167,22 @@ def rank(
     if isinstance(source_accuracy, (str, Path)):
         source_accuracy = read_file(source_accuracy)
     given = check_source_accuracy(source_accuracy, names)
+    predictor = predictor or PredictorSettings()
+    _check_predictor(predictor, config)
     ctx = _preflight(names, chosen, out_dir, execution)  # before the data is loaded
     dataset = data if isinstance(data, ImageDataset) else load_dataset(str(data), seed=config.seed)
     spec = RunSpec(
         tuple(names),
         dataset,
         config=config,
-        predictor=predictor or PredictorSettings(),
+        predictor=predictor,
         full_epochs=horizon.full_epochs,
         target_epochs=horizon.target_epochs,
         score=score,
         source_accuracy=given,
     )
-    return _run(spec, chosen, ctx)
+    with directory_lock(ctx.out_dir):
+        return chosen.run(spec, ctx)
 
 
 def run_ranking(
@@ -197,9 +200,10 @@ def run_ranking(
     compared on resume), as the NAS search and the benchmark use them.
     """
     chosen = make_strategy(strategy)
-    return _run(
-        spec, chosen, _preflight(list(spec.models), chosen, out_dir, execution or Execution())
-    )
+    _check_predictor(spec.predictor, spec.config)
+    ctx = _preflight(list(spec.models), chosen, out_dir, execution or Execution())
+    with directory_lock(ctx.out_dir):
+        return chosen.run(spec, ctx)
 
 
 def _preflight(
@@ -218,12 +222,6 @@ def _preflight(
     if ctx.executor.name == "local":  # (Ray workers may have GPUs this process lacks)
         ctx.runtime.torch_device()  # an unavailable device fails now, not once per candidate
     return ctx
-
-
-def _run(spec: RunSpec, strategy: Strategy, ctx: RunContext) -> RankResult:
-    _check_predictor(spec.predictor, spec.config)
-    with directory_lock(ctx.out_dir):
-        return strategy.run(spec, ctx)
 
 
 def _check_predictor(predictor: PredictorSettings, config: FinetuneConfig) -> None:
