@@ -184,16 +184,10 @@ def hv(tmp_path_factory):
     sys.path.remove(str(folder))
 
 
-def _halving(hv, out: Path, **extra):
+def _halving(hv, out: Path, mode: str = "new"):
     logs: list[str] = []
-    rank(
-        HV_NAMES,
-        hv["data"],
-        out_dir=out,
-        **hv["kwargs"],
-        **extra,
-        execution=Execution(log=logs.append),
-    )
+    execution = Execution(mode=mode, log=logs.append)
+    rank(HV_NAMES, hv["data"], out_dir=out, **hv["kwargs"], execution=execution)
     return logs
 
 
@@ -240,7 +234,7 @@ def _full_disk_then_resume(hv, tmp_path, monkeypatch, points):
         if kept:
             with pytest.raises(OutputExists, match="--resume"):
                 _halving(hv, out)
-        _halving(hv, out, resume=True)
+        _halving(hv, out, mode="resume")
         assert _outcome(out) == hv["reference"], n
         after = _hashes(out / "rungs")
         assert {k: after[k] for k in kept} == kept  # finished rung records reused, not rewritten
@@ -335,7 +329,7 @@ def _ctrl_c_then_resume(hv, tmp_path, monkeypatch, steps, writes):
         with pytest.raises(KeyboardInterrupt):
             _halving(hv, out)
         monkeypatch.setattr(ncap.ranking.executors, "run_candidate", original)
-        _halving(hv, out, resume=True)
+        _halving(hv, out, mode="resume")
         assert _outcome(out) == hv["reference"], kill_at
     for n in writes:  # Ctrl-C while a file is being written
         out = tmp_path / f"write{n}"
@@ -343,7 +337,7 @@ def _ctrl_c_then_resume(hv, tmp_path, monkeypatch, steps, writes):
         with pytest.raises(KeyboardInterrupt):
             _halving(hv, out)
         monkeypatch.setattr(ncap.storage.os, "replace", real)
-        _halving(hv, out, resume=True)
+        _halving(hv, out, mode="resume")
         assert _outcome(out) == hv["reference"], n
 
 
@@ -369,7 +363,7 @@ def test_damaged_halving_state_is_named_and_recomputed(hv, tmp_path, monkeypatch
     ckpts = [checkpoint_path(out / "checkpoints", name) for name in survivors]
     ckpts[0].write_bytes(ckpts[1].read_bytes())  # a survivor's checkpoint is the other's
     (out / "rungs.json").write_text("[]")
-    logs = _halving(hv, out, resume=True)
+    logs = _halving(hv, out, mode="resume")
     text = "\n".join(logs)
     assert f"{a} is malformed (expected a JSON object, found list)" in text
     assert f"{b} is malformed (it is not valid JSON" in text
@@ -384,7 +378,7 @@ def test_damaged_halving_state_is_named_and_recomputed(hv, tmp_path, monkeypatch
     data["settings"]["seed"] = 99
     d.write_text(json.dumps(data))
     with pytest.raises(ConfigError, match=re.escape(f"{d} was produced with different settings")):
-        _halving(hv, out, resume=True)
+        _halving(hv, out, mode="resume")
 
 
 # 3. a candidate's own numbers or device fail that candidate, never the run -----------------------
