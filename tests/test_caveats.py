@@ -13,6 +13,8 @@ from ncap.models.registry import register_source
 from ncap.predict.caveats import at_chance, candidate_flags, chance_margin, separation
 from ncap.ranking.halving import HalvingSettings
 from ncap.ranking.rank import rank
+from ncap.ranking.spec import Execution, Horizon
+from ncap.ranking.strategies import Halving
 from ncap.training.config import FinetuneConfig
 
 
@@ -87,9 +89,14 @@ def test_halving_of_models_at_chance_says_it_cannot_separate_them(tmp_path):
                             probe_hidden=(16, 12, 8))  # fmt: skip
     models = ["test-chance:a", "test-chance:b", "test-chance:c", "test-chance:d"]
     lines = []
-    result = rank(models, digits, out_dir=tmp_path / "h", config=config, strategy="halving",
-                  halving=HalvingSettings(eta=2, min_budget=0.5), progress=True,
-                  log=lines.append)  # fmt: skip
+    result = rank(
+        models,
+        digits,
+        out_dir=tmp_path / "h",
+        config=config,
+        strategy=Halving(HalvingSettings(eta=2, min_budget=0.5)),
+        execution=Execution(progress=True, log=lines.append),
+    )
     # progress counts candidate runs over the rungs (4, then 2): 6, not "5/4"
     done = [line for line in lines if " done in " in line]
     assert [line.split(":")[0] for line in done] == [f"candidate {k}/6" for k in range(1, 7)]
@@ -132,8 +139,13 @@ def test_report_page_and_plots_of_a_ranking(tiny_zoo, tmp_path):
 
     digits = load_dataset("digits", n_train=256, n_val=128)
     config = FinetuneConfig(epochs=1.0, eval_every=1, batch_size=64, probe_hidden=(16, 12, 8))
-    result = rank(["lenet", "mlp-s"], digits, out_dir=tmp_path / "r", config=config,
-                  target_epochs=10.0)  # fmt: skip
+    result = rank(
+        ["lenet", "mlp-s"],
+        digits,
+        out_dir=tmp_path / "r",
+        config=config,
+        horizon=Horizon(target_epochs=10.0),
+    )
     page = (tmp_path / "r" / "report.md").read_text()
     assert result.files["report"] == tmp_path / "r" / "report.md"
     for c in result.candidates:
@@ -180,7 +192,13 @@ def test_rank_takes_modules_and_factories_and_the_result_is_short_to_read(tiny_z
     fig = result.plot()
     assert fig.axes and fig.axes[0].images
     with pytest.raises(ConfigError, match="Ray"):
-        rank([module], digits, out_dir=tmp_path / "ray", config=config, executor="ray")
+        rank(
+            [module],
+            digits,
+            out_dir=tmp_path / "ray",
+            config=config,
+            execution=Execution(executor="ray"),
+        )
 
 
 def test_the_budget_that_would_separate_two_candidates_is_the_shipped_fits_own():

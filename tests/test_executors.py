@@ -16,8 +16,11 @@ import torch
 from ncap.data.folders import dataset_from_arrays
 from ncap.predict.capacitance import PredictorSettings
 from ncap.ranking.executors import make_executor
+from ncap.ranking.halving import HalvingSettings
 from ncap.ranking.rank import rank
 from ncap.ranking.scoring import RANKING_FIELDS
+from ncap.ranking.spec import Execution
+from ncap.ranking.strategies import Halving
 from ncap.training.config import FinetuneConfig
 
 ray = pytest.importorskip("ray")
@@ -77,9 +80,13 @@ def test_ray_results_equal_local_results(ray_cluster, grey_data, tmp_path):
     finally:
         torch.set_num_threads(threads)
     remote = rank(
-        MODELS, grey_data, out_dir=tmp_path / "ray", config=CONFIG, predictor=PREDICTOR,
-        executor="ray",
-    )  # fmt: skip
+        MODELS,
+        grey_data,
+        out_dir=tmp_path / "ray",
+        config=CONFIG,
+        predictor=PREDICTOR,
+        execution=Execution(executor="ray"),
+    )
     assert [c["status"] for c in remote.candidates] == ["ok", "ok"]
     for a, b in zip(local.candidates, remote.candidates, strict=True):
         _close(_comparable(a), _comparable(b))
@@ -91,16 +98,33 @@ def test_ray_results_equal_local_results(ray_cluster, grey_data, tmp_path):
 
 
 def test_ray_resume_reuses_finished_candidates(ray_cluster, grey_data, tmp_path):
-    first = rank(MODELS[:1], grey_data, out_dir=tmp_path, config=CONFIG, predictor=PREDICTOR,
-                 executor="ray")  # fmt: skip
+    first = rank(
+        MODELS[:1],
+        grey_data,
+        out_dir=tmp_path,
+        config=CONFIG,
+        predictor=PREDICTOR,
+        execution=Execution(executor="ray"),
+    )
     path = next((tmp_path / "candidates").iterdir())
     stamp = path.stat().st_mtime_ns
     with pytest.raises(FileExistsError, match="--resume"):
         rank(
-            MODELS, grey_data, out_dir=tmp_path, config=CONFIG, predictor=PREDICTOR, executor="ray"
+            MODELS,
+            grey_data,
+            out_dir=tmp_path,
+            config=CONFIG,
+            predictor=PREDICTOR,
+            execution=Execution(executor="ray"),
         )
-    both = rank(MODELS, grey_data, out_dir=tmp_path, config=CONFIG, predictor=PREDICTOR,
-                executor="ray", resume=True)  # fmt: skip
+    both = rank(
+        MODELS,
+        grey_data,
+        out_dir=tmp_path,
+        config=CONFIG,
+        predictor=PREDICTOR,
+        execution=Execution(executor="ray", mode="resume"),
+    )
     assert path.stat().st_mtime_ns == stamp  # reused, not rerun
     assert both.candidates[0] == first.candidates[0]
     stored = {k: v for k, v in both.candidates[0].items() if k not in RANKING_FIELDS}
@@ -108,8 +132,14 @@ def test_ray_resume_reuses_finished_candidates(ray_cluster, grey_data, tmp_path)
     assert [c["status"] for c in both.candidates] == ["ok", "ok"]
     other = FinetuneConfig(steps=4, eval_every=1, batch_size=4)
     with pytest.raises(ValueError, match="different settings"):
-        rank(MODELS, grey_data, out_dir=tmp_path, config=other, predictor=PREDICTOR,
-             executor="ray", resume=True)  # fmt: skip
+        rank(
+            MODELS,
+            grey_data,
+            out_dir=tmp_path,
+            config=other,
+            predictor=PREDICTOR,
+            execution=Execution(executor="ray", mode="resume"),
+        )
 
 
 def test_cli_joins_an_existing_cluster_by_address(ray_cluster, tmp_path):
@@ -141,22 +171,34 @@ def test_executor_options_are_checked():
 
 def test_gpu_request_larger_than_the_cluster_is_refused(ray_cluster, grey_data, tmp_path):
     with pytest.raises(ValueError, match="asks for 1 GPU.*has 0"):
-        rank(MODELS, grey_data, out_dir=tmp_path, config=CONFIG, predictor=PREDICTOR,
-             executor=make_executor("ray", gpus_per_candidate=1))  # fmt: skip
+        rank(
+            MODELS,
+            grey_data,
+            out_dir=tmp_path,
+            config=CONFIG,
+            predictor=PREDICTOR,
+            execution=Execution(executor=make_executor("ray", gpus_per_candidate=1)),
+        )
     assert not (tmp_path / "candidates").exists() or not any((tmp_path / "candidates").iterdir())
 
 
 @pytest.mark.slow
 def test_ray_runs_successive_halving_like_the_local_executor(ray_cluster, grey_data, tmp_path):
-    from ncap.ranking.halving import HalvingSettings
 
     models = ["timm:resnet10t@random", "tv:squeezenet1_0@random", "timm:resnet14t@random"]
     config = FinetuneConfig(epochs=1.0, eval_every=1, batch_size=6)  # 18 images: 3 steps/epoch
     halving = HalvingSettings(eta=2, min_budget=1 / 3, score="last-observed")
 
     def run(out, executor):
-        return rank(models, grey_data, out_dir=tmp_path / out, config=config,
-                    predictor=PREDICTOR, executor=executor, strategy="halving", halving=halving)  # fmt: skip
+        return rank(
+            models,
+            grey_data,
+            out_dir=tmp_path / out,
+            config=config,
+            predictor=PREDICTOR,
+            strategy=Halving(halving),
+            execution=Execution(executor=executor),
+        )
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a Ray task with 1 CPU runs single-threaded

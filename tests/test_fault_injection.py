@@ -18,7 +18,9 @@ import pytest
 
 import ncap
 import ncap.ranking.executors
+from ncap.data.registry import load_dataset
 from ncap.ranking.rank import rank
+from ncap.ranking.spec import Execution
 from ncap.training.config import FinetuneConfig
 
 MODELS = textwrap.dedent(
@@ -74,8 +76,9 @@ def test_interrupted_at_a_random_step_and_resumed_equals_uninterrupted(
 ):
     names = NAMES[:3]
     config = FinetuneConfig(steps=4, eval_every=1)
-    kwargs = {"n_train": 256, "n_val": 128, "config": config}
-    rank(names, "digits", out_dir=tmp_path / "ref", **kwargs)
+    kwargs = {"config": config}
+    digits = load_dataset("digits", n_train=256, n_val=128)
+    rank(names, digits, out_dir=tmp_path / "ref", **kwargs)
     original = ncap.ranking.executors.run_candidate
     total = len(names) * config.steps
     kill_at = random.Random(0).randrange(1, total)
@@ -92,9 +95,9 @@ def test_interrupted_at_a_random_step_and_resumed_equals_uninterrupted(
 
     monkeypatch.setattr(ncap.ranking.executors, "run_candidate", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        rank(names, "digits", out_dir=tmp_path / "run", **kwargs)
+        rank(names, digits, out_dir=tmp_path / "run", **kwargs)
     monkeypatch.setattr(ncap.ranking.executors, "run_candidate", original)
-    rank(names, "digits", out_dir=tmp_path / "run", resume=True, **kwargs)
+    rank(names, digits, out_dir=tmp_path / "run", **kwargs, execution=Execution(mode="resume"))
     assert _comparable(tmp_path / "run") == _comparable(tmp_path / "ref")
 
 

@@ -13,6 +13,8 @@ from ncap.ranking.halving import HalvingSettings, plan_rungs
 from ncap.ranking.halving_core import decide, halving_budgets, rung_steps
 from ncap.ranking.rank import rank
 from ncap.ranking.rung_scores import make_rung_score
+from ncap.ranking.spec import Execution, Horizon
+from ncap.ranking.strategies import Halving
 from ncap.training.config import FinetuneConfig
 from ncap.training.loop import finetune
 
@@ -74,8 +76,7 @@ def test_predicted_score_is_the_prediction_ncap_rank_makes():
 
 # -- real runs -------------------------------------------------------------------------------------
 def test_halving_run_continues_each_candidate_exactly(tiny_zoo, tmp_path, digits):
-    result = rank(MODELS, digits, out_dir=tmp_path / "h", config=CONFIG, strategy="halving",
-                  halving=HALVING)  # fmt: skip
+    result = rank(MODELS, digits, out_dir=tmp_path / "h", config=CONFIG, strategy=Halving(HALVING))
     data = json.loads((tmp_path / "h" / "results.json").read_text())
     rungs = data["rungs"]
     assert [r["steps"] for r in rungs] == [6, 12]  # 4 -> 2 -> 1: ends when one is left
@@ -111,8 +112,9 @@ def test_halving_run_continues_each_candidate_exactly(tiny_zoo, tmp_path, digits
 
 
 def test_kill_mid_rung_and_resume(tiny_zoo, tmp_path, digits, monkeypatch):
-    reference = rank(MODELS, digits, out_dir=tmp_path / "ref", config=CONFIG, strategy="halving",
-                     halving=HALVING)  # fmt: skip
+    reference = rank(
+        MODELS, digits, out_dir=tmp_path / "ref", config=CONFIG, strategy=Halving(HALVING)
+    )
     original = ncap.ranking.executors.run_candidate
     calls = []
 
@@ -133,14 +135,20 @@ def test_kill_mid_rung_and_resume(tiny_zoo, tmp_path, digits, monkeypatch):
     monkeypatch.setattr(ncap.ranking.executors, "run_candidate", killed)
     out = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
-        rank(MODELS, digits, out_dir=out, config=CONFIG, strategy="halving", halving=HALVING)
+        rank(MODELS, digits, out_dir=out, config=CONFIG, strategy=Halving(HALVING))
     assert len(list((out / "rungs" / "1").glob("*.json"))) == 1
     with pytest.raises(FileExistsError, match="--resume"):
-        rank(MODELS, digits, out_dir=out, config=CONFIG, strategy="halving", halving=HALVING)
+        rank(MODELS, digits, out_dir=out, config=CONFIG, strategy=Halving(HALVING))
     calls.clear()
     monkeypatch.setattr(ncap.ranking.executors, "run_candidate", lambda name, *a, **k: calls.append((k["rung"].rung, name)) or original(name, *a, **k))  # fmt: skip
-    resumed = rank(MODELS, digits, out_dir=out, config=CONFIG, strategy="halving",
-                   halving=HALVING, resume=True)  # fmt: skip
+    resumed = rank(
+        MODELS,
+        digits,
+        out_dir=out,
+        config=CONFIG,
+        strategy=Halving(HALVING),
+        execution=Execution(mode="resume"),
+    )
     # only the unfinished candidate-rung is redone, and the failed one (as the fixed strategy
     # reruns its failed candidates: a failure may have been the machine's)
     assert sorted(calls) == [(0, "test-nan"), (1, calls[1][1])]
@@ -149,8 +157,14 @@ def test_kill_mid_rung_and_resume(tiny_zoo, tmp_path, digits, monkeypatch):
     for a, b in zip(resumed.candidates, reference.candidates, strict=True):
         assert _no_time(a["trajectory"]) == _no_time(b["trajectory"])
     with pytest.raises(ConfigError, match="different settings"):
-        rank(MODELS, digits, out_dir=out, config=CONFIG, strategy="halving", resume=True,
-             halving=HalvingSettings(eta=3, min_budget=1.0, score="last-observed"))  # fmt: skip
+        rank(
+            MODELS,
+            digits,
+            out_dir=out,
+            config=CONFIG,
+            strategy=Halving(HalvingSettings(eta=3, min_budget=1.0, score="last-observed")),
+            execution=Execution(mode="resume"),
+        )
 
 
 def test_halving_refuses_a_first_rung_too_short_for_the_score(tiny_zoo, tmp_path, digits):
@@ -160,8 +174,7 @@ def test_halving_refuses_a_first_rung_too_short_for_the_score(tiny_zoo, tmp_path
             digits,
             out_dir=tmp_path,
             config=CONFIG,
-            strategy="halving",
-            halving=HalvingSettings(min_budget=1.0, score="predicted"),
+            strategy=Halving(HalvingSettings(min_budget=1.0, score="predicted")),
         )  # 3 points, fit needs 4
 
 
@@ -169,7 +182,13 @@ def test_fixed_strategy_cost_figure(tiny_zoo, tmp_path, digits):
     from ncap.report.tables import cost_footer
 
     config = FinetuneConfig(epochs=1.0, eval_every=1, batch_size=64)
-    result = rank(["mlp-s", "test-nan"], digits, out_dir=tmp_path, config=config, full_epochs=2.0)
+    result = rank(
+        ["mlp-s", "test-nan"],
+        digits,
+        out_dir=tmp_path,
+        config=config,
+        horizon=Horizon(full_epochs=2.0),
+    )
     cost = json.loads((tmp_path / "results.json").read_text())["cost"]
     ok = result.candidates[0]
     assert ok["steps"] == 6 and cost["steps"] == 6 and cost["full_steps"] == 12
@@ -196,8 +215,14 @@ def test_the_default_rung_score_is_the_recommended_one(tiny_zoo, tmp_path, digit
 
     assert HalvingSettings().score == "recommended"
     models = ["mlp-s", "lenet", "cnn-s"]
-    result = rank(models, digits, out_dir=tmp_path / "h", config=CONFIG, strategy="halving",
-                  halving=HalvingSettings(eta=2, min_budget=1.0), target_epochs=40.0)  # fmt: skip
+    result = rank(
+        models,
+        digits,
+        out_dir=tmp_path / "h",
+        config=CONFIG,
+        strategy=Halving(HalvingSettings(eta=2, min_budget=1.0)),
+        horizon=Horizon(target_epochs=40.0),
+    )
     data = json.loads((tmp_path / "h" / "results.json").read_text())
     rungs = data["rungs"]
     assert rungs[0]["score"] == "recommended"
@@ -229,8 +254,13 @@ def test_target_epochs_sets_the_budget_share_without_training_to_it(tiny_zoo, tm
     from ncap.training.features import backbone_features
 
     config = FinetuneConfig(epochs=1.0, eval_every=1, batch_size=64, probe_hidden=(16, 12, 8))
-    result = rank(["mlp-s", "lenet"], digits, out_dir=tmp_path / "t", config=config,
-                  target_epochs=20.0)  # fmt: skip
+    result = rank(
+        ["mlp-s", "lenet"],
+        digits,
+        out_dir=tmp_path / "t",
+        config=config,
+        horizon=Horizon(target_epochs=20.0),
+    )
     assert result.settings["score"]["budget_fraction"] == pytest.approx(0.05)
     assert result.settings["score"]["target_epochs"] == 20.0
     for c in result.candidates:
@@ -247,4 +277,10 @@ def test_target_epochs_sets_the_budget_share_without_training_to_it(tiny_zoo, tm
     expected = logme(feats.double().numpy(), digits.y_train.numpy())
     assert result.candidates[1]["backbone"]["logme"] == pytest.approx(expected, rel=1e-9)
     with pytest.raises(ConfigError, match="must cover the early budget"):
-        rank(["mlp-s"], digits, out_dir=tmp_path / "u", config=config, target_epochs=0.5)
+        rank(
+            ["mlp-s"],
+            digits,
+            out_dir=tmp_path / "u",
+            config=config,
+            horizon=Horizon(target_epochs=0.5),
+        )

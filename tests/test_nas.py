@@ -6,6 +6,7 @@ import torch
 
 from ncap.cli.commands import main
 from ncap.data.idx import fashion_mnist_dir
+from ncap.data.registry import load_dataset
 from ncap.models.nb201 import (
     EDGES,
     OPS,
@@ -17,6 +18,7 @@ from ncap.models.nb201 import (
 )
 from ncap.nas.nats import nats_accuracies
 from ncap.nas.search import DEFAULT_SCORE, search
+from ncap.ranking.spec import Execution
 from ncap.training.config import FinetuneConfig
 
 ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
@@ -79,7 +81,6 @@ def test_network_shapes_and_cell_semantics():
 
 
 def test_search_ranks_architectures_with_rank_outputs(tmp_path, monkeypatch):
-    from ncap.data.registry import load_dataset
 
     data = load_dataset("digits", n_train=192, n_val=96, image_size=14)
     archs = sample_archs(2, seed=1)
@@ -106,7 +107,14 @@ def test_search_ranks_architectures_with_rank_outputs(tmp_path, monkeypatch):
         p["val_loss"] for p in result.candidates[0]["trajectory"]
     ]
     with pytest.raises(ValueError, match="different settings"):
-        search(archs, data, out_dir=tmp_path, config=config, width=4, resume=True)
+        search(
+            archs,
+            data,
+            out_dir=tmp_path,
+            config=config,
+            width=4,
+            execution=Execution(mode="resume"),
+        )
     # computing the proxies leaves the training as it was: the extrapolation ranks the same runs
     paper = search(archs, data, out_dir=tmp_path / "paper", config=config, score="paper")
     assert [p["val_loss"] for p in paper.candidates[0]["trajectory"]] == [

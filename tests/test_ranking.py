@@ -11,11 +11,13 @@ import ncap.ranking.executors
 import ncap.ranking.runner
 from ncap.capacitance.variants import VARIANTS
 from ncap.data.registry import load_dataset
+from ncap.exceptions import ConfigError
 from ncap.models.backbone import Backbone
 from ncap.models.registry import register_source
 from ncap.predict.capacitance import PredictorSettings
 from ncap.ranking.rank import rank
 from ncap.ranking.scoring import RANKING_FIELDS
+from ncap.ranking.spec import Execution, Horizon
 from ncap.training.config import FinetuneConfig
 
 SMALL = FinetuneConfig(epochs=1.0, eval_every=1, batch_size=64, seed=0)
@@ -143,13 +145,24 @@ def test_resume_skips_finished_and_refuses_to_clobber(tiny_zoo, tmp_path, digits
         "run_candidate",
         lambda name, *a, **k: calls.append(name) or original(name, *a, **k),
     )
-    result = rank(["mlp-s", "lenet"], digits, out_dir=tmp_path, config=SMALL, resume=True)
+    result = rank(
+        ["mlp-s", "lenet"],
+        digits,
+        out_dir=tmp_path,
+        config=SMALL,
+        execution=Execution(mode="resume"),
+    )
     assert calls == ["lenet"]
     assert result.candidates[0] == first  # reused byte for byte
     with pytest.raises(ValueError, match="different settings"):
-        rank(["mlp-s"], digits, out_dir=tmp_path, resume=True,
-             config=FinetuneConfig(**(SMALL.__dict__ | {"lr": 5e-4})))  # fmt: skip
-    rank(["mlp-s"], digits, out_dir=tmp_path, config=SMALL, overwrite=True)
+        rank(
+            ["mlp-s"],
+            digits,
+            out_dir=tmp_path,
+            config=FinetuneConfig(**(SMALL.__dict__ | {"lr": 5e-4})),
+            execution=Execution(mode="resume"),
+        )
+    rank(["mlp-s"], digits, out_dir=tmp_path, config=SMALL, execution=Execution(mode="overwrite"))
     assert [p.name for p in (tmp_path / "candidates").glob("*.json")] == ["mlp-s.json"]
 
 
@@ -169,7 +182,13 @@ def test_interrupt_keeps_finished_candidates(tiny_zoo, tmp_path, digits, monkeyp
     assert not (tmp_path / "candidates" / "lenet.json").exists()
     assert not list((tmp_path / "candidates").glob(".*tmp"))  # no half-written files
     monkeypatch.setattr(ncap.ranking.runner, "finetune", original)
-    result = rank(["mlp-s", "lenet"], digits, out_dir=tmp_path, config=SMALL, resume=True)
+    result = rank(
+        ["mlp-s", "lenet"],
+        digits,
+        out_dir=tmp_path,
+        config=SMALL,
+        execution=Execution(mode="resume"),
+    )
     assert [c["status"] for c in result.candidates] == ["ok", "ok"]
 
 
@@ -180,7 +199,7 @@ def test_full_epochs_records_final_accuracy_from_the_same_run(
     config = FinetuneConfig(epochs=epochs, eval_every=eval_every)
     early = rank(["mlp-s"], digits, out_dir=tmp_path / "a", config=config).candidates[0]
     full = rank(
-        ["mlp-s"], digits, out_dir=tmp_path / "b", config=config, full_epochs=2.0
+        ["mlp-s"], digits, out_dir=tmp_path / "b", config=config, horizon=Horizon(full_epochs=2.0)
     ).candidates[0]
     assert len(early["trajectory"]) == n_early  # 7/6 epochs = 7 steps: evaluated at 2, 4, 6, 7
     assert full["trajectory"][-1]["step"] == 12
@@ -220,16 +239,26 @@ def test_probe_statistics_do_not_change_training(tiny_zoo, digits):
 
 def test_budget_in_steps_and_pretraining_report(tiny_zoo, tmp_path, digits):
     messages = []
-    result = rank(["mlp-s"], digits, out_dir=tmp_path, log=messages.append,
-                  config=FinetuneConfig(steps=4, eval_every=1))  # fmt: skip
+    result = rank(
+        ["mlp-s"],
+        digits,
+        out_dir=tmp_path,
+        config=FinetuneConfig(steps=4, eval_every=1),
+        execution=Execution(log=messages.append),
+    )
     c = result.candidates[0]
     assert [p["step"] for p in c["trajectory"]] == [1, 2, 3, 4]
     assert result.settings["budget_steps"] == 4
     assert any(m.startswith("pretrained mlp-s: source accuracy") for m in messages)
     # the second creation comes from the cache: no pretraining message
     messages.clear()
-    rank(["mlp-s"], digits, out_dir=tmp_path / "again", log=messages.append,
-         config=FinetuneConfig(steps=4, eval_every=1))  # fmt: skip
+    rank(
+        ["mlp-s"],
+        digits,
+        out_dir=tmp_path / "again",
+        config=FinetuneConfig(steps=4, eval_every=1),
+        execution=Execution(log=messages.append),
+    )
     assert not any("pretrain" in m for m in messages)
 
 
@@ -252,9 +281,13 @@ def test_resume_a_run_directory_written_by_ncap_0_1_0(tiny_zoo, tmp_path):
     )
     predictor = PredictorSettings(**before["settings"]["predictor"])
     result = rank(
-        ["mlp-xs", "lenet-short"], "digits", out_dir=run, n_train=256, n_val=128,
-        config=config, predictor=predictor, resume=True,
-    )  # fmt: skip
+        ["mlp-xs", "lenet-short"],
+        load_dataset("digits", n_train=256, n_val=128),
+        out_dir=run,
+        config=config,
+        predictor=predictor,
+        execution=Execution(mode="resume"),
+    )
     assert not (tiny_zoo / "zoo").exists()  # nothing was pretrained: both candidates reused
     after = load_results(run)
     # the ranking adds its score and the interval of the prediction; the rest is unchanged
@@ -313,3 +346,58 @@ def test_errors_in_model_code_fail_the_candidate_but_ncap_bugs_propagate(
     monkeypatch.setattr(ncap.ranking.runner, "predict_from_points", broken)
     with pytest.raises(KeyError, match="a bug inside ncap"):  # not a "failed candidate" row
         rank(["mlp-s"], digits, out_dir=tmp_path / "b", config=SMALL)
+
+
+def test_rank_signature_is_short_and_checked_before_the_data_is_loaded(tmp_path, monkeypatch):
+    import inspect
+
+    import ncap
+    import ncap.ranking.rank as rank_module
+    from ncap.ranking.strategies import Halving
+
+    assert list(inspect.signature(rank).parameters) == [
+        "models", "data", "out_dir", "config", "predictor", "strategy", "score", "horizon",
+        "source_accuracy", "execution",
+    ]  # fmt: skip
+    assert ncap.rank is rank and ncap.Horizon is Horizon and ncap.Execution is Execution
+    # the data is not loaded while a parameter is refused (a refusal costs nothing)
+    monkeypatch.setattr(rank_module, "load_dataset", lambda *a, **k: pytest.fail("loaded"))
+    out = tmp_path / "out"
+    for old in ({"full_epochs": 2.0}, {"resume": True}, {"n_train": 64}, {"halving": None}):
+        with pytest.raises(TypeError, match="unexpected keyword"):
+            rank(["mlp-s"], "digits", out_dir=out, **old)
+    refused = [
+        ({"data": 3}, "data must be a dataset name.*ncap.load_dataset"),
+        ({"config": {"epochs": 1}}, "config must be an ncap.FinetuneConfig"),
+        ({"horizon": 10}, r"horizon must be an ncap.Horizon\(target_epochs"),
+        ({"execution": "ray"}, r"execution must be an ncap.Execution"),
+        ({"score": 1}, "score must be a score name"),
+        ({"strategy": "grid"}, "unknown strategy 'grid'"),
+        ({"strategy": object()}, "strategy must be one of"),
+        ({"source_accuracy": [0.5]}, "source_accuracy must be a mapping"),
+        ({"execution": Execution(executor="slurm")}, "unknown executor 'slurm'"),
+        ({"source_accuracy": {"lenet": 0.5}}, "lenet"),  # not a candidate
+        (
+            {
+                "config": FinetuneConfig(probe_hidden=(64, 32)),
+                "predictor": PredictorSettings(variant="signed"),
+            },
+            "identically 0",
+        ),
+    ]
+    for kwargs, message in refused:
+        with pytest.raises(ConfigError, match=message):
+            rank(["mlp-s"], kwargs.pop("data", "digits"), out_dir=out, **kwargs)
+    with pytest.raises(ConfigError, match="positive number of epochs"):
+        Horizon(target_epochs=0)
+    with pytest.raises(ConfigError, match="full_epochs must be a positive"):
+        Horizon(full_epochs=float("nan"))
+    with pytest.raises(ConfigError, match="unknown mode 'again'"):
+        Execution(mode="again")
+    with pytest.raises(ConfigError, match="--resume keeps.*pass one of the two"):
+        Execution.from_flags(resume=True, overwrite=True)
+    with pytest.raises(ConfigError, match="zero-cost proxy"):
+        Halving(ncap.HalvingSettings(score="fisher"))
+    assert Execution.from_flags(overwrite=True).mode == "overwrite"
+    assert Horizon(full_epochs=4.0).reference_epochs == 4.0
+    assert not out.exists() or not any(out.iterdir())  # nothing written either

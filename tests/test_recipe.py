@@ -10,6 +10,7 @@ from ncap.data.idx import fashion_mnist_dir
 from ncap.data.registry import load_dataset
 from ncap.exceptions import ConfigError
 from ncap.models.profile import model_profile
+from ncap.ranking.spec import Execution
 from ncap.recipe.estimate import estimate_compute, split_sizes
 from ncap.recipe.plan import check_models, describe_plan
 from ncap.recipe.run import run_recipe
@@ -308,7 +309,9 @@ def test_run_recipe_end_to_end(tmp_path):
 
     with pytest.raises(FileExistsError):  # existing results are never silently replaced
         run_recipe(recipe, out_dir=out)
-    again = run_recipe(recipe, out_dir=out, resume=True)  # nothing left to run
+    again = run_recipe(
+        recipe, out_dir=out, execution=Execution(mode="resume")
+    )  # nothing left to run
     assert again["shapes"].ranking == data["ranking"]
 
 

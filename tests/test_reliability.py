@@ -21,8 +21,12 @@ import pytest
 import ncap
 import ncap.ranking.executors
 import ncap.storage
+from ncap.data.registry import load_dataset
 from ncap.exceptions import ConfigError, OutputExists, StorageError
+from ncap.ranking.halving import HalvingSettings
 from ncap.ranking.rank import rank
+from ncap.ranking.spec import Execution, Horizon
+from ncap.ranking.strategies import Halving
 from ncap.storage import LOCK_NAME, directory_lock
 
 
@@ -164,16 +168,14 @@ def hv(tmp_path_factory):
     sys.path.insert(0, str(folder))
     sys.modules.pop("hv_models", None)
     from ncap.data.registry import load_dataset
-    from ncap.ranking.halving import HalvingSettings
     from ncap.training.config import FinetuneConfig
 
     # 128 images / 64 = 2 steps per epoch: rungs at 2, 4, 8 steps; the default (recommended)
     # score, so LogME is part of every decision
     kwargs = {
         "config": FinetuneConfig(epochs=4.0, eval_every=1, batch_size=64, probe_hidden=(16, 12, 8)),
-        "strategy": "halving",
-        "halving": HalvingSettings(eta=2, min_budget=1.0),
-        "target_epochs": 40.0,
+        "strategy": Halving(HalvingSettings(eta=2, min_budget=1.0)),
+        "horizon": Horizon(target_epochs=40.0),
     }
     data = load_dataset("digits", n_train=128, n_val=64)
     ref = tmp_path_factory.mktemp("hv_ref")
@@ -182,9 +184,10 @@ def hv(tmp_path_factory):
     sys.path.remove(str(folder))
 
 
-def _halving(hv, out: Path, **extra):
+def _halving(hv, out: Path, mode: str = "new"):
     logs: list[str] = []
-    rank(HV_NAMES, hv["data"], out_dir=out, log=logs.append, **hv["kwargs"], **extra)
+    execution = Execution(mode=mode, log=logs.append)
+    rank(HV_NAMES, hv["data"], out_dir=out, **hv["kwargs"], execution=execution)
     return logs
 
 
@@ -231,7 +234,7 @@ def _full_disk_then_resume(hv, tmp_path, monkeypatch, points):
         if kept:
             with pytest.raises(OutputExists, match="--resume"):
                 _halving(hv, out)
-        _halving(hv, out, resume=True)
+        _halving(hv, out, mode="resume")
         assert _outcome(out) == hv["reference"], n
         after = _hashes(out / "rungs")
         assert {k: after[k] for k in kept} == kept  # finished rung records reused, not rewritten
@@ -326,7 +329,7 @@ def _ctrl_c_then_resume(hv, tmp_path, monkeypatch, steps, writes):
         with pytest.raises(KeyboardInterrupt):
             _halving(hv, out)
         monkeypatch.setattr(ncap.ranking.executors, "run_candidate", original)
-        _halving(hv, out, resume=True)
+        _halving(hv, out, mode="resume")
         assert _outcome(out) == hv["reference"], kill_at
     for n in writes:  # Ctrl-C while a file is being written
         out = tmp_path / f"write{n}"
@@ -334,7 +337,7 @@ def _ctrl_c_then_resume(hv, tmp_path, monkeypatch, steps, writes):
         with pytest.raises(KeyboardInterrupt):
             _halving(hv, out)
         monkeypatch.setattr(ncap.storage.os, "replace", real)
-        _halving(hv, out, resume=True)
+        _halving(hv, out, mode="resume")
         assert _outcome(out) == hv["reference"], n
 
 
@@ -360,7 +363,7 @@ def test_damaged_halving_state_is_named_and_recomputed(hv, tmp_path, monkeypatch
     ckpts = [checkpoint_path(out / "checkpoints", name) for name in survivors]
     ckpts[0].write_bytes(ckpts[1].read_bytes())  # a survivor's checkpoint is the other's
     (out / "rungs.json").write_text("[]")
-    logs = _halving(hv, out, resume=True)
+    logs = _halving(hv, out, mode="resume")
     text = "\n".join(logs)
     assert f"{a} is malformed (expected a JSON object, found list)" in text
     assert f"{b} is malformed (it is not valid JSON" in text
@@ -375,7 +378,7 @@ def test_damaged_halving_state_is_named_and_recomputed(hv, tmp_path, monkeypatch
     data["settings"]["seed"] = 99
     d.write_text(json.dumps(data))
     with pytest.raises(ConfigError, match=re.escape(f"{d} was produced with different settings")):
-        _halving(hv, out, resume=True)
+        _halving(hv, out, mode="resume")
 
 
 # 3. a candidate's own numbers or device fail that candidate, never the run -----------------------
@@ -660,8 +663,9 @@ def test_a_node_lost_mid_run_is_retried_and_nothing_finished_is_lost(tmp_path, m
     monkeypatch.syspath_prepend(str(folder))
     names = [f"py:node_models:{x}" for x in "abcd"]
     config = FinetuneConfig(steps=60, eval_every=10, batch_size=64)
-    kwargs = {"config": config, "n_train": 256, "n_val": 128, "score": "last-observed"}
-    local = rank(names, "digits", out_dir=tmp_path / "local", **kwargs)
+    kwargs = {"config": config, "score": "last-observed"}
+    digits = load_dataset("digits", n_train=256, n_val=128)
+    local = rank(names, digits, out_dir=tmp_path / "local", **kwargs)
     assert not ray.is_initialized()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     try:
@@ -687,8 +691,13 @@ def test_a_node_lost_mid_run_is_retried_and_nothing_finished_is_lost(tmp_path, m
         killer = threading.Thread(target=kill_when_victim_trains)
         killer.start()
         try:
-            result = rank(names, "digits", out_dir=out,
-                          executor=RayExecutor(address=cluster.address), **kwargs)  # fmt: skip
+            result = rank(
+                names,
+                digits,
+                out_dir=out,
+                **kwargs,
+                execution=Execution(executor=RayExecutor(address=cluster.address)),
+            )
         finally:
             done.set()
             killer.join()

@@ -25,7 +25,8 @@ from ncap.ranking.source_accuracy import (
     read_file,
     source_accuracy_summary,
 )
-from ncap.ranking.spec import RunSpec
+from ncap.ranking.spec import Execution, Horizon, RunSpec
+from ncap.ranking.strategies import Halving
 from ncap.training.config import FinetuneConfig
 
 # --- parsing and checking ------------------------------------------------------------------------
@@ -213,7 +214,7 @@ def test_rank_records_the_given_values_and_rescoring_needs_no_training(tmp_path,
         assert "source_accuracy" not in c["backbone"]  # the model's own record is left alone
     with_values = {c["name"]: c["score"]["value"] for c in result.candidates}
     # the values are not part of the resume check: the same runs are scored again without them
-    again = rank(models, digits, out_dir=out, config=SMALL, resume=True)
+    again = rank(models, digits, out_dir=out, config=SMALL, execution=Execution(mode="resume"))
     assert [c["cost_seconds"] for c in again.candidates] == [
         c["cost_seconds"] for c in result.candidates
     ]  # reused, not retrained
@@ -227,7 +228,14 @@ def test_rank_records_the_given_values_and_rescoring_needs_no_training(tmp_path,
     # a file works as the mapping does
     path = tmp_path / "acc.csv"
     path.write_text("candidate,source_accuracy\nobj:narrow,0.55\nobj:wide,0.75\n")
-    third = rank(models, digits, out_dir=out, config=SMALL, resume=True, source_accuracy=path)
+    third = rank(
+        models,
+        digits,
+        out_dir=out,
+        config=SMALL,
+        source_accuracy=path,
+        execution=Execution(mode="resume"),
+    )
     assert {c["name"]: c["score"]["value"] for c in third.candidates} == pytest.approx(with_values)
 
 
@@ -241,9 +249,14 @@ def test_refused_before_training_when_the_score_reads_none(tmp_path, digits):
         rank([("narrow", _mlp)], digits, out_dir=out, config=SMALL,
              source_accuracy={"narrow": 0.5})  # fmt: skip
     with pytest.raises(ConfigError, match="does not read a source accuracy"):
-        rank([("narrow", _mlp), ("wide", _mlp)], digits, out_dir=out, config=SMALL,
-             strategy="halving", source_accuracy={"obj:narrow": 0.5},
-             halving=HalvingSettings(score="last-observed"))  # fmt: skip
+        rank(
+            [("narrow", _mlp), ("wide", _mlp)],
+            digits,
+            out_dir=out,
+            config=SMALL,
+            strategy=Halving(HalvingSettings(score="last-observed")),
+            source_accuracy={"obj:narrow": 0.5},
+        )
     assert not (out / "candidates").exists() and not (out / "rungs").exists()
 
 
@@ -303,9 +316,15 @@ def test_halving_reads_and_records_them(tmp_path, digits):
     given = {"obj:narrow": 0.55, "obj:wide": 0.75, "obj:mid": 0.65}
     config = FinetuneConfig(epochs=2.0, eval_every=1, batch_size=64, seed=0)
     out = tmp_path / "h"
-    rank(models, digits, out_dir=out, config=config, strategy="halving",
-         halving=HalvingSettings(eta=2, min_budget=1.0), target_epochs=40.0,
-         source_accuracy=given)  # fmt: skip
+    rank(
+        models,
+        digits,
+        out_dir=out,
+        config=config,
+        strategy=Halving(HalvingSettings(eta=2, min_budget=1.0)),
+        source_accuracy=given,
+        horizon=Horizon(target_epochs=40.0),
+    )
     data = json.loads((out / "results.json").read_text())
     assert data["settings"]["source_accuracy"] == {"given": given, "replaced": {}}
     for c in data["candidates"]:  # what the last rung's score (fit/base) saw

@@ -5,7 +5,8 @@ closed form), :class:`NeuralCapacitanceProbe` (the stateful wrapper), :func:`lin
 
 The pipeline: :func:`load_dataset` -> :func:`create_backbone` -> :func:`finetune` under a
 :class:`FinetuneConfig` -> :class:`CapacitancePredictor`; :func:`rank` runs it for many candidates
-and :func:`load_results` reads a run back.
+(a :class:`Horizon`, a strategy such as :class:`Halving`, an :class:`Execution`), and
+:func:`load_results` reads a run back.
 
 Everything loads on first use (module ``__getattr__``), so ``import ncap`` imports no torch.
 
@@ -55,6 +56,10 @@ _LAZY = {
     "rank": "ncap.ranking.rank",
     "run_ranking": "ncap.ranking.rank",
     "RunSpec": "ncap.ranking.spec",
+    "Execution": "ncap.ranking.spec",
+    "Horizon": "ncap.ranking.spec",
+    "Fixed": "ncap.ranking.strategies",
+    "Halving": "ncap.ranking.strategies",
     "parse_score": "ncap.predict.recommended",
     "HalvingSettings": "ncap.ranking.halving",
     "run_candidate": "ncap.ranking.candidate",

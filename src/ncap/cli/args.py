@@ -281,22 +281,22 @@ def source_accuracy_from_args(args, models) -> dict[str, float]:
     return check_source_accuracy(from_sources(pairs, file), models)
 
 
-def strategy_from_args(args) -> dict[str, Any]:
-    """``strategy=`` and ``halving=`` of rank from the strategy flags."""
+def strategy_from_args(args) -> Any:
+    """rank's ``strategy=``: "fixed", or the halving strategy the flags set."""
     if args.strategy == "fixed":
-        return {"score": args.score} if args.score else {}
+        return "fixed"
     from ncap.ranking.halving import HalvingSettings
+    from ncap.ranking.strategies import Halving
 
-    return {
-        "strategy": "halving",
-        "halving": HalvingSettings(
+    return Halving(
+        HalvingSettings(
             eta=args.eta,
             min_budget=args.min_budget,
             max_budget=args.max_budget,
             score=args.rung_score,
             keep_checkpoints=args.keep_checkpoints,
-        ),
-    }
+        )
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -634,17 +634,23 @@ def settings_from_args(args, epochs: float):
     return config, predictor
 
 
-def execution_from_args(args) -> dict[str, Any]:
-    """``runtime=`` and ``executor=`` of rank/search from the hardware flags."""
+def execution_from_args(args, log=None) -> Any:
+    """rank's, search's and run_recipe's ``execution=`` from the hardware flags, --resume /
+    --overwrite and --no-progress (no bars with --json)."""
     from ncap.ranking.executors import make_executor  # torch: not at ncap --help
+    from ncap.ranking.spec import Execution
     from ncap.training.runtime import Runtime
 
-    return {
-        "runtime": Runtime(device=args.device, amp=not args.no_amp, workers=args.workers),
-        "executor": make_executor(
+    return Execution.from_flags(
+        resume=args.resume,
+        overwrite=bool(args.overwrite),
+        runtime=Runtime(device=args.device, amp=not args.no_amp, workers=args.workers),
+        executor=make_executor(
             args.executor,
             address=args.address,
             gpus_per_candidate=args.gpus_per_candidate,
             cpus_per_candidate=args.cpus_per_candidate,
         ),
-    }
+        progress=not args.no_progress and not getattr(args, "json", False),
+        log=log,
+    )

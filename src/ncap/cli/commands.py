@@ -44,10 +44,13 @@ def _run_rank(
     from ncap.data.registry import load_dataset
     from ncap.ranking.preflight import check_output_dir
     from ncap.ranking.rank import rank
+    from ncap.ranking.spec import Horizon
 
     config, predictor = settings_from_args(args, epochs)
     source_accuracy = source_accuracy_from_args(args, models)  # before loading the data
-    execution = execution_from_args(args)
+    horizon = Horizon(target_epochs=getattr(args, "target_epochs", None), full_epochs=full_epochs)
+    execution = execution_from_args(args, log=_logger(args))
+    strategy = strategy_from_args(args) if hasattr(args, "strategy") else None  # (the demo)
     check_output_dir(args.out, resume=args.resume, overwrite=bool(args.overwrite))  # before loading
     dataset = load_dataset(
         data,
@@ -64,20 +67,16 @@ def _run_rank(
 
         dataset = keep_test(dataset, n_test, config.seed)
     return rank(
-        **execution,
-        models=models,
-        data=dataset,
+        models,
+        dataset,
         out_dir=args.out,
         config=config,
         predictor=predictor,
-        full_epochs=full_epochs,
-        resume=args.resume,
-        overwrite=bool(args.overwrite),
-        progress=not args.no_progress and not args.json,
-        log=_logger(args),
-        target_epochs=getattr(args, "target_epochs", None),
+        strategy=strategy or "fixed",
+        score=args.score if strategy == "fixed" else None,  # (halving ranks by its rung score)
+        horizon=horizon,
         source_accuracy=source_accuracy,
-        **(strategy_from_args(args) if hasattr(args, "strategy") else {}),
+        execution=execution,
     )
 
 
@@ -85,6 +84,7 @@ def _run_nas(args):
     from ncap.data.registry import load_dataset
     from ncap.models.nb201 import parse_arch, sample_archs
     from ncap.nas.search import search
+    from ncap.ranking.spec import Horizon
 
     if (args.archs is None) == (args.sample is None):
         raise ConfigError("give either --archs A,B,... or --sample N (not both, not neither).")
@@ -111,14 +111,9 @@ def _run_nas(args):
         cells=args.cells,
         config=config,
         predictor=predictor,
-        full_epochs=args.full_epochs,
-        resume=args.resume,
-        overwrite=bool(args.overwrite),
-        progress=not args.no_progress and not args.json,
-        log=_logger(args),
-        target_epochs=args.target_epochs,
         score=args.score,
-        **execution_from_args(args),
+        horizon=Horizon(target_epochs=args.target_epochs, full_epochs=args.full_epochs),
+        execution=execution_from_args(args, log=_logger(args)),
     )
     if args.nats_path is not None:
         from ncap.nas.nats import compare_with_nats
@@ -161,11 +156,7 @@ def _run_recipe(args) -> int:
         download=not args.no_download,
         datasets=subset(args.datasets),
         models=subset(args.models),
-        resume=args.resume,
-        overwrite=args.overwrite,
-        progress=not args.no_progress,
-        log=_logger(args),
-        **execution_from_args(args),
+        execution=execution_from_args(args, log=_logger(args)),
     )
     for result in results.values():
         _print_table(result)

@@ -2,7 +2,8 @@
 
 Architectures are the ``nb201:`` model source (``nb201:|nor_conv_3x3~0|+...``, :mod:`ncap.models.nb201`),
 randomly initialised from the run's seed and built with the space's options, so :func:`search` is
-:func:`ncap.ranking.rank.rank` with the same outputs, resume behaviour and failure handling.
+:func:`ncap.ranking.rank.run_ranking` (the path that takes a search space's ``model_options``), with
+the outputs, resume behaviour and failure handling of :func:`ncap.ranking.rank.rank`.
 
 The default ranking score, :data:`DEFAULT_SCORE`, was chosen by Q4 of the bench-v3 protocol
 (docs/benchmark-v3-protocol.md, section 4) on ncap's NAS benchmark
@@ -13,18 +14,17 @@ choice. The extrapolation to beta_eff = 0 (``--score paper`` or any ``nc/...``) 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from ncap.data.dataset import ImageDataset
 from ncap.data.registry import load_dataset
 from ncap.models.nb201 import PREFIX, arch_to_str, parse_arch
 from ncap.predict.capacitance import PredictorSettings
-from ncap.ranking.executors import Executor
-from ncap.ranking.rank import rank
+from ncap.ranking.rank import check_parameters, run_ranking
+from ncap.ranking.spec import Execution, Horizon, RunSpec
 from ncap.results import RankResult
 from ncap.training.config import FinetuneConfig
-from ncap.training.runtime import Runtime
 
 __all__ = ["DEFAULT_SCORE", "search"]
 
@@ -34,57 +34,49 @@ DEFAULT_SCORE = "fisher"
 
 def search(
     archs: Sequence[str],
-    data: str | ImageDataset,
+    data: str | Path | ImageDataset,
     *,
     out_dir: str | Path,
     width: int = 8,
     cells: int = 1,
     config: FinetuneConfig | None = None,
     predictor: PredictorSettings | None = None,
-    n_train: int | None = None,
-    n_val: int | None = None,
-    full_epochs: float | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
-    progress: bool = False,
-    log: Callable[[str], None] | None = None,
-    runtime: Runtime | None = None,
-    executor: str | Executor = "local",
     score: str | None = None,
-    target_epochs: float | None = None,
+    horizon: Horizon | None = None,
+    execution: Execution | None = None,
 ) -> RankResult:
     """Train each architecture from scratch for the budget under the probe and rank them.
 
-    Parameters are those of :func:`ncap.ranking.rank.rank`, plus the macro ``width`` and ``cells``.
-    Architecture strings are validated (and normalised) before anything runs. ``score`` defaults
-    to :data:`DEFAULT_SCORE`, chosen on ncap's NAS benchmark (module docstring); the recommended
-    score of ``ncap rank`` was chosen for fine-tuning pretrained models, not training from
-    scratch, and is not used here. The table's predicted accuracy is still each run's own
-    extrapolation (``predictor``) when the score predicts none.
+    Parameters are those of :func:`ncap.ranking.rank.rank` (``data`` loaded by
+    :func:`ncap.load_dataset` first, or a name loaded with the defaults), plus the macro ``width``
+    and ``cells``; the strategy is fixed. Architecture strings are validated (and normalised)
+    before anything runs. ``score`` defaults to :data:`DEFAULT_SCORE`, chosen on ncap's NAS
+    benchmark (module docstring); the recommended score of ``ncap rank`` was chosen for fine-tuning
+    pretrained models, not training from scratch, and is not used here. The table's predicted
+    accuracy is still each run's own extrapolation (``predictor``) when the score predicts none.
     """
-    config = config or FinetuneConfig()
-    names = [f"{PREFIX}:{arch_to_str(parse_arch(a))}" for a in archs]
-    dataset = (
-        data
-        if isinstance(data, ImageDataset)
-        else load_dataset(data, n_train=n_train, n_val=n_val, seed=config.seed)
-    )
-    space = {"width": width, "cells": cells, "in_channels": dataset.channels, "seed": config.seed}
-    return rank(
-        names,
-        dataset,
+    check_parameters(
+        data=data,
         out_dir=out_dir,
         config=config,
         predictor=predictor,
-        full_epochs=full_epochs,
-        resume=resume,
-        overwrite=overwrite,
-        progress=progress,
-        log=log,
-        extra_settings={"search_space": {"name": "nas-bench-201", "width": width, "cells": cells}},
-        runtime=runtime,
-        executor=executor,
-        model_options=space,  # travels with every candidate, to Ray workers too
-        score=score or DEFAULT_SCORE,
-        target_epochs=target_epochs,
+        score=score,
+        horizon=horizon,
+        execution=execution,
     )
+    config, horizon = config or FinetuneConfig(), horizon or Horizon()
+    names = [f"{PREFIX}:{arch_to_str(parse_arch(a))}" for a in archs]
+    dataset = data if isinstance(data, ImageDataset) else load_dataset(str(data), seed=config.seed)
+    space = {"width": width, "cells": cells, "in_channels": dataset.channels, "seed": config.seed}
+    spec = RunSpec(
+        tuple(names),
+        dataset,
+        config=config,
+        predictor=predictor or PredictorSettings(),
+        full_epochs=horizon.full_epochs,
+        target_epochs=horizon.target_epochs,
+        score=score or DEFAULT_SCORE,
+        model_options=space,  # travels with every candidate, to Ray workers too
+        extra_settings={"search_space": {"name": "nas-bench-201", "width": width, "cells": cells}},
+    )
+    return run_ranking(spec, "fixed", out_dir=out_dir, execution=execution)

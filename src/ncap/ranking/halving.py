@@ -169,9 +169,9 @@ def run_halving(
             _clear(out_dir)
         elif not resume:
             raise OutputExists(
-                f"{out_dir} already holds a successive-halving run; pass resume=True (--resume) "
-                "to continue it, overwrite=True (--overwrite) to start over, or choose another "
-                "output directory."
+                f"{out_dir} already holds a successive-halving run; pass --resume "
+                "(Execution(mode='resume')) to continue it, --overwrite (mode='overwrite') to "
+                "start over, or choose another output directory."
             )
         else:
             problem = check_state(state_path, stored)

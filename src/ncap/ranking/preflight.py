@@ -90,8 +90,8 @@ def check_output_dir(out_dir: str | os.PathLike, *, resume: bool, overwrite: boo
         n = sum(p.parent.name == "candidates" for p in found)
         what = f"results for {n} candidate(s)" if n else f"earlier results ({found[0].name})"
         raise OutputExists(
-            f"{out_dir} already holds {what}; pass resume=True (--resume) to keep them and run "
-            "only the rest, or overwrite=True (--overwrite) to start over, or choose another "
+            f"{out_dir} already holds {what}; pass --resume (Execution(mode='resume')) to keep "
+            "them and run only the rest, or --overwrite (mode='overwrite') to start over, or choose another "
             "output directory."
         )
     return out_dir

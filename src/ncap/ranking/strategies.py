@@ -60,20 +60,28 @@ class Strategy(Protocol):
     def run(self, spec: RunSpec, ctx: RunContext) -> RankResult: ...
 
 
-def make_strategy(name: str, halving: HalvingSettings | None = None) -> Strategy:
-    """The strategy called ``name`` ("fixed" or "halving", with ``halving``'s settings)."""
-    if name not in STRATEGIES:
-        raise ConfigError(f"unknown strategy {name!r}; choose one of {STRATEGIES}.")
-    if name == "fixed":
+def make_strategy(strategy: str | Strategy | None) -> Strategy:
+    """The strategy ``strategy`` names ("fixed", or "halving" with the default
+    :class:`~ncap.ranking.halving.HalvingSettings`); a strategy object is returned as it is,
+    None is :class:`Fixed`.
+
+    >>> make_strategy("halving").settings.eta
+    2.0
+    >>> make_strategy("grid")
+    Traceback (most recent call last):
+    ...
+    ncap.exceptions.ConfigError: unknown strategy 'grid'; choose one of ('fixed', 'halving'), or pass a strategy object (ncap.ranking.strategies: Fixed(), Halving(HalvingSettings(...))).
+    """
+    if strategy is None or strategy == "fixed":
         return Fixed()
-    halving = halving or HalvingSettings()
-    if halving.score in PROXY_SCORES:
+    if strategy == "halving":
+        return Halving()
+    if isinstance(strategy, str) or not callable(getattr(strategy, "run", None)):
         raise ConfigError(
-            f"successive halving cannot cut by the zero-cost proxy {halving.score!r}: it does not "
-            "change with training; rank by it with the fixed strategy (it needs no training at "
-            "all)."
+            f"unknown strategy {strategy!r}; choose one of {STRATEGIES}, or pass a strategy "
+            "object (ncap.ranking.strategies: Fixed(), Halving(HalvingSettings(...)))."
         )
-    return Halving(halving)
+    return strategy
 
 
 def environment() -> dict[str, Any]:
@@ -111,6 +119,19 @@ class Halving:
 
     settings: HalvingSettings = field(default_factory=HalvingSettings)
     name: str = "halving"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.settings, HalvingSettings):
+            raise ConfigError(
+                f"Halving takes an ncap.HalvingSettings (eta, min_budget, max_budget, score); got "
+                f"{self.settings!r}."
+            )
+        if self.settings.score in PROXY_SCORES:
+            raise ConfigError(
+                f"successive halving cannot cut by the zero-cost proxy {self.settings.score!r}: "
+                "it does not change with training; rank by it with the fixed strategy (it needs "
+                "no training at all)."
+            )
 
     def run(self, spec: RunSpec, ctx: RunContext) -> RankResult:
         return run_halving(

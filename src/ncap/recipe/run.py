@@ -5,17 +5,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ncap.data.registry import load_dataset
 from ncap.exceptions import ConfigError
 from ncap.ranking.rank import rank
+from ncap.ranking.spec import Execution, Horizon
 from ncap.recipe.schema import Recipe
 from ncap.results import RankResult, load_results
 from ncap.storage import atomic_write_json
-from ncap.training.runtime import Runtime
 
 __all__ = ["run_recipe", "select"]
 
@@ -85,14 +85,9 @@ def run_recipe(
     out_dir: str | Path,
     data_root: str | Path | None = None,
     download: bool = True,
-    runtime: Runtime | None = None,
-    executor: Any = "local",
     datasets: Sequence[str] | None = None,
     models: Sequence[str] | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
-    progress: bool = False,
-    log: Callable[[str], None] | None = None,
+    execution: Execution | None = None,
 ) -> dict[str, RankResult]:
     """Rank the recipe's models on each of its datasets.
 
@@ -110,16 +105,14 @@ def run_recipe(
         Where the torchvision datasets and CUB-200-2011 are (or are downloaded to).
     download : bool
         Download missing datasets (needs internet).
-    runtime : Runtime, optional
-        Device, mixed precision and loader workers (default: CPU).
-    executor : "local", "ray" or an executor object
-        See :mod:`ncap.ranking.executors`.
     datasets : sequence of str, optional
         Run only these datasets (names or slugs from the recipe).
     models : sequence of str, optional
         Run only these of the recipe's models.
-    resume, overwrite, progress, log
-        Passed to :func:`ncap.ranking.rank.rank` for every dataset.
+    execution : Execution, optional
+        Runtime, executor, mode ("new", "resume", "overwrite"), progress and log
+        (:class:`~ncap.ranking.spec.Execution`), passed to :func:`ncap.ranking.rank.rank` for every
+        dataset.
 
     Returns
     -------
@@ -133,6 +126,8 @@ def run_recipe(
         the valid ones), and whatever :func:`ncap.ranking.rank.rank` raises.
     """
 
+    execution = execution or Execution()
+    log = execution.log
     part = select(recipe, datasets=datasets, models=models)
     chosen, entries = list(part.models), list(part.datasets)
     out_dir = Path(out_dir)
@@ -156,14 +151,8 @@ def run_recipe(
             out_dir=out_dir / entry.slug,
             config=dataclasses.replace(recipe.config, input_size=entry.input_size),
             predictor=recipe.predictor,
-            full_epochs=recipe.full_epochs,
-            target_epochs=recipe.target_epochs,
-            resume=resume,
-            overwrite=overwrite,
-            progress=progress,
-            log=log,
-            runtime=runtime,
-            executor=executor,
+            horizon=Horizon(target_epochs=recipe.target_epochs, full_epochs=recipe.full_epochs),
+            execution=execution,
         )
         atomic_write_json(_summary(recipe, out_dir, results, started), out_dir / "recipe.json")
     return results

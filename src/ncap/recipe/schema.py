@@ -144,7 +144,7 @@ class Recipe:
     full_epochs : float or None
         Fine-tune this long as well to measure the final accuracy (the truth); None skips it.
     target_epochs : float or None
-        The full budget T (``rank(target_epochs=)``): what the ranking predicts for and compares
+        The full budget T (``ncap.Horizon(target_epochs=)``): what the ranking predicts for and compares
         its cost with, nothing trained to it; None: ``full_epochs``.
     predictor : PredictorSettings
     path : Path or None
