@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
@@ -249,11 +250,24 @@ def run_replay(
         for b in range(replicates):
             jobs.append((path, pruner, cells, [list(draws[b])] * len(cells), b))
             keys.append((pruner, b))
+
+    def progress(results):  # every 5% of the jobs, to stderr (the JSON has no timing)
+        outs = []
+        for out in results:
+            outs.append(out)
+            if len(outs) % max(1, len(jobs) // 20) == 0:
+                print(
+                    f"{len(outs)}/{len(jobs)} jobs, {(time.perf_counter() - start) / 60:.1f} min",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        return outs
+
     if workers > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            outs = list(pool.map(_job, jobs, chunksize=4))
+            outs = progress(pool.map(_job, jobs, chunksize=4))
     else:
-        outs = [_job(j) for j in jobs]
+        outs = progress(_job(j) for j in jobs)
 
     per: dict[str, dict[str, np.ndarray]] = {
         p: {
@@ -407,7 +421,7 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = "PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/pruner_replay.py " + " ".join(
-        argv if argv is not None else __import__("sys").argv[1:]
+        argv if argv is not None else sys.argv[1:]
     )
     (out / "replay.json").write_text(json.dumps(rep, indent=1))
     (out / "replay.md").write_text(render(rep, command.strip(), seconds))
