@@ -19,14 +19,26 @@ trained, as a share of training all to T. Intervals: 95% percentile, paired boot
 (one draw of models shared by every cell and pruner; the drawn models are the trials, in the draw's
 order), with the statistics helpers of :mod:`ncap.bench.simulate`.
 
-Run: ``PYTHONPATH=src python benchmarks/pruner_replay.py --replicates 100 --workers 2``
-(writes benchmarks/results/pruner-replay/replay.json and replay.md).
+Deterministic: the trial orders and the bootstrap draws come from ``--seed``; every study is named
+after its cell and replicate (``bench-v2/<target>/seed<s>/point`` or ``.../r<b>``), which fixes
+``HyperbandPruner``'s bracket of each trial (a hash of the study's name and the trial's number);
+the sampler is ``RandomSampler(seed=0)`` (no parameter is ever sampled). Two runs with the same
+arguments write the same replay.json (the run time is printed and written to replay.md only).
+
+ncap's predictions are cached per (target, model, seed, step) in each worker process: a trial's
+prediction at a step depends only on its recorded points up to that step, so a replicate that draws
+the model again gets the same prediction without recomputing it (the decisions are those of
+:class:`~ncap.integrations.optuna.NcapPruner`, unchanged).
+
+Run: ``PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/pruner_replay.py --replicates 1000
+--workers 2`` (writes benchmarks/results/pruner-replay/replay.json and replay.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
@@ -44,6 +56,7 @@ from ncap.predict.shipped import ShippedFit, nearest_budget
 STEPS_PER_EPOCH = 4  # one step = a quarter epoch: bench-v2 evaluates every quarter epoch early on
 PRUNERS = ("none", "median", "successive-halving", "hyperband", "ncap-95", "ncap-68")
 HERE = Path(__file__).resolve().parent
+REPLAY_MODEL = "replay_model"  # user attribute: the replayed model's index (the prediction cache)
 
 _DATA: dict[str, Any] = {}
 
@@ -95,10 +108,32 @@ def loto_fitter(target: str):
     return fitter
 
 
-def make_pruner(name: str, target: str, max_resource: int):
-    import optuna
+_PREDICTIONS: dict[tuple[str, int, int, int], Any] = {}  # (target, model, seed, step) -> prediction
 
+
+def _cached_ncap_pruner():
+    """NcapPruner whose predictions are cached across the studies of this process (module doc)."""
     from ncap.integrations.optuna import NcapPruner
+
+    class CachedNcapPruner(NcapPruner):
+        def __init__(self, *args, target: str, seed: int, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._cell = (target, seed)
+
+        def predict(self, trial, step=None):
+            model = trial.user_attrs.get(REPLAY_MODEL)
+            if model is None or step is None:
+                return super().predict(trial, step)
+            key = (self._cell[0], int(model), self._cell[1], int(step))
+            if key not in _PREDICTIONS:
+                _PREDICTIONS[key] = super().predict(trial, step)
+            return _PREDICTIONS[key]
+
+    return CachedNcapPruner
+
+
+def make_pruner(name: str, target: str, max_resource: int, seed: int = 0):
+    import optuna
 
     if name == "none":
         return optuna.pruners.NopPruner()
@@ -109,16 +144,25 @@ def make_pruner(name: str, target: str, max_resource: int):
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(max_resource=max_resource)
     if name.startswith("ncap-"):
-        return NcapPruner(
+        return _cached_ncap_pruner()(
             max_resource,
             confidence=int(name.split("-")[1]) / 100,
             steps_per_epoch=STEPS_PER_EPOCH,
             fitter=loto_fitter(target),
+            target=target,
+            seed=seed,
         )
     raise ValueError(f"unknown pruner {name!r}; choose from {PRUNERS}")
 
 
-def replay_study(pruner_name: str, target: str, seed: int, order: list[int]) -> dict[str, Any]:
+def study_name(target: str, seed: int, replicate: int) -> str:
+    """The study's name: its cell and replicate (-1: the point estimate's trial order)."""
+    return f"bench-v2/{target}/seed{seed}/" + ("point" if replicate < 0 else f"r{replicate}")
+
+
+def replay_study(
+    pruner_name: str, target: str, seed: int, order: list[int], replicate: int = -1
+) -> dict[str, Any]:
     """One study: the models ``order`` (indices, repeats allowed) as trials, one after the other."""
     import optuna
 
@@ -127,8 +171,9 @@ def replay_study(pruner_name: str, target: str, seed: int, order: list[int]) -> 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     total, models, runs, free = _DATA["total"], _DATA["models"], _DATA["runs"], _DATA["free"]
     max_resource = int(round(total * STEPS_PER_EPOCH))
-    pruner = make_pruner(pruner_name, target, max_resource)
+    pruner = make_pruner(pruner_name, target, max_resource, seed)
     study = optuna.create_study(
+        study_name=study_name(target, seed, replicate),
         direction="maximize",
         pruner=pruner,
         sampler=optuna.samplers.RandomSampler(seed=0),
@@ -144,6 +189,7 @@ def replay_study(pruner_name: str, target: str, seed: int, order: list[int]) -> 
             trial.set_user_attr(
                 MODEL, {"parameters": f.get("parameters"), "num_features": f.get("num_features")}
             )
+            trial.set_user_attr(REPLAY_MODEL, int(m))
         losses: dict[str, float] = {}
         last_step, pruned = 0, False
         for p in run["points"]:
@@ -168,9 +214,9 @@ def replay_study(pruner_name: str, target: str, seed: int, order: list[int]) -> 
 
 
 def _job(args) -> list[dict[str, Any]]:
-    path, pruner, cells, orders = args
+    path, pruner, cells, orders, replicate = args
     _load(path)
-    return [replay_study(pruner, t, s, order) for (t, s), order in zip(cells, orders)]
+    return [replay_study(pruner, t, s, order, replicate) for (t, s), order in zip(cells, orders)]
 
 
 def run_replay(
@@ -180,7 +226,8 @@ def run_replay(
     seed: int,
     workers: int,
     targets: list[str] | None = None,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], float]:
+    """The replay's report (JSON-ready, deterministic) and the seconds it took."""
     start = time.perf_counter()
     _load(path)
     seeds, models, runs = _DATA["seeds"], _DATA["models"], _DATA["runs"]
@@ -198,16 +245,29 @@ def run_replay(
 
     jobs, keys = [], []
     for pruner in pruners:
-        jobs.append((path, pruner, cells, point_orders))
+        jobs.append((path, pruner, cells, point_orders, -1))
         keys.append((pruner, -1))
         for b in range(replicates):
-            jobs.append((path, pruner, cells, [list(draws[b])] * len(cells)))
+            jobs.append((path, pruner, cells, [list(draws[b])] * len(cells), b))
             keys.append((pruner, b))
+
+    def progress(results):  # every 5% of the jobs, to stderr (the JSON has no timing)
+        outs = []
+        for out in results:
+            outs.append(out)
+            if len(outs) % max(1, len(jobs) // 20) == 0:
+                print(
+                    f"{len(outs)}/{len(jobs)} jobs, {(time.perf_counter() - start) / 60:.1f} min",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        return outs
+
     if workers > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            outs = list(pool.map(_job, jobs))
+            outs = progress(pool.map(_job, jobs, chunksize=4))
     else:
-        outs = [_job(j) for j in jobs]
+        outs = progress(_job(j) for j in jobs)
 
     per: dict[str, dict[str, np.ndarray]] = {
         p: {
@@ -268,15 +328,22 @@ def run_replay(
     return {
         "format": "ncap-pruner-replay-1",
         "protocol_text": __doc__,
-        "source": {"path": path, "models": models, "targets": targets, "seeds": seeds},
+        "source": {"path": _relative(path), "models": models, "targets": targets, "seeds": seeds},
         "steps_per_epoch": STEPS_PER_EPOCH,
         "max_resource": int(round(_DATA["total"] * STEPS_PER_EPOCH)),
         "reference": ref,
         "bootstrap": {"replicates": replicates, "seed": seed, "unit": "models"},
         "rows": rows,
         "decisions": decisions,
-        "seconds": time.perf_counter() - start,
-    }
+    }, time.perf_counter() - start
+
+
+def _relative(path: str) -> str:
+    """``path`` relative to the repository when it lies in it (the same JSON on any checkout)."""
+    try:
+        return str(Path(path).resolve().relative_to(HERE.parent))
+    except ValueError:
+        return path
 
 
 def _ci(s: dict[str, Any], scale: float = 1.0, signed: bool = False) -> str:
@@ -285,7 +352,7 @@ def _ci(s: dict[str, Any], scale: float = 1.0, signed: bool = False) -> str:
     return f"{f.format(scale * s['value'])} [{f.format(scale * lo)}, {f.format(scale * hi)}]"
 
 
-def render(rep: dict[str, Any], command: str) -> str:
+def render(rep: dict[str, Any], command: str, seconds: float) -> str:
     src, boot = rep["source"], rep["bootstrap"]
     lines = [
         "# Optuna pruners replayed on bench-v2's recorded trajectories",
@@ -299,7 +366,7 @@ def render(rep: dict[str, Any], command: str) -> str:
         f"replicates, seed {boot['seed']}). Δ: difference from the row named, replicate by "
         "replicate (regret: negative is better; compute: negative is cheaper).",
         "",
-        f"Reproduce: `{command}` ({rep['seconds'] / 60:.0f} min on this project's 2-core machine, "
+        f"Reproduce: `{command}` ({seconds / 60:.0f} min on this project's 2-core machine, "
         "shared with other work).",
         "",
         "| pruner | compute % [95% CI] | regret, points [95% CI] | report half: regret | "
@@ -348,15 +415,17 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     pruners = [p for p in args.pruners.split(",") if p]
     targets = args.targets.split(",") if args.targets else None
-    rep = run_replay(args.results, pruners, args.replicates, args.seed, args.workers, targets)
+    rep, seconds = run_replay(
+        args.results, pruners, args.replicates, args.seed, args.workers, targets
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = "PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/pruner_replay.py " + " ".join(
-        argv if argv is not None else __import__("sys").argv[1:]
+        argv if argv is not None else sys.argv[1:]
     )
     (out / "replay.json").write_text(json.dumps(rep, indent=1))
-    (out / "replay.md").write_text(render(rep, command.strip()))
-    print(render(rep, command.strip()))
+    (out / "replay.md").write_text(render(rep, command.strip(), seconds))
+    print(render(rep, command.strip(), seconds))
 
 
 if __name__ == "__main__":

@@ -61,10 +61,19 @@ def loaders(n_train: int = 1000, batch_size: int = 64):
     return train, DataLoader(TensorDataset(x[va], y[va]), batch_size=256)
 
 
-def main(epochs: int = 10, n_train: int = 1000, callback: bool = True, quiet: bool = False):
+def main(
+    epochs: int = 10,
+    n_train: int = 1000,
+    callback: bool = True,
+    quiet: bool = False,
+    beta_every: int | None = None,
+):
+    """``beta_every``: also read beta_eff every this many steps (default: at validations only)."""
     L.seed_everything(0, verbose=False)
     model = DigitsNet()
-    ncap_cb = NcapCallback("features", num_classes=10, monitor="val_acc")
+    ncap_cb = NcapCallback(
+        "features", num_classes=10, monitor="val_acc", log_every_n_steps=beta_every
+    )
     trainer = L.Trainer(
         max_epochs=epochs,
         callbacks=[ncap_cb] if callback else [],
@@ -86,7 +95,7 @@ def main(epochs: int = 10, n_train: int = 1000, callback: bool = True, quiet: bo
             f"predicted final val_acc after {epochs} epochs: {p.accuracy:.3f} [{lo:.3f}, {hi:.3f}] ({p.by})"
         )
         print(
-            f"beta_eff logged at {len(ncap_cb.history)} steps, last {ncap_cb.history[-1]['beta_eff']}"
+            f"beta_eff read at {len(ncap_cb.history)} steps, last {ncap_cb.history[-1]['beta_eff']}"
         )
     return ncap_cb, trainer
 

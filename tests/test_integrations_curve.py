@@ -88,3 +88,7 @@ def test_labels_that_do_not_sum_to_the_captured_batches_are_refused_by_name():
         tap.observe(torch.zeros(7, dtype=torch.long))  # 7 labels for 5 + 3 features
     model(torch.randn(5, 4)), model(torch.randn(3, 4))
     assert tap.observe(torch.zeros(8, dtype=torch.long)) == 8
+    model(torch.randn(4, 4))
+    tap.observe(torch.tensor([0, -1, 3, 1]))  # queued: checked when the queue is added
+    with pytest.raises(ConfigError, match=r"labels must lie in \[0, 3\); got -1..3"):
+        tap.read()

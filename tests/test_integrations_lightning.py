@@ -59,25 +59,60 @@ def _trainer(cb, epochs=2):
     )
 
 
-def test_beta_eff_per_step_equals_the_closed_form_and_the_prediction_is_logged():
-    torch.manual_seed(0)
-    model = Tiny()
+def _closed_form(cb, x, y, variant):
+    probe = cb.tap.probe
+    ws = [layer.weight.detach() for layer in probe.layers]
+    bs = [layer.bias.detach() for layer in probe.layers]
+    return probe_beta_eff(ws, bs, x, y, lr=0.05, variant=variant)
+
+
+def _seen_features(model):
     seen = []
     model.backbone.register_forward_hook(
         lambda m, i, o: seen.append(o.detach().clone()) if m.training else None
     )
+    return seen
+
+
+def test_by_default_beta_eff_is_read_once_per_validation_over_the_interval():
+    torch.manual_seed(0)
+    model = Tiny()
+    seen = _seen_features(model)
     cb = NcapCallback("backbone", num_classes=3, hidden=(10, 8))
+    train, val = _data()
+    trainer = _trainer(cb, epochs=2)
+    trainer.fit(model, train, val)
+    labels = [y for _, y in train]
+    assert [h["step"] for h in cb.history] == [6, 12]  # one read per validation, none per step
+    for epoch, record in enumerate(cb.history):
+        # the interval's six batches as one: the statistics of batches add up to their union's
+        x = torch.cat(seen[6 * epoch : 6 * epoch + 6])
+        y = torch.cat(labels)
+        for variant in ("signed", "mean-abs"):
+            scale = 1e-6 * abs(record["beta_eff"]["mean-abs"])
+            expected = _closed_form(cb, x, y, variant)
+            assert record["beta_eff"][variant] == pytest.approx(expected, rel=1e-4, abs=scale)
+        assert cb.curve.points[epoch]["beta_eff"] == record["beta_eff"]
+    losses = [p["train_loss"] for p in cb.curve.points]
+    assert all(isinstance(v, float) and v > 0 for v in losses) and losses[1] < losses[0]
+    assert float(trainer.callback_metrics["ncap/beta_eff/mean-abs"]) == pytest.approx(
+        cb.history[-1]["beta_eff"]["mean-abs"]
+    )
+
+
+def test_beta_eff_per_step_equals_the_closed_form_and_the_prediction_is_logged():
+    torch.manual_seed(0)
+    model = Tiny()
+    seen = _seen_features(model)
+    cb = NcapCallback("backbone", num_classes=3, hidden=(10, 8), log_every_n_steps=1)
     train, val = _data()
     trainer = _trainer(cb, epochs=2)
     trainer.fit(model, train, val)
     labels = [y for _ in range(2) for _, y in train]
     assert len(cb.history) == len(seen) == len(labels) == 12
-    probe = cb.tap.probe
-    ws = [layer.weight.detach() for layer in probe.layers]
-    bs = [layer.bias.detach() for layer in probe.layers]
     for record, x, y in zip(cb.history, seen, labels):
         for variant in ("signed", "mean-abs"):
-            expected = probe_beta_eff(ws, bs, x, y, lr=0.05, variant=variant)
+            expected = _closed_form(cb, x, y, variant)
             # float32 statistics against the float64 closed form; signed beta_eff is ~0 here (the
             # softmax errors sum to zero), so its tolerance is relative to the mean-abs scale
             scale = 1e-6 * abs(record["beta_eff"]["mean-abs"])
@@ -100,6 +135,8 @@ def test_a_function_names_the_feature_layer_and_a_missing_metric_is_refused():
         _trainer(cb, epochs=1).fit(model, train, val)
     with pytest.raises(ConfigError, match="no submodule 'nope'"):
         _trainer(NcapCallback("nope", num_classes=3), epochs=1).fit(Tiny(), train, val)
+    with pytest.raises(ConfigError, match="log_every_n_steps must be a positive integer"):
+        NcapCallback("backbone", num_classes=3, log_every_n_steps=0)
 
 
 @pytest.mark.slow

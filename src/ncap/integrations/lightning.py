@@ -11,13 +11,19 @@ the final validation accuracy at every validation (``pip install 'ncap[lightning
     trainer.fit(model, train_loader, val_loader)
     ncap_cb.prediction          # FinalPrediction: accuracy, interval(0.95), by, budget_fraction
 
-What it logs through the module's logger (``pl_module.log``): ``ncap/beta_eff/<variant>`` every
-``log_every_n_steps`` optimiser steps (the trainer's setting by default), over the samples since
-the previous log; at every validation, ``ncap/predicted_final_acc`` and its 95% interval
-(``ncap/predicted_final_acc_low95``, ``..._high95``): the final ``monitor`` value after
-``max_epochs`` predicted by ncap's recommended score (:mod:`ncap.integrations.curve`). The probe
-reads the feature layer as :class:`~ncap.integrations.tap.ProbeTap` describes; the model and its
-training are untouched.
+What it logs through the module's logger (``pl_module.log``), at every validation:
+``ncap/beta_eff/<variant>`` over the training samples since the previous validation (the interval
+of an evaluation point, as ``ncap rank`` records it), and ``ncap/predicted_final_acc`` with its 95%
+interval (``ncap/predicted_final_acc_low95``, ``..._high95``): the final ``monitor`` value after
+``max_epochs`` predicted by ncap's recommended score (:mod:`ncap.integrations.curve`). With
+``log_every_n_steps=k`` beta_eff is also read and logged every ``k`` optimiser steps, over the
+samples since the previous read. The probe reads the feature layer as
+:class:`~ncap.integrations.tap.ProbeTap` describes; the model and its training are untouched.
+
+What it does per training batch is kept small (docs/integrations.md gives the measured cost): the
+probe's forward and backward pass on the batch's features, whose statistics are queued and added
+in chunks; the training loss is summed on the device. Nothing is copied to the host and nothing
+waits for the device between two validations (unless ``log_every_n_steps`` asks for reads).
 """
 
 from __future__ import annotations
@@ -71,7 +77,9 @@ class NcapCallback(Callback):
     full_epochs : float, optional
         The full budget T (default: the trainer's ``max_epochs``).
     log_every_n_steps : int, optional
-        How often beta_eff is read and logged (default: the trainer's ``log_every_n_steps``).
+        Also read and log beta_eff every this many optimiser steps (default None: only at each
+        validation, over the samples since the previous one; a read costs a host sync and the
+        statistics' reduction, so reading every step costs more than the step of a small model).
     labels : callable
         ``batch -> labels`` (default :func:`default_labels`).
     lr : float, optional
@@ -101,7 +109,16 @@ class NcapCallback(Callback):
         self.history: list[dict[str, Any]] = []  # {"step", "beta_eff"} per log
         self.curve: LearningCurve | None = None
         self.prediction: FinalPrediction | None = None
-        self._loss_sum, self._loss_count, self._betas = 0.0, 0, []
+        if log_every_n_steps is not None and not (
+            isinstance(log_every_n_steps, int) and log_every_n_steps >= 1
+        ):
+            raise ConfigError(
+                f"log_every_n_steps must be a positive integer or None (read beta_eff at each "
+                f"validation only), got {log_every_n_steps!r}."
+            )
+        self._losses: list[torch.Tensor] = []  # the interval's losses, on their device: no sync
+        self._loss_count = 0
+        self._betas: list[dict[str, float]] = []
         self._last_logged = -1
 
     # -- set-up ----------------------------------------------------------------------------------
@@ -118,8 +135,6 @@ class NcapCallback(Callback):
                     "NcapCallback(full_epochs=...)."
                 )
             self.full_epochs = float(trainer.max_epochs)
-        if self.log_every_n_steps is None:
-            self.log_every_n_steps = max(1, int(trainer.log_every_n_steps))
 
     def on_train_start(self, trainer, pl_module) -> None:
         every = trainer.num_training_batches  # known once the train loader is set up
@@ -136,17 +151,26 @@ class NcapCallback(Callback):
         self.tap.observe(self.labels(batch))
         loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
         if isinstance(loss, torch.Tensor) and loss.numel() == 1:
-            self._loss_sum += float(loss.detach())
+            self._losses.append(loss.detach().reshape(()))
             self._loss_count += 1
-        step = trainer.global_step
-        if step > 0 and step % self.log_every_n_steps == 0 and step != self._last_logged:
-            beta = self.tap.read()
-            if beta is not None:
-                self._last_logged = step
-                self.history.append({"step": step, "beta_eff": beta})
-                self._betas.append(beta)
-                for variant, value in beta.items():
-                    pl_module.log(f"ncap/beta_eff/{variant}", value, on_step=True, on_epoch=False)
+            if len(self._losses) >= 1024:  # bounded: fold them into their sum (on the device)
+                self._losses = [torch.stack(self._losses).sum()]
+        every = self.log_every_n_steps
+        if every is not None:
+            step = trainer.global_step
+            if step > 0 and step % every == 0 and step != self._last_logged:
+                self._read(pl_module, step, on_step=True)
+
+    def _read(self, pl_module, step: int, *, on_step: bool) -> None:
+        """Read beta_eff over the samples since the last read, record and log it."""
+        beta = self.tap.read()
+        if beta is None:
+            return
+        self._last_logged = step
+        self.history.append({"step": step, "beta_eff": beta})
+        self._betas.append(beta)
+        for variant, value in beta.items():
+            pl_module.log(f"ncap/beta_eff/{variant}", value, on_step=on_step, on_epoch=not on_step)
 
     # -- every validation ------------------------------------------------------------------------
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
@@ -161,6 +185,7 @@ class NcapCallback(Callback):
             )
         if self.curve.points and trainer.global_step <= self.curve.points[-1]["step"]:
             return
+        self._read(pl_module, trainer.global_step, on_step=False)  # the interval's remainder
         betas = {
             k: float(sum(b[k] for b in self._betas) / len(self._betas))
             for k in (self._betas[0] if self._betas else {})
@@ -168,10 +193,14 @@ class NcapCallback(Callback):
         self.curve.add(
             trainer.global_step,
             float(value),
-            train_loss=self._loss_sum / self._loss_count if self._loss_count else None,
+            train_loss=(
+                float(torch.stack(self._losses).sum()) / self._loss_count
+                if self._loss_count
+                else None
+            ),
             beta_eff=betas or None,
         )
-        self._loss_sum, self._loss_count, self._betas = 0.0, 0, []
+        self._losses, self._loss_count, self._betas = [], 0, []
         self.prediction = self.predict(pl_module)
         if self.prediction is not None:
             low, high = self.prediction.interval(0.95)

@@ -1,4 +1,19 @@
-"""Ray Tune: a ``Stopper`` with the rule of ncap's Optuna pruner (``pip install 'ncap[ray]'``).
+"""Ray Tune: a ``TrialScheduler`` and a ``Stopper`` with the rule of ncap's Optuna pruner
+(``pip install 'ncap[ray]'``).
+
+.. code-block:: python
+
+    from ray import tune
+    from ncap.integrations.ray import NcapScheduler
+
+    scheduler = NcapScheduler(max_t=20, loss_metric="train_loss")
+    tune.Tuner(
+        train,
+        param_space=...,
+        tune_config=tune.TuneConfig(metric="val_acc", mode="max", scheduler=scheduler),
+    ).fit()
+
+or, as a stopper (with any scheduler, e.g. the default FIFO one):
 
 .. code-block:: python
 
@@ -21,6 +36,14 @@ trial's learning curve; the trial is stopped when its predicted final accuracy i
 Trials run concurrently, so a trial is compared only with those that have already reported the
 same iteration; the stopper runs in the driver and keeps every trial's curve there.
 ``stopper.predictions`` holds each trial's last prediction.
+
+:class:`NcapScheduler` is the same rule as a scheduler (a ``FIFOScheduler``: trials start in
+submission order), answering ``STOP`` or ``CONTINUE`` to each result, the way Tune's own
+schedulers (ASHA, the median stopping rule) do; it takes ``metric`` and ``mode`` from
+``TuneConfig`` as they do. A trial whose prediction has no interval is never stopped by the rule
+(:func:`ncap.integrations.rule.decide`). It does not pause trials: pausing a function trainable
+means a checkpoint to save and restore at each pause, which the rule does not need (a trial is
+compared with the rivals that reached the same iteration, as the stopper does).
 """
 
 from __future__ import annotations
@@ -34,12 +57,13 @@ from ncap.integrations.rule import Decision, EqualBudgetBook
 
 try:
     from ray.tune import Stopper
+    from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 except ImportError as err:  # pragma: no cover - the extra is installed in CI
     raise MissingDependency(
         "ncap.integrations.ray needs Ray Tune: pip install 'ncap[ray]'."
     ) from err
 
-__all__ = ["NcapStopper"]
+__all__ = ["NcapScheduler", "NcapStopper"]
 
 
 class NcapStopper(Stopper):
@@ -143,3 +167,93 @@ class NcapStopper(Stopper):
 
     def stop_all(self) -> bool:
         return False
+
+
+class NcapScheduler(FIFOScheduler):
+    """A Tune scheduler that stops a trial whose predicted final ``metric`` is, with
+    ``confidence``, below the best trial's at the same ``time_attr`` (:class:`NcapStopper`'s rule;
+    the parameters are its). ``metric`` and ``mode`` may come from ``TuneConfig`` instead.
+
+    ``decisions``, ``predictions`` and ``curves`` are the rule's, per trial id; ``stopped`` maps
+    the trials the rule stopped (not those that reached ``max_t``) to the iteration.
+    """
+
+    def __init__(
+        self,
+        max_t: int,
+        *,
+        metric: str | None = None,
+        mode: str | None = None,
+        confidence: float = 0.95,
+        time_attr: str = "training_iteration",
+        steps_per_epoch: float = 1.0,
+        loss_metric: str | None = None,
+        parameters: int | None = None,
+        parameters_metric: str | None = None,
+        grace_period: int = 1,
+        min_rivals: int = 1,
+    ) -> None:
+        super().__init__()
+        _check_mode(mode)
+        self.rule = NcapStopper(
+            metric or "",
+            max_t,
+            confidence=confidence,
+            time_attr=time_attr,
+            steps_per_epoch=steps_per_epoch,
+            loss_metric=loss_metric,
+            parameters=parameters,
+            parameters_metric=parameters_metric,
+            grace_period=grace_period,
+            min_rivals=min_rivals,
+        )
+        self._metric, self._mode = metric, mode
+        self.stopped: dict[str, int] = {}
+
+    @property
+    def decisions(self) -> dict[str, Decision]:
+        return self.rule.decisions
+
+    @property
+    def predictions(self) -> dict[str, FinalPrediction | None]:
+        return self.rule.predictions
+
+    @property
+    def curves(self) -> dict[str, LearningCurve]:
+        return self.rule.curves
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec) -> bool:
+        """Take ``metric`` and ``mode`` from ``TuneConfig`` (False when both sides set one)."""
+        if (self._metric and metric) or (self._mode and mode):
+            return False
+        _check_mode(mode)
+        self._metric = self._metric or metric
+        self._mode = self._mode or mode
+        self.rule.metric = self._metric or ""
+        return True
+
+    def on_trial_result(self, tune_controller, trial, result: dict[str, Any]) -> str:
+        if not self._metric:
+            raise ConfigError(
+                "NcapScheduler needs the metric: NcapScheduler(metric='val_acc', ...) or "
+                "TuneConfig(metric='val_acc', mode='max', scheduler=...)."
+            )
+        if not self.rule(trial.trial_id, result):
+            return TrialScheduler.CONTINUE
+        step = int(result[self.rule.time_attr])
+        if step < self.rule.max_t:
+            self.stopped[trial.trial_id] = step
+        return TrialScheduler.STOP
+
+    def debug_string(self) -> str:
+        return (
+            f"Using ncap's predicted-final-accuracy rule ({self._metric}, confidence "
+            f"{self.rule.book.confidence:g}): {len(self.stopped)} trial(s) stopped early."
+        )
+
+
+def _check_mode(mode: str | None) -> None:
+    if mode not in (None, "max"):
+        raise ConfigError(
+            f"mode={mode!r}: ncap predicts a final accuracy; report it and use mode='max'."
+        )

@@ -2,12 +2,17 @@
 
 :class:`ProbeTap` puts a forward hook on the user's feature layer (named, e.g. ``"backbone"``, or
 found by a function, e.g. ``lambda model: model.encoder``). Each training forward pass hands it the
-layer's output; :meth:`ProbeTap.observe` then feeds those features, detached from the user's graph,
-to a frozen :class:`~ncap.capacitance.probe.NeuralCapacitanceProbe` with its own softmax
-cross-entropy on the batch's labels and back-propagates through the probe alone. The probe's hooks
-add the batch to its line-graph statistics; :meth:`ProbeTap.read` gives beta_eff over the samples
-since the last read (:meth:`~ncap.capacitance.probe.NeuralCapacitanceProbe.beta_eff`), which equals
-the closed form :func:`ncap.probe_beta_eff` on the same features and labels.
+layer's output; :meth:`ProbeTap.observe` pairs those features, detached from the user's graph,
+with the batch's labels and queues them. Every ``QUEUE_BATCHES`` batches (and before a read) the
+queued batches go through a frozen :class:`~ncap.capacitance.probe.NeuralCapacitanceProbe` as one
+chunk: its forward pass and the per-sample errors of its own softmax cross-entropy, by hand (the
+backward pass of :mod:`ncap.capacitance.mlp`, with no autograd graph and no hooks), added to the
+probe's line-graph statistics. The probe is frozen and the statistics are sums over samples, so the
+chunk gives what batch-by-batch passes would, for a fraction of the per-operation cost that
+dominates a small model's step. :meth:`ProbeTap.read` gives beta_eff over the samples since the
+last read (:meth:`~ncap.capacitance.probe.NeuralCapacitanceProbe.beta_eff`), which equals the
+closed form :func:`ncap.probe_beta_eff` on the same features and labels. Nothing before a read
+waits for the device (labels on an accelerator are range-checked on the first chunk only).
 
 The user's model, loss and gradients are untouched: the probe is a side head here, not the
 classifier that ``ncap rank`` fine-tunes through (its errors come from its own loss on the user's
@@ -27,7 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ncap.capacitance.mlp import derivative_from_output
 from ncap.capacitance.probe import NeuralCapacitanceProbe
+from ncap.capacitance.statistics import QUEUE_BATCHES
 from ncap.exceptions import ConfigError
 from ncap.training.config import CHEAP_VARIANTS
 
@@ -81,6 +88,27 @@ def _first_tensor(output) -> torch.Tensor:
     )
 
 
+def _add_batch(probe: NeuralCapacitanceProbe, x: torch.Tensor, y: torch.Tensor) -> None:
+    """Add one batch to ``probe``'s statistics: its forward pass and the per-sample errors of the
+    softmax cross-entropy, by hand (:mod:`ncap.capacitance.mlp`'s conventions): the quantities
+    the probe's autograd hooks would collect, without building a graph."""
+    layers = probe.layers
+    last = len(layers) - 1
+    hs, ds = [x], []
+    z = x
+    for a, layer in enumerate(layers):
+        z = F.linear(hs[a], layer.weight, layer.bias)
+        if a < last:
+            h = torch.relu(z) if probe.activation == "relu" else torch.tanh(z)
+            hs.append(h)
+            ds.append(derivative_from_output(h, probe.activation))
+    e = torch.softmax(z, dim=1) - F.one_hot(y, z.shape[1]).to(z.dtype)
+    es: list[torch.Tensor | None] = [e]
+    for a in range(last - 1, 0, -1):  # e^{a+1} = d^{a+1} * (e^{a+2} W^{a+2}); e^1 is not used
+        es.insert(0, ds[a] * (es[0] @ layers[a + 1].weight))
+    probe.statistics.update(hs, ds, [None, *es], error_scale=1.0)
+
+
 class ProbeTap:
     """A frozen probe on a model's feature layer (module docstring).
 
@@ -129,9 +157,12 @@ class ProbeTap:
         }
         self.reduce = reduce
         self.probe: NeuralCapacitanceProbe | None = None
-        self.pending: list[torch.Tensor] = []
+        self.pending: list[torch.Tensor] = []  # features captured, waiting for their labels
+        self.queued: list[tuple[torch.Tensor, torch.Tensor]] = []  # (features, labels) to add
         self.enabled = True
         self._handle = None
+        self._width: int | None = None  # the feature width of the first batch
+        self._labels_checked = False  # accelerator labels: checked once (a check is a host sync)
 
     # -- the hook --------------------------------------------------------------------------------
     def attach(self, model: nn.Module) -> ProbeTap:
@@ -163,11 +194,13 @@ class ProbeTap:
 
     @property
     def num_features(self) -> int | None:
-        return None if self.probe is None else self.probe.sizes[0]
+        """The feature width (None before the first observed batch)."""
+        return self._width
 
     def observe(self, labels: torch.Tensor | Sequence[torch.Tensor]) -> int:
-        """Feed the captured features, with their ``labels`` (one tensor per captured forward pass
-        or one for all, in order), to the probe; returns the samples added."""
+        """Pair the captured features with their ``labels`` (one tensor per captured forward pass
+        or one for all, in order) and queue them for the probe (module doc); returns the samples
+        added."""
         if not self.pending:
             return 0
         if isinstance(labels, torch.Tensor):
@@ -185,28 +218,58 @@ class ProbeTap:
                 f"feature batches ({[tuple(f.shape) for f in feats]}); pass the batch's labels."
             )
         added = 0
-        with torch.enable_grad():
-            for f, y in zip(feats, labels):
-                if f.ndim != 2:
-                    raise ConfigError(
-                        f"reduce gave features of shape {tuple(f.shape)}; the probe needs "
-                        "(batch, features)."
-                    )
-                probe = self.probe or self._build(f)
-                y = y.to(f.device).long()
-                if y.min() < 0 or y.max() >= self.num_classes:
-                    raise ConfigError(
-                        f"labels must lie in [0, {self.num_classes}); got {int(y.min())}.."
-                        f"{int(y.max())}: set num_classes to the task's."
-                    )
-                x = f.float().requires_grad_(True)
-                F.cross_entropy(probe(x), y).backward()
-                added += f.shape[0]
+        for f, y in zip(feats, labels):
+            if f.ndim != 2:
+                raise ConfigError(
+                    f"reduce gave features of shape {tuple(f.shape)}; the probe needs "
+                    "(batch, features)."
+                )
+            self._width = self._width or f.shape[1]
+            if f.shape[1] != self._width:
+                raise ConfigError(
+                    f"the feature layer gave {f.shape[1]} features after {self._width} before; "
+                    "name a layer whose output width does not change."
+                )
+            self.queued.append((f, y))
+            added += f.shape[0]
+        if len(self.queued) >= QUEUE_BATCHES:
+            self.flush()
         return added
+
+    def flush(self) -> None:
+        """Add the queued batches to the probe's statistics now, as one chunk (a read does)."""
+        queued, self.queued = self.queued, []
+        if not queued:
+            return
+        f = queued[0][0] if len(queued) == 1 else torch.cat([q[0] for q in queued])
+        y = queued[0][1] if len(queued) == 1 else torch.cat([q[1].to(f.device) for q in queued])
+        with torch.no_grad():
+            probe = self.probe or self._build(f)
+            y = y.to(f.device).long()
+            self._check_labels(y)
+            _add_batch(probe, f.float(), y)
+            probe.statistics.flush()  # the chunk is large already: add it now, keep nothing
+
+    def _check_labels(self, y: torch.Tensor) -> None:
+        """Labels in ``[0, num_classes)``: every chunk on the CPU; on an accelerator the first
+        chunk only, since reading a device tensor's range waits for the device."""
+        if y.device.type != "cpu":
+            if self._labels_checked:
+                return
+            self._labels_checked = True
+        if y.numel() == 0:
+            return
+        low, high = (int(v) for v in torch.aminmax(y))
+        if low < 0 or high >= self.num_classes:
+            raise ConfigError(
+                f"labels must lie in [0, {self.num_classes}); got {low}..{high}: set num_classes "
+                "to the task's."
+            )
 
     def read(self) -> dict[str, float] | None:
         """beta_eff per variant over the samples observed since the last read (None if none),
         then start a new interval."""
+        self.flush()
         if self.probe is None or self.probe.n_samples == 0:
             return None
         out = self.probe.beta_eff()
