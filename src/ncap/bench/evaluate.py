@@ -357,13 +357,12 @@ def write_report(evaluation: dict[str, Any], out_dir: str | Path) -> dict[str, P
 
 
 def plot_tau_vs_budget(evaluation: dict[str, Any], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # lazy: matplotlib, keeps ncap --help fast
 
     budgets = evaluation["budgets"]
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    # the Figure API: no pyplot, the user's matplotlib backend is left alone
+    fig = Figure(figsize=(7.5, 4.5))
+    ax = fig.subplots()
     for m in headline_methods(evaluation):
         taus = [evaluation["report"][m][str(b)]["mean"]["kendall"] for b in budgets]
         xs = [100 * b for b, t in zip(budgets, taus) if t is not None]
@@ -383,7 +382,6 @@ def plot_tau_vs_budget(evaluation: dict[str, Any], path: Path) -> Path:
     ax.legend(fontsize=7, loc="lower right")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
