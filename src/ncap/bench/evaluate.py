@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ncap.bench.schema import load_results_file
 from ncap.capacitance.variants import VARIANTS
 from ncap.exceptions import ConfigError
 from ncap.metrics import RANK_METRICS, ranking_metrics
@@ -357,7 +358,7 @@ def write_report(evaluation: dict[str, Any], out_dir: str | Path) -> dict[str, P
 
 
 def plot_tau_vs_budget(evaluation: dict[str, Any], path: Path) -> Path:
-    from matplotlib.figure import Figure  # lazy: matplotlib, keeps ncap --help fast
+    from matplotlib.figure import Figure  # lazy: matplotlib, only to draw a plot
 
     budgets = evaluation["budgets"]
     # the Figure API: no pyplot, the user's matplotlib backend is left alone
@@ -387,6 +388,4 @@ def plot_tau_vs_budget(evaluation: dict[str, Any], path: Path) -> Path:
 
 def load(path: str | Path) -> dict[str, Any]:
     """A benchmark results file, its shape checked (:mod:`ncap.bench.schema`)."""
-    from ncap.bench.schema import load_results_file
-
     return load_results_file(path)

@@ -239,7 +239,7 @@ def predicted_interval(
     recalibration factor ``k`` of the nearest budget (in log f); ``k = 1`` and ``calibrated``
     False when the study has none for this predictor or the budget is unknown."""
     k = recalibration_factor(predictor, budget_fraction)
-    from scipy.special import expit
+    from scipy.special import expit  # lazy: scipy, only for the interval
 
     out: dict[str, object] = {"calibrated": k is not None}
     for q, z in Z.items():

@@ -233,7 +233,7 @@ def _yerr(entries) -> list[list[float]]:
 
 
 def plot_kendall(rep: Mapping[str, Any], path: Path) -> Path:
-    from matplotlib.figure import Figure  # lazy: matplotlib, keeps ncap --help fast
+    from matplotlib.figure import Figure  # lazy: matplotlib, only to draw a plot
 
     tables = rep["tables"]
     budgets = [k for k in next(iter(tables.values())) if k not in BINS]

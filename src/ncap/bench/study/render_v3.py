@@ -163,7 +163,7 @@ def render_report_v3(rep: Mapping[str, Any], sel: Mapping[str, Any]) -> str:
 
 def plot_family_bests(rep: Mapping[str, Any], path: Path) -> Path:
     """Kendall tau (report half, two-way 95% intervals) against budget for each family's best."""
-    from matplotlib.figure import Figure  # lazy: matplotlib, keeps ncap --help fast
+    from matplotlib.figure import Figure  # lazy: matplotlib, only to draw a plot
 
     fig = Figure(figsize=(7.5, 4.5))  # the Figure API: the user's backend is left alone
     ax = fig.subplots()
