@@ -87,3 +87,23 @@ def test_the_default_is_the_committed_studys_adopted_score():
         for comp in parse_score(name).components:
             if comp.startswith("dyn/"):
                 assert recommended.SIGMA[comp] == sel["sigma"][comp]
+
+
+def test_a_study_that_decides_per_budget_is_read_at_the_nearest_budget_with_its_note():
+    by_budget = {
+        0.025: {"score": "last-observed", "note": "nothing beat the last observed accuracy"},
+        0.05: {"score": "tse-e1", "note": None},
+        0.1: {"score": "ravg/lo+logme", "note": None},
+        0.2: {"score": "last-observed", "note": "nothing beat the last observed accuracy"},
+    }
+    spec, note = resolve_score(None, 0.06, by_budget=by_budget)  # log-nearest to 5%
+    assert spec.name == "tse-e1" and note is None
+    spec, note = resolve_score(None, 0.08, by_budget=by_budget)  # log-nearest to 10%
+    assert spec.name == "ravg/lo+logme" and note is None
+    assert [p.name for p in spec.parts] == ["last-observed", "logme"]
+    spec, note = resolve_score(None, 0.02, by_budget=by_budget)
+    assert spec.name == "last-observed"
+    assert "extrapolated" in note and "nothing beat the last observed accuracy" in note
+    spec, note = resolve_score(None, None, by_budget=by_budget)  # T unknown: 10%, said so
+    assert spec.name == "ravg/lo+logme" and "T is unknown" in note and "10% of T" in note
+    assert resolve_score("paper", 0.05, by_budget=by_budget)[0].name == PAPER

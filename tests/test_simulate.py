@@ -11,11 +11,13 @@ from ncap.bench.simulate import (
     halving_budgets,
     halving_schedule,
     regret,
+    render_markdown,
     score_methods,
     simulate_results,
     successive_halving,
     write_simulation,
 )
+from ncap.exceptions import ConfigError
 
 
 def constant(scores):
@@ -266,11 +268,19 @@ def test_simulation_end_to_end_with_paired_bootstrap(tmp_path):
     assert files["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_simulation_needs_two_seeds_per_model():
+def test_simulation_replays_the_models_run_everywhere_and_names_the_others():
     results = synthetic_results()
     results["runs"] = [r for r in results["runs"] if not (r["model"] == "m2" and r["seed"] == 1)]
-    with pytest.raises(ValueError, match="seed protocol"):
-        simulate_results(results, methods=["tse"], replicates=10, workers=1)
+    sim = simulate_results(results, methods=["tse"], replicates=10, workers=1)
+    assert sim["source"]["models_left_out"] == ["m2"]
+    assert "m2" not in sim["source"]["models"] and len(sim["source"]["models"]) >= 2
+    assert all(d["pick"] != "m2" for d in sim["decisions"])
+    assert "Left out (1, not run on every target" in render_markdown(sim)
+    one_seed = synthetic_results()
+    one_seed["plan"]["seeds"] = [0]
+    one_seed["runs"] = [r for r in one_seed["runs"] if r["seed"] == 0]
+    with pytest.raises(ConfigError, match="seed protocol"):
+        simulate_results(one_seed, methods=["tse"], replicates=10, workers=1)
 
 
 def test_cli_bench_simulate(tmp_path, capsys):

@@ -87,6 +87,16 @@ def test_two_way_bootstrap_is_the_mean_over_drawn_targets_of_kendall_on_drawn_mo
         assert two[b] == pytest.approx(np.mean(taus), abs=1e-12)
 
 
+def _load_check_script():
+    import importlib.util
+
+    path = BENCH_V2.parents[1] / "check_v3_headline.py"
+    spec = importlib.util.spec_from_file_location("check_v3_headline", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _v3_like(tmp_path: Path) -> Path:
     """A bench-v3-shaped file from bench-v2's runs: three dataset families, four model families,
     two source tasks, one (target, model, seed) run missing."""
@@ -143,6 +153,15 @@ def test_v3_stages_end_to_end_on_a_bench_v2_subset(tmp_path, capsys):
     assert set(rep["secondary_crossfitting"]) == {"loto", "strictest"}
     assert (out / "report.md").read_text().startswith("# bench-v3 study: report half")
     assert (out / "kendall_vs_budget.png").stat().st_size > 1000
+    # the independent check (numpy/scipy/sklearn only) agrees with the report to 1e-9
+    check = _load_check_script()
+    code = check.main([str(path), "--study", str(out)])
+    printed = capsys.readouterr().out
+    assert code in (0, 2) and "DIFFERS" not in printed and "LO mean Kendall" in printed
+    data = check.Data(results)
+    for name in ("fit/portable", "ravg/lo+logme", "tse-e1", "last-observed"):
+        ref = rep["candidates_by_budget"][name]["0.1"]["value"]
+        assert data.kendall(name, 0.1) == pytest.approx(ref, abs=1e-9), name
     # other data: the report stage refuses the frozen selection
     results["runs"] = results["runs"][:-1]
     path.write_text(json.dumps(results))

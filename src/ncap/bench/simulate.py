@@ -91,6 +91,7 @@ from ncap.bench.simulate_scores import (
     score_methods,
 )
 from ncap.bench.stats import percentile_interval
+from ncap.exceptions import ConfigError
 
 __all__ = [
     "DEFAULT_METHODS",
@@ -129,6 +130,33 @@ def run_key(target: str, model: str, seed: int) -> str:
     return f"{target}/{model}/s{seed}"
 
 
+def complete_grid(results: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """``results`` restricted to the models with a run of every seed on every target, and the
+    models left out (bench-v3 runs its large models on five targets only, by design): a halving
+    replay needs the same candidates in every cell. Raises ConfigError with fewer than two seeds
+    or fewer than two such models."""
+    seeds, _, models, targets, runs = unpack_results(results)
+    if len(seeds) < 2:
+        raise ConfigError(
+            "the simulation uses the seed protocol: every (target, model) needs a run with each of "
+            f"at least two seeds (the plan has {seeds}); build the benchmark with seeds 0 and 1."
+        )
+    complete = [m for m in models if all((t, m, s) in runs for t in targets for s in seeds)]
+    left_out = [m for m in models if m not in complete]
+    if len(complete) < 2:
+        missing = [run_key(t, m, s) for t in targets for m in models for s in seeds
+                   if (t, m, s) not in runs]  # fmt: skip
+        raise ConfigError(
+            f"fewer than two models have a run of every seed on every target (missing: "
+            f"{missing[:5]}{'...' if len(missing) > 5 else ''}); finish the build first."
+        )
+    if not left_out:
+        return dict(results), []
+    plan = dict(results["plan"], models=complete)
+    kept = [r for r in results["runs"] if r["model"] in complete]
+    return dict(results, plan=plan, runs=kept), left_out
+
+
 def simulate_results(
     results: Mapping[str, Any],
     *,
@@ -159,15 +187,8 @@ def simulate_results(
     every bootstrap replicate (default), else their scores are fixed per cell and only resampled.
     """
     start = time.perf_counter()
+    results, left_out = complete_grid(results)
     seeds, total_epochs, models, targets, runs = unpack_results(results)
-    missing = [
-        run_key(t, m, s) for t in targets for m in models for s in seeds if (t, m, s) not in runs
-    ]
-    if missing or len(seeds) < 2:
-        raise ValueError(
-            "the simulation uses the seed protocol: every (target, model) needs a run with each of "
-            f"at least two seeds (missing: {missing[:5]}{'...' if len(missing) > 5 else ''})."
-        )
     methods = [REFERENCE] + [m for m in dict.fromkeys(methods) if m != REFERENCE]
     cell_methods = [m for m in methods if is_cell_method(m)]
     run_methods = [m for m in methods if not is_cell_method(m)]
@@ -371,6 +392,11 @@ def simulate_results(
             "targets": targets,
             "seeds": seeds,
             "total_epochs": total_epochs,
+            "models_left_out": left_out,
+            "why_left_out": "not run on every target with every seed: a halving replay needs "
+            "the same candidates in every cell"
+            if left_out
+            else None,
         },
         "methods": methods,
         "cell_methods": {

@@ -44,6 +44,13 @@ def render_markdown(sim: Mapping[str, Any]) -> str:
         "(the study's report half): the headline.",
         "",
     ]
+    if src.get("models_left_out"):
+        lines += [
+            f"Left out ({len(src['models_left_out'])}, not run on every target with every seed; a "
+            f"halving replay needs the same candidates in every cell): "
+            f"{', '.join(src['models_left_out'])}.",
+            "",
+        ]
     cell = sim.get("cell_methods") or {}
     if cell.get("methods"):
         lines += [

@@ -21,12 +21,13 @@ from typing import ClassVar
 from ncap.exceptions import ConfigError
 from ncap.predict.scores import BASELINE_SCORES, PROXY_SCORES, DynamicsFeature, RunScoreSpec
 from ncap.predict.scores import parse_score as parse_run_score
-from ncap.predict.shipped import recommended_settings, shipped_fits
+from ncap.predict.shipped import nearest_budget, recommended_settings, shipped_fits
 
 __all__ = [
     "EARLY_LATE_BOUNDARY",
     "PAPER",
     "RECOMMENDED",
+    "RECOMMENDED_BY_BUDGET",
     "RECALIBRATION",
     "SIGMA",
     "Fitted",
@@ -51,6 +52,13 @@ SIGMA: dict[str, float] = dict(_SHIPPED["sigma"])
 # The adopted default per bin (benchmarks/results/bench-v2-study/report.json, "defaults").
 RECOMMENDED: dict[str, str] = dict(_SHIPPED["recommended"])
 
+# The adopted default per budget fraction when the study decided per budget (bench-v3's protocol,
+# section 3.5: ``{f: {"score": name, "note": text or None}}``; the note says when nothing beat the
+# last observed accuracy reliably there); empty for a study that decided per bin (bench-v2).
+RECOMMENDED_BY_BUDGET: dict[float, dict[str, str | None]] = {
+    float(f): dict(d) for f, d in (_SHIPPED.get("recommended_by_budget") or {}).items()
+}
+
 # Split-conformal factors k of the predicted accuracy's interval (m ± k z sd in link space), per
 # predictor and budget fraction, fixed on the selection half
 # (benchmarks/results/bench-v2-study/selection.json, "recalibration").
@@ -65,6 +73,7 @@ _RAVG = {
     "lo": "last-observed",
     "params": "param-count",
     "tse-e1": "tse-e1",
+    "logme": "logme",
 }
 
 
@@ -193,13 +202,23 @@ def parse_score(name: str) -> Score:
     return _oriented(_parse_run(name))
 
 
-def resolve_score(name: str | None, budget_fraction: float | None) -> tuple[Score, str | None]:
+def resolve_score(
+    name: str | None,
+    budget_fraction: float | None,
+    *,
+    by_budget: dict[float, dict[str, str | None]] | None = None,
+) -> tuple[Score, str | None]:
     """The score to rank by and a note for the output (or None).
 
-    ``name`` None or "recommended" gives the study's default for the budget's bin.
+    ``name`` None or "recommended" gives the study's default: per budget (``by_budget``, default
+    :data:`RECOMMENDED_BY_BUDGET`) at the study's budget nearest ``budget_fraction`` in log f, 10%
+    of T when T is unknown; else per bin (bench-v2's study).
     """
     if name not in (None, "recommended"):
         return parse_score(name), None
+    by_budget = RECOMMENDED_BY_BUDGET if by_budget is None else by_budget
+    if by_budget:
+        return _resolve_by_budget(by_budget, budget_fraction)
     if budget_fraction is None:
         if RECOMMENDED["early"] == RECOMMENDED["late"]:  # the bin does not matter
             return parse_score(RECOMMENDED["late"]), None
@@ -215,6 +234,29 @@ def resolve_score(name: str | None, budget_fraction: float | None) -> tuple[Scor
             "score was chosen for 2.5-20%, so this is extrapolated"
         )
     return parse_score(RECOMMENDED[bin_]), note
+
+
+def _resolve_by_budget(
+    by_budget: dict[float, dict[str, str | None]], fraction: float | None
+) -> tuple[Score, str | None]:
+    budgets = sorted(by_budget)
+    nearest = nearest_budget(budgets, fraction if fraction is not None else 0.1)
+    chosen = by_budget[nearest]
+    notes = []
+    if fraction is None:
+        notes.append(
+            "the full budget T is unknown (pass --target-epochs): the recommended score for "
+            f"{100 * nearest:g}% of T is used"
+        )
+    elif not budgets[0] <= fraction <= budgets[-1]:
+        notes.append(
+            f"the budget is {100 * fraction:.3g}% of the full budget; the recommended score was "
+            f"chosen for {100 * budgets[0]:g}-{100 * budgets[-1]:g}%, so this is extrapolated "
+            f"(the {100 * nearest:g}% choice is used)"
+        )
+    if chosen.get("note"):
+        notes.append(str(chosen["note"]))
+    return parse_score(str(chosen["score"])), "; ".join(notes) or None
 
 
 def recalibration_factor(predictor: str, budget_fraction: float | None) -> dict[str, float] | None:
