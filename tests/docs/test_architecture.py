@@ -13,7 +13,7 @@ import pytest
 
 import ncap
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src" / "ncap"
 DOC = ROOT / "docs" / "architecture.md"
 
