@@ -3,7 +3,7 @@
 docs/benchmark-v2-protocol.md fixes how: per budget bin (``early`` = 2.5-5% of the full budget T,
 ``late`` = 10-20%), the default is the study's adopted score for that bin; a budget fraction below
 sqrt(0.05 * 0.1) ~ 7.07% uses ``early``, any other ``late``; with T unknown, ``late`` is used and the
-output says so. ``tests/test_recommended.py`` checks these constants against the committed study
+output says so. ``tests/predict/test_recommended.py`` checks these constants against the committed study
 (``benchmarks/results/bench-v2-study/``).
 
 A score is parsed once (:func:`parse_score`) into a frozen object: a per-run score

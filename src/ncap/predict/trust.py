@@ -51,7 +51,7 @@ APART = "cannot be told apart at this budget"
 Z68 = 0.994  # the table's 68% half-width in sds (ncap.predict.recommended.Z)
 
 # What the calibration check found, per score (benchmarks/trust_calibration.py ->
-# benchmarks/results/bench-v2-trust/calibration.json; tests/test_trust.py checks it): a score not
+# benchmarks/results/bench-v2-trust/calibration.json; tests/predict/test_trust.py checks it): a score not
 # listed was never checked, and its statement is not called calibrated either.
 CHECKED: dict[str, dict[str, Any]] = {
     "fit/base": {
