@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check (issue 21), at most ~5 minutes on one GPU; prints a Markdown report for the docs:
-#   1. the CUDA tests (tests/test_runtime.py, tests/test_checkpoints.py: -k cuda);
+#   1. the CUDA tests (tests/training/test_runtime.py, tests/models/test_checkpoints.py: -k cuda);
 #   2. benchmarks/throughput.py at 224 px: float32, --amp, and --amp with channels_last, pinned
 #      memory and non-blocking copies (ncap's fine-tuning vs a plain PyTorch loop);
 #   3. a ranking of the four real ImageNet checkpoints (and their random twins) at their own input
@@ -49,7 +49,7 @@ echo "GPU: $GPU"
 echo
 echo "## 1. CUDA tests"
 echo
-"$PYTHON" -m pytest -q -p no:cacheprovider tests/test_runtime.py tests/test_checkpoints.py \
+"$PYTHON" -m pytest -q -p no:cacheprovider tests/training/test_runtime.py tests/models/test_checkpoints.py \
   -k cuda -m "" -rs 2>&1 | tail -n 8 | sed 's/^/    /'
 echo
 echo "## 2. Throughput at $SIZE px (ncap's fine-tuning vs a plain PyTorch loop)"

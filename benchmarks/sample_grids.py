@@ -11,13 +11,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import matplotlib
+import torch
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from ncap.data.registry import load_dataset  # noqa: E402
+from ncap.data.registry import load_dataset
 
 FAMILIES = {
     "fashion-mnist": "fashion-mnist",
@@ -39,12 +36,9 @@ def pixels(dataset, x: torch.Tensor) -> torch.Tensor:
 
 def grid(name: str, out: Path) -> Path:
     dataset = load_dataset(name, n_train=1000, n_val=250)
-    fig, axes = plt.subplots(
-        dataset.num_classes,
-        PER_CLASS,
-        figsize=(PER_CLASS * 0.7 + 1.4, dataset.num_classes * 0.7),
-        squeeze=False,
-    )
+    # the Figure API: no pyplot, no global backend switch
+    fig = Figure(figsize=(PER_CLASS * 0.7 + 1.4, dataset.num_classes * 0.7))
+    axes = fig.subplots(dataset.num_classes, PER_CLASS, squeeze=False)
     for c, row in enumerate(axes):
         images = dataset.x_train[dataset.y_train == c][:PER_CLASS]
         for ax, image in zip(row, images, strict=False):
@@ -61,7 +55,6 @@ def grid(name: str, out: Path) -> Path:
     fig.tight_layout()
     path = out / f"samples-{name}.png"
     fig.savefig(path, dpi=72)
-    plt.close(fig)
     return path
 
 

@@ -207,7 +207,7 @@ class RankResult:
     def to_pandas(self):
         """:meth:`to_records` as a pandas DataFrame indexed by name (pandas is optional)."""
         try:
-            import pandas as pd
+            import pandas as pd  # optional: pandas (not a dependency)
         except ImportError:
             raise MissingDependency(
                 "to_pandas() needs pandas (pip install pandas); to_records() gives the same "
@@ -221,8 +221,8 @@ class RankResult:
         if which not in self.files:
             plots = [k for k in self.files if k.endswith("_plot")]
             raise ConfigError(f"this run wrote no {which!r}; it has {', '.join(plots)}.")
-        import matplotlib.image
-        import matplotlib.pyplot as plt
+        import matplotlib.image  # lazy: matplotlib, only to draw a plot
+        import matplotlib.pyplot as plt  # lazy: matplotlib, only to draw a plot
 
         image = matplotlib.image.imread(self.files[which])
         fig, ax = plt.subplots(figsize=(image.shape[1] / 110, image.shape[0] / 110))

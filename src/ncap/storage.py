@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import math
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -99,8 +101,6 @@ def atomic_write_json(obj: Any, path: str | os.PathLike, *, indent: int | None =
 
 def atomic_write_torch(state_dict: dict[str, torch.Tensor], path: str | os.PathLike) -> Path:
     """Save a state dict (tensors only, loadable with ``torch.load(..., weights_only=True)``)."""
-    import io
-
     buffer = io.BytesIO()
     torch.save(state_dict, buffer)
     return atomic_write_bytes(buffer.getvalue(), path)
@@ -142,8 +142,6 @@ def _open_lock(lock: Path) -> int:
     hang: ``O_NOFOLLOW`` refuses a link at the last component, ``O_NONBLOCK`` keeps a FIFO from
     blocking, and ``fstat`` of the opened file checks what was opened (no race with ``lstat``).
     """
-    import stat
-
     flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     fix = f"remove {lock} (ncap creates it anew) or choose another output directory."
     try:
@@ -175,7 +173,7 @@ def directory_lock(folder: str | os.PathLike) -> Iterator[Path]:
     rerun. A second holder gets :class:`~ncap.exceptions.RunDirectoryBusy` at once. A lock path
     that is a link or not a plain file is refused (:func:`_open_lock`) and left untouched.
     """
-    import fcntl
+    import fcntl  # optional: fcntl, POSIX only (the run lock)
 
     folder = Path(folder)
     lock = folder / LOCK_NAME

@@ -29,6 +29,7 @@ from ncap.data.dataset import ImageDataset
 from ncap.exceptions import ConfigError
 from ncap.models.backbone import Backbone
 from ncap.models.builtin import model_spec
+from ncap.predict.proxies import compute_proxies
 from ncap.ranking.runner import TrainingJob, build_backbone, train_candidate
 from ncap.ranking.training_free import logme_of
 from ncap.storage import atomic_write_bytes, atomic_write_json
@@ -69,8 +70,6 @@ def _training_free(name: str, target: Target, plan: BenchPlan) -> dict[str, Any]
     start = time.perf_counter()
     out = backbone.info | {"num_features": backbone.num_features}
     if plan.kind == "nas":
-        from ncap.predict.proxies import compute_proxies
-
         generator = torch.Generator().manual_seed(0)
         head = torch.nn.Linear(backbone.num_features, dataset.num_classes)
         with torch.random.fork_rng():

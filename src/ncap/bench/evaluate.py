@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ncap.bench.schema import load_results_file
 from ncap.capacitance.variants import VARIANTS
 from ncap.exceptions import ConfigError
 from ncap.metrics import RANK_METRICS, ranking_metrics
@@ -357,13 +358,12 @@ def write_report(evaluation: dict[str, Any], out_dir: str | Path) -> dict[str, P
 
 
 def plot_tau_vs_budget(evaluation: dict[str, Any], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # lazy: matplotlib, only to draw a plot
 
     budgets = evaluation["budgets"]
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    # the Figure API: no pyplot, the user's matplotlib backend is left alone
+    fig = Figure(figsize=(7.5, 4.5))
+    ax = fig.subplots()
     for m in headline_methods(evaluation):
         taus = [evaluation["report"][m][str(b)]["mean"]["kendall"] for b in budgets]
         xs = [100 * b for b, t in zip(budgets, taus) if t is not None]
@@ -383,12 +383,9 @@ def plot_tau_vs_budget(evaluation: dict[str, Any], path: Path) -> Path:
     ax.legend(fontsize=7, loc="lower right")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
 def load(path: str | Path) -> dict[str, Any]:
     """A benchmark results file, its shape checked (:mod:`ncap.bench.schema`)."""
-    from ncap.bench.schema import load_results_file
-
     return load_results_file(path)

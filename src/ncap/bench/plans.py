@@ -19,6 +19,7 @@ from ncap.data.registry import load_dataset
 from ncap.data.shifts import apply_shift
 from ncap.exceptions import ConfigError
 from ncap.models.builtin import SECOND_SOURCE_MODELS, SECOND_SOURCE_SUFFIX, model_spec
+from ncap.models.nb201 import sample_archs
 from ncap.models.pretrain import PretrainSpec, default_pretrain
 from ncap.storage import to_jsonable
 from ncap.training.config import FinetuneConfig
@@ -240,8 +241,6 @@ def load_target(target: Target, *, grey: bool = False) -> ImageDataset:
 
 
 def _nas_models(n: int, seed: int = 0) -> tuple[str, ...]:
-    from ncap.models.nb201 import sample_archs
-
     return tuple(f"nb201:{a}" for a in sample_archs(n, seed=seed))
 
 

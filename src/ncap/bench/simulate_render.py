@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ncap.bench.simulate_halving import TRAIN_ALL
+from ncap.storage import atomic_write_json, atomic_write_text
 
 __all__ = ["plot_regret_vs_compute", "render_markdown", "write_simulation"]
 
@@ -122,9 +123,9 @@ def render_markdown(sim: Mapping[str, Any]) -> str:
 
 def plot_regret_vs_compute(sim: Mapping[str, Any], path: str | Path) -> Path:
     """Mean regret (95% CI) against compute, one colour per method, one marker per setting."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: matplotlib
+    from matplotlib.figure import Figure  # lazy: matplotlib, only to draw a plot
+    from matplotlib.lines import Line2D  # lazy: matplotlib, only to draw a plot
 
     fig = Figure(figsize=(8.5, 5.0))
     FigureCanvasAgg(fig)
@@ -176,8 +177,6 @@ def plot_regret_vs_compute(sim: Mapping[str, Any], path: str | Path) -> Path:
 
 def write_simulation(sim: Mapping[str, Any], out_dir: str | Path) -> dict[str, Path]:
     """simulation.json, simulation.md and regret_vs_compute.png in ``out_dir``."""
-    from ncap.storage import atomic_write_json, atomic_write_text
-
     out = Path(out_dir)
     return {
         "json": atomic_write_json(sim, out / "simulation.json"),

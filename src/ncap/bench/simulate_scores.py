@@ -16,6 +16,8 @@ from ncap.bench.evaluate import (
     nc_grid,
     nc_name,
 )
+from ncap.predict.baselines import BASELINES
+from ncap.predict.capacitance import predict_from_points
 from ncap.predict.settings import PredictorSettings
 
 __all__ = ["DEFAULT_METHODS", "REFERENCE", "TRAINING_FREE", "known_methods", "score_methods"]
@@ -57,9 +59,6 @@ def score_methods(
 
     A non-finite score counts as a failure (None), as in :func:`ncap.bench.metrics.ranking_metrics`.
     """
-    from ncap.predict.baselines import BASELINES
-    from ncap.predict.capacitance import predict_from_points
-
     unknown = set(methods) - known_methods(free)
     if unknown:
         raise ValueError(

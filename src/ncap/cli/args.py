@@ -9,6 +9,8 @@ from typing import Any
 from ncap.capacitance.variants import VARIANTS
 from ncap.cli.weights import add_weights_parser
 from ncap.predict.settings import FEATURE_MAPS, LINKS, PredictorSettings
+from ncap.ranking.rung_scores import DEFAULT_RUNG_SCORE
+from ncap.ranking.source_accuracy import check_source_accuracy, from_sources
 from ncap.training.config import FinetuneConfig
 
 __all__ = [
@@ -195,8 +197,6 @@ def _add_runtime_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_strategy_args(p: argparse.ArgumentParser) -> None:
-    from ncap.ranking.rung_scores import DEFAULT_RUNG_SCORE  # (no torch)
-
     g = p.add_argument_group("strategy (docs/halving.md)")
     g.add_argument(
         "--strategy",
@@ -274,8 +274,6 @@ def _add_source_accuracy_args(p: argparse.ArgumentParser) -> None:
 def source_accuracy_from_args(args, models) -> dict[str, float]:
     """The ``--source-accuracy`` items and ``--source-accuracy-file`` as one checked mapping
     (names among ``models``); raises before any data is loaded."""
-    from ncap.ranking.source_accuracy import check_source_accuracy, from_sources
-
     pairs = getattr(args, "source_accuracy", None) or ()
     file = getattr(args, "source_accuracy_file", None)
     return check_source_accuracy(from_sources(pairs, file), models)
@@ -285,8 +283,8 @@ def strategy_from_args(args) -> Any:
     """rank's ``strategy=``: "fixed", or the halving strategy the flags set."""
     if args.strategy == "fixed":
         return "fixed"
-    from ncap.ranking.halving import HalvingSettings
-    from ncap.ranking.strategies import Halving
+    from ncap.ranking.halving import HalvingSettings  # lazy: torch, keeps ncap --help fast
+    from ncap.ranking.strategies import Halving  # lazy: torch, keeps ncap --help fast
 
     return Halving(
         HalvingSettings(
@@ -637,9 +635,9 @@ def settings_from_args(args, epochs: float):
 def execution_from_args(args, log=None) -> Any:
     """rank's, search's and run_recipe's ``execution=`` from the hardware flags, --resume /
     --overwrite and --no-progress (no bars with --json)."""
-    from ncap.ranking.executors import make_executor  # torch: not at ncap --help
-    from ncap.ranking.spec import Execution
-    from ncap.training.runtime import Runtime
+    from ncap.ranking.executors import make_executor  # lazy: torch, keeps ncap --help fast
+    from ncap.ranking.spec import Execution  # lazy: torch, keeps ncap --help fast
+    from ncap.training.runtime import Runtime  # lazy: torch, keeps ncap --help fast
 
     return Execution.from_flags(
         resume=args.resume,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import sys
 from collections.abc import Sequence
@@ -14,7 +15,9 @@ from ncap.cli.args import (
     source_accuracy_from_args,
     strategy_from_args,
 )
+from ncap.cli.demo_imagenet import run_imagenet_demo
 from ncap.cli.flags import check_flags
+from ncap.cli.weights import run_weights
 from ncap.exceptions import ConfigError, MissingFile, NcapError
 
 
@@ -29,8 +32,6 @@ def _logger(args):
     def log(msg: str) -> None:
         print(f"[ncap] {msg}", file=sys.stderr, flush=True)
         if path is not None:
-            import datetime
-
             stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
             with open(path, "a", encoding="utf-8") as handle:
                 handle.write(f"{stamp} {msg}\n")
@@ -41,10 +42,10 @@ def _logger(args):
 def _run_rank(
     args, models: list[str], data: str, n_train, n_val, epochs: float, full_epochs, n_test=None
 ):
-    from ncap.data.registry import load_dataset
-    from ncap.ranking.preflight import check_output_dir
-    from ncap.ranking.rank import rank
-    from ncap.ranking.spec import Horizon
+    from ncap.data.registry import load_dataset  # lazy: torch, keeps ncap --help fast
+    from ncap.ranking.preflight import check_output_dir  # lazy: torch, keeps ncap --help fast
+    from ncap.ranking.rank import rank  # lazy: torch, keeps ncap --help fast
+    from ncap.ranking.spec import Horizon  # lazy: torch, keeps ncap --help fast
 
     config, predictor = settings_from_args(args, epochs)
     source_accuracy = source_accuracy_from_args(args, models)  # before loading the data
@@ -63,7 +64,7 @@ def _run_rank(
         channels=getattr(args, "channels", None),
     )
     if n_test is not None:
-        from ncap.ranking.demo import keep_test
+        from ncap.ranking.demo import keep_test  # lazy: torch, keeps ncap --help fast
 
         dataset = keep_test(dataset, n_test, config.seed)
     return rank(
@@ -81,10 +82,10 @@ def _run_rank(
 
 
 def _run_nas(args):
-    from ncap.data.registry import load_dataset
-    from ncap.models.nb201 import parse_arch, sample_archs
-    from ncap.nas.search import search
-    from ncap.ranking.spec import Horizon
+    from ncap.data.registry import load_dataset  # lazy: torch, keeps ncap --help fast
+    from ncap.models.nb201 import parse_arch, sample_archs  # lazy: torch, keeps ncap --help fast
+    from ncap.nas.search import search  # lazy: torch, keeps ncap --help fast
+    from ncap.ranking.spec import Horizon  # lazy: torch, keeps ncap --help fast
 
     if (args.archs is None) == (args.sample is None):
         raise ConfigError("give either --archs A,B,... or --sample N (not both, not neither).")
@@ -116,8 +117,8 @@ def _run_nas(args):
         execution=execution_from_args(args, log=_logger(args)),
     )
     if args.nats_path is not None:
-        from ncap.nas.nats import compare_with_nats
-        from ncap.storage import atomic_write_json
+        from ncap.nas.nats import compare_with_nats  # lazy: torch, keeps ncap --help fast
+        from ncap.storage import atomic_write_json  # lazy: torch, keeps ncap --help fast
 
         summary = compare_with_nats(result.candidates, args.nats_path, dataset=args.nats_dataset)
         atomic_write_json(summary, Path(result.out_dir) / "nats.json")
@@ -131,8 +132,8 @@ def _run_nas(args):
 
 
 def _run_recipe(args) -> int:
-    from ncap.recipe import check_models, describe_plan, load_recipe, run_recipe
-    from ncap.recipe.run import select
+    from ncap.recipe import check_models, describe_plan, load_recipe, run_recipe  # lazy: torch
+    from ncap.recipe.run import select  # lazy: torch, keeps ncap --help fast
 
     def subset(text):
         return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
@@ -166,8 +167,8 @@ def _run_recipe(args) -> int:
 
 def _bench(args) -> int:
     if args.bench_command == "build":
-        from ncap.bench.build import build_benchmark
-        from ncap.bench.plans import plan_for
+        from ncap.bench.build import build_benchmark  # lazy: torch, keeps ncap --help fast
+        from ncap.bench.plans import plan_for  # lazy: torch, keeps ncap --help fast
 
         models = [m for m in (args.models or "").split(",") if m]
         plan = plan_for("smoke" if args.smoke else args.plan, models=models or None)
@@ -178,7 +179,7 @@ def _bench(args) -> int:
             shard = ()
         if len(shard) != 2:
             raise ConfigError(f"--shard must read K/N (e.g. 0/2), got {args.shard!r}.")
-        from ncap.training.runtime import Runtime
+        from ncap.training.runtime import Runtime  # lazy: torch, keeps ncap --help fast
 
         default_out = {
             "full": "bench-v1.json",
@@ -207,8 +208,12 @@ def _bench(args) -> int:
         )
         return 0
     if args.bench_command == "simulate":
-        from ncap.bench.evaluate import load
-        from ncap.bench.simulate import DEFAULT_METHODS, simulate_results, write_simulation
+        from ncap.bench.evaluate import load  # lazy: torch, keeps ncap --help fast
+        from ncap.bench.simulate import (  # lazy: torch, keeps ncap --help fast
+            DEFAULT_METHODS,
+            simulate_results,
+            write_simulation,
+        )
 
         results_path = Path(args.results)
         if not results_path.exists():
@@ -242,8 +247,8 @@ def _bench(args) -> int:
             print(f"{key:>9}: {path}")
         return 0
     if args.bench_command == "export-recommended":
-        from ncap.bench.evaluate import load
-        from ncap.bench.study.export import export_recommended
+        from ncap.bench.evaluate import load  # lazy: torch, keeps ncap --help fast
+        from ncap.bench.study.export import export_recommended  # lazy: torch
 
         results_path = Path(args.results)
         if not results_path.exists():
@@ -259,12 +264,12 @@ def _bench(args) -> int:
             print(f"{key:>12}: {path}")
         return 0
     if args.bench_command == "refresh-free":
-        from ncap.bench.build import refresh_training_free
+        from ncap.bench.build import refresh_training_free  # lazy: torch, keeps ncap --help fast
 
         refresh_training_free(args.results, log=lambda msg: print(msg, file=sys.stderr))
         print(f"rewrote the training-free scores of {args.results}")
         return 0
-    from ncap.bench.evaluate import evaluate_results, load, write_report
+    from ncap.bench.evaluate import evaluate_results, load, write_report  # lazy: torch
 
     results_path = Path(args.results)
     if not results_path.exists():
@@ -273,7 +278,7 @@ def _bench(args) -> int:
         )
     results = load(results_path)
     if _protocol(args.protocol, results) == "study":
-        from ncap.bench.study.cli import run_study
+        from ncap.bench.study.cli import run_study  # lazy: torch, keeps ncap --help fast
 
         out = Path(args.out) if args.out else results_path.with_name(results_path.stem + "-study")
         return run_study(results_path, results, out, stage=args.stage,
@@ -299,7 +304,7 @@ def _protocol(choice: str, results: dict) -> str:
 
 
 def _print_table(result, **kwargs) -> None:
-    from ncap.report.tables import print_table
+    from ncap.report.tables import print_table  # lazy: torch, keeps ncap --help fast
 
     print_table(result, **kwargs)
 
@@ -310,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         check_flags(parser, args)
         if args.command == "zoo":
-            from ncap.models.builtin import describe_models
+            from ncap.models.builtin import describe_models  # lazy: torch, keeps ncap --help fast
 
             for row in describe_models():
                 print(f"{row['name']:14s} {row['family']:10s} {row['description']}")
@@ -321,15 +326,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 0
         if args.command == "datasets":
-            from ncap.data.registry import describe_datasets
+            from ncap.data.registry import describe_datasets  # lazy: torch, keeps ncap --help fast
 
             for name, note in describe_datasets():
                 print(f"{name}{note}")
             print("<path>  an image folder: one sub-folder of images per class")
             return 0
         if args.command == "weights":
-            from ncap.cli.weights import run_weights
-
             return run_weights(args)
         if args.command == "bench":
             return _bench(args)
@@ -339,12 +342,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = _run_nas(args)
             verify = args.full_epochs is not None
         elif args.command == "demo" and args.imagenet:
-            from ncap.cli.demo_imagenet import run_imagenet_demo
-
             return run_imagenet_demo(args, _run_rank, _print_table)
         elif args.command == "demo":
-            from ncap.models.builtin import DEMO_MODELS
-            from ncap.ranking.demo import demo_task
+            from ncap.models.builtin import DEMO_MODELS  # lazy: torch, keeps ncap --help fast
+            from ncap.ranking.demo import demo_task  # lazy: torch, keeps ncap --help fast
 
             task = demo_task(args.epochs)
             data, n_train, n_val, epochs, full = (

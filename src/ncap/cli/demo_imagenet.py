@@ -13,7 +13,7 @@ __all__ = ["run_imagenet_demo"]
 def run_imagenet_demo(args, run_rank, print_table) -> int:
     """Rank the task's models (``run_rank`` is the command line's ranking call), print the table
     and how each real checkpoint did against its twin."""
-    from ncap.ranking.demo import imagenet_demo_task, twin_comparison
+    from ncap.ranking.demo import imagenet_demo_task, twin_comparison  # lazy: torch
 
     task = imagenet_demo_task(args.epochs, args.input_size)
     args.input_size = task.input_size

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from ncap.exceptions import ConfigError
+
 __all__ = ["add_weights_parser", "run_weights"]
 
 
@@ -34,8 +36,7 @@ def add_weights_parser(sub) -> None:
 
 
 def run_weights(args) -> int:
-    from ncap.exceptions import ConfigError
-    from ncap.models.weights import import_weights, weights_status
+    from ncap.models.weights import import_weights, weights_status  # lazy: torch
 
     if args.names and args.names[0] == "import":
         if len(args.names) != 2 or not args.as_name:

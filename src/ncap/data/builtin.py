@@ -101,7 +101,7 @@ def _fashion_mnist(
 def _digits(
     *, n_train: int | None, n_val: int | None, seed: int, size: int = 28, **_: Any
 ) -> ImageDataset:
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # lazy: scikit-learn, only the digits dataset needs it
 
     bunch = load_digits()
     images = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)

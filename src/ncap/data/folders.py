@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
 from ncap.data import validation
 from ncap.data.dataset import UINT8, ImageDataset, default_n_val, hold_out
@@ -92,8 +93,6 @@ GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 @contextlib.contextmanager
 def _opened(path: Path):
     """``PIL.Image.open(path)``; a file PIL cannot identify is a ConfigError naming it."""
-    from PIL import Image, UnidentifiedImageError
-
     try:
         img = Image.open(path)
     except (UnidentifiedImageError, OSError) as err:
@@ -133,8 +132,6 @@ def load_image_folder(
     mixed sizes or modes are converted (to ``image_size`` or 224 px, to RGB unless all are grey),
     and ``info["converted"]`` records it.
     """
-    from PIL import Image
-
     root = Path(path)
     if not root.is_dir():
         raise DatasetMissing(

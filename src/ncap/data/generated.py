@@ -12,6 +12,7 @@ for every split seed.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import time
 from collections.abc import Callable
@@ -59,8 +60,6 @@ def generated_pool(
     x = generate(y, rng)
     seconds = time.perf_counter() - start
     if cache:
-        import io
-
         buffer = io.BytesIO()
         np.savez_compressed(buffer, x=x, y=y)
         atomic_write_bytes(buffer.getvalue(), path)

@@ -44,7 +44,7 @@ VERSION = 1
 
 def glyph_fonts() -> tuple[str, ...]:
     """Paths of the fonts of :data:`GLYPH_FONTS` this matplotlib ships (DatasetMissing if none)."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib, only for glyph fonts
 
     folder = os.path.join(matplotlib.get_data_path(), "fonts", "ttf")
     found = tuple(
@@ -60,7 +60,7 @@ def glyph_fonts() -> tuple[str, ...]:
 
 def _render(path: str, char: str) -> np.ndarray:
     """One character as a float32 ``(64, 64)`` master in [0, 1], its ink fitted to a 48-px box."""
-    from matplotlib.ft2font import FT2Font, LoadFlags
+    from matplotlib.ft2font import FT2Font, LoadFlags  # lazy: matplotlib, only for glyph fonts
 
     font = FT2Font(path)
     font.set_size(48, 72)

@@ -18,6 +18,7 @@ the dataset already matches the spec exactly the adapter is the identity.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -86,8 +87,6 @@ class InputSpec:
 
     def with_size(self, size: int | tuple[int, int] | None) -> InputSpec:
         """The same spec at another input size (an int means a square)."""
-        import dataclasses
-
         if isinstance(size, int):
             size = (size, size)
         return dataclasses.replace(self, size=None if size is None else tuple(size))

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ncap.data.dataset import UINT8, ImageDataset, default_n_val, hold_out
 from ncap.data.idx import idx_file, read_idx
@@ -27,7 +28,7 @@ CUB_URL = "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz"
 
 def _torchvision():
     try:
-        import torchvision
+        import torchvision  # optional: torchvision (ncap[zoo])
     except ImportError as err:  # pragma: no cover - the dev install has it
         raise MissingDependency(
             "torchvision datasets need torchvision: pip install 'ncap[zoo]'."
@@ -205,8 +206,6 @@ def load_cub200(
     training images. Images of varying size are decoded once and stored as uint8 squares of
     ``image_size`` (default 224).
     """
-    from PIL import Image
-
     base = root / "CUB_200_2011"
     if not (base / "images.txt").exists():
         if download:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ncap.exceptions import ConfigError
 
@@ -165,8 +166,6 @@ def to_8bit(img, mode: str, path: Path):
     scaled by 255/65535, 32-bit integer grey by its 16-bit range when it fits one, and float grey
     when it lies in [0, 1]; any other range is refused naming the file.
     """
-    from PIL import Image
-
     if img.mode not in WIDE_GREY:
         return img.convert(mode)
     array = np.asarray(img)

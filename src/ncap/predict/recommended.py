@@ -3,7 +3,7 @@
 docs/benchmark-v2-protocol.md fixes how: per budget bin (``early`` = 2.5-5% of the full budget T,
 ``late`` = 10-20%), the default is the study's adopted score for that bin; a budget fraction below
 sqrt(0.05 * 0.1) ~ 7.07% uses ``early``, any other ``late``; with T unknown, ``late`` is used and the
-output says so. ``tests/test_recommended.py`` checks these constants against the committed study
+output says so. ``tests/predict/test_recommended.py`` checks these constants against the committed study
 (``benchmarks/results/bench-v2-study/``).
 
 A score is parsed once (:func:`parse_score`) into a frozen object: a per-run score
@@ -281,7 +281,7 @@ def predicted_interval(
     recalibration factor ``k`` of the nearest budget (in log f); ``k = 1`` and ``calibrated``
     False when the study has none for this predictor or the budget is unknown."""
     k = recalibration_factor(predictor, budget_fraction)
-    from scipy.special import expit
+    from scipy.special import expit  # lazy: scipy, only for the interval
 
     out: dict[str, object] = {"calibrated": k is not None}
     for q, z in Z.items():

@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 
 from ncap.capacitance.variants import VARIANTS
 from ncap.exceptions import ConfigError
+from ncap.predict.dynamics import DYNAMICS, beta_series, dynamics_feature
 from ncap.predict.settings import FEATURE_MAPS, LINKS, MEASUREMENT_CHOICES, PredictorSettings
 
 __all__ = [
@@ -183,7 +184,7 @@ class Extrapolation:
         failed = _untracked(self.reads, points, max_step, nc=True)
         if failed is not None:
             return failed
-        from ncap.predict.capacitance import predict_from_points  # scikit-learn: not at --help
+        from ncap.predict.capacitance import predict_from_points  # lazy: scikit-learn
 
         try:
             out = predict_from_points(points, self.settings, max_step)
@@ -221,8 +222,6 @@ class DynamicsFeature:
     training_free: ClassVar[tuple[str, ...]] = ()  # the training-free values it reads
 
     def __post_init__(self) -> None:
-        from ncap.predict.dynamics import DYNAMICS
-
         if (
             self.measurement not in MEASUREMENT_CHOICES
             or self.variant not in DYNAMICS_VARIANTS
@@ -260,7 +259,6 @@ class DynamicsFeature:
         failed = _untracked(self.reads, points, max_step, nc=False)
         if failed is not None:
             return failed
-        from ncap.predict.dynamics import beta_series, dynamics_feature
 
         epochs, betas = beta_series(
             points, max_step, measurement=self.measurement, variant=self.variant
@@ -326,7 +324,7 @@ class Baseline:
             if value is None or not math.isfinite(float(value)):
                 return RunScore(None, "LogME is unknown for this run")
             return RunScore(float(value))
-        from ncap.predict.baselines import BASELINES  # scipy's curve fits: not at --help
+        from ncap.predict.baselines import BASELINES  # lazy: scipy's curve fits
 
         try:
             value, info = BASELINES[self.name](points, max_step, context)
@@ -421,8 +419,6 @@ def parse_score(name: str, *, legacy: bool = False) -> RunScoreSpec:
     if name.startswith("dyn/"):
         parts = name.split("/")
         if len(parts) != 4:
-            from ncap.predict.dynamics import DYNAMICS
-
             raise ConfigError(
                 f"malformed dynamics score {name!r}; the form is dyn/{{measurement}}/"
                 f"{{variant}}/{{feature}} with measurement in {MEASUREMENT_CHOICES}, variant in "
@@ -436,8 +432,6 @@ def parse_score(name: str, *, legacy: bool = False) -> RunScoreSpec:
 
 def score_names(measurements: Sequence[str] = MEASUREMENT_CHOICES) -> list[str]:
     """The per-run candidate scores (families A, B, C) for the given beta_eff measurements."""
-    from ncap.predict.dynamics import DYNAMICS
-
     nc = [
         nc_name(PredictorSettings(variant=v, features=f, burn_in=b, link=lk, measurement=m))
         for m in measurements

@@ -51,7 +51,7 @@ APART = "cannot be told apart at this budget"
 Z68 = 0.994  # the table's 68% half-width in sds (ncap.predict.recommended.Z)
 
 # What the calibration check found, per score (benchmarks/trust_calibration.py ->
-# benchmarks/results/bench-v2-trust/calibration.json; tests/test_trust.py checks it): a score not
+# benchmarks/results/bench-v2-trust/calibration.json; tests/predict/test_trust.py checks it): a score not
 # listed was never checked, and its statement is not called calibrated either.
 CHECKED: dict[str, dict[str, Any]] = {
     "fit/base": {
@@ -90,7 +90,7 @@ class Predictive:
     def back(self, x: np.ndarray) -> np.ndarray:
         """Link space -> accuracy."""
         if self.link == "logit":
-            from scipy.special import expit
+            from scipy.special import expit  # lazy: scipy, only for this statistic
 
             return expit(x)  # (no overflow at any value)
         return np.clip(x, 0.0, 1.0)
@@ -189,7 +189,7 @@ def exact_p_best_two(a: Predictive, b: Predictive) -> float:
     ...                        Predictive("b", "identity", 0.6, 0.04)), 6)
     0.5
     """
-    from scipy.stats import norm
+    from scipy.stats import norm  # lazy: scipy, only for this statistic
 
     scale = math.hypot(a.sd, b.sd)
     if scale == 0:

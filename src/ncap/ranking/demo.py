@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+
+import torch
 
 from ncap.data.idx import fashion_mnist_dir
 from ncap.models.builtin import DEMO_MODELS
@@ -105,9 +108,6 @@ def twin_comparison(candidates: list[dict], ranking: list[str]) -> list[dict]:
 
 def keep_test(dataset, n_test: int, seed: int = 0):
     """The dataset with a seeded random ``n_test`` of its test images (all when it has fewer)."""
-    import dataclasses
-
-    import torch
 
     if dataset.x_test is None or len(dataset.y_test) <= n_test:
         return dataset

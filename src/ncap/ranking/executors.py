@@ -15,6 +15,7 @@ output files and the resume behaviour are the same whichever executor ran the ca
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -180,7 +181,7 @@ class RayExecutor:
     def run(self, names, job, *, on_start, on_step, log):
         check_reachable(self.address, self.connect_timeout)  # (before Ray's own long wait)
         try:
-            import ray
+            import ray  # optional: ray (ncap[ray])
         except ImportError as err:
             raise MissingDependency(
                 "the Ray executor needs Ray: pip install 'ncap[ray]' (or use --executor local)."
@@ -255,8 +256,6 @@ class RayExecutor:
 def check_reachable(address: str | None, timeout: float) -> None:
     """:class:`ClusterUnreachable` unless ``address`` (``host:port`` or ``ray://host:port``)
     accepts a TCP connection within ``timeout`` seconds; None and ``auto`` are Ray's to find."""
-    import socket
-
     if address is None or address in ("auto", "local"):
         return
     where = address.removeprefix("ray://").rsplit("/", 1)[0]

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ncap.exceptions import ConfigError
+from ncap.predict.caveats import candidate_flags
 from ncap.predict.settings import PredictorSettings  # (no scikit-learn: the CLI reads the names)
 
 __all__ = [
@@ -45,7 +46,7 @@ def _last_observed(points: Sequence[dict[str, Any]], fraction: float) -> float |
 
 
 def _predicted(predictor: PredictorSettings) -> RungScore:
-    from ncap.predict.capacitance import predict_from_points  # scikit-learn
+    from ncap.predict.capacitance import predict_from_points  # lazy: scikit-learn
 
     def score(points: Sequence[dict[str, Any]], fraction: float) -> float | None:
         if not points:
@@ -70,7 +71,7 @@ def check_rung_score(name: str) -> None:
     """A ConfigError naming the choices when ``name`` is no rung score (before any training)."""
     if name in RUNG_SCORES:
         return
-    from ncap.predict.recommended import resolve_score
+    from ncap.predict.recommended import resolve_score  # lazy: numpy, keeps ncap --help fast
 
     try:
         resolve_score(name, None)
@@ -84,7 +85,7 @@ def needs_logme(name: str) -> bool:
     """Whether the rung score reads LogME (the candidates then compute it before training)."""
     if name in RUNG_SCORES:
         return False
-    from ncap.predict.recommended import resolve_score
+    from ncap.predict.recommended import resolve_score  # lazy: numpy, keeps ncap --help fast
 
     return "logme" in resolve_score(name, None)[0].training_free
 
@@ -94,7 +95,7 @@ def reads_source_accuracy(name: str, fractions: Sequence[float | None]) -> bool:
     of T (``recommended`` resolves per budget)."""
     if name in RUNG_SCORES:
         return False
-    from ncap.predict.recommended import resolve_score
+    from ncap.predict.recommended import resolve_score  # lazy: numpy, keeps ncap --help fast
 
     return any("source_accuracy" in resolve_score(name, f)[0].training_free for f in fractions)
 
@@ -120,8 +121,6 @@ def score_rung(
     score's record, as a fixed ranking stores it), ``prediction`` (with its interval, withheld
     when flagged) and ``flags`` (:mod:`ncap.predict.caveats`; ``classes``: the task's classes).
     """
-    from ncap.predict.caveats import candidate_flags
-
     if name in RUNG_SCORES:
         score = make_rung_score(name, predictor)
         values = {
@@ -135,8 +134,12 @@ def score_rung(
                     "flags": candidate_flags(r, classes=classes, budget_steps=budget_steps),
                 }
         return values
-    from ncap.predict.recommended import resolve_score
-    from ncap.ranking.scoring import add_predictions, budget_fraction, score_candidates
+    from ncap.predict.recommended import resolve_score  # lazy: numpy, keeps ncap --help fast
+    from ncap.ranking.scoring import (  # lazy: scipy, keeps ncap --help fast
+        add_predictions,
+        budget_fraction,
+        score_candidates,
+    )
 
     fraction = budget_fraction(budget_steps, steps_per_epoch, full_epochs)
     spec, note = resolve_score(name, fraction)

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from scipy.stats import rankdata
 
 from ncap.predict.caveats import apply_flags, candidate_flags
 from ncap.predict.features import base_features, sigmoid
@@ -38,6 +39,8 @@ from ncap.predict.recommended import (
 )
 from ncap.predict.scores import Baseline, nc_name
 from ncap.predict.settings import PredictorSettings
+from ncap.predict.shipped import UNKNOWN_BUDGET, fit_budgets, fitted_gain
+from ncap.predict.trust import CHECKED, Predictive, trust_statement
 
 __all__ = [
     "RANKING_FIELDS",
@@ -90,8 +93,6 @@ def target_or_assumed(
     >>> target_or_assumed(None, None, 1.0), target_or_assumed(20.0, None, 1.0)
     ((10.0, True), (20.0, False))
     """
-    from ncap.predict.shipped import UNKNOWN_BUDGET
-
     for epochs in (target_epochs, full_epochs):
         if epochs is not None:
             return float(epochs), False
@@ -139,8 +140,6 @@ def _per_run(ok, spec: Score, budget_steps, steps_per_epoch, full_epochs, given)
                 extra[i] = {"predicted": sc.predicted, "link": sc.link,
                             "link_mean": sc.link_mean, "link_sd": sc.link_sd}  # fmt: skip
     if average:
-        from scipy.stats import rankdata
-
         n = max(len(ok) - 1, 1)
         ranks = [
             (rankdata(np.where(np.isfinite(v), v, -np.inf), method="average") - 1) / n
@@ -154,8 +153,6 @@ def _per_run(ok, spec: Score, budget_steps, steps_per_epoch, full_epochs, given)
 
 
 def _fitted(ok, spec: Fitted, budget_steps, steps_per_epoch, full_epochs, given):
-    from ncap.predict.shipped import fitted_gain
-
     rows = []
     for r in ok:
         context = _context(r, steps_per_epoch, full_epochs, given)
@@ -324,8 +321,6 @@ def budget_to_separate(
     fitted one or a candidate is flagged; ``{"budget_fraction": None}`` when not even the largest
     study budget would separate them. An estimate, not a promise: more training also moves the
     predictions."""
-    from ncap.predict.shipped import fit_budgets, fitted_gain
-
     scores = [r.get("score") or {} for r in (leader, other)]
     if any("fit" not in s or s.get("link_mean") is None for s in scores) or any(
         r.get("flags") for r in (leader, other)
@@ -382,8 +377,6 @@ def trust_of(ranked: Sequence[dict[str, Any]], budget_fraction: float | None) ->
     (:data:`ncap.predict.trust.CHECKED`, whose note says how it errs: ``calibration``). Candidates whose score gives no distribution (a failed score, or a score that
     predicts no accuracy with an sd: ``last-observed``, rank averages) are left out; with fewer
     than two left there is no statement (``p_best`` None and a ``reason``)."""
-    from ncap.predict.trust import CHECKED, Predictive, trust_statement
-
     usable, left_out = [], []
     for r in ranked:
         score, prediction = r.get("score") or {}, r.get("prediction") or {}

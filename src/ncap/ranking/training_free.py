@@ -13,6 +13,7 @@ import torch
 from ncap.data.dataset import ImageDataset
 from ncap.models.backbone import Backbone
 from ncap.predict.logme import logme
+from ncap.predict.proxies import compute_proxies
 from ncap.training.config import FinetuneConfig
 from ncap.training.features import backbone_features
 from ncap.training.runtime import Runtime
@@ -79,8 +80,6 @@ def proxies_of(
     linear head, on one batch of ``config.batch_size`` training images, exactly as the NAS
     benchmark computes them (head and batch drawn from seed 0, on the CPU). Torch's random state is
     left as it was, so the fine-tuning that follows is the same with or without proxies."""
-    from ncap.predict.proxies import compute_proxies
-
     start = time.perf_counter()
     own = [n for n in names if n not in ("flops", "param_count")]
     with torch.random.fork_rng():

@@ -15,7 +15,7 @@ __all__ = ["write_outputs"]
 
 def write_outputs(result: RankResult) -> dict[str, Path]:
     """results.json, results.csv, the PNG plots and report.md of a ranking."""
-    from ncap.report.plots import (  # matplotlib: on demand
+    from ncap.report.plots import (  # lazy: matplotlib, only to draw a plot
         plot_beta_trajectories,
         plot_fits,
         plot_learning_curves,
@@ -41,7 +41,7 @@ def write_outputs(result: RankResult) -> dict[str, Path]:
         num_classes=result.settings["dataset"].get("num_classes"),
     )
     if result.rungs:
-        from ncap.report.rungs import plot_rungs
+        from ncap.report.rungs import plot_rungs  # lazy: matplotlib, only to draw a plot
 
         names = [c["name"] for c in result.candidates]
         files["rungs_plot"] = plot_rungs(result.rungs, names, out / "rungs.png")

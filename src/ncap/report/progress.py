@@ -22,6 +22,9 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
 __all__ = ["ProgressLines", "progress_bars"]
 
 
@@ -140,8 +143,6 @@ def progress_bars(
         write = log or (lambda msg: print(f"[ncap] {msg}", file=sys.stderr, flush=True))
         yield ProgressLines(n_candidates, write)
         return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(
         TextColumn("{task.description}"),

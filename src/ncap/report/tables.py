@@ -9,6 +9,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from rich.console import Console
+from rich.table import Table
+
 from ncap.metrics import ranking_metrics
 from ncap.results import rank_order
 
@@ -103,9 +106,6 @@ def _fmt(value: Any, pct: bool = True) -> str:
 
 
 def print_table(result, *, verify: bool = False) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     variant = result.settings["predictor"]["variant"]
     table = Table(title=f"ncap ranking on {result.settings['dataset']['name']} "
                   f"(budget {result.settings['budget_steps']} steps = "
@@ -268,8 +268,6 @@ def _tau(value: float | None) -> str:
 
 
 def _steps_per_epoch(settings: dict[str, Any]) -> int:
-    import math
-
     return max(1, math.ceil(settings["dataset"]["n_train"] / settings["finetune"]["batch_size"]))
 
 

@@ -13,6 +13,7 @@ from scipy.stats import rankdata
 from ncap.bench.study.candidates import Candidate
 from ncap.bench.study.table import ScoreTable, logit
 from ncap.predict.features import sigmoid
+from ncap.predict.fitted import FittedGain
 from ncap.predict.scores import DynamicsFeature, try_parse_score
 
 __all__ = ["CellScores", "CrossFit", "cell_scores", "fit_gain_model", "rank_average"]
@@ -77,8 +78,6 @@ def fit_gain_model(
     """BayesianRidge (sklearn defaults) on z-scored features (training rows' mean and sd; constant
     features dropped); returns the test rows' predictive mean and sd. Rows with a non-finite
     feature are dropped from training and get NaN (:class:`ncap.predict.fitted.FittedGain`)."""
-    from ncap.predict.fitted import FittedGain
-
     names = [str(i) for i in range(x_train.shape[1])]
     model = FittedGain.fit(x_train, y_train, names)
     keep = [names.index(f) for f in model.features]
@@ -128,8 +127,6 @@ def _cross_fitted(
     keep: Mapping[str, np.ndarray],
     crossfit: CrossFit,
 ) -> CellScores:
-    from ncap.predict.fitted import FittedGain
-
     truth_seed = _other_seed(table, s)
     family = crossfit.target_family[t]
     x_test = _design(table, cand.features, f, t, s)

@@ -233,10 +233,7 @@ def _yerr(entries) -> list[list[float]]:
 
 
 def plot_kendall(rep: Mapping[str, Any], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # lazy: matplotlib, only to draw a plot
 
     tables = rep["tables"]
     budgets = [k for k in next(iter(tables.values())) if k not in BINS]
@@ -246,7 +243,8 @@ def plot_kendall(rep: Mapping[str, Any], path: Path) -> Path:
         + [w[k] for w in rep["winners"].values() for k in ("W_nc", "W_non")]
         + [n for n in rep["headline"] if isinstance(try_parse_score(n), Extrapolation)][:2]
     ))  # fmt: skip
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig = Figure(figsize=(12, 4.5))  # the Figure API: the user's backend is left alone
+    axes = fig.subplots(1, 2)
     for i, name in enumerate(show):
         k = [tables[name][f]["kendall"] for f in budgets]
         d = [tables[name][f]["minus_lo"] for f in budgets]
@@ -272,5 +270,4 @@ def plot_kendall(rep: Mapping[str, Any], path: Path) -> Path:
     axes[0].legend(fontsize=6, loc="lower right")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return path

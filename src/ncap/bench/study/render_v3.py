@@ -163,10 +163,9 @@ def render_report_v3(rep: Mapping[str, Any], sel: Mapping[str, Any]) -> str:
 
 def plot_family_bests(rep: Mapping[str, Any], path: Path) -> Path:
     """Kendall tau (report half, two-way 95% intervals) against budget for each family's best."""
-    import matplotlib.pyplot as plt
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # lazy: matplotlib, only to draw a plot
 
-    fig = Figure(figsize=(7.5, 4.5))
+    fig = Figure(figsize=(7.5, 4.5))  # the Figure API: the user's backend is left alone
     ax = fig.subplots()
     budgets = list(rep["defaults"])
     xs = [100 * float(f) for f in budgets]
@@ -191,7 +190,6 @@ def plot_family_bests(rep: Mapping[str, Any], path: Path) -> Path:
     ax.legend(fontsize=7, loc="lower right")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close("all")
     return path
 
 

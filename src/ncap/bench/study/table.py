@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ncap.bench.evaluate import _budget_step, baseline_context, final_accuracy, unpack_results
+from ncap.bench.study.candidates import current_default
 from ncap.exceptions import ConfigError
 from ncap.predict.features import base_features, logit
 from ncap.predict.scores import (
@@ -88,8 +89,6 @@ def run_features(
 ) -> dict[str, float]:
     """The D2 features of one run at one budget (NaN where undefined): the base features
     (:func:`ncap.predict.features.base_features`) and ``nc-gain/{measurement}``."""
-    from ncap.bench.study.candidates import current_default
-
     out = base_features(
         points,
         max_step,
@@ -121,8 +120,6 @@ def names_needed(cands: Sequence[Any], measurements: Sequence[str]) -> list[str]
     """The per-run scores a table must hold for ``cands`` (study candidates): their own names,
     their rank-average components, their fitted models' ``dyn/`` features, and the scores the
     base features read (last-observed, tse-e1, the pre-study default per measurement)."""
-    from ncap.bench.study.candidates import current_default
-
     names = ["last-observed", "tse-e1", *(current_default(m) for m in measurements)]
     for c in cands:
         if c.kind == "run":

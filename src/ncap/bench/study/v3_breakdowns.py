@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ncap.bench.plans import IMAGENET_MODELS, IMAGENET_TWINS
 from ncap.bench.stats import bootstrap_p_value, percentile_interval
 from ncap.bench.study.bootstrap import fill_failures, kendall_boot, top1_regret_boot
 from ncap.bench.study.halves import HalfEval
@@ -87,8 +88,6 @@ def q3_imagenet(
 ) -> dict[str, Any] | None:
     """Section 4, Q3: per score and budget, the share of (checkpoint, twin) pairs ordered as the
     truth orders them, and Kendall within the eight models, over the targets that ran them."""
-    from ncap.bench.plans import IMAGENET_MODELS, IMAGENET_TWINS
-
     pairs = [
         (study.models.index(a), study.models.index(b))
         for a, b in zip(IMAGENET_MODELS, IMAGENET_TWINS)

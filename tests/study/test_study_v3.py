@@ -17,7 +17,7 @@ from ncap.bench.study.combine import CrossFit, cell_scores
 from ncap.bench.study.table import ScoreTable, logit
 from ncap.exceptions import ConfigError
 
-BENCH_V2 = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "bench-v2.json"
+BENCH_V2 = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "bench-v2.json"
 
 
 def _toy_table(rng) -> tuple[ScoreTable, dict[str, str], list[str]]:

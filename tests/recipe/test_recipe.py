@@ -17,7 +17,7 @@ from ncap.recipe.run import run_recipe
 from ncap.recipe.schema import Recipe, RecipeDataset, load_recipe
 from ncap.training.config import FinetuneConfig
 
-PAPER = Path(__file__).resolve().parents[1] / "recipes" / "paper.toml"
+PAPER = Path(__file__).resolve().parents[2] / "recipes" / "paper.toml"
 # a model belongs to a family when its name contains one of these (GoogLeNet is Inception v1,
 # Xception "extreme Inception")
 FAMILIES = {

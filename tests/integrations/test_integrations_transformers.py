@@ -104,7 +104,7 @@ def test_the_trainer_example_runs():
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).parents[1] / "examples" / "trainer_resnet.py"
+    path = Path(__file__).parents[2] / "examples" / "trainer_resnet.py"
     spec = importlib.util.spec_from_file_location("trainer_resnet", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -16,7 +16,7 @@ import pytest
 
 from ncap.cli.commands import build_parser
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SHRINK = (
     (r"n_train=3000", "n_train=384"),

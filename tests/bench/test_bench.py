@@ -7,7 +7,7 @@ from scipy import stats
 
 from ncap.metrics import ranking_metrics
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_ranking_metrics_against_scipy():

@@ -219,7 +219,7 @@ def test_recorded_benchmark_runs_never_trip_the_guard():
     """No false positives: every fine-tuning run of bench-v1 passes the divergence guard."""
     from ncap.training.divergence import DivergenceGuard
 
-    path = Path(__file__).parents[1] / "benchmarks" / "results" / "bench-v1.json"
+    path = Path(__file__).parents[2] / "benchmarks" / "results" / "bench-v1.json"
     runs = json.loads(path.read_text())["runs"]
     for run in runs:
         guard = DivergenceGuard(5, lr=1e-3)

@@ -124,7 +124,7 @@ def test_search_ranks_architectures_with_rank_outputs(tmp_path, monkeypatch):
 
 
 def test_the_nas_default_is_the_committed_q4_choice():
-    path = Path(__file__).parents[1] / "benchmarks" / "results" / "nas-v1-q4" / "q4.json"
+    path = Path(__file__).parents[2] / "benchmarks" / "results" / "nas-v1-q4" / "q4.json"
     q4 = json.loads(path.read_text())
     assert DEFAULT_SCORE == q4["default"]
     assert q4["protocol"].startswith("docs/benchmark-v3-protocol.md")
@@ -199,7 +199,7 @@ def test_the_proxies_ncap_nas_ranks_by_are_the_benchmarks():
     from ncap.models.registry import create_backbone
     from ncap.ranking.training_free import proxies_of
 
-    path = Path(__file__).parents[1] / "benchmarks" / "results" / "nas-v1.json"
+    path = Path(__file__).parents[2] / "benchmarks" / "results" / "nas-v1.json"
     results = json.loads(path.read_text())
     plan = BenchPlan.from_dict(results["plan"])
     (target,) = plan.targets

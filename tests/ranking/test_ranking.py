@@ -263,7 +263,7 @@ def test_budget_in_steps_and_pretraining_report(tiny_zoo, tmp_path, digits):
 
 
 def test_resume_a_run_directory_written_by_ncap_0_1_0(tiny_zoo, tmp_path):
-    """tests/data/run-v0.1.0 was written by the flat layout (before the restructure): resuming it
+    """tests/ranking/data/run-v0.1.0 was written by the flat layout (before the restructure): resuming it
     reuses both candidates and rewrites results.json with the same candidates and ranking."""
     import shutil
     from pathlib import Path

@@ -131,7 +131,7 @@ def test_a_checkpoint_of_another_size_does_not_fit(offline):
         checkpoints.lite_to_timm(state, model)
 
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 imagenet_check = pytest.importorskip("imagenet_check")
 
 

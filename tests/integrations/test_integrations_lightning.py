@@ -144,7 +144,7 @@ def test_the_lightning_example_runs():
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).parents[1] / "examples" / "lightning_digits.py"
+    path = Path(__file__).parents[2] / "examples" / "lightning_digits.py"
     spec = importlib.util.spec_from_file_location("lightning_digits", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -13,7 +13,7 @@ from ncap.predict.recommended import resolve_score
 from ncap.predict.settings import PredictorSettings
 from ncap.ranking.scoring import add_predictions, score_candidates
 
-BENCH = Path(__file__).parents[1] / "benchmarks" / "results" / "bench-v2.json"
+BENCH = Path(__file__).parents[2] / "benchmarks" / "results" / "bench-v2.json"
 
 
 @pytest.fixture(scope="module")

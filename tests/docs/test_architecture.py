@@ -1,8 +1,10 @@
 """Guard rails that follow the tree: docs/architecture.md names every module, the import graph has
-no cycle (module level or not), and ``dir(ncap)`` is the public API."""
+no cycle (module level or not), every import inside a function says why it is there, and
+``dir(ncap)`` is the public API."""
 
 from __future__ import annotations
 
+import ast
 import re
 import sys
 from pathlib import Path
@@ -11,7 +13,7 @@ import pytest
 
 import ncap
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src" / "ncap"
 DOC = ROOT / "docs" / "architecture.md"
 
@@ -109,3 +111,58 @@ def test_no_import_cycles_module_level_or_not():
 def test_dir_is_the_public_api():
     assert dir(ncap) == sorted(ncap.__all__)
     assert "importlib" not in dir(ncap) and "Any" not in dir(ncap)
+
+
+# An import inside a function is kept only for a reason named in a trailing comment on one of its
+# lines: ``# lazy: torch, keeps ncap --help fast`` (a heavy package that importing the module
+# should not load), ``# optional: ray`` (an optional dependency), ``# cycle: a <-> b`` (breaks a
+# real import cycle). Anything else belongs at module level.
+REASON = re.compile(r"#\s*(lazy|optional|cycle):\s*\S")
+
+
+def local_imports(source: str) -> list[tuple[int, str, bool]]:
+    """``(line, statement, has a reason comment)`` for every import inside a function."""
+    lines = source.splitlines()
+    found: dict[int, tuple[int, str, bool]] = {}
+    for fn in ast.walk(ast.parse(source)):
+        if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                span = lines[node.lineno - 1 : node.end_lineno]
+                reason = any(REASON.search(line) for line in span)
+                found[node.lineno] = (node.lineno, ast.unparse(node), reason)
+    return sorted(found.values())
+
+
+def test_the_local_import_finder_reads_the_reason():
+    source = (
+        "import os\n"
+        "def f():\n"
+        "    import torch  # lazy: torch, keeps ncap --help fast\n"
+        "    from a import (  # optional: a\n"
+        "        b,\n"
+        "    )\n"
+        "    import json\n"
+        "    def g():\n"
+        "        import sys  # (no reason)\n"
+    )
+    assert local_imports(source) == [
+        (3, "import torch", True),
+        (4, "from a import b", True),
+        (7, "import json", False),
+        (9, "import sys", False),
+    ]
+
+
+def test_every_import_inside_a_function_names_its_reason():
+    unexplained = [
+        f"{path.relative_to(ROOT)}:{line}: {statement}"
+        for path in sorted(SRC.rglob("*.py"))
+        for line, statement, reason in local_imports(path.read_text())
+        if not reason
+    ]
+    assert not unexplained, (
+        "move these imports to module level, or end them with '# lazy: <package>, <why>', "
+        "'# optional: <package>' or '# cycle: <a> <-> <b>':\n" + "\n".join(unexplained)
+    )

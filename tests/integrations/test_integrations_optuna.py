@@ -121,7 +121,7 @@ def test_the_optuna_example_runs():
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).parents[1] / "examples" / "optuna_study.py"
+    path = Path(__file__).parents[2] / "examples" / "optuna_study.py"
     spec = importlib.util.spec_from_file_location("optuna_study", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -133,7 +133,7 @@ def test_the_ray_tune_example_runs_on_a_local_ray():
 
     import ray
 
-    path = Path(__file__).parents[1] / "examples" / "ray_tune_digits.py"
+    path = Path(__file__).parents[2] / "examples" / "ray_tune_digits.py"
     spec = importlib.util.spec_from_file_location("ray_tune_digits", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

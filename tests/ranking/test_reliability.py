@@ -531,7 +531,7 @@ def test_a_flag_that_would_do_nothing_is_an_error(dev_models, tmp_path, capsys, 
 
 def test_an_empty_out_and_a_dry_run_with_output_flags_are_errors(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    recipe = Path(__file__).parents[1] / "recipes" / "paper.toml"
+    recipe = Path(__file__).parents[2] / "recipes" / "paper.toml"
     cases = [
         (["rank", "--models", "mlp-s", "--data", "digits", "--out", ""], "--out is empty"),
         (["recipe", str(recipe), "--out", " ", "--dry-run"], "--out is empty"),

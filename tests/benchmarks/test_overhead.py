@@ -14,7 +14,7 @@ from ncap.models.registry import register_source
 from ncap.training.config import FinetuneConfig
 from ncap.training.schedule import eval_plan
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 overhead = pytest.importorskip("overhead")
 
 register_source(

@@ -10,7 +10,7 @@ import pytest
 from ncap.bench.study.bootstrap import draw_counts
 from ncap.bench.study.table import ScoreTable
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 power = pytest.importorskip("power_v3")
 
 

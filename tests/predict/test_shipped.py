@@ -19,7 +19,7 @@ from ncap.predict.scores import run_score
 from ncap.predict.settings import PredictorSettings
 from ncap.ranking.scoring import add_predictions, score_candidates
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "benchmarks" / "results" / "bench-v2.json"
 STUDY = ROOT / "benchmarks" / "results" / "bench-v2-study"
 DATA = ROOT / "src" / "ncap" / "predict" / "data"

@@ -13,7 +13,7 @@ from ncap.predict import recommended
 from ncap.predict.recommended import PAPER, RECOMMENDED, Fitted, parse_score, resolve_score
 from ncap.ranking.scoring import score_candidates
 
-STUDY = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "bench-v2-study"
+STUDY = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "bench-v2-study"
 
 
 def test_the_budget_picks_the_bin_and_says_when_it_extrapolates():

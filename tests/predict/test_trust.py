@@ -153,7 +153,7 @@ def test_the_calibration_verdict_is_the_committed_check():
 
     from ncap.predict.trust import CHECKED
 
-    path = Path(__file__).parents[1] / "benchmarks/results/bench-v2-trust/calibration.json"
+    path = Path(__file__).parents[2] / "benchmarks/results/bench-v2-trust/calibration.json"
     committed = json.loads(path.read_text())
     assert committed["score"] == "fit/base"
     assert CHECKED["fit/base"]["calibrated"] == committed["calibrated"]
