@@ -25,21 +25,28 @@ default at some budget, with the features the study fitted them on.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ncap.bench.study.combine import _design, _other_seed
 from ncap.bench.study.halves import keep_masks
 from ncap.bench.study.stages import BUDGETS, data_sha256, load_json
-from ncap.bench.study.table import build_table, logit
+from ncap.bench.study.table import ScoreTable, build_table, logit
 from ncap.bench.study.v3_base import FORMAT_V3
 from ncap.exceptions import ConfigError
 from ncap.predict.features import BASE_FEATURES
 from ncap.predict.scores import Extrapolation, try_parse_score
 from ncap.storage import atomic_write_json
 
-__all__ = ["SHIPPED_FITS", "export_recommended", "fitted_rows", "recommended_settings"]
+__all__ = [
+    "SHIPPED_FITS",
+    "export_recommended",
+    "fitted_rows",
+    "lo_residuals",
+    "recommended_settings",
+    "shipped_fits_of",
+]
 
 SHIPPED_FITS = {"fit/base": BASE_FEATURES}
 DIGITS = 7  # significant digits of the shipped rows (refits agree to ~1e-6 in the gain)
@@ -125,32 +132,46 @@ def fitted_rows(
     """The training rows of the shipped fitted scores (module docstring), per budget; ``fits``
     (default :data:`SHIPPED_FITS`) names them with their features."""
     fits = dict(SHIPPED_FITS) if fits is None else fits
+    table = _export_table(results, fits, budgets, workers, progress)
+    return {name: _rows_of(table, features) for name, features in fits.items()}
+
+
+def _export_table(results, fits, budgets, workers, progress) -> ScoreTable:
     seeds = list(results["plan"]["seeds"])
     dynamics = [f for feats in fits.values() for f in feats if f.startswith("dyn/")]
     names = ("last-observed", "tse-e1", *dict.fromkeys(dynamics))
-    table = build_table(results, seeds=seeds, budgets=budgets, workers=workers, progress=progress,
-                        names=names)  # fmt: skip
-    keep = keep_masks(table, seeds)
-    out: dict[str, Any] = {}
-    for name, features in fits.items():
-        per_budget = {}
-        for f in budgets:
-            x_rows, gains, labels = [], [], []
-            for t in table.targets:
-                rows = keep[t]
-                for s in seeds:
-                    x = _design(table, features, f, t, s)[rows]
-                    lo = table.feature[("lo", f, t, s)][rows]
-                    other = _other_seed(table, s)
-                    truth = table.truth(t, other)[rows]
-                    models = [m for m, k in zip(table.models, rows) if k]
-                    for xi, gi, m in zip(x, logit(truth) - lo, models):
-                        x_rows.append([_round(v) for v in xi])
-                        gains.append(_round(float(gi)))
-                        labels.append([t, m, s])
-            per_budget[str(f)] = {"x": x_rows, "gain": gains, "runs": labels}
-        out[name] = {"features": list(features), "budgets": per_budget}
-    return out
+    return build_table(results, seeds=seeds, budgets=budgets, workers=workers, progress=progress,
+                       names=names)  # fmt: skip
+
+
+def _rows_of(table: ScoreTable, features: Sequence[str]) -> dict[str, Any]:
+    """Every kept run of both seeds at every budget: its features and its gain
+    ``logit(final accuracy of the other seed's run) - lo``."""
+    keep = keep_masks(table, table.seeds)
+    per_budget = {}
+    for f in table.budgets:
+        x_rows, gains, labels = [], [], []
+        for t in table.targets:
+            rows = keep[t]
+            for s in table.seeds:
+                x = _design(table, features, f, t, s)[rows]
+                lo = table.feature[("lo", f, t, s)][rows]
+                other = _other_seed(table, s)
+                truth = table.truth(t, other)[rows]
+                models = [m for m, k in zip(table.models, rows) if k]
+                for xi, gi, m in zip(x, logit(truth) - lo, models):
+                    x_rows.append([_round(v) for v in xi])
+                    gains.append(_round(float(gi)))
+                    labels.append([t, m, s])
+        per_budget[str(f)] = {"x": x_rows, "gain": gains, "runs": labels}
+    return {"features": list(features), "budgets": per_budget}
+
+
+def lo_residuals(table: ScoreTable) -> dict[str, list[float]]:
+    """Per budget: the residuals ``logit(final of the other seed's run) - logit(LO)`` of every
+    kept run with a finite one (LO's predictive distribution, bench-v3 protocol, Deviation 4 (d))."""
+    rows = _rows_of(table, ("lo",))["budgets"]
+    return {f: [g for g in r["gain"] if g is not None] for f, r in rows.items()}
 
 
 def export_recommended(
@@ -167,15 +188,17 @@ def export_recommended(
     selection = load_json(study_dir / "selection.json")
     report = load_json(study_dir / "report.json")
     settings = recommended_settings(selection, report, source=results_path.name, sha=sha)
+    shipped = shipped_fits_of(report)
+    table = _export_table(results, shipped, BUDGETS, workers, progress)
     fits = {
         "format": "ncap-fitted/1",
         "source": results_path.name,
         "data_sha256": sha,
         "protocol": selection["protocol"],
-        "fits": fitted_rows(
-            results, fits=shipped_fits_of(report), workers=workers, progress=progress
-        ),
+        "fits": {name: _rows_of(table, features) for name, features in shipped.items()},
     }
+    if report.get("format") == FORMAT_V3:
+        fits["residuals"] = {"last-observed": lo_residuals(table)}
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"recommended": out_dir / "recommended.json", "fitted": out_dir / "fitted.json"}
     atomic_write_json(settings, paths["recommended"], indent=1)
