@@ -135,26 +135,13 @@ class Halving:
 
     def run(self, spec: RunSpec, ctx: RunContext) -> RankResult:
         return run_halving(
-            spec.models,
-            spec.dataset,
-            spec.config,
-            spec.predictor,
+            spec,
             self.settings,
-            out_dir=ctx.out_dir,
-            settings=spec.settings(),
+            ctx,
             environment={
                 "environment": environment(),
                 "runtime": ctx.runtime.to_dict() | ctx.executor.describe(),
             },
-            full_epochs=spec.reference_epochs,
-            resume=ctx.resume,
-            overwrite=ctx.overwrite,
-            progress=ctx.progress,
-            log=ctx.log,
-            runtime=ctx.runtime,
-            executor=ctx.executor,
-            model_options=spec.model_options,
-            source_accuracy=spec.source_accuracy,
         )
 
 
