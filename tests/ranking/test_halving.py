@@ -121,7 +121,7 @@ def test_kill_mid_rung_and_resume(tiny_zoo, tmp_path, digits, monkeypatch):
     calls = []
 
     def killed(name, *args, **kwargs):  # rung 1's second candidate is killed at its 3rd step
-        rung = kwargs["rung"]
+        rung = args[0].rung  # (the CandidateJob)
         calls.append((rung.rung, name))
         if rung.rung == 1 and len([c for c in calls if c[0] == 1]) == 2:
             steps = {"n": 0}
@@ -142,7 +142,7 @@ def test_kill_mid_rung_and_resume(tiny_zoo, tmp_path, digits, monkeypatch):
     with pytest.raises(FileExistsError, match="--resume"):
         rank(MODELS, digits, out_dir=out, config=CONFIG, strategy=Halving(HALVING))
     calls.clear()
-    monkeypatch.setattr(ncap.ranking.executors, "run_candidate", lambda name, *a, **k: calls.append((k["rung"].rung, name)) or original(name, *a, **k))  # fmt: skip
+    monkeypatch.setattr(ncap.ranking.executors, "run_candidate", lambda name, *a, **k: calls.append((a[0].rung.rung, name)) or original(name, *a, **k))  # fmt: skip
     resumed = rank(
         MODELS,
         digits,

@@ -28,8 +28,8 @@ from typing import Any
 
 from ncap.exceptions import ConfigError, OutputExists
 from ncap.predict.caveats import separation
+from ncap.ranking.candidate import CandidateJob
 from ncap.ranking.cost import run_cost
-from ncap.ranking.executors import CandidateJob
 from ncap.ranking.halving_core import (
     RungDecision,
     decide,
@@ -41,6 +41,7 @@ from ncap.ranking.halving_state import check_state, read_rung_record, rung_file
 from ncap.ranking.preflight import check_burn_in
 from ncap.ranking.rung_scores import (
     DEFAULT_RUNG_SCORE,
+    RungScoring,
     check_rung_score,
     min_points,
     needs_logme,
@@ -293,21 +294,17 @@ class _HalvingRun:
         and delete the checkpoints of the candidates that are done."""
         plan, halving, alive, failed = self.plan, self.halving, self.alive, self.failed
         budget, last = plan.budgets[k], k == len(plan.budgets) - 1
-        notes: list[str] = []
-        seen: dict[str, dict[str, Any]] = {}
-        scores = score_rung(
-            halving.score,
-            [self.latest[name] for name in alive],
-            self.spec.predictor,
+        scoring = RungScoring(
             budget_steps=plan.steps[k],
             steps_per_epoch=plan.config.steps_per_epoch(len(self.spec.dataset.y_train)),
             full_epochs=plan.target,
             fraction_of_max=budget / plan.budgets[-1],
-            notes=notes,
             classes=self.spec.dataset.num_classes,
-            evidence=seen,
             source_accuracy=self.spec.source_accuracy,
         )
+        rated = score_rung(halving.score, [self.latest[name] for name in alive],
+                           self.spec.predictor, scoring)  # fmt: skip
+        scores, notes, seen = rated.values, rated.notes, rated.evidence
         self.evidence |= seen
         for name in alive:
             self.history[name].append({"rung": k, "budget_epochs": budget, "score": scores[name]})
