@@ -5,34 +5,14 @@ goes to :func:`ncap.ranking.segment.run_segment`."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
-from ncap.data.dataset import ImageDataset
-from ncap.predict.capacitance import PredictorSettings
+from ncap.ranking.jobs import CandidateJob
 from ncap.ranking.runner import TrainingJob, candidate_record, train_candidate
-from ncap.ranking.segment import RungJob, run_segment
+from ncap.ranking.segment import run_segment
 from ncap.results import CandidateRecord
 from ncap.training.config import FinetuneConfig
-from ncap.training.runtime import Runtime
 
-__all__ = ["CandidateJob", "run_candidate"]
-
-
-@dataclass(frozen=True)
-class CandidateJob:
-    """Everything a candidate run needs besides its name (what an executor hands every
-    candidate of a ranking)."""
-
-    dataset: ImageDataset
-    config: FinetuneConfig
-    predictor: PredictorSettings
-    full_epochs: float | None
-    runtime: Runtime
-    model_options: dict[str, Any] = field(default_factory=dict)  # of every create_backbone call
-    rung: RungJob | None = None  # successive halving: train only to this rung, via checkpoints
-    logme: bool = False  # compute LogME of the pretrained backbone first (the score reads it)
-    proxies: tuple[str, ...] = ()  # zero-cost proxies of the untrained network (the score reads)
+__all__ = ["run_candidate"]
 
 
 def run_candidate(
@@ -56,11 +36,9 @@ def run_candidate(
     LogME of the pretrained backbone's features is computed first (``record["backbone"]["logme"]``; a
     failure is recorded as ``logme_error`` and does not fail the candidate).
     """
-    dataset, config, full_epochs = job.dataset, job.config, job.full_epochs
     if job.rung is not None:
-        return run_segment(name, dataset, config, job.predictor, job.rung, runtime=job.runtime,
-                           model_options=job.model_options, on_step=on_step, log=log,
-                           logme=job.logme)  # fmt: skip
+        return run_segment(name, job, on_step=on_step, log=log)
+    dataset, config, full_epochs = job.dataset, job.config, job.full_epochs
     n_train = len(dataset.y_train)
     budget_steps = config.total_steps(n_train)
     run_config = config

@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 from ncap.exceptions import ClusterUnreachable, ConfigError, MissingDependency, StorageError
-from ncap.ranking.candidate import CandidateJob, run_candidate
+from ncap.ranking.candidate import run_candidate
+from ncap.ranking.jobs import CandidateJob
 from ncap.results import failed_record
 
 __all__ = [

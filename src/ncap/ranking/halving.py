@@ -28,7 +28,6 @@ from typing import Any
 
 from ncap.exceptions import ConfigError, OutputExists
 from ncap.predict.caveats import separation
-from ncap.ranking.candidate import CandidateJob
 from ncap.ranking.cost import run_cost
 from ncap.ranking.halving_core import (
     RungDecision,
@@ -38,6 +37,7 @@ from ncap.ranking.halving_core import (
     rung_steps,
 )
 from ncap.ranking.halving_state import check_state, read_rung_record, rung_file
+from ncap.ranking.jobs import CandidateJob, RungJob
 from ncap.ranking.preflight import check_burn_in
 from ncap.ranking.rung_scores import (
     DEFAULT_RUNG_SCORE,
@@ -49,7 +49,7 @@ from ncap.ranking.rung_scores import (
     score_rung,
 )
 from ncap.ranking.scoring import assumed_note, target_or_assumed, trust_of
-from ncap.ranking.segment import RungJob, checkpoint_path
+from ncap.ranking.segment import checkpoint_path
 from ncap.ranking.source_accuracy import require_reader, source_accuracy_summary
 from ncap.ranking.spec import RunContext, RunSpec
 from ncap.report import write_outputs

@@ -25,9 +25,9 @@ from ncap.exceptions import ConfigError
 from ncap.predict.caveats import demote_at_chance, separation
 from ncap.predict.recommended import Score, resolve_score, run_parts
 from ncap.predict.scores import PROXY_SCORES, Extrapolation, Proxy, untracked_reason
-from ncap.ranking.candidate import CandidateJob
 from ncap.ranking.cost import run_cost, spent_steps
 from ncap.ranking.halving import HalvingSettings, run_halving
+from ncap.ranking.jobs import CandidateJob
 from ncap.ranking.preflight import builtin_fit_problems, check_budget, check_burn_in, clear_outputs
 from ncap.ranking.scoring import (
     add_predictions,
