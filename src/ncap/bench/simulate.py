@@ -100,6 +100,7 @@ __all__ = [
     "HalvingResult",
     "HalvingSetting",
     "Rung",
+    "SimulationPlan",
     "halving_batch",
     "halving_budgets",
     "halving_schedule",
@@ -481,39 +482,77 @@ def _cell_methods_info(
     }
 
 
+@dataclass(frozen=True)
+class SimulationPlan:
+    """What :func:`simulate_results` replays and how it bootstraps.
+
+    Parameters
+    ----------
+    methods : sequence of str
+        The scores that drive the halving (``last-observed``, the reference, is always added).
+        Methods named ``fit/...`` or ``ravg/...`` are the study's cell-level candidates
+        (:mod:`ncap.bench.simulate_cells`).
+    settings : sequence of HalvingSetting
+        The halving schedules (eta, minimum and maximum budget).
+    replicates, seed : int
+        Bootstrap replicates over models (at least 1) and the seed of their draws.
+    refit : bool
+        Refit the cell-level scores on the drawn models in every bootstrap replicate (default),
+        else fix them per cell and only resample.
+    sigma : mapping, optional
+        Orients the raw dynamics components of rank averages (the study's selection.json
+        ``sigma``).
+    keep_replicates : bool
+        Add each row's bootstrap replicates of the mean regret and compute.
+
+    >>> SimulationPlan(replicates=0)
+    Traceback (most recent call last):
+    ...
+    ncap.exceptions.ConfigError: replicates must be a positive number of bootstrap replicates; got 0.
+    """
+
+    methods: Sequence[str] = DEFAULT_METHODS
+    settings: Sequence[HalvingSetting] = DEFAULT_SETTINGS
+    replicates: int = 1000
+    seed: int = 0
+    refit: bool = True
+    sigma: Mapping[str, float] | None = None
+    keep_replicates: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.replicates, bool) or not (
+            isinstance(self.replicates, int) and self.replicates >= 1
+        ):
+            raise ConfigError(
+                "replicates must be a positive number of bootstrap replicates; "
+                f"got {self.replicates!r}."
+            )
+
+
 def simulate_results(
     results: Mapping[str, Any],
+    plan: SimulationPlan | None = None,
     *,
-    methods: Sequence[str] = DEFAULT_METHODS,
-    settings: Sequence[HalvingSetting] = DEFAULT_SETTINGS,
-    replicates: int = 1000,
-    seed: int = 0,
     workers: int | None = None,
     scores: Mapping[str, Any] | None = None,
-    keep_replicates: bool = False,
-    sigma: Mapping[str, float] | None = None,
-    refit: bool = True,
 ) -> dict[str, Any]:
-    """Replay successive halving driven by each method on a benchmark's trajectories.
+    """Replay successive halving driven by each method of ``plan`` (default:
+    :class:`SimulationPlan`'s) on a benchmark's trajectories.
 
     Returns a JSON-ready dict (see the module docstring for the protocol): ``rows`` (one per
     method and setting, plus the ``train-all`` baseline) with the compute, the mean regret and
     their bootstrap intervals, the difference from last-observed halving and from train-all;
     ``cells``, every rung decision of every (target, seed); and ``scores``, the per-(run, budget)
-    scores, which can be passed back as ``scores`` to skip recomputing them.
-
-    ``last-observed`` is always simulated (it is the reference). ``workers=1`` scores in-process.
-    ``keep_replicates`` adds each row's bootstrap replicates of the mean regret and compute.
-
-    Methods named ``fit/...`` or ``ravg/...`` are the study's cell-level candidates
-    (:mod:`ncap.bench.simulate_cells`): ``sigma`` orients the raw dynamics components of rank
-    averages (the study's selection.json ``sigma``); ``refit`` refits them on the drawn models in
-    every bootstrap replicate (default), else their scores are fixed per cell and only resampled.
+    scores, which can be passed back as ``scores`` to skip recomputing them. ``workers=1`` scores
+    in-process.
 
     The steps: the grid (:class:`_Grid`), the run-level score table (:func:`_score_table`), the
     cell-level scorer, the point estimates and the paired bootstrap (:class:`_Replay`), the
     summary rows (:class:`_Rows`).
     """
+    plan = plan or SimulationPlan()
+    methods, settings, replicates, seed = plan.methods, plan.settings, plan.replicates, plan.seed
+    refit, sigma, keep_replicates = plan.refit, plan.sigma, plan.keep_replicates
     start = time.perf_counter()
     grid = _Grid.build(results, methods, settings)
     table = _score_table(grid, scores, workers)
