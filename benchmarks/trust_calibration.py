@@ -106,13 +106,13 @@ def _interval(x: np.ndarray) -> list[float | None]:
     return [None, None] if math.isnan(lo) else [lo, hi]
 
 
-def summarise(rows: list[dict], truth: str) -> dict:
+def summarise(rows: list[dict], truth: str, budgets=BUDGETS) -> dict:
     """Per budget: the reliability table (deciles of P(best)) and regret, with target-cluster
     bootstrap intervals; per k: mean predicted vs observed."""
     out = {}
     targets = sorted({r["target"] for r in rows})
     boot = np.random.default_rng(BOOT_SEED).integers(0, len(targets), (REPLICATES, len(targets)))
-    for f in BUDGETS:
+    for f in budgets:
         sub = [r for r in rows if r["budget"] == f]
         p = np.array([r["p_best"] for r in sub])
         hit = np.array([r[f"best_{truth}"] for r in sub], dtype=float)

@@ -6,11 +6,14 @@ import math
 
 import numpy as np
 import pytest
+from scipy.special import expit
 from scipy.stats import norm
 
 from ncap.predict.trust import (
     APART,
     COIN,
+    DRAWS,
+    Empirical,
     Predictive,
     exact_p_best_two,
     sample,
@@ -162,3 +165,59 @@ def test_the_calibration_verdict_is_the_committed_check():
     for s in committed["own"].values():  # the note's ranges hold the committed means
         assert 0.44 <= s["mean_p_best"] < 0.455 and 0.495 <= s["observed_best"] < 0.535
         assert 1.05 <= s["mean_realised_regret"] < 1.45 and 3.8 <= s["mean_expected_regret"] < 4.4
+
+
+def test_empirical_p_best_matches_the_exact_share_of_residual_pairs():
+    # two LO candidates with the benchmark's residuals: P(a best) is the share of (r_a, r_b)
+    # pairs with center_a + r_a >= center_b + r_b, enumerated exactly
+    rng = np.random.default_rng(3)
+    res = tuple(rng.normal(0.3, 0.8, size=37).tolist())
+    a, b = Empirical("a", 0.4, res), Empirical("b", 0.0, res)
+    exact = np.mean([[0.4 + x >= 0.0 + y for y in res] for x in res])
+    st = trust_statement([a, b])
+    assert abs(st.p_best - exact) < 4 * np.sqrt(exact * (1 - exact) / DRAWS)
+    # regret: E[max - pick] in points, exactly over the pairs
+    pairs = [(expit(0.4 + x), expit(y)) for x in res for y in res]
+    exact_regret = 100 * np.mean([max(p, q) - p for p, q in pairs])
+    assert st.expected_regret == pytest.approx(exact_regret, rel=0.15, abs=0.05)
+
+
+def test_normals_draw_as_before_and_mix_with_empirical_candidates():
+    normal = [Predictive("a", "logit", 1.0, 0.5), Predictive("b", "logit", 0.5, 0.5)]
+    z = np.random.default_rng(0).standard_normal((DRAWS, 2))  # what sample() always drew
+    assert np.array_equal(sample(normal), expit(np.array([1.0, 0.5]) + 0.5 * z))
+    mixed = sample([*normal, Empirical("c", 0.0, (0.1, -0.2))])
+    values = set(np.unique(mixed[:, 2]).round(12))
+    assert values == {round(float(v), 12) for v in expit([0.1, -0.2])}
+
+
+def test_empirical_refuses_missing_or_non_finite_residuals():
+    with pytest.raises(ValueError, match="residuals"):
+        Empirical("a", 0.0, ())
+    with pytest.raises(ValueError, match="finite"):
+        Empirical("a", float("nan"), (0.1,))
+
+
+def test_trust_of_last_observed_draws_from_the_shipped_residuals(monkeypatch):
+    # LO gives no sd; with residuals shipped for it (bench-v3's export) each candidate's final
+    # accuracy is sigmoid(logit(LO) + r): P(best) is the exact share of residual pairs
+    import ncap.ranking.scoring as scoring
+
+    res = (-0.5, 0.0, 0.25, 0.6)
+    monkeypatch.setattr(
+        scoring,
+        "shipped_residuals",
+        lambda name, f: (0.1, res) if name == "last-observed" else None,
+    )
+    lo = lambda name, acc: {
+        "name": name,
+        "status": "ok",
+        "score": {"name": "last-observed", "value": acc},
+    }  # noqa: E731
+    out = scoring.trust_of([lo("a", 0.62), lo("b", 0.55)], 0.1)
+    gap = float(np.log(0.62 / 0.38) - np.log(0.55 / 0.45))
+    exact = np.mean([[gap + x >= y for y in res] for x in res])
+    assert abs(out["p_best"] - exact) < 4 * math.sqrt(exact * (1 - exact) / DRAWS)
+    assert out["calibrated"] is False  # last-observed has no committed calibration check yet
+    monkeypatch.setattr(scoring, "shipped_residuals", lambda name, f: None)
+    assert scoring.trust_of([lo("a", 0.62), lo("b", 0.55)], 0.1)["p_best"] is None

@@ -7,7 +7,8 @@ import pytest
 from sklearn.base import clone
 
 from ncap.bench.plans import FULL_PLAN, BenchPlan
-from ncap.cli.args import build_parser, config_from_args, settings_from_args
+from ncap.cli.args import config_from_args, settings_from_args
+from ncap.cli.parser import build_parser
 from ncap.predict.capacitance import CapacitancePredictor, PredictorSettings, estimator
 from ncap.recipe.schema import RUN_KEYS, load_recipe
 from ncap.training.config import FinetuneConfig

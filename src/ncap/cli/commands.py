@@ -1,4 +1,5 @@
-"""The ``ncap`` commands: each parses (:mod:`ncap.cli.args`), calls the public API and prints."""
+"""The ``ncap`` commands: each parses (:mod:`ncap.cli.parser`, typed by :mod:`ncap.cli.args`), calls
+the public API and prints."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ncap.cli.args import (
-    build_parser,
     execution_from_args,
     settings_from_args,
     source_accuracy_from_args,
@@ -17,6 +17,7 @@ from ncap.cli.args import (
 )
 from ncap.cli.demo_imagenet import run_imagenet_demo
 from ncap.cli.flags import check_flags
+from ncap.cli.parser import build_parser
 from ncap.cli.weights import run_weights
 from ncap.exceptions import ConfigError, MissingFile, NcapError
 
@@ -166,109 +167,128 @@ def _run_recipe(args) -> int:
 
 
 def _bench(args) -> int:
-    if args.bench_command == "build":
-        from ncap.bench.build import build_benchmark  # lazy: torch, keeps ncap --help fast
-        from ncap.bench.plans import plan_for  # lazy: torch, keeps ncap --help fast
+    """``ncap bench STEP``: the step's function."""
+    return _BENCH_STEPS[args.bench_command](args)
 
-        models = [m for m in (args.models or "").split(",") if m]
-        plan = plan_for("smoke" if args.smoke else args.plan, models=models or None)
-        targets = [t for t in (args.targets or "").split(",") if t]
-        try:
-            shard = tuple(int(v) for v in args.shard.split("/"))
-        except ValueError:
-            shard = ()
-        if len(shard) != 2:
-            raise ConfigError(f"--shard must read K/N (e.g. 0/2), got {args.shard!r}.")
-        from ncap.training.runtime import Runtime  # lazy: torch, keeps ncap --help fast
 
-        default_out = {
-            "full": "bench-v1.json",
-            "v2": "bench-v2.json",
-            "v3": "bench-v3.json",
-            "nas": "nas-v1.json",
-        }
-        args.out = args.out or "benchmarks/results/" + default_out.get(
-            plan.name, f"bench-{plan.name}.json"
-        )
-        results = build_benchmark(
-            args.out,
-            plan,
-            log=lambda msg: print(msg, file=sys.stderr),
-            only_targets=targets,
-            shard=shard,
-            runtime=Runtime(device=args.device),
-            only_models=[m.strip() for m in (args.only_models or "").split(",") if m.strip()],
-        )
-        if results is None:
-            return 0
-        print(
-            f"wrote {args.out}: {len(results['runs'])} runs, "
-            f"{results['fine_tuning_seconds_total']:.0f} s of fine-tuning, "
-            f"{results['wall_seconds_this_invocation']:.0f} s in this invocation"
-        )
+def _bench_build(args) -> int:
+    """``ncap bench build``: fine-tune the plan's runs (resumable), merge them when all exist."""
+    from ncap.bench.build import build_benchmark  # lazy: torch, keeps ncap --help fast
+    from ncap.bench.plans import plan_for  # lazy: torch, keeps ncap --help fast
+
+    models = [m for m in (args.models or "").split(",") if m]
+    plan = plan_for("smoke" if args.smoke else args.plan, models=models or None)
+    targets = [t for t in (args.targets or "").split(",") if t]
+    try:
+        shard = tuple(int(v) for v in args.shard.split("/"))
+    except ValueError:
+        shard = ()
+    if len(shard) != 2:
+        raise ConfigError(f"--shard must read K/N (e.g. 0/2), got {args.shard!r}.")
+    from ncap.training.runtime import Runtime  # lazy: torch, keeps ncap --help fast
+
+    default_out = {
+        "full": "bench-v1.json",
+        "v2": "bench-v2.json",
+        "v3": "bench-v3.json",
+        "nas": "nas-v1.json",
+    }
+    args.out = args.out or "benchmarks/results/" + default_out.get(
+        plan.name, f"bench-{plan.name}.json"
+    )
+    results = build_benchmark(
+        args.out,
+        plan,
+        log=lambda msg: print(msg, file=sys.stderr),
+        only_targets=targets,
+        shard=shard,
+        runtime=Runtime(device=args.device),
+        only_models=[m.strip() for m in (args.only_models or "").split(",") if m.strip()],
+    )
+    if results is None:
         return 0
-    if args.bench_command == "simulate":
-        from ncap.bench.evaluate import load  # lazy: torch, keeps ncap --help fast
-        from ncap.bench.simulate import (  # lazy: torch, keeps ncap --help fast
-            DEFAULT_METHODS,
-            SimulationPlan,
-            simulate_results,
-            write_simulation,
-        )
+    print(
+        f"wrote {args.out}: {len(results['runs'])} runs, "
+        f"{results['fine_tuning_seconds_total']:.0f} s of fine-tuning, "
+        f"{results['wall_seconds_this_invocation']:.0f} s in this invocation"
+    )
+    return 0
 
-        results_path = Path(args.results)
-        if not results_path.exists():
+
+def _bench_simulate(args) -> int:
+    """``ncap bench simulate``: replay successive halving on a results file."""
+    from ncap.bench.evaluate import load  # lazy: torch, keeps ncap --help fast
+    from ncap.bench.simulate import (  # lazy: torch, keeps ncap --help fast
+        DEFAULT_METHODS,
+        SimulationPlan,
+        simulate_results,
+        write_simulation,
+    )
+
+    results_path = Path(args.results)
+    if not results_path.exists():
+        raise MissingFile(
+            f"results file {results_path} does not exist; run `ncap bench build` first."
+        )
+    methods = [m for m in (args.methods or "").split(",") if m] or DEFAULT_METHODS
+    sigma = None
+    if args.study_selection:
+        selection = Path(args.study_selection)
+        if not selection.exists():
             raise MissingFile(
-                f"results file {results_path} does not exist; run `ncap bench build` first."
+                f"study selection {selection} does not exist; run `ncap bench evaluate "
+                "--protocol study --stage selection` first."
             )
-        methods = [m for m in (args.methods or "").split(",") if m] or DEFAULT_METHODS
-        sigma = None
-        if args.study_selection:
-            selection = Path(args.study_selection)
-            if not selection.exists():
-                raise MissingFile(
-                    f"study selection {selection} does not exist; run `ncap bench evaluate "
-                    "--protocol study --stage selection` first."
-                )
-            sigma = json.loads(selection.read_text())["sigma"]
-        plan = SimulationPlan(methods, replicates=args.replicates, sigma=sigma,
-                              refit=not args.fixed_fit)  # fmt: skip
-        sim = simulate_results(load(results_path), plan, workers=args.workers)
-        out = args.out or results_path.with_name(results_path.stem + "-simulation")
-        sim["command"] = " ".join(
-            ["ncap bench simulate", str(args.results), "--methods", ",".join(sim["methods"]),
-             "--replicates", str(args.replicates), "--out", str(out)]
-            + (["--study-selection", str(args.study_selection)] if args.study_selection else [])
-            + (["--fixed-fit"] if args.fixed_fit else [])
-        )  # fmt: skip
-        files = write_simulation(sim, out)
-        print(files["markdown"].read_text())
-        for key, path in files.items():
-            print(f"{key:>9}: {path}")
-        return 0
-    if args.bench_command == "export-recommended":
-        from ncap.bench.evaluate import load  # lazy: torch, keeps ncap --help fast
-        from ncap.bench.study.export import export_recommended  # lazy: torch
+        sigma = json.loads(selection.read_text())["sigma"]
+    plan = SimulationPlan(
+        methods, replicates=args.replicates, sigma=sigma, refit=not args.fixed_fit
+    )
+    sim = simulate_results(load(results_path), plan, workers=args.workers)
+    out = args.out or results_path.with_name(results_path.stem + "-simulation")
+    sim["command"] = " ".join(
+        ["ncap bench simulate", str(args.results), "--methods", ",".join(sim["methods"]),
+         "--replicates", str(args.replicates), "--out", str(out)]
+        + (["--study-selection", str(args.study_selection)] if args.study_selection else [])
+        + (["--fixed-fit"] if args.fixed_fit else [])
+    )  # fmt: skip
+    files = write_simulation(sim, out)
+    print(files["markdown"].read_text())
+    for key, path in files.items():
+        print(f"{key:>9}: {path}")
+    return 0
 
-        results_path = Path(args.results)
-        if not results_path.exists():
-            raise MissingFile(f"results file {results_path} does not exist.")
-        study = Path(args.study or results_path.with_name(results_path.stem + "-study"))
-        if not (study / "report.json").exists():
-            raise MissingFile(
-                f"{study / 'report.json'} does not exist; run `ncap bench evaluate "
-                f"{results_path}` (both stages) first."
-            )
-        files = export_recommended(results_path, load(results_path), study, Path(args.out))
-        for key, path in files.items():
-            print(f"{key:>12}: {path}")
-        return 0
-    if args.bench_command == "refresh-free":
-        from ncap.bench.build import refresh_training_free  # lazy: torch, keeps ncap --help fast
 
-        refresh_training_free(args.results, log=lambda msg: print(msg, file=sys.stderr))
-        print(f"rewrote the training-free scores of {args.results}")
-        return 0
+def _bench_refresh_free(args) -> int:
+    """``ncap bench refresh-free``: recompute a results file's training-free scores."""
+    from ncap.bench.build import refresh_training_free  # lazy: torch, keeps ncap --help fast
+
+    refresh_training_free(args.results, log=lambda msg: print(msg, file=sys.stderr))
+    print(f"rewrote the training-free scores of {args.results}")
+    return 0
+
+
+def _bench_export_recommended(args) -> int:
+    """``ncap bench export-recommended``: write what ``ncap rank`` ships."""
+    from ncap.bench.evaluate import load  # lazy: torch, keeps ncap --help fast
+    from ncap.bench.study.export import export_recommended  # lazy: torch
+
+    results_path = Path(args.results)
+    if not results_path.exists():
+        raise MissingFile(f"results file {results_path} does not exist.")
+    study = Path(args.study or results_path.with_name(results_path.stem + "-study"))
+    if not (study / "report.json").exists():
+        raise MissingFile(
+            f"{study / 'report.json'} does not exist; run `ncap bench evaluate "
+            f"{results_path}` (both stages) first."
+        )
+    files = export_recommended(results_path, load(results_path), study, Path(args.out))
+    for key, path in files.items():
+        print(f"{key:>12}: {path}")
+    return 0
+
+
+def _bench_evaluate(args) -> int:
+    """``ncap bench evaluate``: the study (or the legacy evaluation) of a results file."""
     from ncap.bench.evaluate import evaluate_results, load, write_report  # lazy: torch
 
     results_path = Path(args.results)
@@ -290,6 +310,15 @@ def _bench(args) -> int:
     for key, path in files.items():
         print(f"{key:>9}: {path}")
     return 0
+
+
+_BENCH_STEPS = {
+    "build": _bench_build,
+    "simulate": _bench_simulate,
+    "refresh-free": _bench_refresh_free,
+    "export-recommended": _bench_export_recommended,
+    "evaluate": _bench_evaluate,
+}
 
 
 def _protocol(choice: str, results: dict) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from ncap.cli.args import DEMO_OUT
+from ncap.cli.parser import DEMO_OUT
 
 __all__ = ["run_imagenet_demo"]
 

@@ -30,6 +30,7 @@ __all__ = [
     "nearest_budget",
     "recommended_settings",
     "shipped_fits",
+    "shipped_residuals",
 ]
 
 UNKNOWN_BUDGET = 0.1  # the study budget a fit uses when the full budget T is unknown
@@ -117,3 +118,14 @@ def _fit(name: str, features: tuple[str, ...], budget: float) -> ShippedFit:
     ok = np.isfinite(x).all(axis=1) & np.isfinite(y)
     ranges = {f: (float(x[ok, j].min()), float(x[ok, j].max())) for j, f in enumerate(features)}
     return ShippedFit(name, budget, model, ranges)
+
+
+def shipped_residuals(name: str, fraction: float | None) -> tuple[float, tuple[float, ...]] | None:
+    """For a score without an sd that the study gave a predictive distribution (the last observed
+    accuracy, bench-v3): the study budget nearest ``fraction`` and its residuals
+    ``logit(final) - logit(LO)`` (``fitted.json``, "residuals"); None when none are shipped."""
+    per = (_fitted_file().get("residuals") or {}).get(name)
+    if not per:
+        return None
+    budget = nearest_budget([float(b) for b in per], fraction)
+    return budget, tuple(float(v) for v in per[str(budget)])

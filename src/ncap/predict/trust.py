@@ -13,6 +13,11 @@ reports
 - ``calibrated``: False when any candidate's distribution is not calibrated (no shipped factor, or
   a flagged candidate, :mod:`ncap.predict.caveats`).
 
+A score that predicts no sd (the last observed accuracy, LO) gets an empirical distribution
+instead (docs/benchmark-v3-protocol.md, section 5 and Deviation 4): ``logit(LO) + r``, r drawn
+with replacement from the residuals ``logit(final) - logit(LO)`` that the benchmark recorded at
+that budget (:class:`Empirical`).
+
 Two candidates with equal sd, one a clear leader:
 
 >>> lead = Predictive("a", "identity", 0.80, 0.01)
@@ -37,6 +42,7 @@ __all__ = [
     "CHECKED",
     "DRAWS",
     "SEED",
+    "Empirical",
     "Predictive",
     "TrustStatement",
     "exact_p_best_two",
@@ -102,6 +108,55 @@ class Predictive:
         lo, hi = self.back(np.array([self.mean - Z68 * self.sd, self.mean + Z68 * self.sd]))
         return float(lo), float(hi)
 
+    def draw(self, z: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """Draws of the final accuracy from standard normals ``z`` (``u`` unused)."""
+        return self.back(self.mean + self.sd * z)
+
+
+@dataclass(frozen=True)
+class Empirical:
+    """A final accuracy ``sigmoid(center + r)``, ``r`` drawn with replacement from ``residuals``
+    (logit space): for a score without an sd, ``center = logit(LO)`` and the residuals the
+    benchmark recorded, ``logit(final) - logit(LO)``. ``mean`` is the median draw's link value
+    (what the overlap warning and the runner-up's choice read).
+
+    >>> e = Empirical("a", 0.0, (-1.0, 0.0, 1.0))
+    >>> e.mean, [round(v, 3) for v in e.interval()]
+    (0.0, [0.336, 0.664])
+    """
+
+    name: str
+    center: float
+    residuals: tuple[float, ...]
+    calibrated: bool = True
+    link: str = "logit"
+
+    def __post_init__(self) -> None:
+        r = np.asarray(self.residuals, dtype=np.float64)
+        if not math.isfinite(self.center) or r.size == 0 or not np.isfinite(r).all():
+            raise ValueError(f"{self.name}: center and residuals must be finite, residuals given")
+
+    @property
+    def mean(self) -> float:
+        return float(self.center + np.median(self.residuals))
+
+    def back(self, x: np.ndarray) -> np.ndarray:
+        from scipy.special import expit  # lazy: scipy, only for this statistic
+
+        return expit(x)
+
+    def interval(self) -> tuple[float, float]:
+        """The central 68% of the distribution, in accuracy."""
+        q = np.quantile(np.asarray(self.residuals), [0.16, 0.84])
+        lo, hi = self.back(self.center + q)
+        return float(lo), float(hi)
+
+    def draw(self, z: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """Draws of the final accuracy from uniforms ``u`` (``z`` unused)."""
+        r = np.asarray(self.residuals, dtype=np.float64)
+        idx = np.minimum((u * r.size).astype(np.int64), r.size - 1)
+        return self.back(self.center + r[idx])
+
 
 @dataclass(frozen=True)
 class TrustStatement:
@@ -129,20 +184,24 @@ class TrustStatement:
         }
 
 
-def sample(candidates: Sequence[Predictive], draws: int = DRAWS, seed: int = SEED) -> np.ndarray:
-    """``draws`` x k joint draws of the candidates' final accuracies (independent normals in
-    link space, mapped back); the same seed gives the same draws.
+def sample(
+    candidates: Sequence[Predictive | Empirical], draws: int = DRAWS, seed: int = SEED
+) -> np.ndarray:
+    """``draws`` x k joint draws of the candidates' final accuracies (independent: normals in
+    link space, or resampled residuals, mapped back); the same seed gives the same draws. The
+    normals are drawn first, so a ranking of normals alone draws what it always drew.
 
     >>> sample([Predictive("a", "logit", 0.0, 0.0)], draws=2).tolist()
     [[0.5], [0.5]]
     """
     rng = np.random.default_rng(seed)
     z = rng.standard_normal((draws, len(candidates)))
-    return np.column_stack([c.back(c.mean + c.sd * z[:, j]) for j, c in enumerate(candidates)])
+    u = rng.random((draws, len(candidates)))
+    return np.column_stack([c.draw(z[:, j], u[:, j]) for j, c in enumerate(candidates)])
 
 
 def trust_statement(
-    candidates: Sequence[Predictive],
+    candidates: Sequence[Predictive | Empirical],
     pick: int = 0,
     *,
     draws: int = DRAWS,

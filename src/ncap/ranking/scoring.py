@@ -28,7 +28,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from ncap.predict.caveats import apply_flags, candidate_flags
-from ncap.predict.features import base_features, sigmoid
+from ncap.predict.features import base_features, logit, sigmoid
 from ncap.predict.recommended import (
     Fitted,
     RankAverage,
@@ -39,8 +39,8 @@ from ncap.predict.recommended import (
 )
 from ncap.predict.scores import Baseline, nc_name
 from ncap.predict.settings import PredictorSettings
-from ncap.predict.shipped import UNKNOWN_BUDGET, fit_budgets, fitted_gain
-from ncap.predict.trust import CHECKED, Predictive, trust_statement
+from ncap.predict.shipped import UNKNOWN_BUDGET, fit_budgets, fitted_gain, shipped_residuals
+from ncap.predict.trust import CHECKED, Empirical, Predictive, trust_statement
 
 __all__ = [
     "RANKING_FIELDS",
@@ -368,6 +368,17 @@ def separation_note(verdict: dict[str, Any], records: dict[str, dict[str, Any]],
         )
 
 
+def _empirical(
+    name: str, score: dict[str, Any], fraction: float | None, *, flagged: bool
+) -> Empirical | None:
+    """A candidate's empirical predictive distribution from its score's shipped residuals."""
+    value = score.get("value")
+    shipped = shipped_residuals(score.get("name") or "", fraction) if value is not None else None
+    if shipped is None or not math.isfinite(float(value)):
+        return None
+    return Empirical(name, float(logit(float(value))), shipped[1], calibrated=not flagged)
+
+
 def trust_of(ranked: Sequence[dict[str, Any]], budget_fraction: float | None) -> dict[str, Any]:
     """The trust statement (:mod:`ncap.predict.trust`) of a ranking's top pick: ``ranked`` are the
     successful records, best first, after :func:`add_predictions`. Each candidate's predictive
@@ -375,14 +386,21 @@ def trust_of(ranked: Sequence[dict[str, Any]], budget_fraction: float | None) ->
     recalibration factor (the table's); a flagged candidate, or one without a factor, is not
     calibrated, nor is a statement whose score failed (or never had) the calibration check
     (:data:`ncap.predict.trust.CHECKED`, whose note says how it errs: ``calibration``). Candidates whose score gives no distribution (a failed score, or a score that
-    predicts no accuracy with an sd: ``last-observed``, rank averages) are left out; with fewer
-    than two left there is no statement (``p_best`` None and a ``reason``)."""
-    usable, left_out = [], []
+    predicts no accuracy with an sd and has no shipped residuals: rank averages) are left out;
+    with fewer than two left there is no statement (``p_best`` None and a ``reason``). A score
+    with shipped residuals (``last-observed``, bench-v3) gives ``logit(value) + r``, r drawn from
+    the residuals of the study budget nearest ``budget_fraction`` (:class:`Empirical`)."""
+    usable: list[Predictive | Empirical] = []
+    left_out = []
     for r in ranked:
         score, prediction = r.get("score") or {}, r.get("prediction") or {}
         mean, sd, link = score.get("link_mean"), score.get("link_sd"), score.get("link")
         if link is None or mean is None or sd is None or not math.isfinite(sd):
-            left_out.append(r["name"])
+            empirical = _empirical(r["name"], score, budget_fraction, flagged=bool(r.get("flags")))
+            if empirical is None:
+                left_out.append(r["name"])
+            else:
+                usable.append(empirical)
             continue
         fraction = budget_fraction
         if "fit" in score:
