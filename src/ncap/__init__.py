@@ -62,6 +62,7 @@ _LAZY = {
     "Halving": "ncap.ranking.strategies",
     "parse_score": "ncap.predict.recommended",
     "HalvingSettings": "ncap.ranking.halving",
+    "CandidateJob": "ncap.ranking.jobs",
     "run_candidate": "ncap.ranking.candidate",
     "search": "ncap.nas.search",
     "load_recipe": "ncap.recipe.schema",

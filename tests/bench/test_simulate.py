@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 
@@ -7,6 +8,7 @@ import pytest
 from ncap.bench.evaluate import final_accuracy, score_run
 from ncap.bench.simulate import (
     HalvingSetting,
+    SimulationPlan,
     halving_batch,
     halving_budgets,
     halving_schedule,
@@ -201,10 +203,8 @@ def test_simulation_end_to_end_with_paired_bootstrap(tmp_path):
     results = synthetic_results()
     settings = [HalvingSetting(2, 0.025, 0.2), HalvingSetting(3, 0.05, 1.0)]
     methods = ["tse", "param-count", "params-copy"]
-    sim = simulate_results(
-        results, methods=methods, settings=settings, replicates=200, seed=3, workers=1,
-        keep_replicates=True,
-    )  # fmt: skip
+    plan = SimulationPlan(methods, settings, replicates=200, seed=3, keep_replicates=True)
+    sim = simulate_results(results, plan, workers=1)
     assert sim["methods"] == ["last-observed", *methods]
     rows = {(r["method"], r["setting"]): r for r in sim["rows"]}
     assert len(rows) == 4 * 2 + 1
@@ -257,8 +257,8 @@ def test_simulation_end_to_end_with_paired_bootstrap(tmp_path):
     )
 
     # the scores can be passed back: nothing is recomputed, the figures are the same
-    again = simulate_results(results, methods=methods, settings=settings, replicates=200, seed=3,
-                             workers=1, scores=sim["scores"])  # fmt: skip
+    again = simulate_results(results, dataclasses.replace(plan, keep_replicates=False), workers=1,
+                             scores=sim["scores"])  # fmt: skip
     assert [r["regret"] for r in again["rows"]] == [r["regret"] for r in sim["rows"]]
 
     files = write_simulation(sim, tmp_path / "out")
@@ -271,7 +271,7 @@ def test_simulation_end_to_end_with_paired_bootstrap(tmp_path):
 def test_simulation_replays_the_models_run_everywhere_and_names_the_others():
     results = synthetic_results()
     results["runs"] = [r for r in results["runs"] if not (r["model"] == "m2" and r["seed"] == 1)]
-    sim = simulate_results(results, methods=["tse"], replicates=10, workers=1)
+    sim = simulate_results(results, SimulationPlan(["tse"], replicates=10), workers=1)
     assert sim["source"]["models_left_out"] == ["m2"]
     assert "m2" not in sim["source"]["models"] and len(sim["source"]["models"]) >= 2
     assert all(d["pick"] != "m2" for d in sim["decisions"])
@@ -280,7 +280,10 @@ def test_simulation_replays_the_models_run_everywhere_and_names_the_others():
     one_seed["plan"]["seeds"] = [0]
     one_seed["runs"] = [r for r in one_seed["runs"] if r["seed"] == 0]
     with pytest.raises(ConfigError, match="seed protocol"):
-        simulate_results(one_seed, methods=["tse"], replicates=10, workers=1)
+        simulate_results(one_seed, SimulationPlan(["tse"], replicates=10), workers=1)
+    for bad in (0, -5, 2.5, True):  # before any scoring
+        with pytest.raises(ConfigError, match="replicates must be a positive number"):
+            SimulationPlan(["tse"], replicates=bad)
 
 
 def test_cli_bench_simulate(tmp_path, capsys):

@@ -7,6 +7,7 @@ import pytest
 
 from ncap.bench.simulate import (
     HalvingSetting,
+    SimulationPlan,
     rank_candidates,
     simulate_results,
     successive_halving,
@@ -69,10 +70,8 @@ def results():
 
 @pytest.fixture(scope="module")
 def sim(results):
-    return simulate_results(
-        results, methods=list(FIT), settings=[SETTING], replicates=6, seed=1, workers=1,
-        keep_replicates=True,
-    )  # fmt: skip
+    plan = SimulationPlan(list(FIT), [SETTING], replicates=6, seed=1, keep_replicates=True)
+    return simulate_results(results, plan, workers=1)
 
 
 @pytest.fixture(scope="module")
@@ -177,10 +176,9 @@ def test_the_bootstrap_refits_on_the_drawn_models(scorer):
 
 
 def test_refit_or_fixed_in_the_bootstrap(results, sim):
-    fixed = simulate_results(
-        results, methods=["fit/base"], settings=[SETTING], replicates=6, seed=1, workers=1,
-        keep_replicates=True, refit=False,
-    )  # fmt: skip
+    plan = SimulationPlan(["fit/base"], [SETTING], replicates=6, seed=1, refit=False,
+                          keep_replicates=True)  # fmt: skip
+    fixed = simulate_results(results, plan, workers=1)
     rows = {(r["method"], r["setting"]): r for r in sim["rows"]}
     rows_fixed = {(r["method"], r["setting"]): r for r in fixed["rows"]}
     key = ("fit/base", SETTING.name)

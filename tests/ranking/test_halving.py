@@ -15,6 +15,7 @@ from ncap.ranking.rank import rank
 from ncap.ranking.rung_scores import make_rung_score
 from ncap.ranking.spec import Execution, Horizon
 from ncap.ranking.strategies import Halving
+from ncap.training.checkpoint import Segment
 from ncap.training.config import FinetuneConfig
 from ncap.training.loop import finetune
 
@@ -106,7 +107,8 @@ def test_halving_run_continues_each_candidate_exactly(tiny_zoo, tmp_path, digits
     config = plan_rungs(HALVING, CONFIG, 384)[0]
     backbone = create_backbone(winner)
     straight = finetune(backbone.module, backbone.num_features, digits, config,
-                        input_spec=backbone.input_spec, extra_eval_steps=(6, 12, 24), stop_at=12)  # fmt: skip
+                        input_spec=backbone.input_spec, extra_eval_steps=(6, 12, 24),
+                        segment=Segment(stop_at=12))  # fmt: skip
     assert _no_time(by_name[winner]["trajectory"]) == _no_time(straight.points)
     assert result.ranking == data["ranking"]
 
@@ -119,7 +121,7 @@ def test_kill_mid_rung_and_resume(tiny_zoo, tmp_path, digits, monkeypatch):
     calls = []
 
     def killed(name, *args, **kwargs):  # rung 1's second candidate is killed at its 3rd step
-        rung = kwargs["rung"]
+        rung = args[0].rung  # (the CandidateJob)
         calls.append((rung.rung, name))
         if rung.rung == 1 and len([c for c in calls if c[0] == 1]) == 2:
             steps = {"n": 0}
@@ -140,7 +142,7 @@ def test_kill_mid_rung_and_resume(tiny_zoo, tmp_path, digits, monkeypatch):
     with pytest.raises(FileExistsError, match="--resume"):
         rank(MODELS, digits, out_dir=out, config=CONFIG, strategy=Halving(HALVING))
     calls.clear()
-    monkeypatch.setattr(ncap.ranking.executors, "run_candidate", lambda name, *a, **k: calls.append((k["rung"].rung, name)) or original(name, *a, **k))  # fmt: skip
+    monkeypatch.setattr(ncap.ranking.executors, "run_candidate", lambda name, *a, **k: calls.append((a[0].rung.rung, name)) or original(name, *a, **k))  # fmt: skip
     resumed = rank(
         MODELS,
         digits,

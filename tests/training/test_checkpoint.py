@@ -7,6 +7,7 @@ from torch import nn
 from ncap.capacitance.variants import VARIANTS
 from ncap.data.registry import load_dataset
 from ncap.exceptions import ConfigError
+from ncap.training.checkpoint import Segment
 from ncap.training.config import FinetuneConfig
 from ncap.training.fixed_batch import FixedBatchBetaEff, fixed_probe_batch
 from ncap.training.loop import finetune
@@ -71,9 +72,7 @@ def test_stop_and_continue_equals_a_straight_run_bit_for_bit(data, tmp_path, con
             callbacks=_fixed(data),
             config=config,
             extra_eval_steps=stops,
-            stop_at=stop,
-            resume_from=previous,
-            checkpoint_to=ckpt,
+            segment=Segment(stop_at=stop, resume_from=previous, checkpoint_to=ckpt),
         )
         assert (traj.first_step, traj.last_step) == (prev_stop, stop)
         previous, prev_stop = ckpt, stop
@@ -92,17 +91,17 @@ def test_stop_and_continue_equals_a_straight_run_bit_for_bit(data, tmp_path, con
 
 def test_checkpoint_loads_with_weights_only_and_refuses_other_settings(data, tmp_path):
     ckpt = tmp_path / "c.pt"
-    _run(data, stop_at=4, checkpoint_to=ckpt)
+    _run(data, segment=Segment(stop_at=4, checkpoint_to=ckpt))
     state = torch.load(ckpt, weights_only=True)
     assert state["step"] == 4 and len(state["points"]) == 1
     # the divergence guard's starting loss travels too: a continued run compares with the same
     assert state["guard"]["step"] == 4 and state["guard"]["reference"] >= 2.302
     other = FinetuneConfig(epochs=2, eval_every=3, batch_size=32, probe_hidden=(16, 12, 8), lr=0.01)
     with pytest.raises(ConfigError, match="other settings"):
-        finetune(_backbone(), 24, data, other, resume_from=ckpt)
+        finetune(_backbone(), 24, data, other, segment=Segment(resume_from=ckpt))
     ckpt.write_bytes(b"not a checkpoint")
     with pytest.raises(ConfigError, match="delete it"):
-        _run(data, resume_from=ckpt)
+        _run(data, segment=Segment(resume_from=ckpt))
 
 
 def test_probe_batch_measures_the_untracked_variant_at_evaluations_and_the_fit_reads_it(data):

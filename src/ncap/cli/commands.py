@@ -220,6 +220,7 @@ def _bench_simulate(args) -> int:
     from ncap.bench.evaluate import load  # lazy: torch, keeps ncap --help fast
     from ncap.bench.simulate import (  # lazy: torch, keeps ncap --help fast
         DEFAULT_METHODS,
+        SimulationPlan,
         simulate_results,
         write_simulation,
     )
@@ -239,10 +240,10 @@ def _bench_simulate(args) -> int:
                 "--protocol study --stage selection` first."
             )
         sigma = json.loads(selection.read_text())["sigma"]
-    sim = simulate_results(
-        load(results_path), methods=methods, replicates=args.replicates,
-        workers=args.workers, sigma=sigma, refit=not args.fixed_fit,
-    )  # fmt: skip
+    plan = SimulationPlan(
+        methods, replicates=args.replicates, sigma=sigma, refit=not args.fixed_fit
+    )
+    sim = simulate_results(load(results_path), plan, workers=args.workers)
     out = args.out or results_path.with_name(results_path.stem + "-simulation")
     sim["command"] = " ".join(
         ["ncap bench simulate", str(args.results), "--methods", ",".join(sim["methods"]),

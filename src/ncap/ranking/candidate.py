@@ -5,33 +5,22 @@ goes to :func:`ncap.ranking.segment.run_segment`."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
-from ncap.data.dataset import ImageDataset
-from ncap.predict.capacitance import PredictorSettings
+from ncap.ranking.jobs import CandidateJob
 from ncap.ranking.runner import TrainingJob, candidate_record, train_candidate
-from ncap.ranking.segment import RungJob, run_segment
+from ncap.ranking.segment import run_segment
 from ncap.results import CandidateRecord
 from ncap.training.config import FinetuneConfig
-from ncap.training.runtime import Runtime
 
 __all__ = ["run_candidate"]
 
 
 def run_candidate(
     name: str,
-    dataset: ImageDataset,
-    config: FinetuneConfig,
-    predictor: PredictorSettings,
+    job: CandidateJob,
     *,
-    full_epochs: float | None = None,
-    runtime: Runtime | None = None,
-    model_options: dict[str, Any] | None = None,
     on_step: Callable[[int, int], None] | None = None,
     log: Callable[[str], None] | None = None,
-    rung: RungJob | None = None,
-    logme: bool = False,
-    proxies: tuple[str, ...] = (),
 ) -> CandidateRecord:
     """Fine-tune one candidate and return its record (``status`` "failed" with a reason on error).
 
@@ -42,24 +31,14 @@ def run_candidate(
     :class:`~ncap.exceptions.StorageError` (the run's disk), which stops the run; any other
     exception is a bug and propagates.
 
-    With ``rung`` (successive halving) only that rung's part of the run is trained, from and to
-    the candidate's checkpoint (:func:`ncap.ranking.segment.run_segment`). With ``logme``, LogME of
-    the pretrained backbone's features is computed first (``record["backbone"]["logme"]``; a
+    With ``job.rung`` (successive halving) only that rung's part of the run is trained, from and
+    to the candidate's checkpoint (:func:`ncap.ranking.segment.run_segment`). With ``job.logme``,
+    LogME of the pretrained backbone's features is computed first (``record["backbone"]["logme"]``; a
     failure is recorded as ``logme_error`` and does not fail the candidate).
     """
-    if rung is not None:
-        return run_segment(
-            name,
-            dataset,
-            config,
-            predictor,
-            rung,
-            runtime=runtime,
-            model_options=model_options,
-            on_step=on_step,
-            log=log,
-            logme=logme,
-        )
+    if job.rung is not None:
+        return run_segment(name, job, on_step=on_step, log=log)
+    dataset, config, full_epochs = job.dataset, job.config, job.full_epochs
     n_train = len(dataset.y_train)
     budget_steps = config.total_steps(n_train)
     run_config = config
@@ -74,18 +53,18 @@ def run_candidate(
                 }
             )
         )
-    job = TrainingJob(
+    training = TrainingJob(
         init_seed=config.seed,
-        model_options=model_options or {},
-        runtime=runtime,
-        logme=logme,
-        proxies=proxies,
+        model_options=job.model_options or {},
+        runtime=job.runtime,
+        logme=job.logme,
+        proxies=job.proxies,
         extra_eval_steps=(budget_steps,),
         evaluate_test=True,
     )
-    run = train_candidate(name, dataset, run_config, job, on_step=on_step, log=log)
+    run = train_candidate(name, dataset, run_config, training, on_step=on_step, log=log)
     record = candidate_record(
-        run, predictor, budget_steps=budget_steps, full_run=full_epochs is not None
+        run, job.predictor, budget_steps=budget_steps, full_run=full_epochs is not None
     )
     if record["cost_seconds"] is None:  # failed: the time it took to fail
         record["cost_seconds"] = run.seconds

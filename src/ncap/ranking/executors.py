@@ -17,17 +17,12 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ncap.data.dataset import ImageDataset
 from ncap.exceptions import ClusterUnreachable, ConfigError, MissingDependency, StorageError
-from ncap.predict.capacitance import PredictorSettings
 from ncap.ranking.candidate import run_candidate
-from ncap.ranking.segment import RungJob
+from ncap.ranking.jobs import CandidateJob
 from ncap.results import failed_record
-from ncap.training.config import FinetuneConfig
-from ncap.training.runtime import Runtime
 
 __all__ = [
     "CandidateJob",
@@ -39,21 +34,6 @@ __all__ = [
 ]
 
 EXECUTORS = ("local", "ray")
-
-
-@dataclass(frozen=True)
-class CandidateJob:
-    """Everything a candidate run needs besides its name."""
-
-    dataset: ImageDataset
-    config: FinetuneConfig
-    predictor: PredictorSettings
-    full_epochs: float | None
-    runtime: Runtime
-    model_options: dict[str, Any] = field(default_factory=dict)  # of every create_backbone call
-    rung: RungJob | None = None  # successive halving: train only to this rung, via checkpoints
-    logme: bool = False  # compute LogME of the pretrained backbone first (the score reads it)
-    proxies: tuple[str, ...] = ()  # zero-cost proxies of the untrained network (the score reads)
 
 
 class Executor(Protocol):
@@ -80,50 +60,15 @@ class LocalExecutor:
     def run(self, names, job, *, on_start, on_step, log):
         for name in names:
             on_start(name)
-            yield run_candidate(
-                name,
-                job.dataset,
-                job.config,
-                job.predictor,
-                full_epochs=job.full_epochs,
-                runtime=job.runtime,
-                model_options=job.model_options,
-                on_step=on_step,
-                log=log,
-                rung=job.rung,
-                logme=job.logme,
-                proxies=job.proxies,
-            )
+            yield run_candidate(name, job, on_step=on_step, log=log)
 
     def describe(self) -> dict[str, Any]:
         return {"executor": "local"}
 
 
-def _remote_candidate(
-    name,
-    dataset,
-    config,
-    predictor,
-    full_epochs,
-    runtime,
-    model_options,
-    rung=None,
-    logme=False,
-    proxies=(),
-):
+def _remote_candidate(name: str, job: CandidateJob) -> dict[str, Any]:
     """The body of a Ray task: one candidate, its record returned to the driver."""
-    return run_candidate(
-        name,
-        dataset,
-        config,
-        predictor,
-        full_epochs=full_epochs,
-        runtime=runtime,
-        model_options=model_options,
-        rung=rung,
-        logme=logme,
-        proxies=proxies,
-    )
+    return run_candidate(name, job)
 
 
 class RayExecutor:
@@ -212,22 +157,8 @@ class RayExecutor:
                 num_gpus=self.gpus_per_candidate,
                 max_retries=self.max_retries,  # (a lost worker or node: rerun elsewhere)
             )(_remote_candidate)
-            dataset_ref = ray.put(job.dataset)
-            pending = {}
-            for name in names:
-                ref = task.remote(
-                    name,
-                    dataset_ref,
-                    job.config,
-                    job.predictor,
-                    job.full_epochs,
-                    job.runtime,
-                    job.model_options,
-                    job.rung,
-                    job.logme,
-                    job.proxies,
-                )
-                pending[ref] = name
+            job_ref = ray.put(job)  # the dataset goes to the object store once, not per task
+            pending = {task.remote(name, job_ref): name for name in names}
             try:
                 while pending:
                     done, _ = ray.wait(list(pending), num_returns=1)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from ncap.exceptions import ConfigError
@@ -27,6 +28,8 @@ __all__ = [
     "DEFAULT_RUNG_SCORE",
     "RUNG_SCORES",
     "RungScore",
+    "RungScores",
+    "RungScoring",
     "check_rung_score",
     "make_rung_score",
     "min_points",
@@ -100,40 +103,44 @@ def reads_source_accuracy(name: str, fractions: Sequence[float | None]) -> bool:
     return any("source_accuracy" in resolve_score(name, f)[0].training_free for f in fractions)
 
 
+@dataclass(frozen=True)
+class RungScoring:
+    """How a rung's score reads the records: the rung's ``budget_steps`` (the points up to it),
+    ``steps_per_epoch``, T (``full_epochs``), the rung's budget as a share of the maximum
+    (``fraction_of_max``, read by the rung scores of :data:`RUNG_SCORES`), the task's ``classes``
+    (the at-chance flag) and the ``source_accuracy`` values the user gave
+    (:mod:`ncap.ranking.source_accuracy`)."""
+
+    budget_steps: int
+    steps_per_epoch: float
+    full_epochs: float | None
+    fraction_of_max: float
+    classes: int | None = None
+    source_accuracy: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RungScores:
+    """A rung's scores: ``values`` per candidate (None: failed or unrated), the score's
+    ``notes`` and, per successful record, the ``evidence`` the score saw: ``score`` (the score's
+    record, as a fixed ranking stores it), ``prediction`` (with its interval, withheld when
+    flagged) and ``flags`` (:mod:`ncap.predict.caveats`)."""
+
+    values: dict[str, float | None]
+    notes: list[str]
+    evidence: dict[str, dict[str, Any]]
+
+
 def score_rung(
     name: str,
     records: Sequence[dict[str, Any]],
     predictor: PredictorSettings,
-    *,
-    budget_steps: int,
-    steps_per_epoch: float,
-    full_epochs: float | None,
-    fraction_of_max: float,
-    notes: list[str] | None = None,
-    classes: int | None = None,
-    evidence: dict[str, dict[str, Any]] | None = None,
-    source_accuracy: dict[str, float] | None = None,
-) -> dict[str, float | None]:
-    """The rung's score of each record (None: failed or unrated). ``records`` are not changed.
-    ``source_accuracy``: values the user gave (:mod:`ncap.ranking.source_accuracy`).
-
-    ``evidence``, when given, receives per successful record what the score saw: ``score`` (the
-    score's record, as a fixed ranking stores it), ``prediction`` (with its interval, withheld
-    when flagged) and ``flags`` (:mod:`ncap.predict.caveats`; ``classes``: the task's classes).
-    """
+    scoring: RungScoring,
+) -> RungScores:
+    """The rung score ``name`` of each record, with its notes and evidence; ``records`` are not
+    changed."""
     if name in RUNG_SCORES:
-        score = make_rung_score(name, predictor)
-        values = {
-            r["name"]: score(r["trajectory"], fraction_of_max) if r["status"] == "ok" else None
-            for r in records
-        }
-        for r in records if evidence is not None else ():
-            if r["status"] == "ok":
-                evidence[r["name"]] = {
-                    "score": {"name": name, "value": values[r["name"]]},
-                    "flags": candidate_flags(r, classes=classes, budget_steps=budget_steps),
-                }
-        return values
+        return _score_by_trajectory(name, records, predictor, scoring)
     from ncap.predict.recommended import resolve_score  # lazy: numpy, keeps ncap --help fast
     from ncap.ranking.scoring import (  # lazy: scipy, keeps ncap --help fast
         add_predictions,
@@ -141,22 +148,48 @@ def score_rung(
         score_candidates,
     )
 
-    fraction = budget_fraction(budget_steps, steps_per_epoch, full_epochs)
+    fraction = budget_fraction(scoring.budget_steps, scoring.steps_per_epoch, scoring.full_epochs)
     spec, note = resolve_score(name, fraction)
     copies = [dict(r) for r in records]
-    score_candidates(copies, spec, budget_steps=budget_steps, steps_per_epoch=steps_per_epoch,
-                     full_epochs=full_epochs, notes=notes,
-                     source_accuracy=source_accuracy)  # fmt: skip
-    if note and notes is not None:
+    notes: list[str] = []
+    score_candidates(copies, spec, budget_steps=scoring.budget_steps,
+                     steps_per_epoch=scoring.steps_per_epoch, full_epochs=scoring.full_epochs,
+                     notes=notes, source_accuracy=scoring.source_accuracy)  # fmt: skip
+    if note:
         notes.insert(0, note)
-    if evidence is not None:
-        add_predictions(copies, predictor, fraction, classes=classes, budget_steps=budget_steps)
-        for r in copies:
-            if r["status"] == "ok":
-                evidence[r["name"]] = {
-                    key: r[key] for key in ("score", "prediction", "flags") if key in r
-                }
-    return {r["name"]: (r.get("score") or {}).get("value") for r in copies}
+    add_predictions(
+        copies, predictor, fraction, classes=scoring.classes, budget_steps=scoring.budget_steps
+    )
+    evidence = {
+        r["name"]: {key: r[key] for key in ("score", "prediction", "flags") if key in r}
+        for r in copies
+        if r["status"] == "ok"
+    }
+    values = {r["name"]: (r.get("score") or {}).get("value") for r in copies}
+    return RungScores(values, notes, evidence)
+
+
+def _score_by_trajectory(
+    name: str,
+    records: Sequence[dict[str, Any]],
+    predictor: PredictorSettings,
+    scoring: RungScoring,
+) -> RungScores:
+    """A score of :data:`RUNG_SCORES` on each successful record's trajectory."""
+    score = make_rung_score(name, predictor)
+    values = {
+        r["name"]: score(r["trajectory"], scoring.fraction_of_max) if r["status"] == "ok" else None
+        for r in records
+    }
+    evidence = {
+        r["name"]: {
+            "score": {"name": name, "value": values[r["name"]]},
+            "flags": candidate_flags(r, classes=scoring.classes, budget_steps=scoring.budget_steps),
+        }
+        for r in records
+        if r["status"] == "ok"
+    }
+    return RungScores(values, [], evidence)
 
 
 def make_rung_score(name: str, predictor: PredictorSettings) -> RungScore:

@@ -27,6 +27,7 @@ from ncap.predict.capacitance import PredictorSettings, predict_from_points
 from ncap.ranking.training_free import proxies_of, training_free_scores
 from ncap.results import CandidateRecord, Trajectory, failed_record
 from ncap.training.callbacks import Callback
+from ncap.training.checkpoint import Segment
 from ncap.training.config import FinetuneConfig
 from ncap.training.loop import finetune
 from ncap.training.runtime import Runtime
@@ -154,10 +155,12 @@ def _finetune(model: Backbone, dataset, config, job: TrainingJob, on_step, *, re
         extra_eval_steps=job.extra_eval_steps,
         evaluate_test=job.evaluate_test,
         callbacks=job.callbacks,
-        stop_at=job.stop_at,
-        resume_from=job.resume_from if resume else None,
-        checkpoint_to=job.checkpoint_to,
-        checkpoint_owner=job.checkpoint_owner,
+        segment=Segment(
+            stop_at=job.stop_at,
+            resume_from=job.resume_from if resume else None,
+            checkpoint_to=job.checkpoint_to,
+            owner=job.checkpoint_owner,
+        ),
     )
 
 

@@ -4,30 +4,15 @@ step, write the checkpoint there, and return its record so far."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from ncap.data.dataset import ImageDataset
-from ncap.predict.capacitance import PredictorSettings
+from ncap.exceptions import ConfigError
+from ncap.ranking.jobs import CandidateJob
 from ncap.ranking.runner import TrainingJob, candidate_record, train_candidate
 from ncap.ranking.store import file_stem
 from ncap.results import CandidateRecord
-from ncap.training.config import FinetuneConfig
-from ncap.training.runtime import Runtime
 
-__all__ = ["RungJob", "checkpoint_path", "run_segment"]
-
-
-@dataclass(frozen=True)
-class RungJob:
-    """Where a rung stops: train to ``stop_at``; evaluate at every rung's step (``eval_steps``);
-    checkpoints in ``checkpoint_dir`` (a folder every worker can read and write)."""
-
-    rung: int
-    stop_at: int
-    eval_steps: tuple[int, ...]
-    checkpoint_dir: str
+__all__ = ["checkpoint_path", "run_segment"]
 
 
 def checkpoint_path(checkpoint_dir: str | Path, name: str) -> Path:
@@ -36,20 +21,14 @@ def checkpoint_path(checkpoint_dir: str | Path, name: str) -> Path:
 
 def run_segment(
     name: str,
-    dataset: ImageDataset,
-    config: FinetuneConfig,
-    predictor: PredictorSettings,
-    rung: RungJob,
+    job: CandidateJob,
     *,
-    runtime: Runtime | None = None,
-    model_options: dict[str, Any] | None = None,
     on_step: Callable[[int, int], None] | None = None,
     log: Callable[[str], None] | None = None,
-    logme: bool = False,
 ) -> CandidateRecord:
-    """Train ``name`` from its checkpoint (or from the start) to ``rung.stop_at``.
+    """Train ``name`` from its checkpoint (or from the start) to ``job.rung.stop_at``.
 
-    ``config`` describes the whole run (its budget is the maximum budget), so the points equal
+    ``job.config`` describes the whole run (its budget is the maximum budget), so the points equal
     those of one uninterrupted run. The record holds every point so far, ``steps`` (the step
     reached) and ``segment_seconds`` (this part's fine-tuning and evaluation time; the whole wall time when it
     failed);
@@ -61,15 +40,21 @@ def run_segment(
     from the start to the same step, which gives the same record (training is seeded;
     :func:`ncap.ranking.runner.train_candidate` does it).
     """
+    rung, config = job.rung, job.config
+    if rung is None:
+        raise ConfigError(
+            "run_segment trains one halving rung: give the job a rung (CandidateJob(..., "
+            "rung=RungJob(...))), or call run_candidate for a whole run."
+        )
     ckpt = checkpoint_path(rung.checkpoint_dir, name)
     resume = ckpt.exists()
     if rung.rung > 0 and not resume and log:
         log(f"{name}: no checkpoint in {rung.checkpoint_dir}; training from the start")
-    job = TrainingJob(
+    training = TrainingJob(
         init_seed=config.seed,
-        model_options=model_options or {},
-        runtime=runtime,
-        logme=logme and rung.rung == 0,  # the pretrained weights, whatever a redo finds on disk
+        model_options=job.model_options or {},
+        runtime=job.runtime,
+        logme=job.logme and rung.rung == 0,  # the pretrained weights, whatever a redo finds on disk
         extra_eval_steps=rung.eval_steps,
         evaluate_test=True,
         stop_at=rung.stop_at,
@@ -77,8 +62,8 @@ def run_segment(
         checkpoint_to=ckpt,
         checkpoint_owner=name,
     )
-    run = train_candidate(name, dataset, config, job, on_step=on_step, log=log)
-    record = candidate_record(run, predictor, budget_steps=None)
+    run = train_candidate(name, job.dataset, config, training, on_step=on_step, log=log)
+    record = candidate_record(run, job.predictor, budget_steps=None)
     # fine-tuning and evaluation, not building the backbone (the whole time when it failed)
     record["segment_seconds"] = run.trajectory.seconds if run.ok else run.seconds
     return record

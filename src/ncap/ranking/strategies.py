@@ -26,8 +26,8 @@ from ncap.predict.caveats import demote_at_chance, separation
 from ncap.predict.recommended import Score, resolve_score, run_parts
 from ncap.predict.scores import PROXY_SCORES, Extrapolation, Proxy, untracked_reason
 from ncap.ranking.cost import run_cost, spent_steps
-from ncap.ranking.executors import CandidateJob
 from ncap.ranking.halving import HalvingSettings, run_halving
+from ncap.ranking.jobs import CandidateJob
 from ncap.ranking.preflight import builtin_fit_problems, check_budget, check_burn_in, clear_outputs
 from ncap.ranking.scoring import (
     add_predictions,
@@ -135,26 +135,13 @@ class Halving:
 
     def run(self, spec: RunSpec, ctx: RunContext) -> RankResult:
         return run_halving(
-            spec.models,
-            spec.dataset,
-            spec.config,
-            spec.predictor,
+            spec,
             self.settings,
-            out_dir=ctx.out_dir,
-            settings=spec.settings(),
+            ctx,
             environment={
                 "environment": environment(),
                 "runtime": ctx.runtime.to_dict() | ctx.executor.describe(),
             },
-            full_epochs=spec.reference_epochs,
-            resume=ctx.resume,
-            overwrite=ctx.overwrite,
-            progress=ctx.progress,
-            log=ctx.log,
-            runtime=ctx.runtime,
-            executor=ctx.executor,
-            model_options=spec.model_options,
-            source_accuracy=spec.source_accuracy,
         )
 
 

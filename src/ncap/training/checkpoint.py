@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,44 @@ import torch
 from ncap.exceptions import CheckpointError, MissingFile
 from ncap.storage import atomic_write_torch, to_jsonable
 
-__all__ = ["CHECKPOINT_VERSION", "check_compatible", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CHECKPOINT_VERSION",
+    "Segment",
+    "check_compatible",
+    "load_checkpoint",
+    "save_checkpoint",
+]
 
 CHECKPOINT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Segment:
+    """The part of a run one :func:`ncap.training.loop.finetune` call trains (the config's budget
+    still defines the run: its length, its evaluation schedule and what ``epoch`` means).
+
+    Parameters
+    ----------
+    stop_at : int, optional
+        Stop after this training step instead of the last one.
+    resume_from : path, optional
+        Continue from a checkpoint written by ``checkpoint_to`` of a run with the same settings:
+        the returned points are the checkpoint's followed by the new ones, and equal those of an
+        uninterrupted run bit for bit (wall times aside).
+    checkpoint_to : path, optional
+        Write a checkpoint at the step where the call stops.
+    owner : str, optional
+        Who the checkpoints belong to (a candidate's name): written into ``checkpoint_to`` and
+        checked against ``resume_from``'s.
+
+    >>> Segment(stop_at=12, checkpoint_to="ckpt.pt").resume_from is None
+    True
+    """
+
+    stop_at: int | None = None
+    resume_from: str | os.PathLike | None = None
+    checkpoint_to: str | os.PathLike | None = None
+    owner: str | None = None
 
 
 def rng_state(device: torch.device) -> dict[str, torch.Tensor]:

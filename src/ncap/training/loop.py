@@ -19,6 +19,8 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,6 +33,7 @@ from ncap.exceptions import CandidateError, CheckpointError, ConfigError, ModelC
 from ncap.results import Trajectory
 from ncap.training.callbacks import Callback, CapacitanceRecorder, StepProgress
 from ncap.training.checkpoint import (
+    Segment,
     check_compatible,
     load_checkpoint,
     rng_state,
@@ -329,10 +332,7 @@ def finetune(
     extra_eval_steps: Sequence[int] = (),
     evaluate_test: bool = False,
     callbacks: Sequence[Callback] = (),
-    stop_at: int | None = None,
-    resume_from: str | os.PathLike | None = None,
-    checkpoint_to: str | os.PathLike | None = None,
-    checkpoint_owner: str | None = None,
+    segment: Segment | None = None,
 ) -> Trajectory:
     """Fine-tune ``module`` under a frozen random probe; return the recorded trajectory.
 
@@ -363,64 +363,31 @@ def finetune(
     evaluate_test : bool
         Also evaluate the test split (when the dataset has one) at the end of the run (of this
         call, when it stops early).
-    stop_at : int, optional
-        Stop after this training step instead of the last one (``config``'s budget still defines
-        the run: its length, its evaluation schedule and what ``epoch`` means).
-    resume_from : path, optional
-        Continue from a checkpoint written by ``checkpoint_to`` of a run with the same settings
-        (:mod:`ncap.training.checkpoint`): the returned points are the checkpoint's followed by
-        the new ones, and equal those of an uninterrupted run bit for bit (wall times aside).
-    checkpoint_to : path, optional
-        Write a checkpoint at the step where this call stops.
-    checkpoint_owner : str, optional
-        Who the checkpoints belong to (a candidate's name): written into ``checkpoint_to`` and
-        checked against ``resume_from``'s.
+    segment : Segment, optional
+        The part of the run this call trains (:class:`ncap.training.checkpoint.Segment`): stop at
+        a step, continue from a checkpoint, write one where it stops (default: the whole run).
 
     Raises
     ------
     CheckpointError
-        When ``resume_from`` cannot continue this run (unreadable, other settings, another owner,
-        past ``stop_at``, or state that does not fit the model); nothing is trained then.
+        When ``segment.resume_from`` cannot continue this run (unreadable, other settings,
+        another owner, past ``segment.stop_at``, or state that does not fit the model); nothing
+        is trained then.
     CandidateError
         For a run that diverges (:mod:`ncap.training.divergence`: a NaN/inf loss or beta_eff, a
         loss far above its start), inputs the backbone cannot take (channels, size), or a
         feature size that does not match ``num_features``.
     """
-    runtime = runtime or Runtime()
+    runtime, segment = runtime or Runtime(), segment or Segment()
     device = runtime.torch_device()
     precision = runtime.precision(device)
     spec = model_input_spec(input_spec, dataset, config)
     front = place(model_front(dataset, module, spec), device)
     with precision_context(device, precision):
         num_features = _check_inputs(front, num_features, dataset, device)
-        torch.manual_seed(config.seed)
-        try:
-            probe = NeuralCapacitanceProbe(
-                num_features,
-                dataset.num_classes,
-                hidden=config.probe_hidden,
-                activation=config.probe_activation,
-                seed=config.seed,
-                lr=config.lr,
-                variants=config.variants,
-            ).to(device)
-        except ValueError as err:  # the maths layer raises plain ValueErrors for bad settings
-            raise ConfigError(str(err)) from err
+        probe = _probe(num_features, dataset, config, device)
         model = ProbedClassifier(front, probe, device=device, precision=precision)
-        trainable = [p for p in module.parameters() if p.requires_grad]
-        if not trainable:
-            raise CandidateError(
-                "the backbone has no trainable parameters (all frozen or none at all); fine-tuning "
-                "needs some: unfreeze at least its last layers."
-            )
-        optimizer = make_optimizer(
-            config.optimizer,
-            trainable,
-            lr=config.lr,
-            momentum=config.momentum,
-            weight_decay=config.weight_decay,
-        )
-        x_val, y_val = dataset.x_val, dataset.y_val
+        optimizer = _optimizer(module, config)
         n = len(dataset.y_train)
         traj = Trajectory(
             steps_per_epoch=config.steps_per_epoch(n),
@@ -433,38 +400,20 @@ def finetune(
                 "input": None if spec is None else spec.to_dict(),
             },
         )
-        state = None
-        if resume_from is not None:
-            state = load_checkpoint(resume_from)
-            check_compatible(
-                state, config.to_dict(), traj.total_steps, resume_from, owner=checkpoint_owner
-            )
-        first = 0 if state is None else int(state["step"])
-        last = traj.total_steps if stop_at is None else min(stop_at, traj.total_steps)
-        if last < first:
-            raise CheckpointError(
-                f"cannot stop at step {stop_at}: the checkpoint {resume_from} is at step {first}."
-            )
-        loader = batch_loader(
-            dataset,
-            config,
-            last,
-            pin_memory=device.type == "cuda",
-            workers=runtime.num_workers(device),
-            start=first,
-        )
-        fixed = [v for v in VARIANTS if v not in config.variants]
-        if config.fixed_batch is not None and fixed:  # the costly variants at evaluations only
-            x_fixed, y_fixed = fixed_probe_batch(dataset, config.fixed_batch, seed=config.seed)
-            callbacks = [*callbacks, FixedBatchBetaEff(x_fixed, y_fixed, variants=fixed)]
+        state, first, last = _resume_point(segment, config, traj.total_steps)
+        loader = batch_loader(dataset, config, last, pin_memory=device.type == "cuda",
+                              workers=runtime.num_workers(device), start=first)  # fmt: skip
+        callbacks = _with_fixed_batch(callbacks, dataset, config)
         guard = DivergenceGuard(dataset.num_classes, lr=config.lr)
         recorder = CapacitanceRecorder(
             traj,
             model=model,
             probe=probe,
-            validation=(x_val, y_val),
+            validation=(dataset.x_val, dataset.y_val),
             device=device,
-            plan=eval_plan(config, n, len(y_val), total=traj.total_steps, extra=extra_eval_steps),
+            plan=eval_plan(
+                config, n, len(dataset.y_val), total=traj.total_steps, extra=extra_eval_steps
+            ),  # fmt: skip
             evaluate=evaluate,
             read_beta=_read_beta,
             listeners=[guard, *callbacks],
@@ -474,23 +423,9 @@ def finetune(
         for callback in callbacks:
             callback.on_train_start(model)
         traj.first_step = first
+        run = _TrainingState(model, optimizer, probe, recorder, guard, callbacks, traj)
         if state is not None:
-            try:
-                model.load_state_dict(state["model"])
-                optimizer.load_state_dict(state["optimizer"])
-                probe.statistics.load_state_dict(state["statistics"])
-                recorder.load_state_dict(state["recorder"])
-                if "guard" in state:  # (checkpoints of ncap 0.3 did not keep it)
-                    guard.load_state_dict(state["guard"])
-                for callback, callback_state in zip(callbacks, state["callbacks"], strict=True):
-                    callback.load_state_dict(callback_state)
-                traj.points = list(state["points"])
-            except (KeyError, ValueError, TypeError, RuntimeError) as err:  # another model's
-                first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
-                raise CheckpointError(
-                    f"checkpoint {resume_from} does not fit this model ({type(err).__name__}: "
-                    f"{first_line}); delete it to start the candidate over."
-                ) from err
+            run.restore(state, segment.resume_from)
         start = recorder.start if state is None else time.perf_counter()
         model.train()
         batches = iter(loader)  # (creating the iterator draws from the global generator)
@@ -503,42 +438,133 @@ def finetune(
                 f"learning rate (now {config.lr}) or check the data for NaN/inf values."
             )
 
-        traj.last_step = train_steps(
-            model,
-            batches,
-            optimizer,
-            device=device,
-            on_nonfinite=diverged,
-            callbacks=[guard, *callbacks, *progress, recorder],
-            first_step=first + 1,
-        )
+        traj.last_step = train_steps(model, batches, optimizer, device=device,
+                                     on_nonfinite=diverged,
+                                     callbacks=[guard, *callbacks, *progress, recorder],
+                                     first_step=first + 1)  # fmt: skip
         traj.seconds = time.perf_counter() - start
-        if checkpoint_to is not None:
-            save_checkpoint(
-                {
-                    "step": traj.last_step,
-                    "total_steps": traj.total_steps,
-                    "config": config.to_dict(),
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "statistics": probe.statistics.state_dict(),
-                    "recorder": recorder.state_dict(),
-                    "guard": guard.state_dict(),
-                    "callbacks": [callback.state_dict() for callback in callbacks],
-                    "points": traj.points,
-                    "rng": rng_state(device),
-                }
-                | ({} if checkpoint_owner is None else {"owner": checkpoint_owner}),
-                checkpoint_to,
-            )
+        if segment.checkpoint_to is not None:
+            run.save(segment, config, device)
         if evaluate_test and dataset.x_test is not None:
             test_loss, test_acc = evaluate(model, dataset.x_test, dataset.y_test, device=device)
-            traj.test = {
-                "step": traj.last_step,
-                "test_loss": test_loss,
-                "test_accuracy": test_acc,
-            }
+            traj.test = {"step": traj.last_step, "test_loss": test_loss, "test_accuracy": test_acc}
     return traj
+
+
+def _probe(
+    num_features: int, dataset: ImageDataset, config: FinetuneConfig, device: torch.device
+) -> NeuralCapacitanceProbe:
+    """The frozen random probe (seeded by the config; the global generator is seeded too)."""
+    torch.manual_seed(config.seed)
+    try:
+        return NeuralCapacitanceProbe(
+            num_features,
+            dataset.num_classes,
+            hidden=config.probe_hidden,
+            activation=config.probe_activation,
+            seed=config.seed,
+            lr=config.lr,
+            variants=config.variants,
+        ).to(device)
+    except ValueError as err:  # the maths layer raises plain ValueErrors for bad settings
+        raise ConfigError(str(err)) from err
+
+
+def _optimizer(module: nn.Module, config: FinetuneConfig) -> torch.optim.Optimizer:
+    """The config's optimiser over the backbone's trainable parameters (there must be some)."""
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    if not trainable:
+        raise CandidateError(
+            "the backbone has no trainable parameters (all frozen or none at all); fine-tuning "
+            "needs some: unfreeze at least its last layers."
+        )
+    return make_optimizer(config.optimizer, trainable, lr=config.lr, momentum=config.momentum,
+                          weight_decay=config.weight_decay)  # fmt: skip
+
+
+def _resume_point(
+    segment: Segment, config: FinetuneConfig, total_steps: int
+) -> tuple[dict[str, Any] | None, int, int]:
+    """The checkpoint ``segment`` continues from (checked against the run; None: the start), the
+    step it is at and the step this call stops at."""
+    state = None
+    if segment.resume_from is not None:
+        state = load_checkpoint(segment.resume_from)
+        check_compatible(state, config.to_dict(), total_steps, segment.resume_from,
+                         owner=segment.owner)  # fmt: skip
+    first = 0 if state is None else int(state["step"])
+    last = total_steps if segment.stop_at is None else min(segment.stop_at, total_steps)
+    if last < first:
+        raise CheckpointError(
+            f"cannot stop at step {segment.stop_at}: the checkpoint {segment.resume_from} is at "
+            f"step {first}."
+        )
+    return state, first, last
+
+
+def _with_fixed_batch(
+    callbacks: Sequence[Callback], dataset: ImageDataset, config: FinetuneConfig
+) -> list[Callback]:
+    """``callbacks``, plus the fixed-batch measurement of the variants not tracked per step when
+    the config asks for one (the costly variants at evaluations only)."""
+    fixed = [v for v in VARIANTS if v not in config.variants]
+    if config.fixed_batch is None or not fixed:
+        return list(callbacks)
+    x_fixed, y_fixed = fixed_probe_batch(dataset, config.fixed_batch, seed=config.seed)
+    return [*callbacks, FixedBatchBetaEff(x_fixed, y_fixed, variants=fixed)]
+
+
+@dataclass
+class _TrainingState:
+    """What a checkpoint holds besides the step and the generators: the model, the optimiser, the
+    probe's statistics, the recorder, the divergence guard, the callbacks and the points."""
+
+    model: ProbedClassifier
+    optimizer: torch.optim.Optimizer
+    probe: NeuralCapacitanceProbe
+    recorder: CapacitanceRecorder
+    guard: DivergenceGuard
+    callbacks: Sequence[Callback]
+    traj: Trajectory
+
+    def restore(self, state: dict[str, Any], source: str | os.PathLike | None) -> None:
+        """Load ``state`` (read from ``source``); a CheckpointError when it does not fit."""
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.probe.statistics.load_state_dict(state["statistics"])
+            self.recorder.load_state_dict(state["recorder"])
+            if "guard" in state:  # (checkpoints of ncap 0.3 did not keep it)
+                self.guard.load_state_dict(state["guard"])
+            for callback, callback_state in zip(self.callbacks, state["callbacks"], strict=True):
+                callback.load_state_dict(callback_state)
+            self.traj.points = list(state["points"])
+        except (KeyError, ValueError, TypeError, RuntimeError) as err:  # another model's
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise CheckpointError(
+                f"checkpoint {source} does not fit this model ({type(err).__name__}: "
+                f"{first_line}); delete it to start the candidate over."
+            ) from err
+
+    def save(self, segment: Segment, config: FinetuneConfig, device: torch.device) -> None:
+        """Write the checkpoint ``segment.checkpoint_to`` at the step reached."""
+        save_checkpoint(
+            {
+                "step": self.traj.last_step,
+                "total_steps": self.traj.total_steps,
+                "config": config.to_dict(),
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "statistics": self.probe.statistics.state_dict(),
+                "recorder": self.recorder.state_dict(),
+                "guard": self.guard.state_dict(),
+                "callbacks": [callback.state_dict() for callback in self.callbacks],
+                "points": self.traj.points,
+                "rng": rng_state(device),
+            }
+            | ({} if segment.owner is None else {"owner": segment.owner}),
+            segment.checkpoint_to,
+        )
 
 
 def _read_beta(probe: NeuralCapacitanceProbe) -> dict[str, float | None]:
