@@ -209,11 +209,10 @@ def test_trust_of_last_observed_draws_from_the_shipped_residuals(monkeypatch):
         "shipped_residuals",
         lambda name, f: (0.1, res) if name == "last-observed" else None,
     )
-    lo = lambda name, acc: {
-        "name": name,
-        "status": "ok",
-        "score": {"name": "last-observed", "value": acc},
-    }  # noqa: E731
+
+    def lo(name, acc):
+        return {"name": name, "status": "ok", "score": {"name": "last-observed", "value": acc}}
+
     out = scoring.trust_of([lo("a", 0.62), lo("b", 0.55)], 0.1)
     gap = float(np.log(0.62 / 0.38) - np.log(0.55 / 0.45))
     exact = np.mean([[gap + x >= y for y in res] for x in res])
