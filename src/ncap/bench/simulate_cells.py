@@ -25,10 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from ncap.bench.study.candidates import Candidate, candidates
+from ncap.bench.study.candidates import Candidate, candidates, candidates_v3
 from ncap.bench.study.combine import cell_scores
 from ncap.bench.study.halves import keep_masks
 from ncap.bench.study.table import ScoreTable, build_table, measurements_of, names_needed
+from ncap.bench.study.v3_base import is_v3
 from ncap.exceptions import ConfigError
 from ncap.predict.scores import DynamicsFeature, try_parse_score
 
@@ -45,8 +46,10 @@ def _is_dynamics(name: str) -> bool:
 
 
 def study_candidates(results: Mapping[str, Any]) -> dict[str, Candidate]:
-    """The study's cell-level candidates for this results file's beta_eff measurements."""
-    cands = candidates(measurements_of(dict(results)))
+    """The study's cell-level candidates for this results file's beta_eff measurements (bench-v3's
+    list for a bench-v3 file)."""
+    listing = candidates_v3 if is_v3(results) else candidates
+    cands = listing(measurements_of(dict(results)))
     return {c.name: c for c in cands if c.kind != "run"}
 
 

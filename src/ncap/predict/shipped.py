@@ -123,8 +123,8 @@ def _fit(name: str, features: tuple[str, ...], budget: float) -> ShippedFit:
 def shipped_residuals(name: str, fraction: float | None) -> tuple[float, tuple[float, ...]] | None:
     """For a score without an sd that the study gave a predictive distribution (the last observed
     accuracy, bench-v3): the study budget nearest ``fraction`` and its residuals
-    ``logit(final) - logit(LO)`` (``fitted.json``, "residuals"); None when none are shipped."""
-    per = (_fitted_file().get("residuals") or {}).get(name)
+    ``logit(final) - logit(LO)`` (``recommended.json``, "residuals"); None when none are shipped."""
+    per = (recommended_settings().get("residuals") or {}).get(name)
     if not per:
         return None
     budget = nearest_budget([float(b) for b in per], fraction)

@@ -183,24 +183,63 @@ def export_recommended(
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Path]:
-    """Write ``recommended.json`` and ``fitted.json`` into ``out_dir`` (atomically)."""
+    """Write ``recommended.json`` and ``fitted.json`` into ``out_dir`` (atomically).
+
+    A bench-v3 study's export updates the files already in ``out_dir`` (:func:`carry_over`): the
+    fitted scores it did not adopt stay shipped as named alternatives, with their rows, factors
+    and source; LO's residuals per budget come with it; ``fitted.json`` is rewritten only when the
+    study adopted a fitted score."""
     sha = data_sha256(results_path)
     selection = load_json(study_dir / "selection.json")
     report = load_json(study_dir / "report.json")
     settings = recommended_settings(selection, report, source=results_path.name, sha=sha)
     shipped = shipped_fits_of(report)
+    v3 = report.get("format") == FORMAT_V3
     table = _export_table(results, shipped, BUDGETS, workers, progress)
-    fits = {
+    rows = {name: _rows_of(table, features) for name, features in shipped.items()}
+    fits: dict[str, Any] | None = {
         "format": "ncap-fitted/1",
         "source": results_path.name,
         "data_sha256": sha,
         "protocol": selection["protocol"],
-        "fits": {name: _rows_of(table, features) for name, features in shipped.items()},
+        "fits": rows,
     }
-    if report.get("format") == FORMAT_V3:
-        fits["residuals"] = {"last-observed": lo_residuals(table)}
+    if v3:
+        settings["residuals"] = {"last-observed": lo_residuals(table)}
+        settings, fits = carry_over(settings, rows, out_dir, sha=sha, source=results_path.name)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"recommended": out_dir / "recommended.json", "fitted": out_dir / "fitted.json"}
     atomic_write_json(settings, paths["recommended"], indent=1)
-    atomic_write_json(fits, paths["fitted"], indent=None)
+    if fits is not None:
+        atomic_write_json(fits, paths["fitted"], indent=None)
     return paths
+
+
+def carry_over(
+    settings: dict[str, Any], rows: dict[str, Any], out_dir: Path, *, sha: str, source: str
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A v3 study's settings with the fitted scores already shipped in ``out_dir`` kept as named
+    alternatives (``carried``: their source), and the ``fitted.json`` to write (None: keep it)."""
+    old_settings = load_json(out_dir / "recommended.json")
+    old_fits = load_json(out_dir / "fitted.json")
+    carried = {
+        name: {
+            "source": old_fits["source"],
+            "data_sha256": old_fits["data_sha256"],
+            "protocol": old_fits["protocol"],
+        }
+        for name in old_settings["fits"]
+        if name not in rows
+    }
+    for name in carried:
+        settings["fits"][name] = old_settings["fits"][name]
+        if name in old_settings["recalibration"]:
+            settings["recalibration"][name] = old_settings["recalibration"][name]
+    settings["carried"] = carried
+    if not rows:
+        return settings, None
+    fits = dict(old_fits)
+    fits["fits"] = {n: v for n, v in old_fits["fits"].items() if n in carried}
+    for name, spec in rows.items():
+        fits["fits"][name] = spec | {"source": source, "data_sha256": sha}
+    return settings, fits

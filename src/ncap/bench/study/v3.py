@@ -37,6 +37,7 @@ from ncap.bench.study.v3_base import (
     kendall_summary,
 )
 from ncap.bench.study.v3_breakdowns import (
+    coverage,
     family_cluster,
     q3_imagenet,
     top1_regret,
@@ -334,14 +335,14 @@ def report_stage_v3(
             for c in fitted
         }
     # calibration: coverage of every fitted score and of the defaults (section 5)
-    coverage: dict[str, Any] = {}
+    coverages: dict[str, Any] = {}
     names = {c.name for c in study.cands if c.kind == "fit"}
     names |= {d["score"] for d in defaults.values() if study.by_name[d["score"]].has_sd}
     for name in sorted(names):
         for f in BUDGETS:
             cov = coverage(study, half, table, keep, name, f, selection["recalibration"].get(name))
             if cov is not None:
-                coverage.setdefault(name, {})[budget_key(f)] = cov
+                coverages.setdefault(name, {})[budget_key(f)] = cov
     return {
         "format": FORMAT_V3,
         "stage": "report",
@@ -360,7 +361,7 @@ def report_stage_v3(
         "family_best": family_best,
         "secondary_crossfitting": secondary,
         "q3_imagenet": q3_imagenet(study, half, table, keep, headline),
-        "coverage": coverage,
+        "coverage": coverages,
         "candidates_by_budget": _candidate_rows(study, half),
         "failures": {f"{n}@{f}": r for (n, f), r in table.reasons.items()},
         "dropped_pairs": {
