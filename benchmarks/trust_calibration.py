@@ -179,6 +179,43 @@ def summarise(rows: list[dict], truth: str, budgets=BUDGETS) -> dict:
     return out
 
 
+def truth_sections(out: dict, scores: dict | None = None) -> list[str]:
+    """The markdown of each budget and truth: verdict, reliability table, per-k table
+    (``scores``: the score of each budget, named in its heading)."""
+    lines: list[str] = []
+    for truth, label in (("own", "the run's own final accuracy (primary)"),
+                         ("other", "the other seed's final accuracy (secondary)")):  # fmt: skip
+        for f, s in out[truth].items():
+            scored = f" (`{scores[f]}`)" if scores else ""
+            lines += [
+                f"## {100 * float(f):g}% of T{scored}, truth: {label}",
+                "",
+                f"Calibrated (every decile with >= {MIN_COUNT} subsets inside): "
+                f"**{s['calibrated']}**"
+                + (f" ({', '.join(s['direction'])}confident)" if s["direction"] else "")
+                + f". Mean P(best) {s['mean_p_best']:.3f} vs observed {s['observed_best']:.3f}; "
+                f"mean expected regret {s['mean_expected_regret']:.2f} vs realised "
+                f"{s['mean_realised_regret']:.2f} points (realised - expected "
+                f"[{s['realised_minus_expected_regret_ci95'][0]:+.2f}, "
+                f"{s['realised_minus_expected_regret_ci95'][1]:+.2f}]).",
+                "",
+                "| P(best) decile | subsets | mean predicted | observed [95%] |",
+                "|---|---|---|---|",
+            ]
+            for e in s["reliability"]:
+                ci = e["observed_ci95"]
+                lines.append(f"| {e['decile']} | {e['count']} | {e['mean_predicted']:.3f} | "
+                             f"{e['observed']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] |")  # fmt: skip
+            lines += ["", "| k | mean P(best) | observed | E[regret] | realised | coin warnings |",
+                      "|---|---|---|---|---|---|"]  # fmt: skip
+            for k, v in s["per_k"].items():
+                lines.append(f"| {k} | {v['mean_p_best']:.3f} | {v['observed_best']:.3f} | "
+                             f"{v['mean_expected_regret']:.2f} | {v['mean_realised_regret']:.2f} | "
+                             f"{100 * v['coin_warnings']:.0f}% |")  # fmt: skip
+            lines.append("")
+    return lines
+
+
 def render(out: dict) -> str:
     lines = [
         "# Is the trust statement calibrated? bench-v2's report half",
@@ -205,35 +242,7 @@ def render(out: dict) -> str:
         lines.append(f"| {100 * float(f):g}% | {d['sd_standardised_residual_all']:.3f} | "
                      f"{d['sd_standardised_residual_within_cell']:.3f} |")  # fmt: skip
     lines.append("")
-    for truth, label in (("own", "the run's own final accuracy (primary)"),
-                         ("other", "the other seed's final accuracy (secondary)")):  # fmt: skip
-        for f, s in out[truth].items():
-            lines += [
-                f"## {100 * float(f):g}% of T, truth: {label}",
-                "",
-                f"Calibrated (every decile with >= {MIN_COUNT} subsets inside): "
-                f"**{s['calibrated']}**"
-                + (f" ({', '.join(s['direction'])}confident)" if s["direction"] else "")
-                + f". Mean P(best) {s['mean_p_best']:.3f} vs observed {s['observed_best']:.3f}; "
-                f"mean expected regret {s['mean_expected_regret']:.2f} vs realised "
-                f"{s['mean_realised_regret']:.2f} points (realised - expected "
-                f"[{s['realised_minus_expected_regret_ci95'][0]:+.2f}, "
-                f"{s['realised_minus_expected_regret_ci95'][1]:+.2f}]).",
-                "",
-                "| P(best) decile | subsets | mean predicted | observed [95%] |",
-                "|---|---|---|---|",
-            ]
-            for e in s["reliability"]:
-                ci = e["observed_ci95"]
-                lines.append(f"| {e['decile']} | {e['count']} | {e['mean_predicted']:.3f} | "
-                             f"{e['observed']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] |")  # fmt: skip
-            lines += ["", "| k | mean P(best) | observed | E[regret] | realised | coin warnings |",
-                      "|---|---|---|---|---|---|"]  # fmt: skip
-            for k, v in s["per_k"].items():
-                lines.append(f"| {k} | {v['mean_p_best']:.3f} | {v['observed_best']:.3f} | "
-                             f"{v['mean_expected_regret']:.2f} | {v['mean_realised_regret']:.2f} | "
-                             f"{100 * v['coin_warnings']:.0f}% |")  # fmt: skip
-            lines.append("")
+    lines += truth_sections(out)
     return "\n".join(lines)
 
 

@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from trust_calibration import MIN_COUNT, SIZES, SUBSET_SEED, SUBSETS, summarise
+from trust_calibration import SIZES, SUBSET_SEED, SUBSETS, summarise, truth_sections
 
 from ncap.bench.study.combine import _cross_fitted
 from ncap.bench.study.table import logit
@@ -116,35 +116,7 @@ def render(out: dict) -> str:
     for f, c in out["checked"].items():
         lines.append(f"| {100 * float(f):g}% | `{c['score']}` | {c['checked']} |")
     lines.append("")
-    for truth, label in (("own", "the run's own final accuracy (primary)"),
-                         ("other", "the other seed's final accuracy (secondary)")):  # fmt: skip
-        for f, s in out[truth].items():
-            lines += [
-                f"## {100 * float(f):g}% of T (`{out['checked'][f]['score']}`), truth: {label}",
-                "",
-                f"Calibrated (every decile with >= {MIN_COUNT} subsets inside): "
-                f"**{s['calibrated']}**"
-                + (f" ({', '.join(s['direction'])}confident)" if s["direction"] else "")
-                + f". Mean P(best) {s['mean_p_best']:.3f} vs observed {s['observed_best']:.3f}; "
-                f"mean expected regret {s['mean_expected_regret']:.2f} vs realised "
-                f"{s['mean_realised_regret']:.2f} points (realised - expected "
-                f"[{s['realised_minus_expected_regret_ci95'][0]:+.2f}, "
-                f"{s['realised_minus_expected_regret_ci95'][1]:+.2f}]).",
-                "",
-                "| P(best) decile | subsets | mean predicted | observed [95%] |",
-                "|---|---|---|---|",
-            ]
-            for e in s["reliability"]:
-                ci = e["observed_ci95"]
-                lines.append(f"| {e['decile']} | {e['count']} | {e['mean_predicted']:.3f} | "
-                             f"{e['observed']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] |")  # fmt: skip
-            lines += ["", "| k | mean P(best) | observed | E[regret] | realised | coin warnings |",
-                      "|---|---|---|---|---|---|"]  # fmt: skip
-            for k, v in s["per_k"].items():
-                lines.append(f"| {k} | {v['mean_p_best']:.3f} | {v['observed_best']:.3f} | "
-                             f"{v['mean_expected_regret']:.2f} | {v['mean_realised_regret']:.2f} | "
-                             f"{100 * v['coin_warnings']:.0f}% |")  # fmt: skip
-            lines.append("")
+    lines += truth_sections(out, {f: c["score"] for f, c in out["checked"].items()})
     return "\n".join(lines)
 
 
