@@ -246,6 +246,14 @@ def render(out: dict) -> str:
     return "\n".join(lines)
 
 
+def write_outputs(out: dict, text: str, out_dir: Path) -> None:
+    """``calibration.json`` and ``report.md`` into ``out_dir``; the report also on stdout."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "calibration.json").write_text(json.dumps(out, indent=1) + "\n")
+    (out_dir / "report.md").write_text(text)
+    print(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--results", default="benchmarks/results/bench-v2.json")
@@ -267,11 +275,7 @@ def main() -> None:
         "diagnosis": diagnosis,
     }
     out["calibrated"] = all(s["calibrated"] for s in out["own"].values())
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "calibration.json").write_text(json.dumps(out, indent=1) + "\n")
-    (out_dir / "report.md").write_text(render(out))
-    print(render(out))
+    write_outputs(out, render(out), Path(args.out))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,14 @@ import json
 from pathlib import Path
 
 import numpy as np
-from trust_calibration import SIZES, SUBSET_SEED, SUBSETS, summarise, truth_sections
+from trust_calibration import (
+    SIZES,
+    SUBSET_SEED,
+    SUBSETS,
+    summarise,
+    truth_sections,
+    write_outputs,
+)
 
 from ncap.bench.study.combine import _cross_fitted
 from ncap.bench.study.table import logit
@@ -148,11 +155,7 @@ def main() -> None:
         "other": summarise(rows, "other", budgets),
     }
     out["calibrated"] = {f: s["calibrated"] for f, s in out["own"].items()}
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "calibration.json").write_text(json.dumps(out, indent=1) + "\n")
-    (out_dir / "report.md").write_text(render(out))
-    print(render(out))
+    write_outputs(out, render(out), Path(args.out))
 
 
 if __name__ == "__main__":
