@@ -5,9 +5,13 @@ code), on the report half (scored seed 1, truth seed 0):
 
 - LO's mean Kendall tau-b over the targets at each budget;
 - W_all(f) − LO at each budget where W_all(f) is a score this script implements on its own: the
-  last observed accuracy, LogME, the parameter count, the source accuracy, TSE-E1, their rank
-  averages (``ravg/...``), and the portable fitted model ``fit/portable`` with the strict
-  cross-fitting (other dataset family and other architecture family only);
+  last observed accuracy, LogME, the parameter count, the source accuracy, TSE-E1, beta_eff's
+  decay slope (``dyn/{interval,fixed}/{variant}``: the OLS slope of ln beta_eff on ln epoch over
+  the points within the budget with epoch > 0 and a finite positive beta_eff, at least 3, times
+  the orientation the study froze on its selection half, ``selection.json`` "sigma"), their rank
+  averages (``ravg/...``; a candidate missing a component is unrated and ranks last), and the
+  portable fitted model ``fit/portable`` with the strict cross-fitting (other dataset family and
+  other architecture family only);
 
 and compares each with ``report.json`` (``--study``); it exits 1 on a difference above 1e-9 and 2
 when a winner is a score it does not implement (it says which).
@@ -80,7 +84,22 @@ def lo_slope(points: list[dict]) -> float:
     return float(np.polyfit(x, logit(np.array([p["val_accuracy"] for p in pts])), 1)[0])
 
 
+def decay_slope(points: list[dict], field: str, variant: str) -> float:
+    """OLS slope of ln beta_eff on ln epoch (NaN with fewer than 3 usable points)."""
+    xs, ys = [], []
+    for p in points:
+        b = (p.get(field) or {}).get(variant)
+        if b is not None and math.isfinite(b) and b > 0 and p["epoch"] > 0:
+            xs.append(math.log(p["epoch"]))
+            ys.append(math.log(b))
+    if len(xs) < 3 or np.ptp(xs) == 0:
+        return math.nan
+    return float(np.polyfit(xs, ys, 1)[0])
+
+
 class Data:
+    sigma: dict[str, float] = {}  # the study's orientation of the dynamics features
+
     def __init__(self, results: dict) -> None:
         plan = results["plan"]
         self.epochs = float(plan["epochs"])
@@ -101,6 +120,10 @@ class Data:
             return float(pts[-1]["val_accuracy"])
         if name == "tse-e1":
             return tse_e1(run, self.epochs, f)
+        if name.startswith("dyn/") and name.endswith("/slope"):
+            _, measurement, variant, _ = name.split("/")
+            field = {"interval": "beta_eff", "fixed": "beta_eff_fixed"}[measurement]
+            return self.sigma[name] * decay_slope(pts, field, variant)
         key = {"logme": "logme", "param-count": "parameters", "source-accuracy": "source_accuracy"}
         if name in key:
             v = free.get(key[name])
@@ -120,16 +143,20 @@ class Data:
         if name.startswith("ravg/"):
             alias = {"lo": "last-observed", "params": "param-count", "tse-e1": "tse-e1",
                      "logme": "logme"}  # fmt: skip
-            unknown = [c for c in name[5:].split("+") if c not in alias]
-            if unknown:  # e.g. beta_eff's decay: not re-implemented here
+            dyn = {c: c + "/slope" for c in name[5:].split("+") if c.startswith("dyn/")}
+            unknown = [c for c in name[5:].split("+") if c not in alias and c not in dyn]
+            if unknown:
                 raise NotImplementedError(f"{name} (component {', '.join(unknown)})")
-            parts = [alias[c] for c in name[5:].split("+")]
-            ranks = []
+            parts = [alias.get(c) or dyn[c] for c in name[5:].split("+")]
+            ranks, failed = [], np.zeros(len(models), dtype=bool)
             for c in parts:
                 v = np.array([self.run_score(c, t, m, s, f) for m in models])
+                failed |= ~np.isfinite(v)
                 v = np.where(np.isfinite(v), v, -np.inf)
                 ranks.append((rankdata(v) - 1) / max(len(v) - 1, 1))
-            return np.mean(ranks, axis=0)
+            out = np.mean(ranks, axis=0)
+            out[failed] = np.nan  # a failed component fails the candidate
+            return out
         if name == "fit/portable":
             return self.fit_portable(t, s, f)
         return np.array([self.run_score(name, t, m, s, f) for m in models])
@@ -185,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     data = Data(json.loads(Path(args.results).read_text()))
     report = json.loads((Path(args.study) / "report.json").read_text())
+    data.sigma = json.loads((Path(args.study) / "selection.json").read_text())["sigma"]
     bad, missing = 0, []
     for key, d in report["defaults"].items():
         f = float(key)

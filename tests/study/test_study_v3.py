@@ -4,6 +4,7 @@ two-way bootstrap against its definition, and both stages end to end on a bench-
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +123,31 @@ def _v3_like(tmp_path: Path) -> Path:
     return path
 
 
+def test_the_check_scripts_decay_slope_equals_ncaps_dynamics_feature():
+    """The independent check's beta_eff decay slope (numpy's polyfit) against
+    ncap.predict.dynamics (centred least squares), on bench-v2 runs at every study budget."""
+    from ncap.predict.dynamics import beta_series, dynamics_feature
+
+    check = _load_check_script()
+    runs = json.loads(BENCH_V2.read_text())["runs"][:40]
+    compared = 0
+    for run in runs:
+        for f in (0.025, 0.05, 0.1, 0.2):
+            points = check.budget_points(run, 40.0, f)
+            max_step = points[-1]["step"]
+            for measurement, field in (("interval", "beta_eff"), ("fixed", "beta_eff_fixed")):
+                mine = check.decay_slope(points, field, "mean-abs")
+                x, b = beta_series(run["points"], max_step, measurement=measurement,
+                                   variant="mean-abs")  # fmt: skip
+                if len(b) < 3:
+                    assert math.isnan(mine)
+                    continue
+                theirs = dynamics_feature("slope", x, b, budget_epoch=points[-1]["epoch"])
+                assert mine == pytest.approx(theirs, rel=1e-9, abs=1e-12)
+                compared += 1
+    assert compared > 100
+
+
 @pytest.mark.slow
 def test_v3_stages_end_to_end_on_a_bench_v2_subset(tmp_path, capsys):
     from ncap.bench.study.cli import run_study
@@ -159,7 +185,9 @@ def test_v3_stages_end_to_end_on_a_bench_v2_subset(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert code in (0, 2) and "DIFFERS" not in printed and "LO mean Kendall" in printed
     data = check.Data(results)
-    for name in ("fit/portable", "ravg/lo+logme", "tse-e1", "last-observed"):
+    data.sigma = sel["sigma"]
+    for name in ("fit/portable", "ravg/lo+logme", "tse-e1", "last-observed",
+                 "ravg/lo+logme+dyn/interval/mean-abs"):  # fmt: skip
         ref = rep["candidates_by_budget"][name]["0.1"]["value"]
         assert data.kendall(name, 0.1) == pytest.approx(ref, abs=1e-9), name
     # other data: the report stage refuses the frozen selection
