@@ -8,9 +8,12 @@ stops there. The pruners are the real classes: ``optuna.pruners.NopPruner`` (tra
 T), ``MedianPruner``, ``SuccessiveHalvingPruner`` and ``HyperbandPruner`` with Optuna's defaults
 (Hyperband's ``max_resource`` = 160), and :class:`ncap.integrations.optuna.NcapPruner` at 95% and
 68% confidence, fed the recorded training loss and the model's size through the trial's user
-attributes (what :func:`ncap.integrations.optuna.report` stores). ncap's fitted score is refitted
-without the replayed target's runs (leave one target out, as ``ncap bench simulate`` does for
-``fit/base``): the shipped model was fitted on all of bench-v2.
+attributes (what :func:`ncap.integrations.optuna.report` stores). Two ncap rules: ``ncap-95``/``ncap-68``
+predict with the integrations' default (the last observed accuracy with its residuals, bench-v3),
+the residuals taken from bench-v3.json without the replayed target's runs; ``ncap-fit-95``/``ncap-fit-68``
+with ``fit/base`` (the default before bench-v3), refitted without the replayed target's runs (leave
+one target out, as ``ncap bench simulate`` does for ``fit/base``): the shipped model was fitted on all
+of bench-v2, and bench-v3 holds bench-v2's runs.
 
 The study's pick is its best completed trial (the recorded accuracy at T). **Regret**: the best
 model's truth minus the pick's, in accuracy points, truth = the final accuracy of the *other*
@@ -53,9 +56,19 @@ from ncap.bench.simulate import _summary
 from ncap.predict.fitted import FittedGain
 from ncap.predict.shipped import ShippedFit, nearest_budget
 
-STEPS_PER_EPOCH = 4  # one step = a quarter epoch: bench-v2 evaluates every quarter epoch early on
-PRUNERS = ("none", "median", "successive-halving", "hyperband", "ncap-95", "ncap-68")
 HERE = Path(__file__).resolve().parent
+STEPS_PER_EPOCH = 4  # one step = a quarter epoch: bench-v2 evaluates every quarter epoch early on
+PRUNERS = (
+    "none",
+    "median",
+    "successive-halving",
+    "hyperband",
+    "ncap-95",
+    "ncap-68",
+    "ncap-fit-95",
+    "ncap-fit-68",
+)
+RESIDUALS_FROM = HERE / "results" / "bench-v3.json"  # the shipped residuals' benchmark
 REPLAY_MODEL = "replay_model"  # user attribute: the replayed model's index (the prediction cache)
 
 _DATA: dict[str, Any] = {}
@@ -108,7 +121,38 @@ def loto_fitter(target: str):
     return fitter
 
 
-_PREDICTIONS: dict[tuple[str, int, int, int], Any] = {}  # (target, model, seed, step) -> prediction
+@lru_cache(maxsize=1)
+def _residual_rows() -> dict[str, Any]:
+    """LO's residuals on bench-v3 per budget, with each run's (target, model, seed)."""
+    from ncap.bench.study.export import fitted_rows
+
+    results = json.loads(RESIDUALS_FROM.read_text())
+    return fitted_rows(results, fits={"lo": ("lo",)}, workers=1)["lo"]["budgets"]
+
+
+@lru_cache(maxsize=64)
+def _loto_residuals(target: str, budget: str) -> tuple[float, ...]:
+    rows = _residual_rows()[budget]
+    return tuple(
+        g for g, run in zip(rows["gain"], rows["runs"]) if run[0] != target and g is not None
+    )
+
+
+def loto_residuals(target: str):
+    """A ``residuals`` for :func:`ncap.integrations.curve.predict_final`: the last observed
+    accuracy's residuals on bench-v3 without ``target``'s runs."""
+
+    def residuals(name, fraction):
+        if name != "last-observed":
+            return None
+        budget = nearest_budget([float(b) for b in _residual_rows()], fraction)
+        return budget, _loto_residuals(target, str(budget))
+
+    return residuals
+
+
+# (pruner's score, target, model, seed, step) -> prediction
+_PREDICTIONS: dict[tuple[str | None, str, int, int, int], Any] = {}
 
 
 def _cached_ncap_pruner():
@@ -124,7 +168,7 @@ def _cached_ncap_pruner():
             model = trial.user_attrs.get(REPLAY_MODEL)
             if model is None or step is None:
                 return super().predict(trial, step)
-            key = (self._cell[0], int(model), self._cell[1], int(step))
+            key = (self.score, self._cell[0], int(model), self._cell[1], int(step))
             if key not in _PREDICTIONS:
                 _PREDICTIONS[key] = super().predict(trial, step)
             return _PREDICTIONS[key]
@@ -146,9 +190,11 @@ def make_pruner(name: str, target: str, max_resource: int, seed: int = 0):
     if name.startswith("ncap-"):
         return _cached_ncap_pruner()(
             max_resource,
-            confidence=int(name.split("-")[1]) / 100,
+            confidence=int(name.split("-")[-1]) / 100,
             steps_per_epoch=STEPS_PER_EPOCH,
+            score="fit/base" if name.startswith("ncap-fit-") else None,
             fitter=loto_fitter(target),
+            residuals=loto_residuals(target),
             target=target,
             seed=seed,
         )

@@ -31,7 +31,7 @@ def test_stops_the_clearly_worse_trials_in_lock_step_and_never_the_best():
         alive -= set(stopped)
     assert stopped["a"] == T and stopped["c"] == T  # the good ones reach max_t
     assert stopped["b"] <= 0.2 * T and stopped["d"] <= 0.2 * T
-    assert stopper.predictions["a"].by == "fit/base"
+    assert stopper.predictions["a"].by == "last-observed"
     assert not stopper.decisions["a"].prune
 
 

@@ -90,7 +90,7 @@ def test_beta_eff_per_step_equals_the_closed_form_and_the_prediction_is_logged(t
             scale = 1e-6 * abs(record["beta_eff"]["mean-abs"])  # signed is ~0 (float32 noise)
             assert record["beta_eff"][variant] == pytest.approx(expected, rel=1e-4, abs=scale)
     assert [p["epoch"] for p in cb.curve.points] == [1.0, 2.0]
-    assert cb.prediction is not None and cb.prediction.by == "fit/base"
+    assert cb.prediction is not None and cb.prediction.by == "last-observed"
     low, high = cb.prediction.interval(0.95)
     assert 0.0 <= low <= cb.prediction.accuracy <= high <= 1.0
     history = trainer.state.log_history

@@ -61,9 +61,9 @@ def test_separation_names_overlapping_and_flagged_candidates():
 def test_one_step_ranking_flags_its_rows_and_gives_no_calibrated_interval(
     tiny_zoo, tmp_path, capsys
 ):
-    out = tmp_path / "one"
+    out = tmp_path / "one"  # fit/base: a score with an interval to withhold
     code = main(["rank", "--models", "lenet,mlp-s", "--data", "digits", "--steps", "1",
-                 "--out", str(out), "--no-progress"])  # fmt: skip
+                 "--score", "fit/base", "--out", str(out), "--no-progress"])  # fmt: skip
     assert code == 0
     printed = capsys.readouterr().out
     data = json.loads((out / "results.json").read_text())

@@ -1,5 +1,5 @@
 """The recommended score: how it is resolved, how candidates are ranked by it, and that it is the
-committed study's adopted default (issue 14)."""
+committed study's adopted default (issues 14 and 26: bench-v3's, per budget)."""
 
 from __future__ import annotations
 
@@ -10,25 +10,67 @@ import pytest
 
 from ncap.exceptions import ConfigError
 from ncap.predict import recommended
-from ncap.predict.recommended import PAPER, RECOMMENDED, Fitted, parse_score, resolve_score
+from ncap.predict.recommended import (
+    PAPER,
+    RECOMMENDED,
+    Fitted,
+    parse_score,
+    predicts_one_run,
+    resolve_score,
+    resolve_trial_score,
+)
 from ncap.ranking.scoring import score_candidates
 
-STUDY = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "bench-v2-study"
+STUDY = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "bench-v3-study"
 
 
-def test_the_budget_picks_the_bin_and_says_when_it_extrapolates():
-    spec, note = resolve_score(None, 0.05)
+def test_the_shipped_default_is_read_at_the_nearest_study_budget_with_its_note():
+    """bench-v3's defaults per budget (protocol section 3.5), at the budget nearest in log f."""
+    spec, note = resolve_score(None, 0.025)
+    assert spec.name == "logme" and note is None
+    for f in (0.05, 0.07, 0.1):
+        spec, note = resolve_score("recommended", f)
+        assert spec.name == "ravg/lo+logme+dyn/interval/mean-abs" and note is None
+    assert spec.components == ("last-observed", "logme", "dyn/interval/mean-abs/slope")
+    assert spec.signs == (1.0, 1.0, recommended.SIGMA["dyn/interval/mean-abs/slope"]) == (1, 1, -1)
+    spec, note = resolve_score(None, 0.2)
+    assert spec.name == "last-observed"
+    assert note == "nothing beat the last observed accuracy reliably at this budget"
+    spec, note = resolve_score(None, None)  # T unknown: the 10% choice, said so
+    assert spec.name == "ravg/lo+logme+dyn/interval/mean-abs" and "T is unknown" in note
+    spec, note = resolve_score(None, 0.5)
+    assert spec.name == "last-observed" and "extrapolated" in note and "nothing beat" in note
+    spec, note = resolve_score(None, 0.01)
+    assert spec.name == "logme" and "extrapolated" in note
+
+
+def test_a_study_that_decided_per_bin_picks_the_bin_and_says_when_it_extrapolates():
+    """The per-bin reading of a bench-v2-style study (no defaults per budget)."""
+    spec, note = resolve_score(None, 0.05, by_budget={})
     assert spec.name == RECOMMENDED["early"] and note is None
-    spec, note = resolve_score("recommended", 0.1)
+    spec, note = resolve_score("recommended", 0.1, by_budget={})
     assert spec.name == RECOMMENDED["late"] and note is None
-    assert resolve_score(None, 0.0707)[0].name == RECOMMENDED["late"]
-    assert resolve_score(None, 0.0706)[0].name == RECOMMENDED["early"]
-    spec, note = resolve_score(None, None)
-    assert spec.name == RECOMMENDED["late"]
-    # the study adopted the same score for both bins, so an unknown budget needs no note here
-    assert (note is None) == (RECOMMENDED["early"] == RECOMMENDED["late"])
-    assert "extrapolated" in resolve_score(None, 0.5)[1]
-    assert "extrapolated" in resolve_score(None, 0.01)[1]
+    assert resolve_score(None, 0.0708, by_budget={})[0].name == RECOMMENDED["late"]
+    assert resolve_score(None, 0.0706, by_budget={})[0].name == RECOMMENDED["early"]
+    spec, note = resolve_score(None, None, by_budget={})
+    assert spec.name == RECOMMENDED["late"] and "T is unknown" in note  # the bins differ
+    assert "extrapolated" in resolve_score(None, 0.5, by_budget={})[1]
+    assert "extrapolated" in resolve_score(None, 0.01, by_budget={})[1]
+
+
+def test_one_runs_prediction_uses_lo_where_the_default_predicts_no_run():
+    """The integrations' score (resolve_trial_score): the default when it predicts one run's
+    accuracy, else LO; a named score must predict one."""
+    for f in (0.025, 0.05, 0.1, 0.2, None):
+        assert resolve_trial_score(None, f).name == "last-observed"
+    assert isinstance(resolve_trial_score("fit/base", 0.1), Fitted)
+    assert resolve_trial_score("paper", 0.1).name == PAPER
+    for name in ("logme", "ravg/lo+logme", "tse-e1", "dyn/interval/mean-abs/slope"):
+        assert not predicts_one_run(parse_score(name))
+        with pytest.raises(ConfigError, match="predicts no run's final accuracy"):
+            resolve_trial_score(name, 0.1)
+    with pytest.raises(ConfigError, match="unknown score"):
+        resolve_trial_score("lastobserved", 0.1)
 
 
 def test_scores_by_name_and_clear_errors():
@@ -75,16 +117,15 @@ def test_candidates_are_ranked_by_the_score_and_unrated_ones_come_last():
 
 
 def test_the_default_is_the_committed_studys_adopted_score():
-    report = STUDY / "report.json"
-    if not report.exists():
-        pytest.skip(
-            "the bench-v2 study has not been reported yet (benchmarks/results/bench-v2-study)"
-        )
-    rep = json.loads(report.read_text())
+    rep = json.loads((STUDY / "report.json").read_text())
     sel = json.loads((STUDY / "selection.json").read_text())
-    assert {b: d["score"] for b, d in rep["defaults"].items()} == RECOMMENDED
-    for name in RECOMMENDED.values():
-        for comp in parse_score(name).components:
+    assert {float(f): d["score"] for f, d in rep["defaults"].items()} == {
+        f: d["score"] for f, d in recommended.RECOMMENDED_BY_BUDGET.items()
+    }
+    # per bin (older readers): the default at the bin's first budget
+    assert RECOMMENDED == {b: rep["defaults"][str(fs[0])]["score"] for b, fs in sel["bins"].items()}
+    for d in recommended.RECOMMENDED_BY_BUDGET.values():
+        for comp in parse_score(str(d["score"])).components:
             if comp.startswith("dyn/"):
                 assert recommended.SIGMA[comp] == sel["sigma"][comp]
 

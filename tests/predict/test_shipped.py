@@ -1,5 +1,6 @@
-"""What ncap ships from the bench-v2 study (issue 14): the files come from the committed data and
-study, the shipped fit reproduces the study's own figures, and ``ncap rank`` scores by it."""
+"""What ncap ships from its studies (issues 14 and 26): the defaults per budget and LO's residuals
+come from the committed bench-v3 study, fit/base (bench-v2's default, now a named alternative) from
+bench-v2's; the shipped fit reproduces bench-v2's own figures, and ``ncap rank`` scores by it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from scipy.stats import kendalltau
 from ncap.predict import recommended, shipped
 from ncap.predict.features import BASE_FEATURES, base_features, logit, sigmoid
 from ncap.predict.fitted import FittedGain
-from ncap.predict.recommended import RECOMMENDED, parse_score, predicted_interval
+from ncap.predict.recommended import parse_score, predicted_interval
 from ncap.predict.scores import run_score
 from ncap.predict.settings import PredictorSettings
 from ncap.ranking.scoring import add_predictions, score_candidates
@@ -22,6 +23,8 @@ from ncap.ranking.scoring import add_predictions, score_candidates
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "benchmarks" / "results" / "bench-v2.json"
 STUDY = ROOT / "benchmarks" / "results" / "bench-v2-study"
+BENCH_V3 = ROOT / "benchmarks" / "results" / "bench-v3.json"
+STUDY_V3 = ROOT / "benchmarks" / "results" / "bench-v3-study"
 DATA = ROOT / "src" / "ncap" / "predict" / "data"
 
 
@@ -29,28 +32,65 @@ def _json(path: Path):
     return json.loads(path.read_text())
 
 
-def test_the_shipped_settings_are_the_committed_studys():
-    from ncap.bench.study.export import recommended_settings
+def test_the_shipped_settings_are_the_committed_v3_studys_with_fit_base_carried_over():
+    """recommended.json is ``ncap bench export-recommended benchmarks/results/bench-v3.json``: the
+    bench-v3 study's defaults per budget, orientations and factors; LO's residuals per budget
+    recomputed from bench-v3; fit/base (bench-v2's default) carried over with its bench-v2
+    factors and source."""
+    from ncap.bench.study.export import fitted_rows, recommended_settings
     from ncap.bench.study.stages import data_sha256
 
-    sha = data_sha256(BENCH)
+    sha = data_sha256(BENCH_V3)
+    report = _json(STUDY_V3 / "report.json")
     fresh = recommended_settings(
-        _json(STUDY / "selection.json"), _json(STUDY / "report.json"), source=BENCH.name, sha=sha
+        _json(STUDY_V3 / "selection.json"), report, source=BENCH_V3.name, sha=sha
     )
-    assert _json(DATA / "recommended.json") == json.loads(json.dumps(fresh))
-    assert _json(DATA / "fitted.json")["data_sha256"] == sha
-    assert RECOMMENDED == {"early": "fit/base", "late": "fit/base"}
-    # the recalibration factors in use are the selection half's
-    sel = _json(STUDY / "selection.json")["recalibration"]["fit/base"]
-    for f, k in recommended.RECALIBRATION["fit/base"].items():
-        assert k == {q: sel[str(f)][q] for q in ("68", "95")}
+    shipped_file = _json(DATA / "recommended.json")
+    residuals = shipped_file.pop("residuals")
+    carried = shipped_file.pop("carried")
+    assert set(carried) == {"fit/base"} and carried["fit/base"]["source"] == BENCH.name
+    assert carried["fit/base"]["data_sha256"] == data_sha256(BENCH)
+    assert shipped_file["fits"].pop("fit/base") == list(BASE_FEATURES)
+    v2_factors = _json(STUDY / "selection.json")["recalibration"]["fit/base"]
+    assert shipped_file["recalibration"].pop("fit/base") == {
+        f: {q: k[q] for q in ("68", "95")} for f, k in v2_factors.items()
+    }
+    assert shipped_file == json.loads(json.dumps(fresh))
+    # the default per budget is the report's, its note where nothing beat LO
+    assert recommended.RECOMMENDED_BY_BUDGET == {
+        float(f): {"score": d["score"], "note": d["message"]} for f, d in report["defaults"].items()
+    }
+    assert recommended.RECOMMENDED_BY_BUDGET[0.2] == {
+        "score": "last-observed",
+        "note": "nothing beat the last observed accuracy reliably at this budget",
+    }
+    # LO's residuals: logit(final of the other seed's run) - logit(LO), every kept run of bench-v3
+    rows = fitted_rows(_json(BENCH_V3), fits={"lo": ("lo",)}, workers=1)["lo"]["budgets"]
+    for f, r in rows.items():
+        assert residuals["last-observed"][f] == [g for g in r["gain"] if g is not None]
+        assert len(residuals["last-observed"][f]) == len(r["runs"]) == 1520
+    # fitted.json is still bench-v2's (the v3 study adopted no fitted score)
+    assert _json(DATA / "fitted.json")["data_sha256"] == data_sha256(BENCH)
 
 
 def test_the_shipped_rows_are_a_fresh_export_of_the_benchmark():
+    """fitted.json's rows equal a fresh export of bench-v2 (to the 7 significant digits shipped;
+    a feature that is zero in exact arithmetic, LO's slope on a flat start, comes out as ~1e-16
+    noise that differs between BLAS builds)."""
     from ncap.bench.study.export import fitted_rows
 
     rows = fitted_rows(_json(BENCH), workers=1)
-    assert rows == _json(DATA / "fitted.json")["fits"]
+    shipped_rows = _json(DATA / "fitted.json")["fits"]
+    assert rows.keys() == shipped_rows.keys()
+    for name, spec in rows.items():
+        assert spec["features"] == shipped_rows[name]["features"]
+        for f, r in spec["budgets"].items():
+            s = shipped_rows[name]["budgets"][f]
+            assert r["runs"] == s["runs"]
+            for key in ("x", "gain"):
+                fresh = np.array(r[key], dtype=np.float64)
+                assert np.allclose(fresh, np.array(s[key], dtype=np.float64), rtol=1e-6,
+                                   atol=1e-12, equal_nan=True)  # fmt: skip
 
 
 def _rows(budget: float):
@@ -168,15 +208,27 @@ def test_a_feature_some_candidates_lack_is_left_out_for_all_with_a_note():
     assert records[2]["score"]["value"] is None and "lo" in records[2]["score"]["reason"]
 
 
-def test_the_prediction_falls_back_to_the_extrapolation_for_scores_that_predict_none():
-    r = _record("a", [0.55, 0.62])
+def test_a_score_that_predicts_none_shows_los_distribution_else_the_extrapolation(monkeypatch):
+    """A ranking score that predicts no accuracy (a rank average, tse-e1): the prediction column
+    is the last observed accuracy's empirical distribution (bench-v3's residuals); without shipped
+    residuals, the run's own extrapolation."""
+    from ncap.predict.recommended import empirical_prediction
+    from ncap.predict.scores import nc_name
+    from ncap.ranking import scoring
+
+    r = _record("a", [0.55, 0.62, 0.7])
     r |= {"predicted_accuracy": 0.8, "fit": {"link": "logit", "link_mean": 1.2, "link_std": 0.3}}
     score_candidates([r], parse_score("tse-e1"), budget_steps=8, steps_per_epoch=8,
                      full_epochs=10)  # fmt: skip
     predictor = PredictorSettings(variant="abs-mean", link="logit")  # the fit above is logit's
-    add_predictions([r], predictor, 0.1)
-    from ncap.predict.scores import nc_name
+    add_predictions([r], predictor, 0.1, budget_steps=8)  # 8 steps: the first two points
+    expected = empirical_prediction("last-observed", 0.62, 0.1)
+    assert r["prediction"]["by"] == "last-observed"
+    assert r["prediction"]["accuracy"] == expected["accuracy"] > 0.62
+    assert r["prediction"]["95"] == expected["95"] and r["prediction"]["calibrated"] is True
 
+    monkeypatch.setattr(scoring, "shipped_residuals", lambda name, fraction: None)
+    add_predictions([r], predictor, 0.1, budget_steps=8)
     assert r["prediction"]["by"] == nc_name(predictor) and r["prediction"]["accuracy"] == 0.8
     lo, hi = r["prediction"]["95"]
     assert lo < sigmoid(1.2) < hi and math.isclose(logit(hi) - 1.2, 1.2 - logit(lo), rel_tol=1e-6)

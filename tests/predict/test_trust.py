@@ -167,6 +167,27 @@ def test_the_calibration_verdict_is_the_committed_check():
         assert 1.05 <= s["mean_realised_regret"] < 1.45 and 3.8 <= s["mean_expected_regret"] < 4.4
 
 
+def test_the_lo_verdict_is_the_committed_v3_check():
+    import json
+    from pathlib import Path
+
+    from ncap.predict.trust import CHECKED
+
+    path = Path(__file__).parents[2] / "benchmarks/results/bench-v3-trust/calibration.json"
+    committed = json.loads(path.read_text())
+    assert committed["checked"]["0.2"] == {"score": "last-observed", "checked": True}
+    assert not any(c["checked"] for f, c in committed["checked"].items() if f != "0.2")
+    own = committed["own"]["0.2"]
+    assert CHECKED["last-observed"]["calibrated"] == own["calibrated"] is False
+    assert own["direction"] == [CHECKED["last-observed"]["direction"]] == ["under"]
+    note = CHECKED["last-observed"]["note"]  # the figures the note quotes
+    assert (
+        f"{100 * own['observed_best']:.0f}%" in note and f"{100 * own['mean_p_best']:.0f}%" in note
+    )
+    assert f"({own['mean_realised_regret']:.1f} points)" in note
+    assert f"({own['mean_expected_regret']:.1f})" in note
+
+
 def test_empirical_p_best_matches_the_exact_share_of_residual_pairs():
     # two LO candidates with the benchmark's residuals: P(a best) is the share of (r_a, r_b)
     # pairs with center_a + r_a >= center_b + r_b, enumerated exactly

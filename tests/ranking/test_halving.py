@@ -189,6 +189,7 @@ def test_fixed_strategy_cost_figure(tiny_zoo, tmp_path, digits):
         digits,
         out_dir=tmp_path,
         config=config,
+        score="fit/base",  # a score that reads LogME (the default at 50% of T, LO, does not)
         horizon=Horizon(full_epochs=2.0),
     )
     cost = json.loads((tmp_path / "results.json").read_text())["cost"]
@@ -210,8 +211,10 @@ def test_fixed_strategy_cost_figure(tiny_zoo, tmp_path, digits):
 
 
 def test_the_default_rung_score_is_the_recommended_one(tiny_zoo, tmp_path, digits):
-    """Default halving ranks each rung by the study's recommended score (fit/base): the rung's
-    scores are score_candidates' on the records at that rung, LogME computed once and carried."""
+    """Default halving ranks each rung by the study's recommended score at that rung's budget
+    (bench-v3: LogME at 2.5% of T, the rank average of LO, LogME and beta_eff's slope at 5%): the
+    rung's scores are score_candidates' on the records at that rung, LogME computed once and
+    carried."""
     from ncap.predict.recommended import resolve_score
     from ncap.ranking.scoring import score_candidates
 
@@ -231,9 +234,10 @@ def test_the_default_rung_score_is_the_recommended_one(tiny_zoo, tmp_path, digit
     by_name = {c["name"]: c for c in data["candidates"]}
     free = {n: c["backbone"]["logme"] for n, c in by_name.items()}
     assert all(isinstance(v, float) for v in free.values())
-    spec = resolve_score("recommended", 6 / (40 * 6))[0]
-    assert spec.name == "fit/base"
+    names = []
     for r in rungs:
+        spec = resolve_score("recommended", r["steps"] / (40 * 6))[0]
+        names.append(spec.name)
         records = [
             by_name[n] | {"trajectory": [p for p in by_name[n]["trajectory"]
                                          if p["step"] <= r["steps"]]}
@@ -242,11 +246,12 @@ def test_the_default_rung_score_is_the_recommended_one(tiny_zoo, tmp_path, digit
         score_candidates(records, spec, budget_steps=r["steps"], steps_per_epoch=6,
                          full_epochs=40.0)  # fmt: skip
         assert r["scores"] == {rec["name"]: rec["score"]["value"] for rec in records}
+    assert names[:2] == ["logme", "ravg/lo+logme+dyn/interval/mean-abs"]
     assert result.cost["full_epochs"] == 40.0 and result.cost["fraction"] < 0.2
-    # the trust statement of the last rung that compared candidates, its pick that rung's leader
+    # the trust statement of the last rung that compared candidates: a rank average gives no
+    # predictive distribution, and the statement says so instead of a probability
     trust = data["settings"]["score"]["trust"]
-    last = [r for r in rungs if len(r["ranked"]) > 1][-1]
-    assert trust["pick"] == last["ranked"][0] and 0.0 <= trust["p_best"] <= 1.0
+    assert trust["p_best"] is None and "gives no predictive distribution" in trust["reason"]
     with pytest.raises(ConfigError, match="unknown rung score 'best'"):
         HalvingSettings(score="best")
 
@@ -261,6 +266,7 @@ def test_target_epochs_sets_the_budget_share_without_training_to_it(tiny_zoo, tm
         digits,
         out_dir=tmp_path / "t",
         config=config,
+        score="fit/base",  # a fitted score: the budget picks which of its fits is used
         horizon=Horizon(target_epochs=20.0),
     )
     assert result.settings["score"]["budget_fraction"] == pytest.approx(0.05)

@@ -201,7 +201,9 @@ def test_rank_records_the_given_values_and_rescoring_needs_no_training(tmp_path,
     models = [("narrow", _mlp), ("wide", lambda: _mlp(96))]
     given = {"obj:narrow": 0.55, "obj:wide": 0.75}
     out = tmp_path / "out"
-    result = rank(models, digits, out_dir=out, config=SMALL, source_accuracy=given)
+    # fit/base reads a source accuracy (the bench-v3 defaults do not: they are refused there)
+    result = rank(models, digits, out_dir=out, config=SMALL, source_accuracy=given,
+                  score="fit/base")  # fmt: skip
     data = json.loads((out / "results.json").read_text())
     assert data["settings"]["source_accuracy"] == {"given": given, "replaced": {}}
     assert any("source accuracy given by the user for obj:narrow (0.55)" in n
@@ -214,7 +216,8 @@ def test_rank_records_the_given_values_and_rescoring_needs_no_training(tmp_path,
         assert "source_accuracy" not in c["backbone"]  # the model's own record is left alone
     with_values = {c["name"]: c["score"]["value"] for c in result.candidates}
     # the values are not part of the resume check: the same runs are scored again without them
-    again = rank(models, digits, out_dir=out, config=SMALL, execution=Execution(mode="resume"))
+    again = rank(models, digits, out_dir=out, config=SMALL, execution=Execution(mode="resume"),
+                 score="fit/base")  # fmt: skip
     assert [c["cost_seconds"] for c in again.candidates] == [
         c["cost_seconds"] for c in result.candidates
     ]  # reused, not retrained
@@ -235,6 +238,7 @@ def test_rank_records_the_given_values_and_rescoring_needs_no_training(tmp_path,
         config=SMALL,
         source_accuracy=path,
         execution=Execution(mode="resume"),
+        score="fit/base",
     )
     assert {c["name"]: c["score"]["value"] for c in third.candidates} == pytest.approx(with_values)
 
@@ -245,8 +249,14 @@ def test_refused_before_training_when_the_score_reads_none(tmp_path, digits):
         rank([("narrow", _mlp)], digits, out_dir=out, config=SMALL, score="last-observed",
              source_accuracy={"obj:narrow": 0.5})  # fmt: skip
     assert not (out / "candidates").exists()
-    with pytest.raises(ConfigError, match="not candidate"):
+    # the default (bench-v3's study kept no source accuracy in it) reads none either
+    with pytest.raises(
+        ConfigError, match=r"score ravg/lo\+logme\S* does not read a source accuracy"
+    ):
         rank([("narrow", _mlp)], digits, out_dir=out, config=SMALL,
+             source_accuracy={"obj:narrow": 0.5})  # fmt: skip
+    with pytest.raises(ConfigError, match="not candidate"):
+        rank([("narrow", _mlp)], digits, out_dir=out, config=SMALL, score="fit/base",
              source_accuracy={"narrow": 0.5})  # fmt: skip
     with pytest.raises(ConfigError, match="does not read a source accuracy"):
         rank(
@@ -281,7 +291,7 @@ def test_cli_help_names_the_flags(capsys):
         main(["rank", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "--source-accuracy NAME=VALUE" in text and "--source-accuracy-file PATH" in text
-    assert "bench-v3 study to decide" in text
+    assert "the default, chosen on bench-v3, reads none" in text
 
 
 def test_cli_passes_flags_and_file_to_the_ranking(tmp_path, monkeypatch, capsys):
@@ -295,7 +305,7 @@ def test_cli_passes_flags_and_file_to_the_ranking(tmp_path, monkeypatch, capsys)
     out = tmp_path / "out"
     code = main(["rank", "--models", "py:tiny_models:narrow,py:tiny_models:wide", "--data",
                  "digits", "--n-train", "256", "--n-val", "128", "--epochs", "1", "--eval-every",
-                 "1", "--no-progress", "--out", str(out),
+                 "1", "--no-progress", "--out", str(out), "--score", "fit/base",
                  "--source-accuracy", "py:tiny_models:narrow=0.55",
                  "--source-accuracy-file", str(tmp_path / "acc.json")])  # fmt: skip
     table = capsys.readouterr().out
@@ -321,7 +331,7 @@ def test_halving_reads_and_records_them(tmp_path, digits):
         digits,
         out_dir=out,
         config=config,
-        strategy=Halving(HalvingSettings(eta=2, min_budget=1.0)),
+        strategy=Halving(HalvingSettings(eta=2, min_budget=1.0, score="fit/base")),
         source_accuracy=given,
         horizon=Horizon(target_epochs=40.0),
     )

@@ -240,18 +240,19 @@ def add_strategy_args(p: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="halving: what the candidates of a rung are ranked by: any --score name, "
         "last-observed (what ASHA/Hyperband use) or predicted (the extrapolation to beta_eff = 0) "
-        "(default: %(default)s, the score bench-v2's study adopted)",
+        "(default: %(default)s, the score bench-v3's study adopted at the rung's budget)",
     )
     g.add_argument(
         "--score",
         default=None,
         metavar="NAME",
-        help="fixed: what candidates are ranked by. Default: 'recommended', the score the "
-        "pre-registered study on bench-v2 adopted (fit/base: a model fitted on the benchmark "
-        "that predicts the final accuracy from the last observed accuracy, its early slope, the "
-        "training loss, LogME, size and source accuracy; it reads no beta_eff; "
-        "docs/benchmark.md); 'paper': the paper's extrapolation to beta_eff = 0; or any score by "
-        "name, e.g. last-observed, nc/interval/abs-mean/quadratic/b0/logit, ravg/lo+params",
+        help="fixed: what candidates are ranked by. Default: 'recommended', what the "
+        "pre-registered study on bench-v3 adopted at the budget's share of T: logme at about "
+        "2.5%%, ravg/lo+logme+dyn/interval/mean-abs (the rank average of the last observed "
+        "accuracy, LogME and beta_eff's early decay) at 5-10%%, last-observed from 20%% "
+        "(docs/benchmark.md); 'paper': the paper's extrapolation to beta_eff = 0; 'fit/base': "
+        "bench-v2's fitted default; or any score by name, e.g. last-observed, "
+        "nc/interval/abs-mean/quadratic/b0/logit, ravg/lo+params",
     )
     g.add_argument(
         "--keep-checkpoints",
@@ -262,8 +263,8 @@ def add_strategy_args(p: argparse.ArgumentParser) -> None:
 
 def add_source_accuracy_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group(
-        "source accuracy (read only by scores that read one, e.g. fit/base; whether it stays a "
-        "feature of the default is for the bench-v3 study to decide)"
+        "source accuracy (read only by scores that read one, e.g. fit/base; the default, "
+        "chosen on bench-v3, reads none)"
     )
     g.add_argument(
         "--source-accuracy",

@@ -63,7 +63,7 @@ def _add_rank(sub: argparse._SubParsersAction) -> None:
     rank = sub.add_parser(
         "rank",
         help="rank candidate models on a dataset",
-        description="Fine-tune each candidate briefly under a frozen random probe, predict its final accuracy and rank. By default the prediction is the recommended score (fit/base: the early learning curve, LogME and size, no beta_eff); --score paper extrapolates beta_eff to 0 as the paper does. beta_eff is recorded either way.",
+        description="Fine-tune each candidate briefly under a frozen random probe, predict its final accuracy and rank. By default candidates are ranked by the score the bench-v3 study recommends for the budget's share of T (LogME, a rank average of the last observed accuracy, LogME and beta_eff's decay, or the last observed accuracy); --score paper extrapolates beta_eff to 0 as the paper does. beta_eff is recorded either way.",
     )
     rank.add_argument(
         "--models", required=True, help="comma-separated candidate names (see `ncap zoo`)"
@@ -331,7 +331,7 @@ def _add_bench_export_recommended(bench_sub: argparse._SubParsersAction) -> None
     export = bench_sub.add_parser(
         "export-recommended",
         help="write what ncap rank ships from a finished study (recommended score, fitted rows)",
-        description="From a benchmark results file and its committed study (selection.json and report.json), write the package data `ncap rank` reads: recommended.json (the adopted score per budget bin, the dynamics' orientation, the interval recalibration factors) and fitted.json (the training rows of the shipped fitted score, fit/base).",
+        description="From a benchmark results file and its committed study (selection.json and report.json), write the package data `ncap rank` reads: recommended.json (the adopted score per budget, the dynamics' orientation, the interval recalibration factors and, for bench-v3, the last observed accuracy's residuals) and fitted.json (the training rows of the shipped fitted scores; a bench-v3 export keeps the fitted scores it did not adopt, fit/base, as named alternatives).",
     )
     export.add_argument("results", help="results JSON the study was computed from")
     export.add_argument(

@@ -11,7 +11,7 @@ imported itself (``import ncap`` and ``import ncap.integrations`` import none of
 - :mod:`ncap.integrations.ray` (``ncap[ray]``): ``NcapStopper``, a ``ray.tune.Stopper``.
 
 The framework-free parts: :mod:`~ncap.integrations.curve` (a trial's learning curve and its
-predicted final accuracy with ncap's recommended score), :mod:`~ncap.integrations.rule` (the
-equal-budget pruning rule) and :mod:`~ncap.integrations.tap` (the probe read on a user's feature
-layer).
+predicted final accuracy, by default LO with bench-v3's residuals), :mod:`~ncap.integrations.rule`
+(the equal-budget pruning rule) and :mod:`~ncap.integrations.tap` (the probe read on a user's
+feature layer).
 """

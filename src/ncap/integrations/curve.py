@@ -1,17 +1,23 @@
-"""A trial's learning curve and its predicted final accuracy, with ncap's recommended score.
+"""A trial's learning curve and its predicted final accuracy.
 
 A framework integration records, at each evaluation, the training step, the epoch, the validation
 accuracy and the mean training loss since the previous evaluation (and beta_eff when a probe is
 attached) as :class:`~ncap.results.TrajectoryPoint`-shaped dicts. :func:`predict_final` turns the
 points up to a step into a :class:`FinalPrediction`: the final validation accuracy after
-``full_epochs`` predicted by the score ncap recommends for that share of the full budget
-(:func:`ncap.predict.recommended.resolve_score`; today ``fit/base``, a Bayesian ridge on the last
-observed accuracy, its slope, the training loss and the model's size, fitted on bench-v2), with its
-68% and 95% intervals recalibrated as ``ncap rank`` does
-(:func:`ncap.predict.recommended.predicted_interval`).
+``full_epochs`` predicted by the score that predicts one run's accuracy at that share of the full
+budget (:func:`ncap.predict.recommended.resolve_trial_score`). By default that is the last observed
+accuracy (LO) with its predictive distribution from bench-v3: ``sigmoid(logit(LO) + r)``, r the
+residuals ``logit(final) - logit(LO)`` the benchmark recorded at the study budget nearest the
+run's; the prediction is its median and the 68% and 95% intervals its central quantiles. (The
+study's defaults at 2.5-10% of T, LogME and a rank average, order candidates against each other
+and predict no single run's accuracy; LO is the default at 20%, and nothing else beat it there.)
 
-Features the caller cannot give (LogME, the source accuracy of ncap's own zoo) are left out of the
-fitted model, as ``ncap rank`` does for candidates that lack them.
+``score="fit/base"`` (a Bayesian ridge on LO, its slope, the training loss and the model's size,
+fitted on bench-v2: the default before bench-v3, which did not beat LO there) or an ``nc/...``
+extrapolation predicts with an sd instead, recalibrated as ``ncap rank`` does
+(:func:`ncap.predict.recommended.predicted_interval`). Features the caller cannot give (LogME, the
+source accuracy of ncap's own zoo) are left out of a fitted model, as ``ncap rank`` does for
+candidates that lack them.
 """
 
 from __future__ import annotations
@@ -25,14 +31,20 @@ import numpy as np
 
 from ncap.exceptions import ConfigError
 from ncap.predict.features import base_features, sigmoid
-from ncap.predict.recommended import Fitted, predicted_interval, resolve_score
+from ncap.predict.recommended import (
+    Fitted,
+    empirical_prediction,
+    predicted_interval,
+    resolve_trial_score,
+)
 from ncap.predict.scores import run_score
-from ncap.predict.shipped import ShippedFit, fitted_gain
+from ncap.predict.shipped import ShippedFit, fitted_gain, shipped_residuals
 
-__all__ = ["CONFIDENCES", "FinalPrediction", "LearningCurve", "predict_final"]
+__all__ = ["CONFIDENCES", "FinalPrediction", "LearningCurve", "check_score", "predict_final"]
 
 CONFIDENCES = {0.68: "68", 0.95: "95"}  # the calibrated interval levels
 Fitter = Callable[[str, Sequence[str], "float | None"], ShippedFit]
+Residuals = Callable[[str, "float | None"], "tuple[float, tuple[float, ...]] | None"]
 
 
 def check_confidence(confidence: float) -> str:
@@ -46,12 +58,21 @@ def check_confidence(confidence: float) -> str:
     )
 
 
+def check_score(score: str | None) -> str | None:
+    """``score`` when it predicts one run's final accuracy (a bad name fails here, before any
+    training; :func:`ncap.predict.recommended.resolve_trial_score`)."""
+    resolve_trial_score(score, None)
+    return score
+
+
 @dataclass(frozen=True)
 class FinalPrediction:
     """A predicted final accuracy. ``intervals`` maps "68" and "95" to ``(low, high)`` (empty when
     the score has no spread); ``calibrated`` says whether the study's factors widened them;
     ``budget_fraction`` is the observed share of the full budget (None when it is unknown) and
-    ``extrapolated`` whether it lies outside the 2.5-20% the score was chosen for."""
+    ``extrapolated`` whether it lies outside the 2.5-20% the score was chosen for. For the last
+    observed accuracy (the default) ``calibrated`` means the intervals are quantiles of the
+    residuals the benchmark recorded (:func:`predict_final`)."""
 
     accuracy: float
     by: str
@@ -114,15 +135,21 @@ def predict_final(
     logme: float | None = None,
     source_accuracy: float | None = None,
     max_step: int | None = None,
+    score: str | None = None,
     fitter: Fitter = fitted_gain,
+    residuals: Residuals = shipped_residuals,
 ) -> FinalPrediction | None:
     """The final accuracy predicted from ``points`` up to ``max_step`` (default: the last), or
     None when there is no finite validation accuracy yet.
 
     ``full_epochs`` is the full budget T; ``parameters`` and ``num_features`` describe the model
-    (left out of the fit when unknown). ``fitter`` returns the fitted model of a ``fit/...``
-    score (default: the shipped one, :func:`ncap.predict.shipped.fitted_gain`); the replay of
-    ``benchmarks/pruner_replay.py`` passes one refitted without the replayed target.
+    (left out of the fit when unknown). ``score`` names the score that predicts (module doc;
+    None: the default, :func:`ncap.predict.recommended.resolve_trial_score`). ``fitter`` returns
+    the fitted model of a ``fit/...`` score (default: the shipped one,
+    :func:`ncap.predict.shipped.fitted_gain`) and ``residuals`` the study budget and residuals of
+    a score without an sd (default: the shipped ones,
+    :func:`ncap.predict.shipped.shipped_residuals`); the replay of ``benchmarks/pruner_replay.py``
+    passes both computed without the replayed target.
     """
     if not steps_per_epoch > 0:
         raise ConfigError(f"steps_per_epoch must be > 0, got {steps_per_epoch!r}.")
@@ -136,7 +163,7 @@ def predict_final(
     if not within or not math.isfinite(float(within[-1].get("val_accuracy", math.nan))):
         return None
     fraction = None if full_epochs is None else max_step / (full_epochs * steps_per_epoch)
-    spec, _ = resolve_score(None, fraction)
+    spec = resolve_trial_score(score, fraction)  # a bad name fails here
     free = {
         "parameters": parameters,
         "num_features": num_features,
@@ -154,15 +181,24 @@ def predict_final(
         if out is None:
             return None
         accuracy, link, mean, sd, interval_fraction = out
-    else:  # a per-run score that predicts an accuracy (the recommended score is fit/base today)
-        score = spec.score(within, max_step, context)  # (oriented by the spec's own sign)
-        if score.predicted is None:
+    else:  # a per-run score that predicts an accuracy: LO (the default) or an extrapolation
+        run = spec.score(within, max_step, context)  # (oriented by the spec's own sign)
+        if run.predicted is None:
             return None
-        accuracy, link, mean, sd = score.predicted, score.link, score.link_mean, score.link_sd
+        accuracy, link, mean, sd = run.predicted, run.link, run.link_mean, run.link_sd
         interval_fraction = fraction
     intervals: dict[str, tuple[float, float]] = {}
     calibrated = False
-    if link is not None and mean is not None and sd is not None and math.isfinite(sd):
+    empirical = None
+    if link is None:  # no sd: the benchmark's residuals at the nearest budget
+        empirical = empirical_prediction(spec.name, accuracy, fraction, residuals=residuals)
+    if empirical is not None:
+        accuracy = empirical["accuracy"]
+        intervals = {
+            k: (float(empirical[k][0]), float(empirical[k][1])) for k in CONFIDENCES.values()
+        }
+        calibrated = True
+    elif link is not None and mean is not None and sd is not None and math.isfinite(sd):
         iv = predicted_interval(spec.name, link, mean, sd, interval_fraction)
         calibrated = bool(iv["calibrated"])
         intervals = {k: (float(iv[k][0]), float(iv[k][1])) for k in CONFIDENCES.values()}

@@ -15,7 +15,7 @@ What it logs through the module's logger (``pl_module.log``), at every validatio
 ``ncap/beta_eff/<variant>`` over the training samples since the previous validation (the interval
 of an evaluation point, as ``ncap rank`` records it), and ``ncap/predicted_final_acc`` with its 95%
 interval (``ncap/predicted_final_acc_low95``, ``..._high95``): the final ``monitor`` value after
-``max_epochs`` predicted by ncap's recommended score (:mod:`ncap.integrations.curve`). With
+``max_epochs`` predicted as :mod:`ncap.integrations.curve` says (by default LO). With
 ``log_every_n_steps=k`` beta_eff is also read and logged every ``k`` optimiser steps, over the
 samples since the previous read. The probe reads the feature layer as
 :class:`~ncap.integrations.tap.ProbeTap` describes; the model and its training are untouched.
@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from ncap.exceptions import ConfigError, MissingDependency
-from ncap.integrations.curve import FinalPrediction, LearningCurve
+from ncap.integrations.curve import FinalPrediction, LearningCurve, check_score
 from ncap.integrations.tap import FeatureLayer, ProbeTap
 from ncap.training.config import CHEAP_VARIANTS
 
@@ -84,6 +84,9 @@ class NcapCallback(Callback):
         ``batch -> labels`` (default :func:`default_labels`).
     lr : float, optional
         The learning rate that scales beta_eff (default: the first optimiser's at the start).
+    score : str, optional
+        The score that predicts the final accuracy (default None: the last observed accuracy
+        with bench-v3's residuals, :mod:`ncap.integrations.curve`; e.g. "fit/base").
     hidden, variants, seed
         The probe's (:class:`~ncap.integrations.tap.ProbeTap`).
     """
@@ -98,11 +101,13 @@ class NcapCallback(Callback):
         log_every_n_steps: int | None = None,
         labels: Callable[[Any], torch.Tensor] = default_labels,
         lr: float | None = None,
+        score: str | None = None,
         hidden: Sequence[int] = (128, 64, 32),
         variants: str | Iterable[str] = CHEAP_VARIANTS,
         seed: int = 0,
     ) -> None:
         super().__init__()
+        self.score = check_score(score)
         self.tap = ProbeTap(feature_layer, num_classes, hidden=hidden, variants=variants, seed=seed)
         self.monitor, self.full_epochs, self.lr = monitor, full_epochs, lr
         self.log_every_n_steps, self.labels = log_every_n_steps, labels
@@ -216,7 +221,10 @@ class NcapCallback(Callback):
         if pl_module is not None:
             parameters = sum(p.numel() for p in pl_module.parameters())
         return self.curve.predict(
-            self.full_epochs, parameters=parameters, num_features=self.tap.num_features
+            self.full_epochs,
+            parameters=parameters,
+            num_features=self.tap.num_features,
+            score=self.score,
         )
 
     # -- checkpoints -----------------------------------------------------------------------------

@@ -2,10 +2,10 @@
 confidence, worse than the best trial's at the same budget, and a helper that reports beta_eff and
 the prediction as trial user attributes (``pip install 'ncap[optuna]'``).
 
-Optuna's own pruners compare the current value (median, percentile, successive halving,
-Hyperband). :class:`NcapPruner` compares what each trial will reach: at every reported step it
-predicts the trial's final accuracy from its values so far (ncap's recommended score for that share
-of the full budget, :mod:`ncap.integrations.curve`) and prunes by the rule of
+Optuna's own pruners compare the current value (median, percentile, successive halving, Hyperband).
+:class:`NcapPruner` compares what each trial will reach: at every reported step it predicts the
+trial's final accuracy from its values so far (by default LO with bench-v3's residuals for that
+share of the full budget, :mod:`ncap.integrations.curve`) and prunes by the rule of
 :mod:`ncap.integrations.rule`, against the other trials' predictions from the *same* step.
 
 .. code-block:: python
@@ -35,7 +35,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from ncap.exceptions import ConfigError, MissingDependency
-from ncap.integrations.curve import FinalPrediction, check_confidence, predict_final
+from ncap.integrations.curve import (
+    FinalPrediction,
+    check_confidence,
+    check_score,
+    predict_final,
+)
 from ncap.integrations.rule import Decision, EqualBudgetBook
 
 try:
@@ -111,6 +116,9 @@ class NcapPruner(BasePruner):
         Pruning is off for a trial until its step exceeds this, as in ``MedianPruner``.
     min_rivals : int
         Trials that must have reported the same step before one is pruned there.
+    score : str, optional
+        The score that predicts the final accuracy (default None: the last observed accuracy
+        with bench-v3's residuals, :mod:`ncap.integrations.curve`; e.g. "fit/base").
     """
 
     def __init__(
@@ -122,7 +130,9 @@ class NcapPruner(BasePruner):
         n_startup_trials: int = 1,
         n_warmup_steps: int = 0,
         min_rivals: int = 1,
+        score: str | None = None,
         fitter=None,
+        residuals=None,
     ) -> None:
         if not (isinstance(max_resource, int | float) and max_resource > 0):
             raise ConfigError(
@@ -142,7 +152,10 @@ class NcapPruner(BasePruner):
         self.n_startup_trials = int(n_startup_trials)
         self.n_warmup_steps = int(n_warmup_steps)
         self.min_rivals = int(min_rivals)
-        self._fitter = fitter
+        self.score = check_score(score)
+        self._hooks = {
+            k: v for k, v in (("fitter", fitter), ("residuals", residuals)) if v is not None
+        }
         self._books: dict[str, EqualBudgetBook] = {}
         self._trials: dict[tuple[str, int], optuna.trial.FrozenTrial] = {}
 
@@ -152,7 +165,6 @@ class NcapPruner(BasePruner):
     ) -> FinalPrediction | None:
         """The trial's predicted final accuracy from its reports up to ``step`` (default: all)."""
         model = trial.user_attrs.get(MODEL, {})
-        kwargs = {"fitter": self._fitter} if self._fitter is not None else {}
         return predict_final(
             trial_points(trial, step, steps_per_epoch=self.steps_per_epoch),
             steps_per_epoch=self.steps_per_epoch,
@@ -160,7 +172,8 @@ class NcapPruner(BasePruner):
             parameters=model.get("parameters"),
             num_features=model.get("num_features"),
             max_step=step,
-            **kwargs,
+            score=self.score,
+            **self._hooks,
         )
 
     def _book(self, study: optuna.study.Study) -> EqualBudgetBook:

@@ -52,7 +52,7 @@ import math
 from typing import Any
 
 from ncap.exceptions import ConfigError, MissingDependency
-from ncap.integrations.curve import FinalPrediction, LearningCurve, check_confidence
+from ncap.integrations.curve import FinalPrediction, LearningCurve, check_confidence, check_score
 from ncap.integrations.rule import Decision, EqualBudgetBook
 
 try:
@@ -83,13 +83,16 @@ class NcapStopper(Stopper):
     steps_per_epoch : float
         ``time_attr`` units per epoch (1: one result per epoch).
     loss_metric : str, optional
-        The mean training loss in each result (a feature of ncap's score).
+        The mean training loss in each result (a feature of ``score="fit/base"``).
     parameters : int, optional
         The model's size, when all trials share it; or ``parameters_metric``, a result key.
     grace_period : int
         No stopping before this ``time_attr`` (as ASHA's ``grace_period``).
     min_rivals : int
         Trials that must have reported the same iteration before one is stopped there.
+    score : str, optional
+        The score that predicts the final accuracy (default None: the last observed accuracy
+        with bench-v3's residuals, :mod:`ncap.integrations.curve`; e.g. "fit/base").
     """
 
     def __init__(
@@ -106,6 +109,7 @@ class NcapStopper(Stopper):
         parameters_metric: str | None = None,
         grace_period: int = 1,
         min_rivals: int = 1,
+        score: str | None = None,
     ) -> None:
         if mode != "max":
             raise ConfigError(
@@ -120,6 +124,7 @@ class NcapStopper(Stopper):
         self.steps_per_epoch, self.loss_metric = float(steps_per_epoch), loss_metric
         self.parameters, self.parameters_metric = parameters, parameters_metric
         self.grace_period = int(grace_period)
+        self.score = check_score(score)
         self.curves: dict[str, LearningCurve] = {}
         self.sizes: dict[str, int | None] = {}
         self.predictions: dict[str, FinalPrediction | None] = {}
@@ -130,7 +135,7 @@ class NcapStopper(Stopper):
         curve = self.curves[trial_id]
         points = [p for p in curve.points if p["step"] <= step]
         return LearningCurve(curve.steps_per_epoch, points).predict(
-            self.max_t / self.steps_per_epoch, parameters=self.sizes.get(trial_id)
+            self.max_t / self.steps_per_epoch, parameters=self.sizes.get(trial_id), score=self.score
         )
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
@@ -192,6 +197,7 @@ class NcapScheduler(FIFOScheduler):
         parameters_metric: str | None = None,
         grace_period: int = 1,
         min_rivals: int = 1,
+        score: str | None = None,
     ) -> None:
         super().__init__()
         _check_mode(mode)
@@ -206,6 +212,7 @@ class NcapScheduler(FIFOScheduler):
             parameters_metric=parameters_metric,
             grace_period=grace_period,
             min_rivals=min_rivals,
+            score=score,
         )
         self._metric, self._mode = metric, mode
         self.stopped: dict[str, int] = {}

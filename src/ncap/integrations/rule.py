@@ -2,11 +2,11 @@
 
 A trial is stopped at budget ``b`` (a step both it and its rivals reported) when the upper end of
 its predicted final accuracy's ``confidence`` interval (:class:`~ncap.integrations.curve.
-FinalPrediction`, ncap's recommended score at that share of the full budget) lies below the best
-predicted final accuracy among the other trials *at the same budget* ``b``: it is then, with that
-confidence, worse than the best trial. Trials are compared at equal budgets only (the prediction
-from ``b`` steps of one trial against the predictions from ``b`` steps of the others, never a
-finished trial's final value), so a slow starter is not judged against a finished curve.
+FinalPrediction`, the score that predicts one run at that share of the full budget) lies below the
+best predicted final accuracy among the other trials *at the same budget* ``b``: it is then, with
+that confidence, worse than the best trial. Trials are compared at equal budgets only (the
+prediction from ``b`` steps of one trial against the predictions from ``b`` steps of the others,
+never a finished trial's final value), so a slow starter is not judged against a finished curve.
 
 The trial with the highest prediction at a budget is never stopped there (its upper end is at
 least its own prediction).

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from ncap.exceptions import ConfigError, MissingDependency
-from ncap.integrations.curve import FinalPrediction, LearningCurve
+from ncap.integrations.curve import FinalPrediction, LearningCurve, check_score
 from ncap.integrations.tap import FeatureLayer, ProbeTap
 from ncap.training.config import CHEAP_VARIANTS
 
@@ -61,6 +61,9 @@ class NcapTrainerCallback(TrainerCallback):
         The full budget T (default: ``args.num_train_epochs``, or ``max_steps`` in epochs).
     lr : float, optional
         The learning rate that scales beta_eff (default: ``args.learning_rate``).
+    score : str, optional
+        The score that predicts the final accuracy (default None: the last observed accuracy
+        with bench-v3's residuals, :mod:`ncap.integrations.curve`; e.g. "fit/base").
     hidden, variants, seed
         The probe's (:class:`~ncap.integrations.tap.ProbeTap`).
     """
@@ -73,10 +76,12 @@ class NcapTrainerCallback(TrainerCallback):
         metric: str = "eval_accuracy",
         full_epochs: float | None = None,
         lr: float | None = None,
+        score: str | None = None,
         hidden: Sequence[int] = (128, 64, 32),
         variants: str | Iterable[str] = CHEAP_VARIANTS,
         seed: int = 0,
     ) -> None:
+        self.score = check_score(score)
         self.tap = ProbeTap(feature_layer, num_classes, hidden=hidden, variants=variants, seed=seed)
         self.metric, self.full_epochs, self.lr = metric, full_epochs, lr
         self.history: list[dict[str, Any]] = []  # {"step", "beta_eff"} per read
@@ -180,5 +185,8 @@ class NcapTrainerCallback(TrainerCallback):
         if self.curve is None:
             return None
         return self.curve.predict(
-            self.full_epochs, parameters=self._parameters, num_features=self.tap.num_features
+            self.full_epochs,
+            parameters=self._parameters,
+            num_features=self.tap.num_features,
+            score=self.score,
         )

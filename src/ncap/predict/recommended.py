@@ -1,10 +1,13 @@
-"""ncap's recommended ranking score, as chosen by the pre-registered study on bench-v2.
+"""ncap's recommended ranking score, as chosen by the pre-registered studies (bench-v3 today).
 
-docs/benchmark-v2-protocol.md fixes how: per budget bin (``early`` = 2.5-5% of the full budget T,
-``late`` = 10-20%), the default is the study's adopted score for that bin; a budget fraction below
-sqrt(0.05 * 0.1) ~ 7.07% uses ``early``, any other ``late``; with T unknown, ``late`` is used and the
-output says so. ``tests/predict/test_recommended.py`` checks these constants against the committed study
-(``benchmarks/results/bench-v2-study/``).
+docs/benchmark-v3-protocol.md (section 3.5) fixes how: the default is the study's adopted score at
+the study budget (2.5, 5, 10 or 20% of the full budget T) nearest the run's in log f, with the
+study's note where nothing beat the last observed accuracy reliably; with T unknown, the 10% choice
+is used and the output says so. A study that decided per budget bin (bench-v2's protocol: ``early``
+= 2.5-5%, ``late`` = 10-20%, split at sqrt(0.05 * 0.1) ~ 7.07%) is still read per bin.
+``tests/predict/test_recommended.py`` checks these constants against the committed study
+(``benchmarks/results/bench-v3-study/``). :func:`resolve_trial_score` gives the score that predicts
+one run's final accuracy (the framework integrations).
 
 A score is parsed once (:func:`parse_score`) into a frozen object: a per-run score
 (:mod:`ncap.predict.scores`: extrapolation, dynamics feature, baseline), a :class:`RankAverage` of
@@ -19,9 +22,16 @@ from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from ncap.exceptions import ConfigError
+from ncap.predict.features import logit, sigmoid
 from ncap.predict.scores import BASELINE_SCORES, PROXY_SCORES, DynamicsFeature, RunScoreSpec
 from ncap.predict.scores import parse_score as parse_run_score
-from ncap.predict.shipped import nearest_budget, recommended_settings, shipped_fits
+from ncap.predict.shipped import (
+    nearest_budget,
+    recommended_settings,
+    shipped_fits,
+    shipped_residuals,
+)
+from ncap.predict.trust import Empirical
 
 __all__ = [
     "EARLY_LATE_BOUNDARY",
@@ -34,10 +44,13 @@ __all__ = [
     "RankAverage",
     "Score",
     "parse_score",
+    "predicts_one_run",
+    "empirical_prediction",
     "predicted_interval",
     "run_parts",
     "recalibration_factor",
     "resolve_score",
+    "resolve_trial_score",
 ]
 
 PAPER = "nc/interval/signed/linear/b0/identity"  # the paper's reading: --score paper
@@ -45,11 +58,12 @@ EARLY_LATE_BOUNDARY = math.sqrt(0.05 * 0.1)
 
 _SHIPPED = recommended_settings()  # ncap/predict/data/recommended.json (ncap.predict.shipped)
 
-# The orientation of the beta_eff dynamics features, frozen on bench-v2's selection half
-# (benchmarks/results/bench-v2-study/selection.json, "sigma"); +1: higher is better.
+# The orientation of the beta_eff dynamics features, frozen on the study's selection half
+# (benchmarks/results/bench-v3-study/selection.json, "sigma"); +1: higher is better.
 SIGMA: dict[str, float] = dict(_SHIPPED["sigma"])
 
-# The adopted default per bin (benchmarks/results/bench-v2-study/report.json, "defaults").
+# The adopted default per bin (bench-v2's study; for bench-v3's, the default at the bin's first
+# budget, kept for readers of the older format).
 RECOMMENDED: dict[str, str] = dict(_SHIPPED["recommended"])
 
 # The adopted default per budget fraction when the study decided per budget (bench-v3's protocol,
@@ -61,7 +75,7 @@ RECOMMENDED_BY_BUDGET: dict[float, dict[str, str | None]] = {
 
 # Split-conformal factors k of the predicted accuracy's interval (m ± k z sd in link space), per
 # predictor and budget fraction, fixed on the selection half
-# (benchmarks/results/bench-v2-study/selection.json, "recalibration").
+# (benchmarks/results/bench-v3-study/selection.json, "recalibration"; fit/base's from bench-v2's).
 RECALIBRATION: dict[str, dict[float, dict[str, float]]] = {
     name: {float(f): dict(k) for f, k in per.items()}
     for name, per in _SHIPPED["recalibration"].items()
@@ -259,6 +273,44 @@ def _resolve_by_budget(
     return parse_score(str(chosen["score"])), "; ".join(notes) or None
 
 
+def predicts_one_run(score: Score) -> bool:
+    """Whether ``score`` predicts one run's final accuracy on its own: a shipped fitted score or a
+    per-run score that predicts an accuracy (an extrapolation, the last observed accuracy); not a
+    rank average, LogME, a zero-cost proxy or a dynamics feature, which only order candidates
+    against each other."""
+    if isinstance(score, Fitted):
+        return True
+    return not isinstance(score, RankAverage) and bool(score.predicts_accuracy)
+
+
+def resolve_trial_score(name: str | None, budget_fraction: float | None) -> Score:
+    """The score that predicts one training run's final accuracy (the framework integrations'
+    callbacks and pruners, :mod:`ncap.integrations.curve`).
+
+    ``name`` when given (it must predict one run's accuracy, :func:`predicts_one_run`); by default
+    the recommended score at that budget (:func:`resolve_score`) when it does, else the last
+    observed accuracy, whose predictive distribution the study ships (its residuals,
+    :func:`ncap.predict.shipped.shipped_residuals`). On bench-v3 the defaults at 2.5-10% of T
+    (LogME, a rank average) order candidates against each other and predict no run's accuracy;
+    at 20% the default is the last observed accuracy itself.
+
+    >>> resolve_trial_score(None, 0.2).name, resolve_trial_score("fit/base", 0.05).name
+    ('last-observed', 'fit/base')
+    """
+    if name not in (None, "recommended"):
+        spec = parse_score(str(name))
+        if not predicts_one_run(spec):
+            raise ConfigError(
+                f"score={name!r} orders candidates against each other and predicts no run's final "
+                "accuracy, which a callback or pruner needs; pass a score that does "
+                "('last-observed', 'fit/base', an nc/... extrapolation such as 'paper') or None "
+                "(the default)."
+            )
+        return spec
+    spec, _ = resolve_score(None, budget_fraction)
+    return spec if predicts_one_run(spec) else parse_score("last-observed")
+
+
 def recalibration_factor(predictor: str, budget_fraction: float | None) -> dict[str, float] | None:
     """The study's factors ``{"68": k, "95": k}`` for ``predictor`` at the budget nearest
     ``budget_fraction`` (in log f); None when it has none or the budget is unknown."""
@@ -293,3 +345,32 @@ def predicted_interval(
             lo, hi = min(max(lo, 0.0), 1.0), min(max(hi, 0.0), 1.0)
         out[q] = [lo, hi]
     return out
+
+
+def empirical_prediction(
+    name: str,
+    value: float,
+    budget_fraction: float | None,
+    *,
+    residuals=shipped_residuals,
+) -> dict[str, object] | None:
+    """The predicted final accuracy of a score without an sd whose residuals the study ships (the
+    last observed accuracy, bench-v3): ``sigmoid(logit(value) + r)``, r the residuals
+    ``logit(final) - logit(LO)`` of the study budget nearest ``budget_fraction``; ``accuracy`` is
+    its median and "68"/"95" its central quantiles, ``calibrated`` True (they are the benchmark's
+    own spread) and ``budget_fraction`` the study budget read. None when none are shipped
+    (``residuals(name, fraction)`` -> ``(budget, residuals)`` or None; a replay passes its own).
+
+    >>> p = empirical_prediction("last-observed", 0.5, 0.2)
+    >>> p["budget_fraction"], p["95"][0] < 0.5 < p["accuracy"] < p["95"][1]
+    (0.2, True)
+    """
+    shipped = residuals(name, budget_fraction)
+    if shipped is None or not math.isfinite(value):
+        return None
+    dist = Empirical(name, float(logit(float(value))), shipped[1])
+    return {
+        "accuracy": float(sigmoid(dist.mean)),
+        "calibrated": True,
+        "budget_fraction": shipped[0],
+    } | {level: list(dist.interval(level)) for level in Z}

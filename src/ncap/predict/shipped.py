@@ -1,7 +1,8 @@
 """What ncap ships from its benchmark study: the recommended score, its settings and fitted models.
 
 The files under ``ncap/predict/data/`` are written by ``ncap bench export-recommended``
-(:mod:`ncap.bench.study.export`) from the committed study of bench-v2; a test checks that they
+(:mod:`ncap.bench.study.export`) from the committed study of bench-v3 (fit/base, its fitted score,
+from bench-v2's, carried over); a test checks that they
 match it. :func:`fitted_gain` fits a shipped fitted score (``fit/base``) on its training rows at
 the study budget nearest the run's (in log budget fraction), with the features a ranking's
 candidates all have. Fits are cached per (score, features, budget).

@@ -3,7 +3,8 @@
 At each rung the surviving candidates are scored on their trajectories so far, higher is better;
 a candidate the score cannot rate (None) ranks below every scored one. :data:`DEFAULT_RUNG_SCORE`
 is the one ``ncap rank --strategy halving`` uses unless told: ``recommended``, the score the
-bench-v2 study adopted (:mod:`ncap.predict.recommended`; ``fit/base``), as for a fixed budget.
+bench-v3 study adopted at the rung's budget (:mod:`ncap.predict.recommended`), as for a fixed
+budget.
 Any score ``ncap rank --score`` accepts works (:func:`score_rung`, via
 :func:`ncap.ranking.scoring.score_candidates` on the rung's records, so a fitted score sees the
 rung's budget as a share of ``--target-epochs``), plus:

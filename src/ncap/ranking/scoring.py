@@ -33,6 +33,7 @@ from ncap.predict.recommended import (
     Fitted,
     RankAverage,
     Score,
+    empirical_prediction,
     predicted_interval,
     recalibration_factor,
     run_parts,
@@ -279,9 +280,14 @@ def add_predictions(
     budget_steps: int | None = None,
 ) -> None:
     """``record["prediction"]``: each successful record's predicted final accuracy, from the
-    ranking score when it predicts one (``by``: its name), else from the run's own extrapolation
-    to beta_eff = 0 (``by``: the predictor's name), with its 68% and 95% intervals (recalibrated
-    on the study's selection half where factors exist; ``calibrated`` says whether).
+    ranking score when it predicts one (``by``: its name), else from the last observed accuracy
+    within the budget (``by``: "last-observed"; the score one run's prediction uses,
+    :func:`ncap.predict.recommended.resolve_trial_score`), else (no residuals shipped) from the
+    run's own extrapolation to beta_eff = 0 (``by``: the predictor's name), with its 68% and 95%
+    intervals (recalibrated on the study's selection half where factors exist; ``calibrated``
+    says whether). A score without an sd whose residuals the study ships (the last observed
+    accuracy) predicts the median of its empirical distribution, with its central quantiles
+    (:func:`ncap.predict.recommended.empirical_prediction`).
 
     A candidate at chance, with too few points or outside the score's fitted range
     (:mod:`ncap.predict.caveats`; ``classes`` is the task's class count) keeps its point value
@@ -297,6 +303,9 @@ def add_predictions(
             link, mean, sd = score.get("link"), score.get("link_mean"), score.get("link_sd")
             if "fit" in score:  # a fitted score's factors: those of the budget it was fitted at
                 fraction = score["fit"]["budget_fraction"]
+        elif (lo := _lo_prediction(r, fraction, budget_steps)) is not None:  # LO's distribution
+            by, accuracy = "last-observed", lo
+            link = mean = sd = None
         else:
             fit = r.get("fit") or {}
             by, accuracy = extrapolation, r.get("predicted_accuracy")
@@ -306,9 +315,28 @@ def add_predictions(
         if accuracy is None:
             continue
         prediction: dict[str, Any] = {"by": by, "accuracy": accuracy}
-        if link is not None and mean is not None and sd is not None and math.isfinite(sd):
+        empirical = empirical_prediction(by, accuracy, fraction) if link is None else None
+        if empirical is not None:  # LO: the benchmark's residuals (its median and quantiles)
+            prediction |= {k: v for k, v in empirical.items() if k != "budget_fraction"}
+        elif link is not None and mean is not None and sd is not None and math.isfinite(sd):
             prediction |= predicted_interval(by, link, mean, sd, fraction)
         r["prediction"] = apply_flags(prediction, list(flags))
+
+
+def _lo_prediction(
+    record: dict[str, Any], fraction: float | None, budget_steps: int | None
+) -> float | None:
+    """The last observed accuracy within the budget when LO's residuals are shipped (its
+    prediction is then :func:`ncap.predict.recommended.empirical_prediction`), else None."""
+    if shipped_residuals("last-observed", fraction) is None:
+        return None
+    points = record.get("trajectory") or []
+    if budget_steps is not None:
+        points = [p for p in points if p["step"] <= budget_steps]
+    if not points:
+        return None
+    value = points[-1].get("val_accuracy")
+    return float(value) if value is not None and math.isfinite(value) else None
 
 
 def budget_to_separate(
