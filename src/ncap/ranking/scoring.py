@@ -38,7 +38,7 @@ from ncap.predict.recommended import (
     recalibration_factor,
     run_parts,
 )
-from ncap.predict.scores import Baseline, nc_name
+from ncap.predict.scores import Baseline, nc_name, run_score
 from ncap.predict.settings import PredictorSettings
 from ncap.predict.shipped import UNKNOWN_BUDGET, fit_budgets, fitted_gain, shipped_residuals
 from ncap.predict.trust import CHECKED, Empirical, Predictive, trust_statement
@@ -331,12 +331,10 @@ def _lo_prediction(
     if shipped_residuals("last-observed", fraction) is None:
         return None
     points = record.get("trajectory") or []
-    if budget_steps is not None:
-        points = [p for p in points if p["step"] <= budget_steps]
     if not points:
         return None
-    value = points[-1].get("val_accuracy")
-    return float(value) if value is not None and math.isfinite(value) else None
+    max_step = budget_steps if budget_steps is not None else points[-1]["step"]
+    return run_score("last-observed", points, max_step, {}).value  # None: no finite LO
 
 
 def budget_to_separate(
